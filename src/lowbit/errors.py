@@ -1,0 +1,38 @@
+"""Errors raised by lowbit.
+
+Every error a user can cause derives from :class:`LowbitError`; the CLI prints
+its message on one line and exits with code 2 (bad input) without a traceback::
+
+    try:
+        lowbit.calibrate("model.onnx", dataset="calib.npz")
+    except LowbitError as err:
+        print(f"error: {err}")
+
+Messages name the file, tensor or node, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+
+class LowbitError(Exception):
+    """Base class of every error lowbit raises for bad input or usage."""
+
+
+class ModelError(LowbitError):
+    """A model file is missing, unreadable, invalid or has an unsupported form."""
+
+
+class DatasetError(LowbitError):
+    """A data set is missing, empty, or does not match the model's inputs."""
+
+
+class CalibrationError(LowbitError):
+    """Calibration could not produce a usable table."""
+
+
+class UnsupportedOpError(LowbitError):
+    """An operator has no rule where one is required."""
+
+
+class UsageError(LowbitError):
+    """An option or argument has a value lowbit cannot use."""

@@ -1,0 +1,76 @@
+"""Run ONNX models on ONNX Runtime's CPU provider.
+
+    runner = OrtRunner("model.onnx", threads=2)
+    outputs = runner.run({"input": x})          # dict name -> array
+    names = runner.output_names
+
+Sessions are created from a path or from serialized bytes, so an in-memory
+model (calibration with every tensor exposed) never touches the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from lowbit.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+ModelSource = str | Path | bytes | onnx.ModelProto
+
+
+def create_session(
+    model: ModelSource,
+    *,
+    threads: int | None = None,
+    optimized_model_path: str | Path | None = None,
+    enable_profiling: bool = False,
+    graph_optimization: bool = True,
+) -> ort.InferenceSession:
+    """Create a CPU inference session; a model ORT cannot load raises ModelError."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    if enable_profiling:
+        options.enable_profiling = True
+    if not graph_optimization:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT raises several unrelated exception types
+        where = "the in-memory model" if isinstance(source, bytes) else source
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"ONNX Runtime cannot load {where}: {first_line}") from err
+
+
+class OrtRunner:
+    """A loaded model that maps input dicts to output dicts."""
+
+    def __init__(self, model: ModelSource, *, threads: int | None = None) -> None:
+        self.session = create_session(model, threads=threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        names = list(output_names) if output_names is not None else self.output_names
+        try:
+            values = self.session.run(names, dict(feeds))
+        except Exception as err:
+            first_line = str(err).strip().splitlines()[0]
+            raise ModelError(f"running the model failed: {first_line}") from err
+        return dict(zip(names, values, strict=True))
