@@ -1,1 +1,22 @@
-"""lowbit.quantize.rules"""
+"""Per-op INT8 rules, one family per module, found through the registry."""
+
+from lowbit.quantize.rules import (  # noqa: F401 - importing registers the rules
+    activation,
+    concat,
+    conv,
+    eltwise,
+    matmul,
+    pool,
+    shape,
+    softmax,
+)
+from lowbit.quantize.rules.registry import (
+    InputRole,
+    OpRule,
+    OutputMode,
+    Role,
+    rule_for,
+    supported_ops,
+)
+
+__all__ = ["InputRole", "OpRule", "OutputMode", "Role", "rule_for", "supported_ops"]

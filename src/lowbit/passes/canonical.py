@@ -1,0 +1,136 @@
+"""The canonical clean-up every stage relies on.
+
+    model, report = canonicalize(onnx_model, input_shapes={"input": (1, 3, 224, 224)})
+    report.summary()   # "37 → 29 nodes: 2 constants lifted, 8 BN folded, ..."
+
+Steps: upgrade opsets below 13 (so per-channel DequantizeLinear is legal), fix
+the input shapes the user gives, lift weights held in Constant nodes into
+initializers, remove Identity and inference Dropout, fold BatchNormalization
+into Conv/Gemm, drop dead nodes, sort, and re-run shape inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import onnx
+import onnx_ir as ir
+from onnx import version_converter
+from onnx_ir.passes.common import (
+    LiftConstantsToInitializersPass,
+    RemoveUnusedNodesPass,
+    TopologicalSortPass,
+)
+
+from lowbit.errors import ModelError, UsageError
+from lowbit.passes.fold_batchnorm import fold_batchnorm
+from lowbit.passes.remove_noops import remove_dropout, remove_identity
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 13
+MAX_IR_VERSION = 10
+
+
+@dataclass
+class CanonicalizeReport:
+    nodes_before: int = 0
+    nodes_after: int = 0
+    opset_before: int = 0
+    opset_after: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{count} {what}" for what, count in self.changes.items() if count]
+        upgraded = (f", opset {self.opset_before} → {self.opset_after}"
+                    if self.opset_after != self.opset_before else "")
+        return (f"{self.nodes_before} → {self.nodes_after} nodes"
+                + (": " + ", ".join(parts) if parts else "") + upgraded)
+
+
+def canonicalize(
+    model: onnx.ModelProto,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    fold_bn: bool = True,
+) -> tuple[onnx.ModelProto, CanonicalizeReport]:
+    report = CanonicalizeReport(nodes_before=len(model.graph.node))
+    report.opset_before = _default_opset(model)
+    model = _upgrade_opset(model)
+    report.opset_after = _default_opset(model)
+    if input_shapes:
+        model = _fix_input_shapes(model, input_shapes)
+
+    ir_model = ir.from_proto(model)
+    constants_before = sum(1 for n in ir_model.graph if n.op_type == "Constant")
+    LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=0)(ir_model)
+    report.changes["constants lifted"] = constants_before - sum(
+        1 for n in ir_model.graph if n.op_type == "Constant")
+    report.changes["Identity removed"] = remove_identity(ir_model)
+    report.changes["Dropout removed"] = remove_dropout(ir_model)
+    if fold_bn:
+        report.changes["BatchNormalization folded"] = fold_batchnorm(ir_model)
+    nodes = len(list(ir_model.graph))
+    RemoveUnusedNodesPass()(ir_model)
+    report.changes["dead nodes removed"] = nodes - len(list(ir_model.graph))
+    TopologicalSortPass()(ir_model)
+
+    out = ir.to_proto(ir_model)
+    # onnx may stamp an IR version newer than ONNX Runtime reads; 10 covers opset ≤ 21.
+    out.ir_version = min(out.ir_version, MAX_IR_VERSION)
+    del out.graph.value_info[:]
+    out = infer_shapes(out)
+    report.nodes_after = len(out.graph.node)
+    log.info("canonicalize: %s", report.summary())
+    return out, report
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as err:
+        raise ModelError(f"shape inference failed: {str(err).strip().splitlines()[0]}") from err
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            return int(opset.version)
+    return 0
+
+
+def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    opset = _default_opset(model)
+    if opset >= MIN_OPSET:
+        return model
+    try:
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
+    except Exception as err:
+        raise ModelError(
+            f"the model uses opset {opset}; lowbit needs ≥ {MIN_OPSET} for per-channel "
+            f"quantization and onnx's version converter failed: {str(err).splitlines()[0]}"
+        ) from err
+    log.info("upgraded the model from opset %d to %d", opset, MIN_OPSET)
+    return upgraded
+
+
+def _fix_input_shapes(
+    model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]]
+) -> onnx.ModelProto:
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inputs = {value.name: value for value in model.graph.input}
+    for name, shape in input_shapes.items():
+        if name not in inputs:
+            raise UsageError(f"--input-shapes names '{name}', but the model's inputs are "
+                             f"{', '.join(sorted(inputs))}")
+        dims = inputs[name].type.tensor_type.shape.dim
+        if len(dims) and len(dims) != len(shape):
+            raise UsageError(f"input '{name}' has rank {len(dims)}, --input-shapes gives "
+                             f"{list(shape)} (rank {len(shape)})")
+        del dims[:]
+        for size in shape:
+            dims.add().dim_value = int(size)
+    del model.graph.value_info[:]
+    return model

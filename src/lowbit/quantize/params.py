@@ -1,0 +1,116 @@
+"""Quantization math: scales, zero points, rounding.
+
+    p = activation_params(-1.0, 3.0, "uint8")     # QuantParams(scale=0.0157, zero_point=64, ...)
+    q = quantize(x, p); x_hat = dequantize(q, p)  # |x - x_hat| <= scale/2 inside the range
+    w = quantize_weight(weight, axis=0)           # symmetric int8 per output channel
+    b = quantize_bias(bias, input_scale, w.scale) # int32, scale = s_in * s_w
+
+Zero is always exactly representable: the range is widened to include 0 and the
+zero point is an integer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QMIN_QMAX = {"uint8": (0, 255), "int8": (-128, 127)}
+WEIGHT_QMAX = 127  # symmetric weights use [-127, 127] so that -w is representable
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Per-tensor affine parameters: x ≈ (q − zero_point) · scale."""
+
+    scale: float
+    zero_point: int
+    dtype: str  # "uint8" | "int8"
+
+    @property
+    def qmin(self) -> int:
+        return QMIN_QMAX[self.dtype][0]
+
+    @property
+    def qmax(self) -> int:
+        return QMIN_QMAX[self.dtype][1]
+
+    @property
+    def rmin(self) -> float:
+        return (self.qmin - self.zero_point) * self.scale
+
+    @property
+    def rmax(self) -> float:
+        return (self.qmax - self.zero_point) * self.scale
+
+
+@dataclass(frozen=True)
+class WeightQuant:
+    """A weight quantized symmetrically: q int8, scale per channel (or one), zero point 0."""
+
+    q: np.ndarray
+    scale: np.ndarray
+    axis: int | None
+
+
+def activation_params(rmin: float, rmax: float, dtype: str, *, symmetric: bool = False
+                      ) -> QuantParams:
+    """Affine parameters covering [rmin, rmax] widened to include 0.
+
+    uint8 is asymmetric (zero point anywhere in 0..255); int8 with ``symmetric``
+    uses zero point 0 and scale = max(|rmin|, |rmax|)/127.
+    Raises ValueError for a non-finite or empty range: callers turn that into a
+    reason for leaving the tensor float.
+    """
+    if not (np.isfinite(rmin) and np.isfinite(rmax)):
+        raise ValueError("range is not finite")
+    rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
+    if rmax - rmin <= 0.0:
+        raise ValueError("range is empty (constant zero)")
+    qmin, qmax = QMIN_QMAX[dtype]
+    if symmetric:
+        scale = max(-rmin, rmax) / (qmax if dtype == "int8" else (qmax - qmin) / 2)
+        zero_point = 0 if dtype == "int8" else 128
+        return QuantParams(float(np.float32(scale)), zero_point, dtype)
+    scale = float(np.float32((rmax - rmin) / (qmax - qmin)))
+    zero_point = int(np.clip(round(qmin - rmin / scale), qmin, qmax))
+    return QuantParams(scale, zero_point, dtype)
+
+
+def quantize(x: np.ndarray, params: QuantParams) -> np.ndarray:
+    """Round half to even, as ONNX QuantizeLinear does, and saturate."""
+    q = np.rint(np.asarray(x, np.float32) / np.float32(params.scale)) + params.zero_point
+    return np.clip(q, params.qmin, params.qmax).astype(params.dtype)
+
+
+def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
+    return ((q.astype(np.int32) - params.zero_point) * np.float32(params.scale)).astype(np.float32)
+
+
+def quantize_weight(weight: np.ndarray, axis: int | None) -> WeightQuant:
+    """Symmetric int8: per channel along ``axis``, or per tensor when axis is None."""
+    w = np.asarray(weight, np.float32)
+    if axis is None:
+        absmax = np.array(np.abs(w).max() if w.size else 0.0, np.float32)
+    else:
+        reduce = tuple(d for d in range(w.ndim) if d != axis)
+        absmax = np.abs(w).max(axis=reduce) if reduce else np.abs(w)
+    # An all-zero channel quantizes to zeros with any scale; 1.0 keeps it finite.
+    scale = np.where(absmax > 0, absmax / WEIGHT_QMAX, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    if axis is not None:
+        shape[axis] = -1
+    q = np.clip(np.rint(w / scale.reshape(shape)), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
+    return WeightQuant(q, scale, axis)
+
+
+def quantize_bias(bias: np.ndarray, input_scale: float, weight_scale: np.ndarray) -> np.ndarray:
+    """int32 bias with scale input_scale · weight_scale (per channel), saturated."""
+    scale = (np.float32(input_scale) * weight_scale.astype(np.float32)).astype(np.float32)
+    q = np.rint(np.asarray(bias, np.float64) / scale.astype(np.float64))
+    info = np.iinfo(np.int32)
+    return np.clip(q, info.min, info.max).astype(np.int32)
+
+
+def bias_scale(input_scale: float, weight_scale: np.ndarray) -> np.ndarray:
+    return (np.float32(input_scale) * weight_scale.astype(np.float32)).astype(np.float32)

@@ -1,0 +1,352 @@
+"""Rewrite a float model to INT8 QDQ form that ONNX Runtime fuses into integer kernels.
+
+    result = quantize_qdq(model, table, QuantizeSettings())
+    result.model            # onnx.ModelProto with QuantizeLinear/DequantizeLinear
+    result.quantized        # [NodeDecision(name, op_type, reason="")]
+    result.left_float       # [NodeDecision(name, op_type, reason="no INT8 rule for Erf")]
+
+Each quantized activation tensor gets exactly one Q→DQ pair right after its
+producer and every consumer reads the DQ output, so two int8 neighbours never
+see a redundant DQ→Q pair. Weights are stored as int8 initializers behind a
+per-channel DequantizeLinear; biases as int32 with scale s_input·s_weight.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
+
+from lowbit.calibrate.observers import TensorRange
+from lowbit.quantize.params import (
+    QuantParams,
+    activation_params,
+    bias_scale,
+    quantize_bias,
+    quantize_weight,
+)
+from lowbit.quantize.rules import InputRole, OpRule, OutputMode, Role, rule_for
+from lowbit.quantize.settings import QuantizeSettings
+
+log = logging.getLogger(__name__)
+
+_NP_TO_IR = {np.dtype("uint8"): ir.DataType.UINT8, np.dtype("int8"): ir.DataType.INT8,
+             np.dtype("int32"): ir.DataType.INT32, np.dtype("float32"): ir.DataType.FLOAT}
+
+
+@dataclass(frozen=True)
+class NodeDecision:
+    name: str
+    op_type: str
+    reason: str = ""
+
+
+@dataclass
+class QuantizeResult:
+    model: onnx.ModelProto
+    quantized: list[NodeDecision] = field(default_factory=list)
+    left_float: list[NodeDecision] = field(default_factory=list)
+    removed: list[NodeDecision] = field(default_factory=list)
+    float_tensors: dict[str, str] = field(default_factory=dict)
+
+
+def quantize_qdq(
+    model: onnx.ModelProto,
+    ranges: Mapping[str, TensorRange],
+    settings: QuantizeSettings,
+    *,
+    skipped: Mapping[str, str] | None = None,
+) -> QuantizeResult:
+    """Quantize ``model`` (canonical, shapes inferred) with calibrated ``ranges``."""
+    ir_model = ir.from_proto(model)
+    rewriter = _QdqRewriter(ir_model.graph, ranges, settings, dict(skipped or {}))
+    rewriter.decide()
+    rewriter.insert()
+    RemoveUnusedNodesPass()(ir_model)
+    TopologicalSortPass()(ir_model)
+    out = ir.to_proto(ir_model)
+    out.ir_version = max(min(out.ir_version, 10), 7)
+    return QuantizeResult(out, rewriter.quantized, rewriter.left_float, rewriter.removed,
+                          rewriter.float_tensors)
+
+
+class _QdqRewriter:
+    def __init__(self, graph: ir.Graph, ranges: Mapping[str, TensorRange],
+                 settings: QuantizeSettings, skipped: dict[str, str]) -> None:
+        self.graph = graph
+        self.ranges = ranges
+        self.settings = settings
+        self.skipped = skipped
+        self.params: dict[ir.Value, QuantParams] = {}
+        self.node_roles: list[tuple[ir.Node, Mapping[int, InputRole]]] = []
+        self.quantized: list[NodeDecision] = []
+        self.left_float: list[NodeDecision] = []
+        self.removed: list[NodeDecision] = []
+        self.float_tensors: dict[str, str] = {}
+        self._quantized_nodes: set[ir.Node] = set()
+        self._weight_cache: dict[tuple[str, int | None], ir.Value] = {}
+        self._names: set[str] = {v.name for v in _all_values(graph) if v.name}
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def decide(self) -> None:
+        for node in list(self.graph):
+            rule = rule_for(node)
+            label = node.name or (node.outputs[0].name if node.outputs else node.op_type)
+            if rule is None:
+                self._float(node, label, f"no INT8 rule for {node.domain or 'ai.onnx'}::"
+                            f"{node.op_type}")
+                continue
+            if rule.keep_float:
+                self._float(node, label, rule.keep_float)
+                continue
+            if rule.removable_after_producer and self._try_remove(node, rule, label):
+                continue
+            roles = rule.roles(node)
+            if roles is None:
+                self._float(node, label, "operands not supported (weights not constant, or "
+                                         "attributes without an integer kernel)")
+                continue
+            missing = self._activation_inputs_without_params(node, roles)
+            if missing:
+                self._float(node, label, missing)
+                continue
+            self._set_output_params(node, rule)
+            self.node_roles.append((node, roles))
+            self._quantized_nodes.add(node)
+            self.quantized.append(NodeDecision(label, node.op_type))
+
+    def _float(self, node: ir.Node, label: str, reason: str) -> None:
+        self.left_float.append(NodeDecision(label, node.op_type, reason))
+
+    def _activation_inputs_without_params(self, node: ir.Node,
+                                          roles: Mapping[int, InputRole]) -> str:
+        for index, role in roles.items():
+            if role.role is not Role.ACTIVATION:
+                continue
+            value = node.inputs[index]
+            assert value is not None
+            if value not in self.params:
+                params, reason = self._table_params(value)
+                if params is None:
+                    return f"input '{value.name}' stays float: {reason}"
+                self.params[value] = params
+        return ""
+
+    def _table_params(self, value: ir.Value) -> tuple[QuantParams | None, str]:
+        name = value.name or ""
+        if value.dtype is not None and value.dtype != ir.DataType.FLOAT:
+            return None, f"type {value.dtype.name} is not float32"
+        if name in self.skipped:
+            return self._note_float(name, self.skipped[name])
+        rng = self.ranges.get(name)
+        if rng is None:
+            return self._note_float(name, "no calibration range")
+        lo, hi = max(rng.min, -rng.threshold), min(rng.max, rng.threshold)
+        limit = self.settings.max_abs_range
+        if max(abs(lo), abs(hi)) >= limit:
+            return self._note_float(name, f"range [{lo:.3g}, {hi:.3g}] reaches |x| ≥ {limit:g} "
+                                          "(a masking constant?)")
+        try:
+            params = activation_params(lo, hi, self.settings.activation,
+                                       symmetric=self.settings.symmetric)
+        except ValueError as err:
+            return self._note_float(name, str(err))
+        return params, ""
+
+    def _note_float(self, name: str, reason: str) -> tuple[None, str]:
+        self.float_tensors[name] = reason
+        return None, reason
+
+    def _set_output_params(self, node: ir.Node, rule: OpRule) -> None:
+        output = node.outputs[0]
+        if rule.output is OutputMode.FLOAT or output.is_graph_output():
+            return
+        if rule.output is OutputMode.SAME_AS_INPUT:
+            source = node.inputs[0]
+            if source is not None and source in self.params:
+                self.params[output] = self.params[source]
+            return
+        params, _ = self._table_params(output)
+        if params is None:
+            return
+        self.params[output] = params
+        if rule.output is OutputMode.SHARED:
+            for value in node.inputs:
+                if value is None or value.is_graph_output() or len(value.uses()) != 1:
+                    continue
+                producer = value.producer()
+                producer_rule = rule_for(producer) if producer is not None else None
+                if producer_rule is not None and producer_rule.output is OutputMode.SAME_AS_INPUT:
+                    continue  # its parameters are tied to its own input
+                self.params[value] = params
+
+    def _try_remove(self, node: ir.Node, rule: OpRule, label: str) -> bool:
+        """Remove Relu/Clip(0, ·) when the producer's uint8 output already clips at 0."""
+        if not self.settings.fold_activations or self.settings.symmetric:
+            return False
+        data, output = node.inputs[0], node.outputs[0]
+        producer = data.producer() if data is not None else None
+        if data is None or producer is None or producer not in self._quantized_nodes:
+            return False
+        producer_rule = rule_for(producer)
+        if producer_rule is None or producer_rule.output is not OutputMode.OWN:
+            return False
+        if len(data.uses()) != 1 or data.is_graph_output() or output.is_graph_output():
+            return False
+        if node.op_type == "Clip" and not _clip_starts_at_zero(node):
+            return False
+        params, _ = self._table_params(output)
+        if params is None or params.zero_point != params.qmin:
+            return False
+        # The producer now writes the activation's output tensor, under its name.
+        ir.convenience.replace_all_uses_with(output, data)
+        self.graph.remove(node, safe=True)
+        old_name = output.name
+        output.name = f"{old_name}__removed"
+        data.name = old_name
+        self.params[data] = params
+        self.removed.append(NodeDecision(label, node.op_type,
+                                         f"folded into {producer.op_type} output range"))
+        return True
+
+    # -- rewriting ---------------------------------------------------------------------
+
+    def insert(self) -> None:
+        for value, params in list(self.params.items()):
+            if value.const_value is not None:
+                continue
+            self._insert_qdq(value, params)
+        for node, roles in self.node_roles:
+            for index, role in roles.items():
+                if role.role is Role.WEIGHT:
+                    self._quantize_weight(node, index, role.axis)
+            for index, role in roles.items():
+                if role.role is Role.BIAS:
+                    self._quantize_bias(node, index, role)
+                elif role.role is Role.CONSTANT:
+                    self._quantize_constant(node, index)
+
+    def _insert_qdq(self, value: ir.Value, params: QuantParams) -> None:
+        base = value.name or "tensor"
+        scale = self._initializer(f"{base}_scale", np.array(params.scale, np.float32))
+        zero = self._initializer(f"{base}_zero_point", np.array(params.zero_point, params.dtype))
+        q_out = ir.Value(name=self._unique(f"{base}_quantized"))
+        dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+        users = [(user, idx) for user, idx in value.uses()]
+        q = ir.Node("", "QuantizeLinear", [value, scale, zero], outputs=[q_out],
+                    name=self._unique(f"{base}_QuantizeLinear"))
+        dq = ir.Node("", "DequantizeLinear", [q_out, scale, zero], outputs=[dq_out],
+                     name=self._unique(f"{base}_DequantizeLinear"))
+        self.graph.extend([q, dq])
+        for user, idx in users:
+            user.replace_input_with(idx, dq_out)
+
+    def _quantize_weight(self, node: ir.Node, index: int, axis: int | None) -> None:
+        value = node.inputs[index]
+        assert value is not None and value.const_value is not None
+        if not self.settings.per_channel:
+            axis = None
+        key = (value.name or "", axis)
+        if key not in self._weight_cache:
+            weight = value.const_value.numpy().astype(np.float32)
+            wq = quantize_weight(weight, axis)
+            base = value.name or "weight"
+            q = self._initializer(f"{base}_quantized", wq.q)
+            scale = self._initializer(f"{base}_scale",
+                                      wq.scale if axis is not None else wq.scale.reshape(()))
+            zero = self._initializer(f"{base}_zero_point",
+                                     np.zeros(wq.scale.shape if axis is not None else (), np.int8))
+            dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+            attrs = {"axis": ir.AttrInt64("axis", axis)} if axis is not None else {}
+            dq = ir.Node("", "DequantizeLinear", [q, scale, zero], attributes=attrs,
+                         outputs=[dq_out], name=self._unique(f"{base}_DequantizeLinear"))
+            self.graph.append(dq)
+            self._weight_cache[key] = dq_out
+            dq_out.meta["lowbit_weight_scale"] = wq.scale
+        node.replace_input_with(index, self._weight_cache[key])
+
+    def _quantize_bias(self, node: ir.Node, index: int, role: InputRole) -> None:
+        bias_value = node.inputs[index]
+        input_value = node.inputs[role.input_index]
+        weight_value = node.inputs[role.weight_index]
+        assert bias_value is not None and bias_value.const_value is not None
+        if input_value is None or input_value.producer() is None:
+            return
+        # The activation input is now a DequantizeLinear output; its scale is input 1.
+        dq_in = input_value.producer()
+        weight_scale = weight_value.meta.get("lowbit_weight_scale") if weight_value else None
+        if dq_in is None or dq_in.op_type != "DequantizeLinear" or weight_scale is None:
+            return
+        in_scale_value = dq_in.inputs[1]
+        assert in_scale_value is not None and in_scale_value.const_value is not None
+        in_scale = float(in_scale_value.const_value.numpy())
+        bias = bias_value.const_value.numpy().astype(np.float32).reshape(-1)
+        weight_scale = np.broadcast_to(weight_scale, bias.shape)
+        base = f"{bias_value.name or 'bias'}"
+        q = self._initializer(f"{base}_quantized", quantize_bias(bias, in_scale, weight_scale))
+        scale = self._initializer(f"{base}_scale", bias_scale(in_scale, weight_scale))
+        zero = self._initializer(f"{base}_zero_point", np.zeros(bias.shape, np.int32))
+        dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+        dq = ir.Node("", "DequantizeLinear", [q, scale, zero], attributes={"axis": ir.AttrInt64(
+            "axis", 0)}, outputs=[dq_out], name=self._unique(f"{base}_DequantizeLinear"))
+        self.graph.append(dq)
+        node.replace_input_with(index, dq_out)
+
+    def _quantize_constant(self, node: ir.Node, index: int) -> None:
+        value = node.inputs[index]
+        assert value is not None and value.const_value is not None
+        if value.dtype != ir.DataType.FLOAT:
+            return
+        array = value.const_value.numpy().astype(np.float32)
+        try:
+            params = activation_params(float(array.min()), float(array.max()),
+                                       self.settings.activation, symmetric=self.settings.symmetric)
+        except ValueError:
+            return  # an all-zero constant stays float
+        from lowbit.quantize.params import quantize  # local: keeps the import list short
+
+        base = value.name or "constant"
+        q = self._initializer(f"{base}_quantized", quantize(array, params))
+        scale = self._initializer(f"{base}_scale", np.array(params.scale, np.float32))
+        zero = self._initializer(f"{base}_zero_point", np.array(params.zero_point, params.dtype))
+        dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+        dq = ir.Node("", "DequantizeLinear", [q, scale, zero], outputs=[dq_out],
+                     name=self._unique(f"{base}_DequantizeLinear"))
+        self.graph.append(dq)
+        node.replace_input_with(index, dq_out)
+
+    def _initializer(self, name: str, array: np.ndarray) -> ir.Value:
+        name = self._unique(name)
+        value = ir.Value(name=name, shape=ir.Shape(array.shape),
+                         type=ir.TensorType(_NP_TO_IR[array.dtype]),
+                         const_value=ir.tensor(array, name=name))
+        self.graph.register_initializer(value)
+        return value
+
+    def _unique(self, name: str) -> str:
+        candidate, n = name, 1
+        while candidate in self._names:
+            n += 1
+            candidate = f"{name}_{n}"
+        self._names.add(candidate)
+        return candidate
+
+
+def _clip_starts_at_zero(node: ir.Node) -> bool:
+    low = node.inputs[1] if len(node.inputs) > 1 else None
+    if low is None or low.const_value is None:
+        return False
+    return float(low.const_value.numpy()) == 0.0
+
+
+def _all_values(graph: ir.Graph) -> list[ir.Value]:
+    values = list(graph.inputs) + list(graph.initializers.values())
+    for node in graph:
+        values.extend(node.outputs)
+    return values
