@@ -12,7 +12,7 @@ into Conv/Gemm, drop dead nodes, sort, and re-run shape inference.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import onnx
@@ -31,6 +31,7 @@ from lowbit.passes.remove_noops import remove_dropout, remove_identity
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 13
+Shapes = Mapping[str, tuple[int, ...]] | Sequence[tuple[int, ...]]
 MAX_IR_VERSION = 10
 
 
@@ -53,7 +54,7 @@ class CanonicalizeReport:
 def canonicalize(
     model: onnx.ModelProto,
     *,
-    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    input_shapes: Shapes | None = None,
     fold_bn: bool = True,
 ) -> tuple[onnx.ModelProto, CanonicalizeReport]:
     report = CanonicalizeReport(nodes_before=len(model.graph.node))
@@ -116,9 +117,21 @@ def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     return upgraded
 
 
-def _fix_input_shapes(
-    model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]]
-) -> onnx.ModelProto:
+def resolve_input_shapes(model: onnx.ModelProto, input_shapes: Shapes
+                         ) -> dict[str, tuple[int, ...]]:
+    """Shapes given by name, or as a list in the order of the model's (non-weight) inputs."""
+    if isinstance(input_shapes, Mapping):
+        return {name: tuple(shape) for name, shape in input_shapes.items()}
+    initializers = {init.name for init in model.graph.initializer}
+    names = [v.name for v in model.graph.input if v.name not in initializers]
+    if len(input_shapes) != len(names):
+        raise UsageError(f"--input-shapes gives {len(input_shapes)} shape(s) but the model has "
+                         f"{len(names)} input(s): {', '.join(names)}")
+    return {name: tuple(shape) for name, shape in zip(names, input_shapes, strict=True)}
+
+
+def _fix_input_shapes(model: onnx.ModelProto, input_shapes: Shapes) -> onnx.ModelProto:
+    input_shapes = resolve_input_shapes(model, input_shapes)
     model = onnx.ModelProto.FromString(model.SerializeToString())
     inputs = {value.name: value for value in model.graph.input}
     for name, shape in input_shapes.items():

@@ -1,0 +1,241 @@
+"""lowbit's Python API: the same verbs as the command line.
+
+    import lowbit
+    lowbit.transform("model.onnx", "work/model.f32.onnx", test_input="x.npz")
+    lowbit.calibrate("work/model.f32.onnx", "calib.npz", num=200, method="kl",
+                     output="work/model.calib")
+    result = lowbit.deploy("work/model.f32.onnx", quantize="INT8",
+                           calibration_table="work/model.calib", output="work/model.int8.onnx",
+                           test_input="x.npz", tolerance="0.99,0.90")
+    result.passed, result.left_float
+
+Each verb reads files and writes files, so every stage can be run and checked
+alone. Errors a user can cause raise LowbitError subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from lowbit.analysis.validate import Tolerance, ValidationReport, compare_outputs
+from lowbit.calibrate.collect import collect_ranges
+from lowbit.calibrate.observers import CalibrationSettings
+from lowbit.calibrate.table import CalibrationTable, read_table, write_table
+from lowbit.data import Dataset, ImageOptions, open_dataset, save_npz_dataset
+from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
+from lowbit.io.model import input_specs, load_model, output_names, save_model
+from lowbit.passes import CanonicalizeReport, canonicalize
+from lowbit.passes.canonical import Shapes
+from lowbit.quantize.qdq import NodeDecision, quantize_qdq
+from lowbit.quantize.qoperator import to_qoperator
+from lowbit.quantize.settings import QuantizeSettings
+from lowbit.runtime.ort import OrtRunner
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("INT8",)
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    path: Path
+    report: CanonicalizeReport
+    reference_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    path: Path
+    precision: str
+    quantized: tuple[NodeDecision, ...]
+    left_float: tuple[NodeDecision, ...]
+    removed: tuple[NodeDecision, ...]
+    float_tensors: Mapping[str, str]
+    validation: ValidationReport | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return self.validation is None or self.validation.passed
+
+
+def transform(
+    model: str | Path,
+    output: str | Path,
+    *,
+    input_shapes: Shapes | None = None,
+    test_input: str | Path | None = None,
+    reference_output: str | Path | None = None,
+) -> TransformResult:
+    """Clean a model up (see lowbit.passes.canonicalize), write it, and with
+    ``test_input`` write the float outputs to ``reference_output``
+    (default: ref_outputs.npz beside ``output``)."""
+    source = load_model(model)
+    canonical, report = canonicalize(source, input_shapes=input_shapes)
+    _check_model(canonical, str(model))
+    path = Path(output)
+    reference_path = None
+    if test_input is not None:
+        samples = open_dataset(test_input, input_specs(canonical))
+        reference = run_samples(canonical, samples)
+        reference_path = Path(reference_output) if reference_output else path.parent / \
+            "ref_outputs.npz"
+        save_model(canonical, path)
+        save_npz_dataset(reference_path, reference)
+    else:
+        save_model(canonical, path)
+    return TransformResult(path, report, reference_path)
+
+
+def calibrate(
+    model: str | Path,
+    dataset: str | Path,
+    *,
+    num: int | None = None,
+    method: str = "minmax",
+    percentile: float = 99.99,
+    bins: int = 2048,
+    output: str | Path | None = None,
+    input_shapes: Shapes | None = None,
+    image_options: ImageOptions | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> CalibrationTable:
+    """Stream ``num`` samples (all when None) through the model and write the table."""
+    settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
+    if num is not None and num <= 0:
+        raise UsageError(f"--num must be a positive number of samples, got {num}")
+    canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
+    table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
+                           threads=threads)
+    if output is not None:
+        write_table(table, output)
+    return table
+
+
+def deploy(
+    model: str | Path,
+    *,
+    quantize: str = "INT8",
+    calibration_table: str | Path | CalibrationTable,
+    output: str | Path,
+    test_input: str | Path | None = None,
+    test_reference: str | Path | None = None,
+    tolerance: str | Tolerance | None = None,
+    activation: str = "uint8",
+    per_channel: bool = True,
+    format: str = "qdq",
+    input_shapes: Shapes | None = None,
+) -> DeployResult:
+    """Rewrite the model at ``quantize`` precision, write it, and validate it.
+
+    With ``test_input`` the new model runs on those samples and each output is
+    compared with ``test_reference`` (or with the float model's outputs);
+    ``result.passed`` is False when a tolerance fails. The file is written
+    either way.
+    """
+    if quantize.upper() not in PRECISIONS:
+        raise UsageError(f"--quantize {quantize} is not supported yet; choose one of "
+                         f"{', '.join(PRECISIONS)}")
+    if test_reference is not None and test_input is None:
+        raise UsageError("--test-reference needs --test-input (the inputs it was made from)")
+    settings = QuantizeSettings(activation=activation, per_channel=per_channel, format=format)
+    tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
+    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+        read_table(calibration_table)
+    canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    _check_table_matches(table, canonical, calibration_table)
+
+    result = quantize_qdq(canonical, table.ranges, settings, skipped=table.skipped)
+    quantized_model = result.model
+    if settings.format == "qoperator":
+        quantized_model = to_qoperator(quantized_model)
+    _check_model(quantized_model, "the quantized model")
+    path = save_model(quantized_model, output)
+
+    validation = None
+    if test_input is not None:
+        samples = open_dataset(test_input, input_specs(canonical))
+        if test_reference is not None:
+            reference = _load_reference(test_reference, output_names(canonical))
+        else:
+            reference = run_samples(canonical, samples)
+        actual = run_samples(path, samples)
+        validation = compare_outputs(reference, actual, tol)
+    return DeployResult(path, quantize.upper(), tuple(result.quantized), tuple(result.left_float),
+                        tuple(result.removed), dict(result.float_tensors), validation)
+
+
+def compare(
+    reference_model: str | Path,
+    test_model: str | Path,
+    inputs: str | Path,
+    *,
+    tolerance: str | Tolerance | None = None,
+) -> ValidationReport:
+    """Run two models on the same inputs and compare their outputs."""
+    tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
+    ref_model = load_model(reference_model)
+    samples = open_dataset(inputs, input_specs(ref_model))
+    reference = run_samples(ref_model, samples)
+    actual = run_samples(test_model, samples)
+    return compare_outputs(reference, actual, tol)
+
+
+def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[str, np.ndarray]],
+                *, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Run a model sample by sample and stack each output along axis 0."""
+    runner = OrtRunner(model, threads=threads)
+    collected: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
+    count = 0
+    for sample in samples:
+        outputs = runner.run({k: v for k, v in sample.items() if k in runner.input_names})
+        for name, value in outputs.items():
+            collected[name].append(value)
+        count += 1
+    if count == 0:
+        raise DatasetError("the data set has no samples")
+    return {name: np.concatenate(values, axis=0) for name, values in collected.items()}
+
+
+def _load_reference(path: str | Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"test reference not found: {path}")
+    try:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as err:
+        raise DatasetError(f"{path} is not a readable .npz file: {err}") from err
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise DatasetError(f"test reference {path} lacks output(s) {', '.join(missing)}; "
+                           f"it has {', '.join(arrays) or 'no arrays'}")
+    return {name: arrays[name] for name in names}
+
+
+def _check_table_matches(table: CalibrationTable, model: onnx.ModelProto,
+                         source: object) -> None:
+    names = {o for node in model.graph.node for o in node.output}
+    names |= {i.name for i in model.graph.input}
+    if table.ranges and not names & set(table.ranges):
+        raise CalibrationError(f"calibration table {source} names none of the model's tensors; "
+                               "was it made for another model?")
+
+
+def _check_model(model: onnx.ModelProto, what: str) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:  # a bug of ours, but say which stage produced it
+        raise ModelError(f"{what} fails the ONNX checker: {str(err).splitlines()[0]}") from err
+
+
+__all__ = ["Dataset", "DeployResult", "TransformResult", "calibrate", "compare", "deploy",
+           "run_samples", "transform"]

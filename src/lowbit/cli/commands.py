@@ -1,0 +1,218 @@
+"""One function per command: add its arguments, and run it by calling the API."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lowbit import api
+from lowbit.analysis.bench import BenchSettings, bench_models
+from lowbit.calibrate.observers import METHODS
+from lowbit.cli.parsing import parse_floats, parse_ints, parse_shapes
+from lowbit.cli.render import (
+    bench_table,
+    console,
+    demo_table,
+    deploy_summary,
+    validation_table,
+)
+from lowbit.data import ImageOptions
+from lowbit.demo import run_demo_flow
+
+Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _transform(sub: Sub) -> None:  # type: ignore[valid-type]
+    p = sub.add_parser("transform", help="clean up a model (fold BN, lift constants, fix shapes)",
+                       description="Load and check an ONNX model, fix its input shapes, move "
+                       "weights held in Constant nodes into initializers, remove Identity and "
+                       "Dropout, fold BatchNormalization, and write it. With --test-input, also "
+                       "write the float outputs as reference for deploy.")
+    p.add_argument("model", help="the float ONNX model")
+    p.add_argument("-o", "--output", required=True, help="where to write the cleaned model")
+    p.add_argument("--input-shapes", help="fix input shapes: [[1,3,224,224]] in input order, "
+                   "or NAME:1,3,224,224;NAME2:...")
+    p.add_argument("--test-input", help="a data set (.npz/.npy/folder) to run the model on")
+    p.add_argument("--reference-output", help="where to write the reference outputs "
+                   "(default: ref_outputs.npz beside --output)")
+
+    def run(args: argparse.Namespace) -> int:
+        result = api.transform(args.model, args.output, input_shapes=parse_shapes(
+            args.input_shapes), test_input=args.test_input,
+            reference_output=args.reference_output)
+        console.print(f"transform: {result.report.summary()}")
+        console.print(f"wrote {result.path}")
+        if result.reference_path:
+            console.print(f"wrote {result.reference_path}")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _calibrate(sub: Sub) -> None:  # type: ignore[valid-type]
+    p = sub.add_parser("calibrate", help="observe activation ranges over a data set",
+                       description="Stream a data set through the model and write the "
+                       "calibration table (lines 'tensor threshold min max'). Memory depends on "
+                       "the number of tensors and bins, never on the number of samples.")
+    p.add_argument("model", help="the float ONNX model")
+    p.add_argument("--dataset", required=True, help=".npz (one array per input, first axis = "
+                   "samples), .npy, a folder of .npz/.npy samples, or a folder of images")
+    p.add_argument("-o", "--output", required=True, help="the calibration table to write")
+    p.add_argument("--num", type=int, help="use the first NUM samples (default: all)")
+    p.add_argument("--method", default="minmax", choices=METHODS,
+                   help="how to choose each tensor's range (default: minmax)")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="percentile of |x| for --method percentile (default 99.99)")
+    p.add_argument("--bins", type=int, default=2048, help="histogram bins (default 2048)")
+    p.add_argument("--input-shapes", help="fix input shapes, as for transform")
+    p.add_argument("--mean", help="image data: per-channel mean, e.g. 123.675,116.28,103.53")
+    p.add_argument("--scale", help="image data: per-channel scale; value = (pixel-mean)*scale")
+    p.add_argument("--pixel-format", choices=("rgb", "bgr", "gray"), default="rgb",
+                   help="image data: channel order (default rgb)")
+    p.add_argument("--resize", help="image data: resize to H,W (or the shorter side to N) "
+                   "before a centre crop to the input size")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    def run(args: argparse.Namespace) -> int:
+        table = api.calibrate(
+            args.model, args.dataset, num=args.num, method=args.method,
+            percentile=args.percentile, bins=args.bins, output=args.output,
+            input_shapes=parse_shapes(args.input_shapes), image_options=_image_options(args),
+            threads=args.threads, progress=not args.no_progress)
+        console.print(f"calibrated {len(table.ranges)} tensors on {table.num_samples} samples "
+                      f"({table.method}); wrote {args.output}")
+        for name, reason in table.skipped.items():
+            console.print(f"  {name} will stay float: {reason}")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _image_options(args: argparse.Namespace) -> ImageOptions | None:
+    if args.mean is None and args.scale is None and args.resize is None \
+            and args.pixel_format == "rgb":
+        return None
+    resize = parse_ints(args.resize, "--resize") if args.resize else None
+    return ImageOptions(mean=parse_floats(args.mean, "--mean") or (0.0,),
+                        scale=parse_floats(args.scale, "--scale") or (1.0,),
+                        pixel_format=args.pixel_format, resize=resize)
+
+
+def _deploy(sub: Sub) -> None:  # type: ignore[valid-type]
+    p = sub.add_parser("deploy", help="quantize a model and validate it against float",
+                       description="Rewrite the model to INT8 QDQ (ONNX Runtime fuses it into "
+                       "integer kernels), write it, and with --test-input compare its outputs "
+                       "with the reference. Exit code 1 when a tolerance fails (the model is "
+                       "still written).")
+    p.add_argument("model", help="the float ONNX model")
+    p.add_argument("--quantize", default="INT8", choices=api.PRECISIONS, type=str.upper,
+                   help="target precision (default INT8)")
+    p.add_argument("--calibration-table", required=True, help="table written by calibrate")
+    p.add_argument("-o", "--output", required=True, help="the quantized model to write")
+    p.add_argument("--test-input", help="data set to validate on")
+    p.add_argument("--test-reference", help="reference outputs (.npz); default: run the float "
+                   "model on --test-input")
+    p.add_argument("--tolerance", default="0.99,0.90",
+                   help="minimum cosine,euclidean similarity per output (default 0.99,0.90)")
+    p.add_argument("--activation", choices=("uint8", "int8"), default="uint8",
+                   help="activation type: uint8 asymmetric (default, fastest on ORT CPU) or "
+                   "int8 symmetric")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one weight scale per tensor instead of per output channel")
+    p.add_argument("--format", choices=("qdq", "qoperator"), default="qdq",
+                   help="qdq (default) or qoperator (QLinearConv/QLinearMatMul)")
+    p.add_argument("--input-shapes", help="fix input shapes, as for transform")
+
+    def run(args: argparse.Namespace) -> int:
+        result = api.deploy(
+            args.model, quantize=args.quantize, calibration_table=args.calibration_table,
+            output=args.output, test_input=args.test_input, test_reference=args.test_reference,
+            tolerance=args.tolerance, activation=args.activation,
+            per_channel=not args.per_tensor, format=args.format,
+            input_shapes=parse_shapes(args.input_shapes))
+        deploy_summary(result)
+        console.print(f"wrote {result.path}")
+        if result.validation is not None:
+            console.print(validation_table(result.validation))
+            if not result.passed:
+                names = ", ".join(c.name for c in result.validation.failed)
+                console.print(f"[red]validation FAILED[/red] for {names}; the model was written "
+                              f"to {result.path} anyway")
+                return 1
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _compare(sub: Sub) -> None:  # type: ignore[valid-type]
+    p = sub.add_parser("compare", help="compare two models' outputs on the same inputs",
+                       description="Run both models on --inputs and report cosine, euclidean "
+                       "similarity and SQNR per output. Exit code 1 when a tolerance fails.")
+    p.add_argument("reference", help="the reference model (usually float)")
+    p.add_argument("test", help="the model to check")
+    p.add_argument("--inputs", required=True, help="data set to run both models on")
+    p.add_argument("--tolerance", default="0.99,0.90", help="cosine,euclid (default 0.99,0.90)")
+
+    def run(args: argparse.Namespace) -> int:
+        report = api.compare(args.reference, args.test, args.inputs, tolerance=args.tolerance)
+        console.print(validation_table(report, title="compare"))
+        return 0 if report.passed else 1
+
+    p.set_defaults(run=run)
+
+
+def _bench(sub: Sub) -> None:  # type: ignore[valid-type]
+    p = sub.add_parser("bench", help="measure latency and throughput on ONNX Runtime",
+                       description="Time a model at each batch size (median and p90 over "
+                       "repeated runs after warm-up). With --vs, both models run interleaved "
+                       "in one process and the speed-up is printed.")
+    p.add_argument("model", help="the model to time")
+    p.add_argument("--vs", help="a second model to compare with (e.g. the float original)")
+    p.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs (default 20)")
+
+    def run(args: argparse.Namespace) -> int:
+        models = [args.model] + ([args.vs] if args.vs else [])
+        settings = BenchSettings(batches=parse_ints(args.batch, "--batch"), threads=args.threads,
+                                 warmup=args.warmup, repeats=args.repeats)
+        comparison = bench_models(models, settings)
+        console.print(bench_table(comparison))
+        if args.vs:
+            for batch in settings.batches:
+                console.print(f"batch {batch}: {Path(args.model).name} is "
+                              f"{comparison.ratio(batch):.2f}x the throughput of "
+                              f"{Path(args.vs).name}")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _demo(sub: Sub) -> None:  # type: ignore[valid-type]
+    p = sub.add_parser("demo", help="run the whole flow on the MNIST model shipped with lowbit",
+                       description="transform → calibrate → deploy (validated) → accuracy on "
+                       "1,000 held-out digits → bench, on a LeNet-shaped MNIST CNN that ships "
+                       "with the package, ending with a precision | size | accuracy | speed "
+                       "table.")
+    p.add_argument("--workdir", default="lowbit-demo", help="folder for the files each stage "
+                   "writes (default ./lowbit-demo)")
+    p.add_argument("--method", default="minmax", choices=METHODS,
+                   help="calibration method (default minmax)")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs for the bench stage")
+
+    def run(args: argparse.Namespace) -> int:
+        result = run_demo_flow(Path(args.workdir), method=args.method, repeats=args.repeats,
+                               on_stage=console.print)
+        deploy_summary(result.deploy)
+        if result.deploy.validation is not None:
+            console.print(validation_table(result.deploy.validation))
+        console.print(demo_table(result))
+        console.print(f"files of every stage are in {result.workdir}/")
+        return 0 if result.deploy.passed else 1
+
+    p.set_defaults(run=run)
+
+
+REGISTRARS = (_transform, _calibrate, _deploy, _compare, _bench, _demo)

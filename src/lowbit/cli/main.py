@@ -1,0 +1,68 @@
+"""The `lowbit` command: argument parsing and printing over lowbit's API.
+
+    lowbit transform model.onnx -o work/model.f32.onnx --test-input x.npz
+    lowbit calibrate work/model.f32.onnx --dataset calib.npz --num 200 --method kl \
+        -o work/model.calib
+    lowbit deploy work/model.f32.onnx --quantize INT8 --calibration-table work/model.calib \
+        --test-input x.npz --test-reference work/ref_outputs.npz --tolerance 0.99,0.90 \
+        -o work/model.int8.onnx
+    lowbit compare work/model.f32.onnx work/model.int8.onnx --inputs x.npz
+    lowbit bench work/model.int8.onnx --vs work/model.f32.onnx --batch 1,32
+    lowbit demo
+
+Exit codes: 0 done; 1 done but a validation gate failed (the file is still
+written); 2 bad input or usage (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from lowbit import __version__
+from lowbit.cli import commands
+from lowbit.errors import LowbitError
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lowbit", description="Deploy trained neural networks at lower "
+                     "precision: calibrate, quantize, validate against float, and benchmark.")
+    parser.add_argument("--version", action="version", version=f"lowbit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for register in commands.REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.run(args))
+    except LowbitError as err:
+        sys.stderr.write(f"lowbit {args.command}: error: {err}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Image preprocessing: one image file to one model-ready array.
+
+    options = ImageOptions(mean=(123.675, 116.28, 103.53), scale=(1 / 58.395, 1 / 57.12, 1 / 57.375),
+                           pixel_format="rgb", resize=(256,), layout="nchw")
+    x = load_image("cat.jpg", options, height=224, width=224)   # (1, 3, 224, 224) float32
+
+Steps, in order: decode with Pillow; convert to RGB or L (``bgr`` is RGB with the
+channels reversed); resize with bilinear filtering; centre-crop to the input's
+height and width; ``value = (pixel - mean) * scale`` per channel (tpu-mlir's
+convention); NCHW or NHWC; add the batch axis.
+
+``resize`` decides the geometry:
+
+- ``None``: resize straight to (height, width), ignoring the aspect ratio;
+- ``(side,)``: resize so the shorter side equals ``side`` (aspect ratio kept),
+  then centre-crop — the torchvision ``Resize(256)`` + ``CenterCrop(224)`` recipe;
+- ``(h, w)``: resize to exactly h×w, then centre-crop (tpu-mlir's ``resize_dims``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lowbit.errors import DatasetError, UsageError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"}
+)
+PIXEL_FORMATS = ("rgb", "bgr", "gray")
+LAYOUTS = ("nchw", "nhwc")
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How image files become model inputs; checked on construction (UsageError)."""
+
+    mean: tuple[float, ...] = (0.0,)  # per channel, broadcast if length 1
+    scale: tuple[float, ...] = (1.0,)  # value = (pixel - mean) * scale
+    pixel_format: str = "rgb"  # rgb | bgr | gray
+    resize: tuple[int, ...] | None = None  # None, (shorter_side,) or (height, width)
+    layout: str = "nchw"  # nchw | nhwc
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _float_tuple("mean", self.mean))
+        object.__setattr__(self, "scale", _float_tuple("scale", self.scale))
+        if self.pixel_format not in PIXEL_FORMATS:
+            raise UsageError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, "
+                             f"got {self.pixel_format!r}")
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.resize is not None:
+            object.__setattr__(self, "resize", _resize_tuple(self.resize))
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.pixel_format == "gray" else 3
+
+    def check_fits(self, height: int, width: int, channels: int, where: str) -> None:
+        """Raise UsageError if these options cannot produce a (channels, height, width) input."""
+        for label, values in (("mean", self.mean), ("scale", self.scale)):
+            if len(values) not in (1, channels):
+                raise UsageError(f"{label} has {len(values)} values but {where} has "
+                                 f"{channels} channel(s); give 1 or {channels}")
+        if self.resize is None:
+            return
+        if len(self.resize) == 1:
+            if self.resize[0] < max(height, width):
+                raise UsageError(f"resize shorter side {self.resize[0]} is smaller than the "
+                                 f"{height}x{width} crop that {where} needs")
+        elif self.resize[0] < height or self.resize[1] < width:
+            raise UsageError(f"resize {self.resize[0]}x{self.resize[1]} is smaller than the "
+                             f"{height}x{width} crop that {where} needs")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def load_image(path: str | Path, options: ImageOptions, height: int, width: int) -> np.ndarray:
+    """Decode and preprocess one image: float32, (1, C, H, W) or (1, H, W, C)."""
+    path = Path(path)
+    image = _decode(path, "L" if options.pixel_format == "gray" else "RGB")
+    image = _resize_and_crop(image, options.resize, height, width)
+    pixels = np.asarray(image, dtype=np.float32)  # (H, W, 3) or (H, W)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if options.pixel_format == "bgr":
+        pixels = pixels[:, :, ::-1]
+    mean = np.asarray(options.mean, dtype=np.float32)
+    scale = np.asarray(options.scale, dtype=np.float32)
+    values = (pixels - mean) * scale  # broadcasts over the last (channel) axis
+    if options.layout == "nchw":
+        values = values.transpose(2, 0, 1)
+    return np.ascontiguousarray(values[None], dtype=np.float32)
+
+
+def _decode(path: Path, mode: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert(mode)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        # UnidentifiedImageError and truncated-file errors are OSErrors.
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DatasetError(f"cannot read image {path}: {detail}") from err
+
+
+def _resize_and_crop(image: Image.Image, resize: tuple[int, ...] | None,
+                     height: int, width: int) -> Image.Image:
+    if resize is None:
+        return _resize(image, height, width)
+    if len(resize) == 1:
+        short = resize[0]
+        w, h = image.size
+        if w <= h:
+            new_w, new_h = short, max(short, round(h * short / w))
+        else:
+            new_w, new_h = max(short, round(w * short / h)), short
+        image = _resize(image, new_h, new_w)
+    else:
+        image = _resize(image, resize[0], resize[1])
+    return _centre_crop(image, height, width)
+
+
+def _resize(image: Image.Image, height: int, width: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _centre_crop(image: Image.Image, height: int, width: int) -> Image.Image:
+    w, h = image.size
+    # Same rounding as torchvision's CenterCrop.
+    top = round((h - height) / 2.0)
+    left = round((w - width) / 2.0)
+    return image.crop((left, top, left + width, top + height))
+
+
+def _float_tuple(label: str, values: object) -> tuple[float, ...]:
+    if isinstance(values, int | float):
+        values = (values,)
+    try:
+        result = tuple(float(v) for v in values)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{label} must be a list of numbers, got {values!r}") from err
+    if not result:
+        raise UsageError(f"{label} must have at least one value")
+    if not all(math.isfinite(v) for v in result):
+        raise UsageError(f"{label} must be finite numbers, got {result}")
+    return result
+
+
+def _resize_tuple(values: object) -> tuple[int, ...]:
+    items: tuple[object, ...] = (
+        (values,) if isinstance(values, int) else tuple(values) if isinstance(values, list | tuple)
+        else ()
+    )
+    sizes = tuple(int(v) for v in items
+                  if isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0)
+    if len(items) not in (1, 2) or len(sizes) != len(items):
+        raise UsageError(f"resize must be (side,) or (height, width) of positive integers, "
+                         f"got {values!r}")
+    return sizes
