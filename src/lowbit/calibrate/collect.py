@@ -1,0 +1,269 @@
+"""Run a model over a data set and observe the range of every activation tensor.
+
+    model = load_model("model.f32.onnx")
+    settings = CalibrationSettings(method="percentile", percentile=99.99)
+    table = collect_ranges(model, samples, settings, num_samples=200)
+    write_table(table, "model.calib")
+
+`samples` is any iterable of ``{input_name: array}`` dicts, one sample each
+(batch-1 slices for models with a batch axis). Every float tensor an activation
+can be (the graph's float inputs and every float output of a main-graph node
+not computed from initializers and constants alone) is added as an extra
+output of a copy of the model; one ONNX Runtime session streams the samples
+and each tensor's observer sees each value once, so memory depends on the
+number of tensors and bins, never on the number of samples.
+
+When every model input has a dynamic first axis, up to `max_batch` samples
+are concatenated along axis 0 per run (this assumes samples are independent
+along that axis, as a batch axis is); a model that fails to run batched falls
+back to one sample per run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lowbit.calibrate.observers import CalibrationSettings, Observer, make_observer
+from lowbit.calibrate.table import CalibrationTable
+from lowbit.errors import DatasetError, ModelError, UsageError
+from lowbit.io.model import input_specs
+from lowbit.runtime.ort import create_session
+from lowbit.spec import TensorSpec
+
+log = logging.getLogger(__name__)
+
+_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE}
+_NO_INPUT_DYNAMIC_OPS = {"RandomNormal", "RandomUniform"}
+
+Sample = Mapping[str, np.ndarray]
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ActivationTensors:
+    """The tensors to observe: graph inputs (fed), node outputs (fetched), and ones left out."""
+
+    inputs: list[str]
+    outputs: dict[str, int]  # name -> ONNX elem type
+    skipped: dict[str, str]
+
+
+def collect_ranges(
+    model: onnx.ModelProto,
+    samples: Iterable[Sample],
+    settings: CalibrationSettings,
+    *,
+    num_samples: int | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+    max_batch: int = 16,
+) -> CalibrationTable:
+    """Stream samples through the model and return the calibration table of its activations."""
+    if max_batch < 1:
+        raise UsageError(f"max_batch must be at least 1, got {max_batch}")
+    specs = input_specs(model)
+    tensors = find_activation_tensors(model)
+    session = create_session(_expose(model, tensors.outputs).SerializeToString(), threads=threads)
+    fetch = list(tensors.outputs)
+    observers = {name: make_observer(settings) for name in [*tensors.inputs, *fetch]}
+    batching = max_batch > 1 and all(
+        len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in specs)
+
+    runner = _BatchRunner(session, fetch, specs, batching=batching)
+    stream = samples if num_samples is None else itertools.islice(samples, num_samples)
+    count = 0
+    with _progress_bar(progress, _total(samples, num_samples)) as advance:
+        for group in _groups(_checked(stream, specs), max_batch if batching else 1):
+            for feeds, values in runner.run(group):
+                for name in tensors.inputs:
+                    observers[name].update(feeds[name])
+                for name, value in zip(fetch, values, strict=True):
+                    observers[name].update(value)
+            count += len(group)
+            advance(len(group))
+    if count == 0:
+        raise DatasetError("data set has no samples")
+    return _table(observers, tensors.skipped, settings, count)
+
+
+def find_activation_tensors(model: onnx.ModelProto) -> ActivationTensors:
+    """Float graph inputs and float outputs of main-graph nodes that depend on an input."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as err:  # onnx raises several exception types for bad graphs
+        raise ModelError(f"shape inference failed: {str(err).strip().splitlines()[0]}") from err
+    graph = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*graph.value_info, *graph.input, *graph.output]
+             if v.type.HasField("tensor_type")}
+    constant = {init.name for init in graph.initializer}
+    inputs = [v.name for v in graph.input
+              if v.name not in constant and types.get(v.name) in _FLOAT_TYPES]
+    constant.add("")  # an omitted optional input does not make a node dynamic
+    outputs: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    for node in graph.node:
+        if _is_constant(node, constant):
+            constant.update(node.output)
+            continue
+        for name in node.output:
+            elem = types.get(name, TensorProto.UNDEFINED)
+            if not name or name in outputs:
+                continue
+            if elem in _FLOAT_TYPES:
+                outputs[name] = elem
+            elif elem == TensorProto.BFLOAT16:
+                skipped[name] = "bfloat16 tensors cannot be fetched from ONNX Runtime"
+            elif elem == TensorProto.UNDEFINED:
+                skipped[name] = "type unknown after shape inference"
+    return ActivationTensors(inputs, outputs, skipped)
+
+
+def _is_constant(node: onnx.NodeProto, constant: set[str]) -> bool:
+    if node.op_type == "Constant":
+        return True
+    if not node.input or node.op_type in _NO_INPUT_DYNAMIC_OPS:
+        return False
+    # A node with a subgraph may read outer tensors implicitly: treat it as dynamic.
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for a in node.attribute):
+        return False
+    return all(name in constant for name in node.input)
+
+
+def _expose(model: onnx.ModelProto, outputs: Mapping[str, int]) -> onnx.ModelProto:
+    """A copy of the model with every tensor in `outputs` also a graph output."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    existing = {o.name for o in exposed.graph.output}
+    for name, elem in outputs.items():
+        if name not in existing:
+            exposed.graph.output.append(helper.make_tensor_value_info(name, elem, None))
+    return exposed
+
+
+def _checked(samples: Iterable[Sample], specs: list[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
+    """Samples as feed dicts of the model's dtypes; missing, misshapen or NaN inputs raise."""
+    for index, sample in enumerate(samples):
+        feeds: dict[str, np.ndarray] = {}
+        for spec in specs:
+            if spec.name not in sample:
+                raise DatasetError(f"sample {index} has no input {spec.name!r} "
+                                   f"(found {', '.join(map(repr, sample)) or 'nothing'})")
+            value = np.asarray(sample[spec.name])
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise DatasetError(f"sample {index}: input {spec.name!r} contains NaN or Inf")
+            if value.dtype != spec.dtype and np.can_cast(value.dtype, spec.dtype, "same_kind"):
+                value = value.astype(spec.dtype)  # float64 data for a float32 model, say
+            if not spec.matches(value.shape):
+                raise DatasetError(f"sample {index}: input {spec.name!r} expected shape "
+                                   f"{spec.shape_text()}, found {list(value.shape)}")
+            feeds[spec.name] = value
+        yield feeds
+
+
+def _groups(feeds: Iterator[Feeds], size: int) -> Iterator[list[Feeds]]:
+    """Consecutive samples, up to `size` per group, whose shapes past axis 0 agree."""
+    group: list[dict[str, np.ndarray]] = []
+    for sample in feeds:
+        if group and (len(group) == size or _inner_shapes(sample) != _inner_shapes(group[0])):
+            yield group
+            group = []
+        group.append(sample)
+    if group:
+        yield group
+
+
+def _inner_shapes(sample: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    return {name: value.shape[1:] for name, value in sample.items()}
+
+
+class _BatchRunner:
+    """Runs groups of samples as one batch; falls back to one sample per run if that fails."""
+
+    def __init__(self, session: ort.InferenceSession, fetch: list[str],
+                 specs: list[TensorSpec], *, batching: bool) -> None:
+        self.session = session
+        self.fetch = fetch
+        self.names = [s.name for s in specs]
+        self.batching = batching
+
+    def run(self, group: list[dict[str, np.ndarray]]
+            ) -> Iterator[tuple[Mapping[str, np.ndarray], list[np.ndarray]]]:
+        """Yield (feeds, fetched values) per run: one pair per batch or per sample."""
+        if self.batching and len(group) > 1:
+            feeds = {n: np.concatenate([g[n] for g in group], axis=0) for n in self.names}
+            try:
+                yield feeds, self._run_one(feeds)
+                return
+            except ModelError as err:
+                log.warning("the model does not run on a batch of %d samples (%s); "
+                            "calibrating one sample per run", len(group), err)
+                self.batching = False
+        for feeds in group:
+            yield feeds, self._run_one(feeds)
+
+    def _run_one(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.fetch:
+            return []
+        try:
+            return list(self.session.run(self.fetch, dict(feeds)))
+        except Exception as err:  # ORT raises several unrelated exception types
+            text = str(err).strip()
+            first = text.splitlines()[0] if text else repr(err)
+            raise ModelError(f"running the model failed: {first}") from err
+
+
+def _table(observers: Mapping[str, Observer], skipped: Mapping[str, str],
+           settings: CalibrationSettings, count: int) -> CalibrationTable:
+    ranges = {}
+    left_out = dict(skipped)
+    for name, observer in observers.items():
+        if observer.count == 0:
+            left_out[name] = "tensor was empty in every sample"
+            continue
+        rng = observer.result()
+        if not all(math.isfinite(v) for v in (rng.threshold, rng.min, rng.max)):
+            left_out[name] = f"range not finite (min={rng.min:.6g}, max={rng.max:.6g})"
+            continue
+        ranges[name] = rng
+    return CalibrationTable(
+        ranges=ranges,
+        method=settings.method,
+        num_samples=count,
+        bins=settings.bins if settings.method != "minmax" else None,
+        percentile=settings.percentile if settings.method == "percentile" else None,
+        skipped=left_out,
+    )
+
+
+def _total(samples: Iterable[Sample], num_samples: int | None) -> int | None:
+    if isinstance(samples, Sized):
+        return len(samples) if num_samples is None else min(len(samples), num_samples)
+    return num_samples
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A transient rich progress bar on stderr, silent when disabled or not on a terminal."""
+    progress = Progress(
+        TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+        disable=not enabled or not sys.stderr.isatty(),
+    )
+    with progress:
+        task = progress.add_task("calibrating", total=total)
+        yield lambda n: progress.update(task, advance=n)

@@ -1,0 +1,335 @@
+"""Streaming per-tensor range observers: minmax, percentile, KL (entropy) and MSE.
+
+    settings = CalibrationSettings(method="kl", bins=2048)
+    observer = make_observer(settings)
+    for batch in batches:
+        observer.update(batch)            # any shape, any number of calls
+    rng = observer.result()               # TensorRange(threshold, min, max)
+
+Memory is bounded by the bin count, never by the number of samples: the
+histogram observers keep one histogram of |x| and a few scalars.
+
+Histogram layout. The histogram has ``2 * bins`` internal bins over [0, R].
+R starts at the first non-zero batch's max |x|; when a later batch exceeds R,
+R is doubled (as often as needed) and adjacent bin pairs are merged, so
+earlier counts stay exact at the coarser width. Because R only doubles when
+the max exceeds it, the occupied range [0, max|x|] always covers more than half
+of the internal bins, i.e. at least ``bins`` bins of resolution. Threshold
+searches run over the occupied bins only.
+
+Large tensors. For an update with more than ``SUBSAMPLE_ABOVE`` elements the
+histogram is built from every ``stride``-th element (stride = ceil(size /
+SUBSAMPLE_ABOVE)) with counts weighted by the stride; min, max and the
+histogram range still come from every element.
+
+Non-finite values (an attention mask's -inf) are left out of the histogram but
+kept in the observed min/max, so the consumer can see and skip such a tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lowbit.errors import UsageError
+
+SUBSAMPLE_ABOVE = 1 << 20
+_SIGNED_LEVELS = 128
+_UNSIGNED_LEVELS = 255
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """Symmetric clipping threshold (as in tpu-mlir's table) and the observed min/max."""
+
+    threshold: float
+    min: float
+    max: float
+
+
+class Observer(ABC):
+    """Accumulates statistics of one tensor over any number of batches."""
+
+    def __init__(self) -> None:
+        self.min = math.inf
+        self.max = -math.inf
+        self.count = 0  # elements seen, including non-finite ones
+
+    def update(self, x: np.ndarray) -> None:
+        """Observe one batch of values (any shape, any float dtype)."""
+        values = np.asarray(x)
+        if values.size == 0:
+            return
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float32)
+        values = values.ravel()
+        lo, hi = float(values.min()), float(values.max())
+        self.count += values.size
+        # NaN propagates through min/max and is kept: the range is then reported as not finite.
+        self.min = lo if math.isnan(lo) else min(self.min, lo)
+        self.max = hi if math.isnan(hi) else max(self.max, hi)
+        if math.isfinite(lo) and math.isfinite(hi):
+            self._observe(values, max(-lo, hi))
+        else:
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                self._observe(finite, float(np.abs(finite).max()))
+
+    def result(self) -> TensorRange:
+        """The range seen so far; a tensor never seen (or always empty) gives zeros."""
+        if self.count == 0:
+            return TensorRange(0.0, 0.0, 0.0)
+        return TensorRange(self._threshold(), self.min, self.max)
+
+    @abstractmethod
+    def _observe(self, values: np.ndarray, max_abs: float) -> None:
+        """Observe finite values (1-D) whose largest |value| is max_abs."""
+
+    @abstractmethod
+    def _threshold(self) -> float: ...
+
+    @property
+    def _levels(self) -> int:
+        return _UNSIGNED_LEVELS if self.min >= 0 else _SIGNED_LEVELS
+
+    @property
+    def _max_abs(self) -> float:
+        return max(abs(self.min), abs(self.max))
+
+
+_OBSERVERS: dict[str, type[Observer]] = {}
+
+
+def register_observer(method: str) -> Callable[[type[Observer]], type[Observer]]:
+    """Class decorator adding an observer under a method name; a name is registered once."""
+
+    def add(cls: type[Observer]) -> type[Observer]:
+        if method in _OBSERVERS:
+            raise UsageError(f"calibration method {method!r} is already registered "
+                             f"by {_OBSERVERS[method].__name__}")
+        _OBSERVERS[method] = cls
+        return cls
+
+    return add
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How activation ranges are chosen: method, percentile (for 'percentile'), histogram bins."""
+
+    method: str = "minmax"
+    percentile: float = 99.99
+    bins: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.method not in _OBSERVERS:
+            raise UsageError(f"unknown calibration method {self.method!r}; "
+                             f"supported: {', '.join(_OBSERVERS)}")
+        if not 0 < self.percentile <= 100:
+            raise UsageError(f"percentile must be in (0, 100], got {self.percentile}")
+        if int(self.bins) != self.bins or self.bins < 128:
+            raise UsageError(f"bins must be an integer >= 128, got {self.bins}")
+
+
+def make_observer(settings: CalibrationSettings) -> Observer:
+    """A fresh observer for one tensor, of the class registered for settings.method."""
+    cls = _OBSERVERS[settings.method]
+    if issubclass(cls, HistogramObserver):
+        return cls(bins=settings.bins, percentile=settings.percentile)
+    return cls()
+
+
+@register_observer("minmax")
+class MinMaxObserver(Observer):
+    """threshold = max(|min|, |max|)."""
+
+    def _observe(self, values: np.ndarray, max_abs: float) -> None:
+        """Nothing beyond the min/max that every observer keeps."""
+
+    def _threshold(self) -> float:
+        return self._max_abs if math.isfinite(self._max_abs) else 0.0
+
+
+class HistogramObserver(Observer):
+    """Keeps a histogram of |x| with 2*bins bins over [0, R], R growing by powers of two."""
+
+    def __init__(self, bins: int = 2048, percentile: float = 99.99) -> None:
+        super().__init__()
+        self.bins = bins
+        self.percentile = percentile
+        self.hist = np.zeros(2 * bins, dtype=np.float64)
+        self.range = 0.0  # R; 0 until a non-zero value is seen (zeros go to bin 0 meanwhile)
+
+    @property
+    def bin_width(self) -> float:
+        return self.range / self.hist.size
+
+    def _observe(self, values: np.ndarray, max_abs: float) -> None:
+        weight = 1
+        if values.size > SUBSAMPLE_ABOVE:
+            weight = -(-values.size // SUBSAMPLE_ABOVE)
+            values = values[::weight]
+        if max_abs == 0.0:
+            self.hist[0] += values.size * weight
+            return
+        if self.range == 0.0:
+            self.range = max_abs
+        elif max_abs > self.range:
+            self._grow(max_abs)
+        nbins = self.hist.size
+        index = (np.abs(values) * (nbins / self.range)).astype(np.intp)
+        np.minimum(index, nbins - 1, out=index)
+        counts = np.bincount(index, minlength=nbins)
+        if weight == 1:
+            self.hist += counts
+        else:
+            self.hist += counts * float(weight)
+
+    def _grow(self, max_abs: float) -> None:
+        """Double R until it covers max_abs, merging bin pairs so old counts stay valid."""
+        nbins = self.hist.size
+        while self.range < max_abs:
+            self.range *= 2.0
+            if self.hist[1:].any():
+                merged = self.hist.reshape(-1, 2).sum(axis=1)
+                self.hist[: nbins // 2] = merged
+                self.hist[nbins // 2 :] = 0.0
+
+    def _occupied(self) -> np.ndarray:
+        """The histogram up to its last non-empty bin."""
+        nonzero = np.flatnonzero(self.hist)
+        return self.hist[: nonzero[-1] + 1] if nonzero.size else self.hist[:0]
+
+    def _threshold(self) -> float:
+        hist = self._occupied()
+        if self.range == 0.0 or hist.size == 0:
+            return 0.0
+        threshold = self._search(hist, self.bin_width)
+        return min(threshold, self._max_abs)
+
+    @abstractmethod
+    def _search(self, hist: np.ndarray, width: float) -> float: ...
+
+
+@register_observer("percentile")
+class PercentileObserver(HistogramObserver):
+    """threshold = the percentile-th percentile of |x|, interpolated within its bin."""
+
+    def _search(self, hist: np.ndarray, width: float) -> float:
+        if self.percentile >= 100:
+            return self._max_abs
+        return percentile_threshold(hist, width, self.percentile)
+
+
+@register_observer("kl")
+class KLObserver(HistogramObserver):
+    """TensorRT-style entropy calibration: the threshold minimising KL(P || Q)."""
+
+    def _search(self, hist: np.ndarray, width: float) -> float:
+        return kl_threshold(hist, width, self._levels)
+
+
+@register_observer("mse")
+class MSEObserver(HistogramObserver):
+    """The threshold minimising the expected squared error of uniform quantization."""
+
+    def _search(self, hist: np.ndarray, width: float) -> float:
+        return mse_threshold(hist, width, self._levels)
+
+
+METHODS: tuple[str, ...] = tuple(_OBSERVERS)
+
+
+def percentile_threshold(hist: np.ndarray, width: float, percentile: float) -> float:
+    """The percentile of a histogram of |x| (bins of `width` from 0), linear within a bin."""
+    cumulative = np.cumsum(hist)
+    target = cumulative[-1] * percentile / 100.0
+    k = int(np.searchsorted(cumulative, target, side="left"))
+    k = min(k, hist.size - 1)
+    below = cumulative[k - 1] if k > 0 else 0.0
+    fraction = (target - below) / hist[k] if hist[k] > 0 else 1.0
+    return float((k + min(max(fraction, 0.0), 1.0)) * width)
+
+
+def kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
+    """Entropy calibration over a histogram of |x|; returns the chosen bin edge.
+
+    TensorRT's recipe: for each candidate i (levels <= i <= n bins), the
+    reference P = hist[:i] with every count at or beyond bin i added to bin
+    i-1; the candidate Q = the clipped hist[:i] merged into `levels` buckets
+    (bin j goes to bucket floor(j * levels / i)) and spread back evenly over
+    the bucket's bins where P is non-zero (zeros stay zero). Q lacks the
+    clipped mass, which is what penalises clipping too much.
+
+    With P_b, S_b, N_b a bucket's mass in P, in the clipped histogram and its
+    count of non-zero P bins, and T, T_i the total and clipped mass,
+    KL(P||Q) = (sum_j P_j log P_j - sum_b P_b log(S_b / N_b)) / T + log(T_i / T),
+    evaluated for all candidates at once from prefix sums, O(candidates * levels).
+    TensorRT smooths P and Q with eps = 1e-4 (counts) only so that a Q bin that
+    is zero where P is not gives a large finite KL; here such a candidate gets
+    an infinite KL instead, which the search never picks.
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    n = hist.size
+    total = hist.sum()
+    if n <= levels or total <= 0:
+        return float(n * width)
+    mass = np.concatenate([[0.0], np.cumsum(hist)])  # mass[k] = sum(hist[:k])
+    nonzero = np.concatenate([[0], np.cumsum(hist > 0)])
+    entropy_sum = np.concatenate([[0.0], np.cumsum(_xlogx(hist))])
+
+    candidates = np.arange(levels, n + 1)  # (C,)
+    # start of bucket b for candidate i: ceil(b * i / levels); the last "start" is i itself.
+    starts = -(-(candidates[:, None] * np.arange(levels + 1)[None, :]) // levels)  # (C, L+1)
+    lo, hi = starts[:, :-1], starts[:, 1:]
+    clipped = mass[hi] - mass[lo]  # S_b
+    p_mass = clipped.copy()  # P_b: the last bucket also holds the tail
+    p_mass[:, -1] = total - mass[lo[:, -1]]
+    tail = total - mass[candidates - 1]  # P's last bin: sum(hist[i-1:])
+    p_nonzero = (nonzero[hi] - nonzero[lo]).astype(np.float64)  # N_b
+    p_nonzero[:, -1] = nonzero[candidates - 1] - nonzero[lo[:, -1]] + (tail > 0)
+    p_term = entropy_sum[candidates - 1] + _xlogx(tail)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_q = np.log(clipped / p_nonzero)  # -inf where S_b = 0 < P_b
+        q_term = np.where(p_mass > 0, p_mass * log_q, 0.0).sum(axis=1)
+        divergence = (p_term - q_term) / total + np.log(mass[candidates] / total)
+    divergence = np.where(np.isnan(divergence), np.inf, divergence)
+    best = int(np.argmin(divergence))
+    return float(candidates[best] * width)
+
+
+def _xlogx(values: np.ndarray) -> np.ndarray:
+    """x * log(x), 0 where x == 0."""
+    values = np.asarray(values, dtype=np.float64)
+    positive = values > 0
+    return np.where(positive, values * np.log(np.where(positive, values, 1.0)), 0.0)
+
+
+def mse_threshold(hist: np.ndarray, width: float, levels: int) -> float:
+    """The bin edge T minimising clip error + rounding error over a histogram of |x|.
+
+    error(T) = sum over bins with centre m > T of count * (m - T)^2
+             + (count of bins below T) * (T / levels)^2 / 12,
+    for T at every bin edge k * width, k = 1..n, from suffix sums in O(n).
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    n = hist.size
+    if n == 0 or hist.sum() <= 0:
+        return 0.0
+    centres = (np.arange(n) + 0.5) * width
+    edges = np.arange(1, n + 1) * width  # candidate T_k = k * width, k = 1..n
+
+    def suffix(values: np.ndarray) -> np.ndarray:  # suffix(v)[k] = sum(v[k:]), length n+1
+        return np.concatenate([np.cumsum(values[::-1])[::-1], [0.0]])
+
+    count_above = suffix(hist)[1:]  # bins k..n-1 lie above T_k
+    first_above = suffix(hist * centres)[1:]
+    second_above = suffix(hist * centres**2)[1:]
+    clip = second_above - 2 * edges * first_above + edges**2 * count_above
+    within = hist.sum() - count_above
+    error = np.maximum(clip, 0.0) + within * (edges / levels) ** 2 / 12.0
+    return float(edges[int(np.argmin(error))])

@@ -1,0 +1,204 @@
+"""The calibration table: one text file, one line per tensor, tpu-mlir compatible.
+
+    table = CalibrationTable(ranges={"x": TensorRange(2.5, -2.5, 1.0)}, method="kl",
+                             num_samples=200, bins=2048)
+    write_table(table, "model.calib")      # temp file + rename: never half-written
+    table = read_table("model.calib")      # also reads tpu-mlir's calibration tables
+
+The file reads::
+
+    # lowbit calibration table v1
+    # method: kl
+    # samples: 200
+    # bins: 2048
+    # created: 2025-01-01T12:00:00+00:00
+    # skipped: mask range not finite (min=-inf, max=0)
+    x 2.5 -2.5 1.0
+
+Numbers are written with repr precision (shortest text that reads back to the
+same float64), so a table round-trips exactly.
+
+Lines are ``name threshold min max``. Lines starting with ``#`` followed by a
+space (or ``##``) are comments; a line like ``#int4_th`` or ``#weight_scale``
+opens a section of tpu-mlir's table that lowbit does not read: the first block
+of tensor lines is kept and such sections are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lowbit.calibrate.observers import TensorRange
+from lowbit.errors import CalibrationError
+
+log = logging.getLogger(__name__)
+
+VERSION_LINE = "# lowbit calibration table v1"
+_SECTION = re.compile(r"#[^\s#]")
+_HEADER = re.compile(r"#\s*([A-Za-z][A-Za-z _]*?)\s*:\s*(.*)$")
+
+
+@dataclass
+class CalibrationTable:
+    """Per-tensor ranges and how they were obtained; `skipped` maps tensor -> why it has none."""
+
+    ranges: dict[str, TensorRange]
+    method: str
+    num_samples: int
+    bins: int | None = None
+    percentile: float | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def write_table(table: CalibrationTable, path: str | Path) -> Path:
+    """Write the table atomically; a tensor name that cannot be written raises CalibrationError."""
+    path = Path(path)
+    text = format_table(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def format_table(table: CalibrationTable) -> str:
+    """The text of a table file."""
+    lines = [VERSION_LINE, f"# method: {table.method}", f"# samples: {table.num_samples}"]
+    if table.bins is not None:
+        lines.append(f"# bins: {table.bins}")
+    if table.percentile is not None:
+        lines.append(f"# percentile: {table.percentile!r}")
+    lines.append(f"# created: {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    for name, reason in table.skipped.items():
+        _check_name(name)
+        lines.append(f"# skipped: {name} {' '.join(reason.split()) or 'unknown'}")
+    lines.append("# name threshold min max")
+    for name, rng in table.ranges.items():
+        _check_name(name)
+        values = (rng.threshold, rng.min, rng.max)
+        if not all(math.isfinite(v) for v in values):
+            raise CalibrationError(f"tensor {name!r} has a non-finite range {values}; "
+                                   "list it in `skipped` instead")
+        lines.append(" ".join([name, *(repr(float(v)) for v in values)]))
+    return "\n".join(lines) + "\n"
+
+
+def read_table(path: str | Path) -> CalibrationTable:
+    """Read a lowbit or tpu-mlir calibration table; bad content raises CalibrationError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"calibration table not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CalibrationError(f"cannot read calibration table {path}: {err}") from err
+    return parse_table(text, source=str(path))
+
+
+def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
+    """Parse the text of a table; `source` names it in error messages."""
+    header: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    ranges: dict[str, TensorRange] = {}
+    first_line: dict[str, int] = {}
+    section: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if _SECTION.match(line):
+            section = line[1:].split()[0]
+            log.warning("%s:%d: ignoring section %r of the calibration table",
+                        source, number, section)
+            continue
+        if line.startswith("#"):
+            _read_comment(line, header, skipped)
+            continue
+        if section is not None:
+            continue
+        name, rng = _parse_range(line, source, number)
+        if name in ranges:
+            raise CalibrationError(f"{source}:{number}: tensor {name!r} appears twice "
+                                   f"(first on line {first_line[name]})")
+        ranges[name] = rng
+        first_line[name] = number
+    return CalibrationTable(
+        ranges=ranges,
+        method=header.get("method", "unknown"),
+        num_samples=_header_int(header, ("samples", "sample number"), source) or 0,
+        bins=_header_int(header, ("bins", "histogram number"), source),
+        percentile=_header_float(header, "percentile", source),
+        skipped=skipped,
+    )
+
+
+def _read_comment(line: str, header: dict[str, str], skipped: dict[str, str]) -> None:
+    match = _HEADER.match(line)
+    if match is None:
+        return
+    key, value = match.group(1).strip().lower(), match.group(2).strip()
+    if key == "skipped":
+        name, _, reason = value.partition(" ")
+        if name:
+            skipped[name] = reason.strip()
+    else:
+        header.setdefault(key, value)
+
+
+def _parse_range(line: str, source: str, number: int) -> tuple[str, TensorRange]:
+    fields = line.split()
+    if len(fields) != 4:
+        raise CalibrationError(f"{source}:{number}: expected 'name threshold min max', "
+                               f"found {len(fields)} fields: {line[:80]!r}")
+    name = fields[0]
+    try:
+        threshold, low, high = (float(v) for v in fields[1:])
+    except ValueError as err:
+        raise CalibrationError(f"{source}:{number}: tensor {name!r}: "
+                               f"a value is not a number: {line[:80]!r}") from err
+    if not all(math.isfinite(v) for v in (threshold, low, high)):
+        raise CalibrationError(f"{source}:{number}: tensor {name!r}: "
+                               f"values must be finite, found {line[:80]!r}")
+    if threshold < 0 or low > high:
+        raise CalibrationError(f"{source}:{number}: tensor {name!r}: expected threshold >= 0 "
+                               f"and min <= max, found {threshold} {low} {high}")
+    return name, TensorRange(threshold, low, high)
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c.isspace() for c in name) or name.startswith("#"):
+        raise CalibrationError(f"tensor name {name!r} cannot be written to a calibration table "
+                               "(names must be non-empty, without whitespace, not start with '#')")
+
+
+def _header_int(header: dict[str, str], keys: tuple[str, ...], source: str) -> int | None:
+    for key in keys:
+        if key in header:
+            try:
+                return int(header[key])
+            except ValueError as err:
+                raise CalibrationError(f"{source}: header '{key}' should be an integer, "
+                                       f"found {header[key]!r}") from err
+    return None
+
+
+def _header_float(header: dict[str, str], key: str, source: str) -> float | None:
+    if key not in header:
+        return None
+    try:
+        return float(header[key])
+    except ValueError as err:
+        raise CalibrationError(f"{source}: header '{key}' should be a number, "
+                               f"found {header[key]!r}") from err
