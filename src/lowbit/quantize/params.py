@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 QMIN_QMAX = {"uint8": (0, 255), "int8": (-128, 127)}
+# A span this small has no float32 scale that resolves it.
+_MIN_SPAN = 1e-30
 WEIGHT_QMAX = 127  # symmetric weights use [-127, 127] so that -w is representable
 
 
@@ -65,8 +67,8 @@ def activation_params(rmin: float, rmax: float, dtype: str, *, symmetric: bool =
     if not (np.isfinite(rmin) and np.isfinite(rmax)):
         raise ValueError("range is not finite")
     rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
-    if rmax - rmin <= 0.0:
-        raise ValueError("range is empty (constant zero)")
+    if rmax - rmin <= _MIN_SPAN:
+        raise ValueError(f"range [{rmin:.3g}, {rmax:.3g}] is empty or too narrow (constant)")
     qmin, qmax = QMIN_QMAX[dtype]
     if symmetric:
         scale = max(-rmin, rmax) / (qmax if dtype == "int8" else (qmax - qmin) / 2)

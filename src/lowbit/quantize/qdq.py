@@ -90,6 +90,7 @@ class _QdqRewriter:
         self.float_tensors: dict[str, str] = {}
         self._quantized_nodes: set[ir.Node] = set()
         self._weight_cache: dict[tuple[str, int | None], ir.Value] = {}
+        self._param_values: dict[QuantParams, tuple[ir.Value, ir.Value]] = {}
         self._names: set[str] = {v.name for v in _all_values(graph) if v.name}
 
     # -- decisions ---------------------------------------------------------------------
@@ -99,8 +100,7 @@ class _QdqRewriter:
             rule = rule_for(node)
             label = node.name or (node.outputs[0].name if node.outputs else node.op_type)
             if rule is None:
-                self._float(node, label, f"no INT8 rule for {node.domain or 'ai.onnx'}::"
-                            f"{node.op_type}")
+                self._float(node, label, _no_rule_reason(node))
                 continue
             if rule.keep_float:
                 self._float(node, label, rule.keep_float)
@@ -234,8 +234,13 @@ class _QdqRewriter:
 
     def _insert_qdq(self, value: ir.Value, params: QuantParams) -> None:
         base = value.name or "tensor"
-        scale = self._initializer(f"{base}_scale", np.array(params.scale, np.float32))
-        zero = self._initializer(f"{base}_zero_point", np.array(params.zero_point, params.dtype))
+        # Tensors tied together (pass-through ops, Concat) share one scale/zero-point pair.
+        if params not in self._param_values:
+            self._param_values[params] = (
+                self._initializer(f"{base}_scale", np.array(params.scale, np.float32)),
+                self._initializer(f"{base}_zero_point",
+                                  np.array(params.zero_point, params.dtype)))
+        scale, zero = self._param_values[params]
         q_out = ir.Value(name=self._unique(f"{base}_quantized"))
         dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
         users = [(user, idx) for user, idx in value.uses()]
@@ -336,6 +341,24 @@ class _QdqRewriter:
             candidate = f"{name}_{n}"
         self._names.add(candidate)
         return candidate
+
+
+def _no_rule_reason(node: ir.Node) -> str:
+    inner = sum(len(list(g.all_nodes())) for g in _subgraphs(node))
+    if inner:
+        return (f"control flow ({node.op_type}): its {inner} subgraph op(s) stay float; "
+                "lowbit does not quantize inside If/Loop/Scan yet")
+    return f"no INT8 rule for {node.domain or 'ai.onnx'}::{node.op_type}"
+
+
+def _subgraphs(node: ir.Node) -> list[ir.Graph]:
+    graphs: list[ir.Graph] = []
+    for attr in node.attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs.append(attr.as_graph())
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs.extend(attr.as_graphs())
+    return graphs
 
 
 def _clip_starts_at_zero(node: ir.Node) -> bool:
