@@ -1,3 +1,36 @@
-"""lowbit: deploy trained neural networks at lower precision."""
+"""lowbit: deploy trained neural networks at lower precision.
+
+    import lowbit
+    lowbit.transform("model.onnx", "work/model.f32.onnx", test_input="x.npz")
+    lowbit.calibrate("work/model.f32.onnx", "calib.npz", method="kl", output="work/model.calib")
+    result = lowbit.deploy("work/model.f32.onnx", calibration_table="work/model.calib",
+                           output="work/model.int8.onnx", test_input="x.npz")
+    lowbit.bench(["work/model.int8.onnx", "work/model.f32.onnx"])
+"""
 
 __version__ = "0.1.0"
+
+from lowbit.analysis.bench import BenchSettings, bench_models as bench  # noqa: E402
+from lowbit.api import (  # noqa: E402
+    DeployResult,
+    TransformResult,
+    calibrate,
+    compare,
+    deploy,
+    run_samples,
+    transform,
+)
+from lowbit.errors import LowbitError  # noqa: E402
+
+__all__ = [
+    "BenchSettings",
+    "DeployResult",
+    "LowbitError",
+    "TransformResult",
+    "bench",
+    "calibrate",
+    "compare",
+    "deploy",
+    "run_samples",
+    "transform",
+]
