@@ -71,7 +71,7 @@ def minmax_ranges(model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
     """Exact min/max of every float tensor, by running ORT with all of them exposed."""
     import onnxruntime as ort
 
-    from lowbit.calibrate.observers import TensorRange
+    from lowbit.calibration.observers import TensorRange
 
     inferred = onnx.shape_inference.infer_shapes(model)
     exposed = onnx.ModelProto.FromString(inferred.SerializeToString())

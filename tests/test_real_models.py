@@ -7,7 +7,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import lowbit
-from lowbit.analysis.metrics import cosine
 from lowbit.runtime.ort import create_session
 from tests.models import make_model, small_resnet
 

@@ -10,8 +10,9 @@
 
 __version__ = "0.1.0"
 
-from lowbit.analysis.bench import BenchSettings, bench_models as bench  # noqa: E402
-from lowbit.api import (  # noqa: E402
+from lowbit.analysis.bench import BenchSettings
+from lowbit.analysis.bench import bench_models as bench
+from lowbit.api import (
     DeployResult,
     TransformResult,
     calibrate,
@@ -20,7 +21,7 @@ from lowbit.api import (  # noqa: E402
     run_samples,
     transform,
 )
-from lowbit.errors import LowbitError  # noqa: E402
+from lowbit.errors import LowbitError
 
 __all__ = [
     "BenchSettings",

@@ -24,9 +24,9 @@ import numpy as np
 import onnx
 
 from lowbit.analysis.validate import Tolerance, ValidationReport, compare_outputs
-from lowbit.calibrate.collect import collect_ranges
-from lowbit.calibrate.observers import CalibrationSettings
-from lowbit.calibrate.table import CalibrationTable, read_table, write_table
+from lowbit.calibration.collect import collect_ranges
+from lowbit.calibration.observers import CalibrationSettings
+from lowbit.calibration.table import CalibrationTable, read_table, write_table
 from lowbit.data import Dataset, ImageOptions, open_dataset, save_npz_dataset
 from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model, output_names, save_model

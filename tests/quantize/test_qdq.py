@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from lowbit.calibrate.observers import TensorRange
+from lowbit.calibration.observers import TensorRange
 from lowbit.passes import canonicalize
 from lowbit.quantize.qdq import quantize_qdq
 from lowbit.quantize.qoperator import to_qoperator

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lowbit import api
 from lowbit.analysis.bench import BenchSettings, bench_models
-from lowbit.calibrate.observers import METHODS
+from lowbit.calibration.observers import METHODS
 from lowbit.cli.parsing import parse_floats, parse_ints, parse_shapes
 from lowbit.cli.render import (
     bench_table,
@@ -19,10 +19,8 @@ from lowbit.cli.render import (
 from lowbit.data import ImageOptions
 from lowbit.demo import run_demo_flow
 
-Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-
-def _transform(sub: Sub) -> None:  # type: ignore[valid-type]
+def _transform(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transform", help="clean up a model (fold BN, lift constants, fix shapes)",
                        description="Load and check an ONNX model, fix its input shapes, move "
                        "weights held in Constant nodes into initializers, remove Identity and "
@@ -49,7 +47,7 @@ def _transform(sub: Sub) -> None:  # type: ignore[valid-type]
     p.set_defaults(run=run)
 
 
-def _calibrate(sub: Sub) -> None:  # type: ignore[valid-type]
+def _calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="observe activation ranges over a data set",
                        description="Stream a data set through the model and write the "
                        "calibration table (lines 'tensor threshold min max'). Memory depends on "
@@ -99,7 +97,7 @@ def _image_options(args: argparse.Namespace) -> ImageOptions | None:
                         pixel_format=args.pixel_format, resize=resize)
 
 
-def _deploy(sub: Sub) -> None:  # type: ignore[valid-type]
+def _deploy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="quantize a model and validate it against float",
                        description="Rewrite the model to INT8 QDQ (ONNX Runtime fuses it into "
                        "integer kernels), write it, and with --test-input compare its outputs "
@@ -145,7 +143,7 @@ def _deploy(sub: Sub) -> None:  # type: ignore[valid-type]
     p.set_defaults(run=run)
 
 
-def _compare(sub: Sub) -> None:  # type: ignore[valid-type]
+def _compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare two models' outputs on the same inputs",
                        description="Run both models on --inputs and report cosine, euclidean "
                        "similarity and SQNR per output. Exit code 1 when a tolerance fails.")
@@ -162,7 +160,7 @@ def _compare(sub: Sub) -> None:  # type: ignore[valid-type]
     p.set_defaults(run=run)
 
 
-def _bench(sub: Sub) -> None:  # type: ignore[valid-type]
+def _bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure latency and throughput on ONNX Runtime",
                        description="Time a model at each batch size (median and p90 over "
                        "repeated runs after warm-up). With --vs, both models run interleaved "
@@ -190,7 +188,7 @@ def _bench(sub: Sub) -> None:  # type: ignore[valid-type]
     p.set_defaults(run=run)
 
 
-def _demo(sub: Sub) -> None:  # type: ignore[valid-type]
+def _demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole flow on the MNIST model shipped with lowbit",
                        description="transform → calibrate → deploy (validated) → accuracy on "
                        "1,000 held-out digits → bench, on a LeNet-shaped MNIST CNN that ships "

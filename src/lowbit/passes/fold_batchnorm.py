@@ -22,10 +22,11 @@ def fold_batchnorm(model: ir.Model) -> int:
             continue
         if len(bn.outputs) > 1 and any(v.uses() for v in bn.outputs[1:]):
             continue  # training mode
-        producer = bn.inputs[0].producer() if bn.inputs[0] is not None else None
-        if producer is None or producer.op_type not in ("Conv", "Gemm"):
+        data = bn.inputs[0]
+        producer = data.producer() if data is not None else None
+        if data is None or producer is None or producer.op_type not in ("Conv", "Gemm"):
             continue
-        if len(bn.inputs[0].uses()) != 1 or bn.inputs[0].is_graph_output():
+        if len(data.uses()) != 1 or data.is_graph_output():
             continue
         params = [_const(v) for v in bn.inputs[1:5]]
         if any(p is None for p in params):

@@ -37,7 +37,7 @@ def remove_dropout(model: ir.Model) -> int:
                 continue
             ir.convenience.replace_all_uses_with(output, data)
             graph.outputs[graph.outputs.index(output)] = data
-            data.name, output.name = output.name, data.name + "_unused"
+            data.name, output.name = output.name, f"{data.name}_unused"
         else:
             ir.convenience.replace_all_uses_with(output, data)
         graph.remove(node, safe=True)

@@ -22,7 +22,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
-from lowbit.calibrate.observers import TensorRange
+from lowbit.calibration.observers import TensorRange
 from lowbit.quantize.params import (
     QuantParams,
     activation_params,
@@ -98,7 +98,7 @@ class _QdqRewriter:
     def decide(self) -> None:
         for node in list(self.graph):
             rule = rule_for(node)
-            label = node.name or (node.outputs[0].name if node.outputs else node.op_type)
+            label = node.name or (node.outputs[0].name if node.outputs else None) or node.op_type
             if rule is None:
                 self._float(node, label, _no_rule_reason(node))
                 continue

@@ -37,7 +37,7 @@ def _match(node: ir.Node, n_quantized_inputs: int) -> _Match | None:
             return None
         dqs.append(producer)
     output = node.outputs[0]
-    uses = output.uses()
+    uses = list(output.uses())
     if output.is_graph_output() or len(uses) != 1 or uses[0][0].op_type != "QuantizeLinear":
         return None
     return _Match(node, dqs, uses[0][0])

@@ -20,7 +20,7 @@ from lowbit.quantize.rules.registry import (
 )
 
 
-def _roles(weight_axis_of: int | None):  # noqa: ANN202 - small factory
+def _roles(weight_axis_of: int | None):
     def roles(node: ir.Node) -> Mapping[int, InputRole] | None:
         if not is_initializer(node.inputs[1]):
             return None  # weights computed at run time: leave float

@@ -1,6 +1,6 @@
 """Calibration: stream a data set through a model and record every activation's range.
 
-    from lowbit.calibrate import CalibrationSettings, collect_ranges, write_table
+    from lowbit.calibration import CalibrationSettings, collect_ranges, write_table
 
     settings = CalibrationSettings(method="kl", bins=2048)
     table = collect_ranges(model, samples, settings, num_samples=200)
@@ -8,8 +8,8 @@
     table = read_table("model.calib")      # table.ranges["conv1_out"].threshold
 """
 
-from lowbit.calibrate.collect import ActivationTensors, collect_ranges, find_activation_tensors
-from lowbit.calibrate.observers import (
+from lowbit.calibration.collect import ActivationTensors, collect_ranges, find_activation_tensors
+from lowbit.calibration.observers import (
     METHODS,
     CalibrationSettings,
     HistogramObserver,
@@ -25,7 +25,7 @@ from lowbit.calibrate.observers import (
     percentile_threshold,
     register_observer,
 )
-from lowbit.calibrate.table import (
+from lowbit.calibration.table import (
     CalibrationTable,
     format_table,
     parse_table,

@@ -36,8 +36,8 @@ from onnx import TensorProto, helper
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lowbit.calibrate.observers import CalibrationSettings, Observer, make_observer
-from lowbit.calibrate.table import CalibrationTable
+from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
+from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs
 from lowbit.runtime.ort import create_session

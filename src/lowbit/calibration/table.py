@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lowbit.calibrate.observers import TensorRange
+from lowbit.calibration.observers import TensorRange
 from lowbit.errors import CalibrationError
 
 log = logging.getLogger(__name__)

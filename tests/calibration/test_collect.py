@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import lowbit.calibrate.collect as collect_module
-from lowbit.calibrate import (
+import lowbit.calibration.collect as collect_module
+from lowbit.calibration import (
     CalibrationSettings,
     collect_ranges,
     find_activation_tensors,

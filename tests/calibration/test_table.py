@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lowbit.calibrate.observers import TensorRange
-from lowbit.calibrate.table import CalibrationTable, read_table, write_table
+from lowbit.calibration.observers import TensorRange
+from lowbit.calibration.table import CalibrationTable, read_table, write_table
 from lowbit.errors import CalibrationError
 
 

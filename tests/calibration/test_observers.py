@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowbit.calibrate.observers import (
+from lowbit.calibration.observers import (
     METHODS,
     CalibrationSettings,
     HistogramObserver,

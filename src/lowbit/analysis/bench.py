@@ -1,0 +1,277 @@
+"""Time models side by side: latency and throughput per batch size.
+
+    settings = BenchSettings(batches=(1, 32), threads=2, repeats=20)
+    comparison = bench_models(["model.int8.onnx", "model.f32.onnx"], settings)
+    comparison.ratio(32)                      # speed-up of the first model over the second
+    for result in comparison.results:
+        for t in result.timings:
+            print(result.model, t.batch, t.median_ms, t.p90_ms, t.throughput)
+
+With several models the runs are interleaved in one process (warm up all, then
+each repeat runs model A once, model B once, ...), so machine noise (another
+process, a frequency change) falls on every model alike and the ratios hold even
+when the absolute times drift.
+
+Inputs are random: float inputs standard normal, integer and bool inputs zeros.
+The first dimension of each input is the batch. A model whose batch dimension is
+fixed (say to 1) runs a larger batch as several sequential runs and its timing is
+marked ``sequential``; a dynamic dimension other than the first is an error,
+since the bench cannot guess its size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from lowbit.errors import UsageError
+from lowbit.io.model import input_specs, load_model
+from lowbit.runtime.ort import create_session
+from lowbit.spec import TensorSpec
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to time: batch sizes, ORT intra-op threads, warm-up runs and timed repeats.
+
+    ``min_seconds`` > 0 keeps repeating (past ``repeats``) until every model has
+    spent at least that long in timed runs at the batch size.
+    """
+
+    batches: tuple[int, ...] = (1, 32)
+    threads: int | None = None
+    warmup: int = 3
+    repeats: int = 20
+    min_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.batches:
+            raise UsageError("bench needs at least one batch size, found none")
+        bad = [b for b in self.batches if not isinstance(b, int) or b < 1]
+        if bad:
+            raise UsageError(f"batch sizes must be integers >= 1, found {bad}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1 (or None for ORT's default), "
+                             f"found {self.threads}")
+        if self.warmup < 0:
+            raise UsageError(f"warmup must be >= 0, found {self.warmup}")
+        if self.repeats < 1:
+            raise UsageError(f"repeats must be >= 1, found {self.repeats}")
+        if not math.isfinite(self.min_seconds) or self.min_seconds < 0:
+            raise UsageError(f"min_seconds must be a finite number >= 0, "
+                             f"found {self.min_seconds}")
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """Timing of one model at one batch size; throughput is samples per second.
+
+    ``sequential`` is True when the model's batch dimension is fixed and the
+    batch ran as several smaller runs back to back (timed together).
+    """
+
+    batch: int
+    median_ms: float
+    p90_ms: float
+    throughput: float
+    sequential: bool = False
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's size on disk and its timings, one per batch size."""
+
+    model: str
+    size_bytes: int
+    timings: tuple[BatchTiming, ...]
+
+    def timing(self, batch: int) -> BatchTiming:
+        for timing in self.timings:
+            if timing.batch == batch:
+                return timing
+        raise UsageError(f"{self.model} was not timed at batch {batch}; "
+                         f"timed batches: {[t.batch for t in self.timings]}")
+
+
+@dataclass(frozen=True)
+class BenchComparison:
+    """Results of models timed side by side, in the order they were given."""
+
+    results: tuple[BenchResult, ...]
+
+    def ratio(self, batch: int, first: int = 0, second: int = 1) -> float:
+        """Throughput of results[first] / throughput of results[second] at ``batch``."""
+        if max(first, second) >= len(self.results):
+            raise UsageError(f"ratio needs results {first} and {second}, "
+                             f"but only {len(self.results)} model(s) were timed")
+        return (self.results[first].timing(batch).throughput
+                / self.results[second].timing(batch).throughput)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to feed one model at one batch size: the feeds and how many runs make the batch."""
+
+    feeds: dict[str, np.ndarray]
+    runs: int
+
+
+def bench_models(
+    models: Sequence[str | Path], settings: BenchSettings, *, progress: bool = True
+) -> BenchComparison:
+    """Time every model at every batch size of ``settings``, interleaved in one process."""
+    if not models:
+        raise UsageError("bench_models needs at least one model, found none")
+    paths = [Path(m) for m in models]
+    protos = [load_model(p, check=False) for p in paths]
+    sessions = [create_session(p, threads=settings.threads) for p in paths]
+    rng = np.random.default_rng(0)
+    per_model: list[list[BatchTiming]] = [[] for _ in paths]
+    for batch in settings.batches:
+        plans = [plan_batch(proto, batch, rng, name=str(p)) for proto, p in zip(protos, paths, strict=True)]
+        runners = [_runner(s, plan) for s, plan in zip(sessions, plans, strict=True)]
+        if progress:
+            log.info("timing %d model(s) at batch %d: %d warm-up + %d timed runs each",
+                     len(paths), batch, settings.warmup, settings.repeats)
+        samples = time_interleaved(runners, settings.warmup, settings.repeats,
+                                   settings.min_seconds)
+        for index, (times, plan) in enumerate(zip(samples, plans, strict=True)):
+            timing = summarize(batch, times, sequential=plan.runs > 1)
+            per_model[index].append(timing)
+            if progress:
+                log.info("  %s batch %d: median %.2f ms, p90 %.2f ms, %.1f samples/s%s",
+                         paths[index].name, batch, timing.median_ms, timing.p90_ms,
+                         timing.throughput, " (sequential)" if timing.sequential else "")
+    results = tuple(
+        BenchResult(model=p.name, size_bytes=model_size_bytes(p), timings=tuple(t))
+        for p, t in zip(paths, per_model, strict=True)
+    )
+    return BenchComparison(results)
+
+
+def time_interleaved(
+    runners: Sequence[Callable[[], object]],
+    warmup: int,
+    repeats: int,
+    min_seconds: float = 0.0,
+    clock: Clock = time.perf_counter,
+) -> list[list[float]]:
+    """Warm up every runner, then time them in turn; returns seconds per run, per runner.
+
+    Repeats go on past ``repeats`` until every runner's timed total reaches ``min_seconds``.
+    """
+    for _ in range(warmup):
+        for run in runners:
+            run()
+    times: list[list[float]] = [[] for _ in runners]
+    while True:
+        for index, run in enumerate(runners):
+            start = clock()
+            run()
+            times[index].append(clock() - start)
+        if len(times[0]) >= repeats and all(sum(t) >= min_seconds for t in times):
+            return times
+
+
+def summarize(batch: int, seconds: Sequence[float], *, sequential: bool = False) -> BatchTiming:
+    """Median, 90th percentile (ms) and samples/s from per-run times in seconds."""
+    values = np.asarray(seconds, dtype=np.float64) * 1000.0
+    median = float(np.median(values))
+    p90 = max(float(np.percentile(values, 90)), median)
+    throughput = batch / (median / 1000.0) if median > 0 else math.inf
+    return BatchTiming(batch=batch, median_ms=median, p90_ms=p90, throughput=throughput,
+                       sequential=sequential)
+
+
+def plan_batch(
+    model: onnx.ModelProto, batch: int, rng: np.random.Generator, *, name: str = "model"
+) -> _Plan:
+    """Random feeds for ``batch`` samples, or for a fixed batch size run several times."""
+    specs = input_specs(model)
+    fixed = _fixed_batch(specs)
+    if fixed is None:
+        runs, run_batch = 1, batch
+    elif batch % fixed == 0:
+        runs, run_batch = batch // fixed, fixed
+    else:
+        raise UsageError(f"{name} has its batch dimension fixed to {fixed}; batch {batch} "
+                         f"is not a multiple of it")
+    feeds = {spec.name: _random_input(spec, run_batch, rng, name) for spec in specs}
+    return _Plan(feeds=feeds, runs=runs)
+
+
+def model_size_bytes(path: str | Path) -> int:
+    """Size of the model file plus any external data files it names."""
+    path = Path(path)
+    total = path.stat().st_size
+    model = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in _all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    locations.add(entry.value)
+    for location in locations:
+        data = path.parent / location
+        if data.exists():
+            total += data.stat().st_size
+    return total
+
+
+def _all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                tensors.append(attr.t)
+    return tensors
+
+
+def _fixed_batch(specs: Sequence[TensorSpec]) -> int | None:
+    """None when some input has a dynamic first dim; else the fixed first dim shared by all."""
+    firsts = [spec.shape[0] for spec in specs if spec.shape]
+    if not firsts or any(not isinstance(d, int) for d in firsts):
+        return None
+    sizes = {d for d in firsts if isinstance(d, int)}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _random_input(spec: TensorSpec, batch: int, rng: np.random.Generator, name: str) -> np.ndarray:
+    shape: list[int] = []
+    for axis, dim in enumerate(spec.shape):
+        if isinstance(dim, int):
+            shape.append(dim)  # a fixed first dim: the caller already runs at that batch
+        elif axis == 0:
+            shape.append(batch)
+        else:
+            raise UsageError(f"{name}: input '{spec.name}' has a dynamic dimension at axis "
+                             f"{axis} (shape {spec.shape_text()}); bench only fills the batch "
+                             f"axis 0 — fix the other dimensions first (e.g. lowbit transform "
+                             f"with fixed input shapes)")
+    if np.issubdtype(spec.dtype, np.floating):
+        return rng.standard_normal(shape).astype(spec.dtype)
+    return np.zeros(shape, dtype=spec.dtype)
+
+
+def _runner(session: ort.InferenceSession, plan: _Plan) -> Callable[[], None]:
+    """A no-argument callable that runs one batch (``plan.runs`` session runs)."""
+    run = session.run
+    feeds = plan.feeds
+
+    def run_batch() -> None:
+        for _ in range(plan.runs):
+            run(None, feeds)
+
+    return run_batch

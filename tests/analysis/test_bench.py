@@ -1,0 +1,131 @@
+"""bench_models: structure of results, interleaving, fixed-batch models, input errors."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lowbit.analysis.bench import (
+    BatchTiming,
+    BenchComparison,
+    BenchResult,
+    BenchSettings,
+    bench_models,
+    model_size_bytes,
+    summarize,
+    time_interleaved,
+)
+from lowbit.errors import UsageError
+
+FAST = BenchSettings(batches=(1, 4), threads=1, warmup=1, repeats=3)
+
+
+def _matmul_model(path: Path, batch: int | str = "N", second_dim: int | str = 8) -> Path:
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, second_dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 16])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_bench_models_returns_sane_timings(tmp_path: Path) -> None:
+    a = _matmul_model(tmp_path / "a.onnx")
+    b = _matmul_model(tmp_path / "b.onnx")
+    comparison = bench_models([a, b], FAST, progress=False)
+    assert [r.model for r in comparison.results] == ["a.onnx", "b.onnx"]
+    for result in comparison.results:
+        assert result.size_bytes == a.stat().st_size
+        assert [t.batch for t in result.timings] == [1, 4]
+        for timing in result.timings:
+            assert timing.median_ms > 0
+            assert timing.p90_ms >= timing.median_ms
+            assert timing.throughput == pytest.approx(timing.batch / timing.median_ms * 1000)
+            assert not timing.sequential
+    expected = (comparison.results[0].timing(4).throughput
+                / comparison.results[1].timing(4).throughput)
+    assert comparison.ratio(4) == pytest.approx(expected)
+
+
+def test_interleaves_runs_and_warms_up_all_first() -> None:
+    calls: list[str] = []
+    runners = [lambda: calls.append("A"), lambda: calls.append("B")]
+    times = time_interleaved(runners, warmup=2, repeats=3)
+    assert calls == ["A", "B"] * 5
+    assert [len(t) for t in times] == [3, 3]
+
+
+def test_times_come_from_the_clock_around_each_run() -> None:
+    ticks = itertools.count()
+    # Each run spans one tick of the fake clock: start=k, end=k+1.
+    times = time_interleaved([lambda: None, lambda: None], warmup=0, repeats=2,
+                             clock=lambda: float(next(ticks)))
+    assert times == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_min_seconds_extends_repeats() -> None:
+    ticks = itertools.count()
+    times = time_interleaved([lambda: None], warmup=0, repeats=1, min_seconds=5.0,
+                             clock=lambda: float(next(ticks)))
+    assert len(times[0]) == 5
+
+
+def test_fixed_batch_one_model_runs_larger_batches_sequentially(tmp_path: Path) -> None:
+    model = _matmul_model(tmp_path / "fixed.onnx", batch=1)
+    result = bench_models([model], FAST, progress=False).results[0]
+    assert result.timing(1).sequential is False
+    assert result.timing(4).sequential is True
+    assert result.timing(4).throughput == pytest.approx(4 / result.timing(4).median_ms * 1000)
+
+
+def test_dynamic_non_batch_dim_names_the_input(tmp_path: Path) -> None:
+    model = _matmul_model(tmp_path / "dyn.onnx", second_dim="K")
+    with pytest.raises(UsageError, match="'x'.*axis 1"):
+        bench_models([model], FAST, progress=False)
+
+
+def test_summarize_percentiles() -> None:
+    timing = summarize(2, [0.001, 0.002, 0.003, 0.004, 0.010])
+    assert timing.median_ms == pytest.approx(3.0)
+    assert timing.p90_ms == pytest.approx(7.6)
+    assert timing.throughput == pytest.approx(2 / 0.003)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"batches": ()}, {"batches": (0,)}, {"threads": 0}, {"warmup": -1}, {"repeats": 0},
+    {"min_seconds": -1.0}, {"min_seconds": float("nan")},
+])
+def test_settings_reject_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        BenchSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_ratio_of_missing_batch_or_model_is_a_usage_error() -> None:
+    result = BenchResult("a", 1, (BatchTiming(1, 1.0, 1.0, 1000.0),))
+    with pytest.raises(UsageError, match="batch 32"):
+        BenchComparison((result, result)).ratio(32)
+    with pytest.raises(UsageError, match="1 model"):
+        BenchComparison((result,)).ratio(1)
+
+
+def test_size_includes_external_data(tmp_path: Path) -> None:
+    path = _matmul_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    ext = tmp_path / "ext.onnx"
+    onnx.save_model(model, str(ext), save_as_external_data=True, location="ext.onnx.data",
+                    size_threshold=0)
+    data = tmp_path / "ext.onnx.data"
+    assert data.exists()
+    assert model_size_bytes(ext) == ext.stat().st_size + data.stat().st_size
