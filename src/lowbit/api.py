@@ -16,7 +16,7 @@ alone. Errors a user can cause raise LowbitError subclasses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from lowbit.analysis.validate import Tolerance, ValidationReport, compare_output
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable, read_table, write_table
-from lowbit.data import Dataset, ImageOptions, open_dataset, save_npz_dataset
+from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset, save_npz_dataset
 from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.passes import CanonicalizeReport, canonicalize
@@ -83,7 +83,7 @@ def transform(
     reference_path = None
     if test_input is not None:
         samples = open_dataset(test_input, input_specs(canonical))
-        reference = run_samples(canonical, samples)
+        reference = run_samples(canonical, _finite_samples(samples))
         reference_path = Path(reference_output) if reference_output else path.parent / \
             "ref_outputs.npz"
         save_model(canonical, path)
@@ -158,17 +158,27 @@ def deploy(
     if settings.format == "qoperator":
         quantized_model = to_qoperator(quantized_model)
     _check_model(quantized_model, "the quantized model")
-    path = save_model(quantized_model, output)
 
-    validation = None
+    # Everything a user can get wrong about the test data is checked before the model is
+    # written: exit code 2 promises that nothing was written.
+    samples, reference = None, None
     if test_input is not None:
         samples = open_dataset(test_input, input_specs(canonical))
         if test_reference is not None:
+            _check_samples(samples)
             reference = _load_reference(test_reference, output_names(canonical))
         else:
-            reference = run_samples(canonical, samples)
+            reference = run_samples(canonical, _finite_samples(samples))
+    path = save_model(quantized_model, output)
+
+    validation = None
+    if samples is not None and reference is not None:
         actual = run_samples(path, samples)
-        validation = compare_outputs(reference, actual, tol)
+        try:
+            validation = compare_outputs(reference, actual, tol)
+        except UsageError:
+            path.unlink(missing_ok=True)  # the reference does not fit this model: a usage error
+            raise
     return DeployResult(path, quantize.upper(), tuple(result.quantized), tuple(result.left_float),
                         tuple(result.removed), dict(result.float_tensors), validation)
 
@@ -183,8 +193,9 @@ def compare(
     """Run two models on the same inputs and compare their outputs."""
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     ref_model = load_model(reference_model)
+    load_model(test_model)  # a missing or broken file fails with a clear message
     samples = open_dataset(inputs, input_specs(ref_model))
-    reference = run_samples(ref_model, samples)
+    reference = run_samples(ref_model, _finite_samples(samples))
     actual = run_samples(test_model, samples)
     return compare_outputs(reference, actual, tol)
 
@@ -203,6 +214,19 @@ def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[s
     if count == 0:
         raise DatasetError("the data set has no samples")
     return {name: np.concatenate(values, axis=0) for name, values in collected.items()}
+
+
+def _finite_samples(dataset: Dataset) -> Iterator[dict[str, np.ndarray]]:
+    """The data set's samples; a NaN or Inf in one raises DatasetError naming it."""
+    for index, sample in enumerate(dataset):
+        check_finite(sample, index, dataset.source)
+        yield sample
+
+
+def _check_samples(dataset: Dataset) -> None:
+    """Read every sample once, so a misshapen or non-finite one fails before anything runs."""
+    for _ in _finite_samples(dataset):
+        pass
 
 
 def _load_reference(path: str | Path, names: Sequence[str]) -> dict[str, np.ndarray]:

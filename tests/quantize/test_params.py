@@ -26,7 +26,8 @@ def test_round_trip_within_half_scale(lo, hi, dtype, symmetric, data):
     unit = data.draw(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=50))
     x = np.clip(p.rmin + np.array(unit) * (p.rmax - p.rmin), p.rmin, p.rmax).astype(np.float32)
     err = np.abs(dequantize(quantize(x, p), p) - x)
-    assert err.max() <= p.scale / 2 * (1 + 1e-5) + 1e-7
+    # float32 arithmetic adds an ulp-sized error at the magnitude of the values
+    assert err.max() <= p.scale / 2 + 1e-6 * max(1.0, float(np.abs(x).max()))
 
 
 @settings(max_examples=200, deadline=None)
