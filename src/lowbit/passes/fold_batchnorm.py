@@ -4,7 +4,7 @@
 
 y = gamma·(conv(x) − mean)/sqrt(var + eps) + beta is a per-output-channel affine
 map, so it folds into the producer's weight (scaled per output channel) and bias.
-Only folds when the producer's output feeds the BN alone and the weights are
+The producer's output takes the BN output's name. Only folds when the producer's output feeds the BN alone and the weights are
 initializers.
 """
 
@@ -41,13 +41,16 @@ def fold_batchnorm(model: ir.Model) -> int:
             ok = _fold_into_gemm(graph, producer, scale, shift)
         if not ok:
             continue
-        bn_out = bn.outputs[0]
-        conv_out = producer.outputs[0]
+        # The producer now computes what BN did, so its output takes BN's name: later
+        # stages (calibration tables, layer-by-layer compare) pair tensors by it.
+        bn_out, conv_out = bn.outputs[0], producer.outputs[0]
         ir.convenience.replace_all_uses_with(bn_out, conv_out)
         if bn_out.is_graph_output():
             graph.outputs[graph.outputs.index(bn_out)] = conv_out
-            conv_out.name = bn_out.name
         graph.remove(bn, safe=True)
+        name = bn_out.name
+        bn_out.name = f"{name}__folded"
+        conv_out.name = name
         folded += 1
     return folded
 
