@@ -30,9 +30,13 @@ EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        # One line, like every other usage error; the full usage is one --help away.
+        sys.stderr.write(f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split("\n")).strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except LowbitError as err:
-        sys.stderr.write(f"lowbit {args.command}: error: {err}\n")
+        sys.stderr.write(f"lowbit {args.command}: error: {_one_line(err)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

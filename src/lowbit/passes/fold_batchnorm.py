@@ -44,9 +44,10 @@ def fold_batchnorm(model: ir.Model) -> int:
         # The producer now computes what BN did, so its output takes BN's name: later
         # stages (calibration tables, layer-by-layer compare) pair tensors by it.
         bn_out, conv_out = bn.outputs[0], producer.outputs[0]
-        ir.convenience.replace_all_uses_with(bn_out, conv_out)
-        if bn_out.is_graph_output():
-            graph.outputs[graph.outputs.index(bn_out)] = conv_out
+        # BN keeps type and shape; a graph output must carry them even without shape inference.
+        conv_out.type = conv_out.type or bn_out.type
+        conv_out.shape = conv_out.shape or bn_out.shape
+        ir.convenience.replace_all_uses_with(bn_out, conv_out, replace_graph_outputs=True)
         graph.remove(bn, safe=True)
         name = bn_out.name
         bn_out.name = f"{name}__folded"
