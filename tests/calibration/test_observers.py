@@ -224,3 +224,13 @@ def test_non_finite_values_kept_in_min_max(method: str) -> None:
     rng = obs.result()
     assert rng.min == -np.inf and rng.max == 1.0
     assert np.isfinite(rng.threshold)
+
+
+def test_kl_does_not_clip_a_tensor_whose_values_sit_far_from_zero() -> None:
+    """Pooled outputs in [0.4, 5.6]: KL must keep (almost) all of them."""
+    from lowbit.calibration.observers import CalibrationSettings, make_observer
+
+    values = np.random.default_rng(3).uniform(0.378, 5.61, size=20_000).astype(np.float32)
+    observer = make_observer(CalibrationSettings(method="kl"))
+    observer.update(values)
+    assert observer.result().threshold >= np.quantile(values, 0.99)

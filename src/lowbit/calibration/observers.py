@@ -255,6 +255,9 @@ def percentile_threshold(hist: np.ndarray, width: float, percentile: float) -> f
     return float((k + min(max(fraction, 0.0), 1.0)) * width)
 
 
+KL_MAX_CLIPPED = 0.01
+
+
 def kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
     """Entropy calibration over a histogram of |x|; returns the chosen bin edge.
 
@@ -298,6 +301,12 @@ def kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
         q_term = np.where(p_mass > 0, p_mass * log_q, 0.0).sum(axis=1)
         divergence = (p_term - q_term) / total + np.log(mass[candidates] / total)
     divergence = np.where(np.isnan(divergence), np.inf, divergence)
+    # When every value sits far from zero (a pooled output in [0.4, 5.6]), a candidate
+    # that folds all the mass into its last bin has P and Q identical after
+    # normalisation: KL = 0 at a threshold that clips everything. Never clip more
+    # than KL_MAX_CLIPPED of the values.
+    kept = mass[candidates] / total
+    divergence = np.where(kept >= 1.0 - KL_MAX_CLIPPED, divergence, np.inf)
     best = int(np.argmin(divergence))
     return float(candidates[best] * width)
 

@@ -98,7 +98,7 @@ def output_names(model: onnx.ModelProto) -> list[str]:
 def _can_measure(model: onnx.ModelProto) -> bool:
     try:
         model.ByteSize()
-    except Exception:  # protobuf refuses to size messages over 2 GB
+    except Exception:  # noqa: BLE001 - protobuf refuses to size messages over 2 GB
         return False
     return True
 

@@ -30,17 +30,20 @@ def remove_dropout(model: ir.Model) -> int:
         if data is None:
             continue
         if output.is_graph_output():
-            if data.is_graph_input() or data.is_initializer():
-                node.op_type = "Identity"  # keep a node so the output name survives
+            if data.is_graph_input() or data.is_initializer() or data.is_graph_output():
+                node.op_type = "Identity"  # keep a node so both names survive
                 node.resize_inputs(1)
                 node.resize_outputs(1)
                 continue
-            ir.convenience.replace_all_uses_with(output, data)
-            graph.outputs[graph.outputs.index(output)] = data
-            data.name, output.name = output.name, f"{data.name}_unused"
+            # The graph output keeps its name: Dropout's input takes it over.
+            name = output.name
+            ir.convenience.replace_all_uses_with(output, data, replace_graph_outputs=True)
+            graph.remove(node, safe=True)
+            output.name = None
+            data.name = name
         else:
             ir.convenience.replace_all_uses_with(output, data)
-        graph.remove(node, safe=True)
+            graph.remove(node, safe=True)
         removed += 1
     return removed
 
