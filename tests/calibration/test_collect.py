@@ -83,7 +83,8 @@ def test_activation_tensors_exclude_constants() -> None:
 
 def test_minmax_matches_ort_on_stacked_data() -> None:
     samples = _samples(12)
-    table = collect_ranges(_model(1), samples, CalibrationSettings(), progress=False)
+    table = collect_ranges(_model(1), samples, CalibrationSettings(), progress=False,
+                           skip_derived=False)
     reference = _reference(samples)
     assert list(table.ranges) == ACTIVATIONS
     assert table.num_samples == 12 and table.method == "minmax" and table.skipped == {}
@@ -110,7 +111,7 @@ def test_dynamic_batch_is_batched_and_matches_unbatched(monkeypatch: pytest.Monk
                         lambda *a, **k: _CountingSession(create(*a, **k), sizes))
     samples = _samples(20)
     settings = CalibrationSettings()
-    batched = collect_ranges(_model("N"), samples, settings, progress=False)
+    batched = collect_ranges(_model("N"), samples, settings, progress=False, max_batch=16)
     assert sizes == [16, 4]
     sizes.clear()
     single = collect_ranges(_model("N"), samples, settings, progress=False, max_batch=1)
@@ -118,7 +119,8 @@ def test_dynamic_batch_is_batched_and_matches_unbatched(monkeypatch: pytest.Monk
     sizes.clear()
     static = collect_ranges(_model(1), samples, settings, progress=False)
     assert sizes == [1] * 20
-    for name in ACTIVATIONS:
+    assert set(batched.ranges) == set(single.ranges) == set(static.ranges)
+    for name in batched.ranges:
         for other in (single, static):
             a, b = batched.ranges[name], other.ranges[name]
             np.testing.assert_allclose([a.threshold, a.min, a.max],
@@ -128,7 +130,8 @@ def test_dynamic_batch_is_batched_and_matches_unbatched(monkeypatch: pytest.Monk
 def test_histogram_method_and_table_round_trip(tmp_path: Path) -> None:
     samples = _samples(10)
     settings = CalibrationSettings(method="percentile", percentile=99.0, bins=256)
-    table = collect_ranges(_model("N"), samples, settings, progress=False)
+    table = collect_ranges(_model("N"), samples, settings, progress=False,
+                           skip_derived=False)
     reference = _reference(samples)
     for name, value in reference.items():
         expected = np.percentile(np.abs(value), 99.0)
@@ -196,7 +199,8 @@ def test_bad_max_batch() -> None:
 
 def test_float64_samples_are_cast() -> None:
     samples = [{"x": s["x"].astype(np.float64)} for s in _samples(2)]
-    table = collect_ranges(_model(1), samples, CalibrationSettings(), progress=False)
+    table = collect_ranges(_model(1), samples, CalibrationSettings(), progress=False,
+                           skip_derived=False)
     assert table.num_samples == 2
 
 
@@ -209,8 +213,21 @@ def test_model_that_refuses_batches_falls_back(caplog: pytest.LogCaptureFixture)
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [shape])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     samples = [{"x": np.full((1, 4), float(i), np.float32)} for i in range(-3, 4)]
-    table = collect_ranges(model, samples, CalibrationSettings(), progress=False)
+    table = collect_ranges(model, samples, CalibrationSettings(), progress=False,
+                           skip_derived=False)
     assert "one sample per run" in caplog.text
     assert table.num_samples == 7
     assert (table.ranges["r"].min, table.ranges["r"].max) == (-3.0, 3.0)
     assert (table.ranges["y"].min, table.ranges["y"].max) == (0.0, 3.0)
+
+
+def test_tensors_whose_range_follows_from_another_are_not_observed() -> None:
+    """conv feeds only a Relu (the Relu's range stands for it); Flatten moves data."""
+    samples = _samples(6)
+    full = collect_ranges(_model(1), samples, CalibrationSettings(), progress=False,
+                          skip_derived=False)
+    lean = collect_ranges(_model(1), samples, CalibrationSettings(), progress=False)
+    assert set(lean.ranges) < set(full.ranges)
+    assert "conv" not in lean.ranges and "relu" in lean.ranges
+    for name in lean.ranges:
+        assert lean.ranges[name] == full.ranges[name]

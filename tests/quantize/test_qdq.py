@@ -108,3 +108,21 @@ def test_if_subgraph_ops_are_reported_as_left_float():
     result = quantize_qdq(model, {"x": TensorRange(1, -1, 1)}, QuantizeSettings())
     assert result.left_float[0].op_type == "If"
     assert "2 subgraph op(s) stay float" in result.left_float[0].reason
+
+
+def test_tensors_calibration_skips_take_the_standing_in_range():
+    """Calibration leaves out tensors read only by Relu and outputs of data-movement ops;
+    the rewriter must produce the same model from the lean table as from the full one."""
+    from lowbit.calibration.derived import derived_ranges
+
+    model, feeds, ranges = _resnet_and_ranges()
+    derived = derived_ranges(model)
+    assert derived  # small_resnet has conv→Relu pairs and a MaxPool
+    lean = {name: r for name, r in ranges.items() if name not in derived}
+    for settings in (QuantizeSettings(), QuantizeSettings(activation="int8")):
+        full_model = quantize_qdq(model, ranges, settings).model
+        lean_result = quantize_qdq(model, lean, settings)
+        assert not lean_result.left_float
+        a = create_session(full_model).run(None, feeds)[0]
+        b = create_session(lean_result.model).run(None, feeds)[0]
+        assert np.abs(a - b).max() < 0.05 * np.abs(a).max()

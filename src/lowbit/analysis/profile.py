@@ -103,7 +103,7 @@ def profile_model(
                       name=str(model))
     session = create_session(model, threads=threads, enable_profiling=True)
     trace = _run_and_trace(session, plan.feeds, WARMUP_RUNS * plan.runs, runs * plan.runs)
-    timed = _timed_events(trace, skip_runs=WARMUP_RUNS * plan.runs)
+    timed = timed_events(trace, skip_runs=WARMUP_RUNS * plan.runs)
     if not timed:
         raise ModelError(f"ONNX Runtime's profile of {model} holds no node timings")
     return aggregate(timed, runs=runs, batch=batch)
@@ -144,7 +144,7 @@ def parse_trace(trace: list[dict[str, Any]]) -> list[NodeEvent]:
     return events
 
 
-def _timed_events(trace: list[dict[str, Any]], *, skip_runs: int) -> list[NodeEvent]:
+def timed_events(trace: list[dict[str, Any]], *, skip_runs: int) -> list[NodeEvent]:
     """Node events that start after the first ``skip_runs`` session runs (the warm-up)."""
     starts = sorted(float(e.get("ts", 0)) for e in trace
                     if e.get("cat") == "Session" and e.get("name") == "model_run")

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lowbit.calibration.derived import derived_ranges
 from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE}
 _NO_INPUT_DYNAMIC_OPS = {"RandomNormal", "RandomUniform"}
+# Histogram methods see about this many values of each tensor per sample; min and max
+# are exact whatever the size.
+SUBSAMPLE_PER_SAMPLE = 1 << 13
+_BUDGET_INPUT = "lowbit_subsample_budget"
 
 Sample = Mapping[str, np.ndarray]
 Feeds = dict[str, np.ndarray]
@@ -69,20 +74,24 @@ def collect_ranges(
     num_samples: int | None = None,
     progress: bool = True,
     threads: int | None = None,
-    max_batch: int = 16,
+    max_batch: int = 8,
+    skip_derived: bool = True,
 ) -> CalibrationTable:
     """Stream samples through the model and return the calibration table of its activations."""
     if max_batch < 1:
         raise UsageError(f"max_batch must be at least 1, got {max_batch}")
     specs = input_specs(model)
-    tensors = find_activation_tensors(model)
-    session = create_session(_expose(model, tensors.outputs).SerializeToString(), threads=threads)
-    fetch = list(tensors.outputs)
-    observers = {name: make_observer(settings) for name in [*tensors.inputs, *fetch]}
+    tensors = find_activation_tensors(model, skip_derived=skip_derived)
+    observers = {name: make_observer(settings) for name in [*tensors.inputs, *tensors.outputs]}
+    with_values = any(o.needs_values for o in observers.values())
+    summary_model, summaries = _summary_model(model, tensors.outputs, with_values=with_values)
+    session = create_session(summary_model.SerializeToString(), threads=threads)
+    fetch = [name for s in summaries.values() for name in s.fetch]
     batching = max_batch > 1 and all(
         len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in specs)
 
-    runner = _BatchRunner(session, fetch, specs, batching=batching)
+    runner = _BatchRunner(session, fetch, specs, batching=batching,
+                          budget_input=_BUDGET_INPUT if with_values else None)
     stream = samples if num_samples is None else itertools.islice(samples, num_samples)
     count = 0
     with _progress_bar(progress, _total(samples, num_samples)) as advance:
@@ -90,8 +99,12 @@ def collect_ranges(
             for feeds, values in runner.run(group):
                 for name in tensors.inputs:
                     observers[name].update(feeds[name])
-                for name, value in zip(fetch, values, strict=True):
-                    observers[name].update(value)
+                fetched = dict(zip(fetch, values, strict=True))
+                for name, summary in summaries.items():
+                    observers[name].update_summary(
+                        float(fetched[summary.min]), float(fetched[summary.max]),
+                        int(fetched[summary.size]),
+                        fetched[summary.values] if summary.values else None)
             count += len(group)
             advance(len(group))
     if count == 0:
@@ -99,8 +112,14 @@ def collect_ranges(
     return _table(observers, tensors.skipped, settings, count)
 
 
-def find_activation_tensors(model: onnx.ModelProto) -> ActivationTensors:
-    """Float graph inputs and float outputs of main-graph nodes that depend on an input."""
+def find_activation_tensors(model: onnx.ModelProto, *, skip_derived: bool = False
+                            ) -> ActivationTensors:
+    """Float graph inputs and float outputs of main-graph nodes that depend on an input.
+
+    With ``skip_derived``, tensors whose range follows from another's
+    (lowbit.calibration.derived) are left out: the quantizer looks them up.
+    """
+    derived = derived_ranges(model) if skip_derived else {}
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception as err:  # onnx raises several exception types for bad graphs
@@ -121,7 +140,7 @@ def find_activation_tensors(model: onnx.ModelProto) -> ActivationTensors:
             continue
         for name in node.output:
             elem = types.get(name, TensorProto.UNDEFINED)
-            if not name or name in outputs:
+            if not name or name in outputs or name in derived:
                 continue
             if elem in _FLOAT_TYPES:
                 outputs[name] = elem
@@ -144,15 +163,72 @@ def _is_constant(node: onnx.NodeProto, constant: set[str]) -> bool:
     return all(name in constant for name in node.input)
 
 
-def _expose(model: onnx.ModelProto, outputs: Mapping[str, int]) -> onnx.ModelProto:
-    """A copy of the model with every tensor in `outputs` also a graph output."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    existing = {o.name for o in exposed.graph.output}
-    for name, elem in outputs.items():
-        if name not in existing:
-            exposed.graph.output.append(helper.make_tensor_value_info(name, elem, None))
-    return exposed
+@dataclass(frozen=True)
+class _Summary:
+    """Names of the in-graph outputs that summarise one activation tensor."""
+
+    min: str
+    max: str
+    size: str
+    values: str | None  # strided subsample, for histogram methods
+
+    @property
+    def fetch(self) -> list[str]:
+        return [self.min, self.max, self.size] + ([self.values] if self.values else [])
+
+
+def _summary_model(model: onnx.ModelProto, outputs: Mapping[str, int], *, with_values: bool
+                   ) -> tuple[onnx.ModelProto, dict[str, _Summary]]:
+    """A copy of the model that outputs, per activation tensor, its min, max and size
+    (ReduceMin/ReduceMax/Size inside ONNX Runtime) and, for histogram methods, a
+    strided subsample of at most about `budget` values (a graph input, set per run).
+
+    Nothing but scalars and small subsamples leaves the session, so ORT reuses its
+    buffers as in plain inference and the work stays in its multithreaded kernels.
+    """
+    summary = onnx.ModelProto()
+    summary.CopyFrom(model)
+    graph = summary.graph
+    nodes: list[onnx.NodeProto] = []
+    summaries: dict[str, _Summary] = {}
+    if with_values:
+        graph.input.append(helper.make_tensor_value_info(_BUDGET_INPUT, TensorProto.INT64, []))
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array([-1], np.int64), "lowbit_flat_shape"),
+            numpy_helper.from_array(np.array([0], np.int64), "lowbit_zero"),
+            numpy_helper.from_array(np.array([2**62], np.int64), "lowbit_end"),
+            numpy_helper.from_array(np.array(1, np.int64), "lowbit_one"),
+            numpy_helper.from_array(np.array([1], np.int64), "lowbit_shape1"),
+        ])
+    for index, (name, elem) in enumerate(outputs.items()):
+        tag = f"lowbit_summary_{index}"
+        source = name
+        if elem != TensorProto.FLOAT:
+            source = f"{tag}_float"
+            nodes.append(helper.make_node("Cast", [name], [source], to=TensorProto.FLOAT))
+        names = _Summary(f"{tag}_min", f"{tag}_max", f"{tag}_size",
+                         f"{tag}_values" if with_values else None)
+        nodes += [helper.make_node("ReduceMin", [source], [names.min], keepdims=0),
+                  helper.make_node("ReduceMax", [source], [names.max], keepdims=0),
+                  helper.make_node("Size", [source], [names.size])]
+        graph.output.extend([helper.make_tensor_value_info(names.min, TensorProto.FLOAT, []),
+                             helper.make_tensor_value_info(names.max, TensorProto.FLOAT, []),
+                             helper.make_tensor_value_info(names.size, TensorProto.INT64, [])])
+        if names.values:
+            nodes += [
+                helper.make_node("Reshape", [source, "lowbit_flat_shape"], [f"{tag}_flat"]),
+                helper.make_node("Div", [names.size, _BUDGET_INPUT], [f"{tag}_ratio"]),
+                helper.make_node("Max", [f"{tag}_ratio", "lowbit_one"], [f"{tag}_stride"]),
+                helper.make_node("Reshape", [f"{tag}_stride", "lowbit_shape1"],
+                                 [f"{tag}_steps"]),
+                helper.make_node("Slice", [f"{tag}_flat", "lowbit_zero", "lowbit_end",
+                                           "lowbit_zero", f"{tag}_steps"], [names.values]),
+            ]
+            graph.output.append(helper.make_tensor_value_info(names.values, TensorProto.FLOAT,
+                                                              [None]))
+        summaries[name] = names
+    graph.node.extend(nodes)
+    return summary, summaries
 
 
 def _checked(samples: Iterable[Sample], specs: list[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
@@ -195,7 +271,9 @@ class _BatchRunner:
     """Runs groups of samples as one batch; falls back to one sample per run if that fails."""
 
     def __init__(self, session: ort.InferenceSession, fetch: list[str],
-                 specs: list[TensorSpec], *, batching: bool) -> None:
+                 specs: list[TensorSpec], *, batching: bool, budget_input: str | None = None
+                 ) -> None:
+        self.budget_input = budget_input
         self.session = session
         self.fetch = fetch
         self.names = [s.name for s in specs]
@@ -219,8 +297,14 @@ class _BatchRunner:
     def _run_one(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         if not self.fetch:
             return []
+        run_feeds = dict(feeds)
+        if self.budget_input:
+            first = next(iter(feeds.values()), None)
+            samples = first.shape[0] if self.batching and first is not None and first.ndim else 1
+            run_feeds[self.budget_input] = np.array(SUBSAMPLE_PER_SAMPLE * max(samples, 1),
+                                                    np.int64)
         try:
-            return list(self.session.run(self.fetch, dict(feeds)))
+            return list(self.session.run(self.fetch, run_feeds))
         except Exception as err:  # ORT raises several unrelated exception types
             text = str(err).strip()
             first = text.splitlines()[0] if text else repr(err)

@@ -79,6 +79,32 @@ class Observer(ABC):
             if finite.size:
                 self._observe(finite, float(np.abs(finite).max()))
 
+    def update_summary(self, lo: float, hi: float, size: int,
+                       sample: np.ndarray | None = None) -> None:
+        """Observe a tensor known by its exact min/max and element count, plus (for
+        histogram methods) a strided subsample of its values, as the in-graph
+        summaries of lowbit.calibration.collect deliver them."""
+        if size == 0:
+            return
+        self.count += size
+        self.min = lo if math.isnan(lo) else min(self.min, lo)
+        self.max = hi if math.isnan(hi) else max(self.max, hi)
+        if sample is None or sample.size == 0:
+            return
+        values = np.asarray(sample, dtype=np.float32).ravel()
+        weight = size / values.size
+        if math.isfinite(lo) and math.isfinite(hi):
+            self._observe(values, max(-lo, hi), weight)
+        else:
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                self._observe(finite, float(np.abs(finite).max()), weight)
+
+    @property
+    def needs_values(self) -> bool:
+        """Whether the observer needs values beyond min/max (histogram methods)."""
+        return False
+
     def result(self) -> TensorRange:
         """The range seen so far; a tensor never seen (or always empty) gives zeros."""
         if self.count == 0:
@@ -86,8 +112,9 @@ class Observer(ABC):
         return TensorRange(self._threshold(), self.min, self.max)
 
     @abstractmethod
-    def _observe(self, values: np.ndarray, max_abs: float) -> None:
-        """Observe finite values (1-D) whose largest |value| is max_abs."""
+    def _observe(self, values: np.ndarray, max_abs: float, weight: float = 1.0) -> None:
+        """Observe finite values (1-D) whose largest |value| is max_abs; each value stands
+        for `weight` elements of the tensor (a subsample)."""
 
     @abstractmethod
     def _threshold(self) -> float: ...
@@ -147,7 +174,7 @@ def make_observer(settings: CalibrationSettings) -> Observer:
 class MinMaxObserver(Observer):
     """threshold = max(|min|, |max|)."""
 
-    def _observe(self, values: np.ndarray, max_abs: float) -> None:
+    def _observe(self, values: np.ndarray, max_abs: float, weight: float = 1.0) -> None:
         """Nothing beyond the min/max that every observer keeps."""
 
     def _threshold(self) -> float:
@@ -168,11 +195,15 @@ class HistogramObserver(Observer):
     def bin_width(self) -> float:
         return self.range / self.hist.size
 
-    def _observe(self, values: np.ndarray, max_abs: float) -> None:
-        weight = 1
+    @property
+    def needs_values(self) -> bool:
+        return True
+
+    def _observe(self, values: np.ndarray, max_abs: float, weight: float = 1.0) -> None:
         if values.size > SUBSAMPLE_ABOVE:
-            weight = -(-values.size // SUBSAMPLE_ABOVE)
-            values = values[::weight]
+            stride = -(-values.size // SUBSAMPLE_ABOVE)
+            values = values[::stride]
+            weight *= stride
         if max_abs == 0.0:
             self.hist[0] += values.size * weight
             return
@@ -187,7 +218,7 @@ class HistogramObserver(Observer):
         if weight == 1:
             self.hist += counts
         else:
-            self.hist += counts * float(weight)
+            self.hist += counts * weight
 
     def _grow(self, max_abs: float) -> None:
         """Double R until it covers max_abs, merging bin pairs so old counts stay valid."""

@@ -22,6 +22,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
+from lowbit.calibration.derived import derived_ranges
 from lowbit.calibration.observers import TensorRange
 from lowbit.quantize.params import (
     QuantParams,
@@ -64,7 +65,12 @@ def quantize_qdq(
 ) -> QuantizeResult:
     """Quantize ``model`` (canonical, shapes inferred) with calibrated ``ranges``."""
     ir_model = ir.from_proto(model)
-    rewriter = _QdqRewriter(ir_model.graph, ranges, settings, dict(skipped or {}))
+    # Tensors calibration did not observe take the range of the tensor that stands for them.
+    full_ranges = dict(ranges)
+    for name, source in derived_ranges(model).items():
+        if name not in full_ranges and source in ranges:
+            full_ranges[name] = ranges[source]
+    rewriter = _QdqRewriter(ir_model.graph, full_ranges, settings, dict(skipped or {}))
     rewriter.decide()
     rewriter.insert()
     RemoveUnusedNodesPass()(ir_model)

@@ -1,0 +1,357 @@
+"""Layer-by-layer compare: which layer lost the accuracy?
+
+    report = compare_layers("model.f32.onnx", "model.int8.onnx", samples, Tolerance(0.99, 0.90))
+    report.first_failure          # LayerDiff of the first FAILED tensor in graph order, or None
+    report.summary()              # "12 compared, 11 passed, 1 failed, min cos ..."
+    write_csv(report, "layers.csv")
+
+Both models run on ONNX Runtime, one session each, with every paired tensor (see
+:mod:`lowbit.analysis.pairing`) exposed as an extra output; for a QDQ test model that
+is the DequantizeLinear output, i.e. the quantized value the next layer reads. Exposing
+a DequantizeLinear output keeps ORT from fusing that Q/DQ pair into an integer kernel,
+so the test values are the float emulation of the integer kernel (equal up to rounding).
+
+Values are compared as they are produced, sample by sample: each pair keeps only running
+sums (Σa·b, Σa², Σb², Σ(a−b)², Σ((a+b)/2)², max|a−b|, and whether every sample was
+bit-identical / allclose), so memory does not grow with the number of samples. Cosine,
+euclidean similarity and SQNR are therefore the POOLED values over all samples — the
+metric of all samples concatenated — not a mean of per-sample values.
+
+Status, as tpu-mlir defines it: EQUAL (bit-identical in every sample), CLOSE
+(``allclose(test, ref, rtol=1e-5, atol=1e-6)`` in every sample), SIMILAR (pooled cosine and
+euclidean similarity reach the tolerance), FAILED (otherwise).
+
+``dump_dir`` receives ``reference.npz`` and ``test.npz``; both are keyed ``"{name}:{i}"``
+with ``name`` the REFERENCE tensor name (test.npz holds the paired test tensor's value under
+it, so the same key compares the same thing) and ``i`` the sample index; split a key with
+``key.rsplit(":", 1)``. The files are written as the samples arrive.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lowbit.analysis.pairing import TensorPair, check_pairs, pair_model_tensors, tensor_elem_types
+from lowbit.analysis.validate import Tolerance
+from lowbit.errors import DatasetError, ModelError
+from lowbit.io.model import load_model
+from lowbit.runtime.ort import create_session
+
+log = logging.getLogger(__name__)
+
+ModelLike = str | Path | onnx.ModelProto
+CLOSE_RTOL = 1e-5
+CLOSE_ATOL = 1e-6
+
+
+class Status(StrEnum):
+    EQUAL = "EQUAL"
+    CLOSE = "CLOSE"
+    SIMILAR = "SIMILAR"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """Pooled comparison of one reference tensor with its test partner over all samples."""
+
+    name: str
+    op_type: str
+    shape: tuple[int, ...]
+    cosine: float
+    euclid: float
+    sqnr_db: float
+    max_abs_error: float
+    status: Status
+    test_tensor: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status is not Status.FAILED
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    diffs: tuple[LayerDiff, ...]
+    unpaired: int
+    tolerance: Tolerance
+    samples: int = 0
+
+    @property
+    def first_failure(self) -> LayerDiff | None:
+        return next((d for d in self.diffs if not d.passed), None)
+
+    @property
+    def failed(self) -> list[LayerDiff]:
+        return [d for d in self.diffs if not d.passed]
+
+    @property
+    def passed(self) -> bool:
+        return self.first_failure is None
+
+    def summary(self) -> str:
+        failed = len(self.failed)
+        text = f"{len(self.diffs)} compared, {len(self.diffs) - failed} passed, {failed} failed"
+        if self.diffs:
+            text += (f", min cos {min(d.cosine for d in self.diffs):.6f}"
+                     f", min euclid {min(d.euclid for d in self.diffs):.6f}"
+                     f", min sqnr {min(d.sqnr_db for d in self.diffs):.2f} dB")
+        return text
+
+
+@dataclass(slots=True)
+class LayerAccumulator:
+    """Running sums for one pair; a fixed handful of scalars whatever the sample count."""
+
+    shape: tuple[int, ...] = ()
+    dot: float = 0.0          # Σ a·b
+    ref_sq: float = 0.0       # Σ a²
+    test_sq: float = 0.0      # Σ b²
+    diff_sq: float = 0.0      # Σ (a−b)²
+    mean_sq: float = 0.0      # Σ ((a+b)/2)²
+    max_abs: float = 0.0      # max |a−b|
+    equal: bool = True        # bit-identical in every sample so far
+    close: bool = True        # allclose in every sample so far
+
+    def add(self, ref: np.ndarray, test: np.ndarray) -> None:
+        if not self.shape:
+            self.shape = tuple(int(d) for d in ref.shape)
+        a = np.asarray(ref, dtype=np.float64).reshape(-1)
+        b = np.asarray(test, dtype=np.float64).reshape(-1)
+        diff = a - b
+        half = (a + b) / 2.0
+        self.dot += float(np.dot(a, b))
+        self.ref_sq += float(np.dot(a, a))
+        self.test_sq += float(np.dot(b, b))
+        self.diff_sq += float(np.dot(diff, diff))
+        self.mean_sq += float(np.dot(half, half))
+        if a.size:
+            self.max_abs = max(self.max_abs, float(np.max(np.abs(diff))))
+        self.equal = self.equal and np.array_equal(ref, test)
+        self.close = self.close and bool(np.allclose(b, a, rtol=CLOSE_RTOL, atol=CLOSE_ATOL))
+
+    def cosine(self) -> float:
+        if self.ref_sq == 0.0 and self.test_sq == 0.0:
+            return 1.0
+        if self.ref_sq == 0.0 or self.test_sq == 0.0:
+            return 0.0
+        return self.dot / math.sqrt(self.ref_sq * self.test_sq)
+
+    def euclid(self) -> float:
+        if self.mean_sq == 0.0:
+            return 1.0 if self.diff_sq == 0.0 else 0.0
+        return 1.0 - math.sqrt(self.diff_sq) / math.sqrt(self.mean_sq)
+
+    def sqnr_db(self) -> float:
+        if self.diff_sq == 0.0:
+            return math.inf
+        if self.ref_sq == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(self.ref_sq / self.diff_sq)
+
+    def status(self, tolerance: Tolerance) -> Status:
+        if self.equal:
+            return Status.EQUAL
+        if self.close:
+            return Status.CLOSE
+        if self.cosine() >= tolerance.cosine and self.euclid() >= tolerance.euclid:
+            return Status.SIMILAR
+        return Status.FAILED
+
+
+class LayerComparer:
+    """Streams pairs of value dicts into one accumulator per tensor pair.
+
+        comparer = LayerComparer(pairs)
+        comparer.add(reference_values, test_values)   # per sample; dicts name -> array
+        diffs = comparer.diffs(tolerance)
+    """
+
+    def __init__(self, pairs: Sequence[TensorPair]) -> None:
+        self.pairs = tuple(pairs)
+        self.accumulators = {pair.name: LayerAccumulator() for pair in self.pairs}
+        self.samples = 0
+
+    def add(self, reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]) -> None:
+        for pair in self.pairs:
+            ref, out = reference[pair.name], test[pair.test_tensor]
+            if ref.size != out.size:
+                raise ModelError(
+                    f"tensor '{pair.name}' has shape {list(ref.shape)} in the reference model "
+                    f"but its partner '{pair.test_tensor}' has shape {list(out.shape)} in the "
+                    "test model")
+            self.accumulators[pair.name].add(ref, out)
+        self.samples += 1
+
+    def diffs(self, tolerance: Tolerance) -> tuple[LayerDiff, ...]:
+        result = []
+        for pair in self.pairs:
+            acc = self.accumulators[pair.name]
+            result.append(LayerDiff(pair.name, pair.op_type, acc.shape, acc.cosine(),
+                                    acc.euclid(), acc.sqnr_db(), acc.max_abs,
+                                    acc.status(tolerance), pair.test_tensor))
+        return tuple(result)
+
+
+def compare_layers(
+    reference: ModelLike,
+    test: ModelLike,
+    samples: Iterable[Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+    *,
+    dump_dir: Path | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+) -> LayerReport:
+    """Run both models on every sample and compare every paired tensor (see the module doc)."""
+    ref_model, test_model = _as_model(reference), _as_model(test)
+    pairing = pair_model_tensors(ref_model, test_model)
+    check_pairs(pairing.pairs, "layer compare")
+    ref_run = _ExposedModel(ref_model, [p.name for p in pairing.pairs], threads, "reference")
+    test_run = _ExposedModel(test_model, [p.test_tensor for p in pairing.pairs], threads, "test")
+    comparer = LayerComparer(pairing.pairs)
+    with _dumps(dump_dir) as dump, _progress_bar(progress) as advance:
+        for index, sample in enumerate(samples):
+            ref_values, test_values = ref_run.run(sample), test_run.run(sample)
+            comparer.add(ref_values, test_values)
+            dump(index, pairing.pairs, ref_values, test_values)
+            advance()
+    if comparer.samples == 0:
+        raise DatasetError("layer compare: the data set has no samples")
+    report = LayerReport(comparer.diffs(tolerance), len(pairing.unpaired), tolerance,
+                         comparer.samples)
+    log.info("layer compare over %d sample(s): %s", comparer.samples, report.summary())
+    return report
+
+
+CSV_COLUMNS = ("name", "op", "shape", "cosine", "euclid", "sqnr_db", "max_abs_error", "status",
+               "test_tensor")
+
+
+def write_csv(report: LayerReport, path: str | Path) -> Path:
+    """One row per compared tensor, in graph order; shape written as 1x16x8x8."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for d in report.diffs:
+            writer.writerow([d.name, d.op_type, "x".join(str(s) for s in d.shape),
+                             f"{d.cosine:.8f}", f"{d.euclid:.8f}", f"{d.sqnr_db:.4f}",
+                             f"{d.max_abs_error:.8g}", d.status.value, d.test_tensor])
+    return path
+
+
+class _ExposedModel:
+    """One ORT session over a copy of ``model`` with ``names`` added as graph outputs."""
+
+    def __init__(self, model: onnx.ModelProto, names: Sequence[str], threads: int | None,
+                 role: str) -> None:
+        self.role = role
+        graph = model.graph
+        initializers = {init.name for init in graph.initializer}
+        self.inputs = [v.name for v in graph.input if v.name not in initializers]
+        self.fetch = sorted({n for n in names if n not in self.inputs})
+        self.session = create_session(_with_outputs(model, self.fetch), threads=threads)
+
+    def run(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [name for name in self.inputs if name not in sample]
+        if missing:
+            raise DatasetError(f"the {self.role} model needs input(s) {missing}; the sample has "
+                               f"{sorted(sample)}")
+        feeds = {name: np.asarray(sample[name]) for name in self.inputs}
+        try:
+            values = self.session.run(self.fetch, feeds)
+        except Exception as err:  # ORT raises several unrelated exception types
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"running the {self.role} model failed: {first}") from err
+        result = dict(zip(self.fetch, values, strict=True))
+        result.update(feeds)
+        return result
+
+
+def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    types = tensor_elem_types(model)
+    existing = {v.name for v in exposed.graph.output}
+    for name in names:
+        if name not in existing:
+            exposed.graph.output.append(helper.make_tensor_value_info(
+                name, types.get(name, onnx.TensorProto.FLOAT), None))
+    return exposed
+
+
+def _as_model(model: ModelLike) -> onnx.ModelProto:
+    return model if isinstance(model, onnx.ModelProto) else load_model(model)
+
+
+class _NpzStream:
+    """An .npz written one array at a time (what numpy.savez does, without holding them all)."""
+
+    def __init__(self, path: Path) -> None:
+        self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+
+    def write(self, key: str, array: np.ndarray) -> None:
+        with self.zip.open(f"{key}.npy", "w", force_zip64=True) as handle:
+            np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+DumpFn = Callable[[int, Sequence[TensorPair], Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
+                  None]
+
+
+@contextmanager
+def _dumps(dump_dir: Path | None) -> Iterator[DumpFn]:
+    if dump_dir is None:
+        yield lambda *_: None
+        return
+    dump_dir = Path(dump_dir)
+    dump_dir.mkdir(parents=True, exist_ok=True)
+    ref_file, test_file = _NpzStream(dump_dir / "reference.npz"), _NpzStream(dump_dir / "test.npz")
+
+    def dump(index: int, pairs: Sequence[TensorPair], ref: Mapping[str, np.ndarray],
+             test: Mapping[str, np.ndarray]) -> None:
+        for pair in pairs:
+            ref_file.write(f"{pair.name}:{index}", ref[pair.name])
+            test_file.write(f"{pair.name}:{index}", test[pair.test_tensor])
+
+    try:
+        yield dump
+    finally:
+        ref_file.close()
+        test_file.close()
+    log.info("wrote per-layer values to %s/{reference,test}.npz", dump_dir)
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[], None]]:
+    """A transient rich progress bar on stderr, silent when disabled or not on a terminal."""
+    bar = Progress(TextColumn("comparing layers"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                   disable=not enabled or not sys.stderr.isatty())
+    with bar:
+        task = bar.add_task("comparing layers", total=None)
+        yield lambda: bar.update(task, advance=1)
+
+
+__all__ = ["LayerAccumulator", "LayerComparer", "LayerDiff", "LayerReport", "Status",
+           "compare_layers", "write_csv"]
