@@ -3,8 +3,8 @@
     plot_layers(report, "layers.png")   # SQNR dB and cosine per layer, failures in red
     plot_bars(["F32", "INT8"], [4.1, 1.7], "latency", "ms", "latency.png")
 
-Infinite SQNR (bit-identical layers) is drawn at the top of the finite range with a
-marker, so one EQUAL layer does not flatten the panel.
+Infinite SQNR (bit-identical layers) is drawn at the top of the finite range,
+so one EQUAL layer does not flatten the panel.
 """
 
 from __future__ import annotations

@@ -125,6 +125,24 @@ class _LazyArray:
                 self._array = self._read()
         return self._array
 
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop of the first axis. Uncompressed C-order data is read with a
+        seek and a read, so the process never holds more than those rows (a memory map
+        would keep every page it touched resident)."""
+        header = self.header
+        if self._array is not None or self._file_offset is None or header.fortran \
+                or header.dtype.hasobject or 0 in header.shape:
+            return self.array()[start:stop]
+        row_items = int(np.prod(header.shape[1:], dtype=np.int64))
+        row_bytes = row_items * header.dtype.itemsize
+        with open(self.path, "rb") as stream:
+            stream.seek(self._file_offset + header.data_offset + start * row_bytes)
+            data = stream.read((stop - start) * row_bytes)
+        if len(data) != (stop - start) * row_bytes:
+            raise DatasetError(f"{self.path} is truncated: array '{self.member}' ends before "
+                               f"sample {start}")
+        return np.frombuffer(data, dtype=header.dtype).reshape((stop - start, *header.shape[1:]))
+
     def _mmap(self) -> np.ndarray | None:
         header = self.header
         if 0 in header.shape or header.dtype.hasobject:
@@ -231,8 +249,8 @@ class ArrayDataset(Dataset):
     def _load(self, index: int) -> Sample:
         sample = {}
         for spec in self.specs:
-            array = self._arrays[spec.name].array()
-            part = array[index] if self._whole[spec.name] else array[index : index + 1]
+            part = self._arrays[spec.name].rows(index, index + 1)
+            part = part[0] if self._whole[spec.name] else part
             sample[spec.name] = np.ascontiguousarray(part, dtype=spec.dtype)
         return sample
 
