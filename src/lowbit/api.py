@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from lowbit.analysis.explain import SpeedAdvice, explain_int8
 from lowbit.analysis.validate import Tolerance, ValidationReport, compare_outputs
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
@@ -58,7 +59,7 @@ class DeployResult:
     removed: tuple[NodeDecision, ...]
     float_tensors: Mapping[str, str]
     validation: ValidationReport | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    advice: SpeedAdvice | None = None
 
     @property
     def passed(self) -> bool:
@@ -179,8 +180,10 @@ def deploy(
         except UsageError:
             path.unlink(missing_ok=True)  # the reference does not fit this model: a usage error
             raise
+    # What ORT will really run: integer kernels or float fallbacks (no timing runs).
+    advice = explain_int8(path, profile=False)
     return DeployResult(path, quantize.upper(), tuple(result.quantized), tuple(result.left_float),
-                        tuple(result.removed), dict(result.float_tensors), validation)
+                        tuple(result.removed), dict(result.float_tensors), validation, advice)
 
 
 def compare(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from lowbit import api
 from lowbit.analysis.bench import BenchSettings, bench_models
+from lowbit.analysis.explain import explain_int8
+from lowbit.analysis.profile import profile_model
 from lowbit.calibration.observers import METHODS
 from lowbit.cli.parsing import parse_floats, parse_ints, parse_shapes
 from lowbit.cli.render import (
@@ -171,11 +173,21 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print ORT's per-op time table (op type | ms | calls | share) for "
+                   "the optimized graph it really runs, at each batch size")
 
     def run(args: argparse.Namespace) -> int:
         models = [args.model] + ([args.vs] if args.vs else [])
         settings = BenchSettings(batches=parse_ints(args.batch, "--batch"), threads=args.threads,
                                  warmup=args.warmup, repeats=args.repeats)
+        if args.profile:
+            for model in models:
+                for batch in settings.batches:
+                    profile = profile_model(model, batch=batch, runs=args.repeats,
+                                            threads=args.threads)
+                    console.print(f"op profile of {Path(model).name}, batch {batch}:")
+                    console.print(profile.table(), markup=False, soft_wrap=True)
         comparison = bench_models(models, settings)
         console.print(bench_table(comparison))
         if args.vs:
@@ -183,6 +195,26 @@ def _bench(sub: argparse._SubParsersAction) -> None:
                 console.print(f"batch {batch}: {Path(args.model).name} is "
                               f"{comparison.ratio(batch):.2f}x the throughput of "
                               f"{Path(args.vs).name}")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="INT8 speed advisor: which ops ORT runs as integer "
+                       "kernels, and why the others stay float",
+                       description="Read the graph ONNX Runtime really runs after its "
+                       "optimizations and report, for every Conv/MatMul/Gemm/ConvTranspose, "
+                       "whether it became an integer kernel or fell back to float, with the "
+                       "reason, and the share of profiled time spent in float fallbacks.")
+    p.add_argument("model", help="a quantized (QDQ or QOperator) ONNX model")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--no-profile", action="store_true",
+                   help="skip the profiled runs (no time shares)")
+
+    def run(args: argparse.Namespace) -> int:
+        advice = explain_int8(args.model, threads=args.threads, profile=not args.no_profile)
+        console.print(advice.table(), markup=False, soft_wrap=True)
         return 0
 
     p.set_defaults(run=run)
@@ -213,4 +245,4 @@ def _demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-REGISTRARS = (_transform, _calibrate, _deploy, _compare, _bench, _demo)
+REGISTRARS = (_transform, _calibrate, _deploy, _compare, _bench, _explain, _demo)

@@ -41,6 +41,10 @@ def deploy_summary(result: DeployResult) -> None:
             console.print(f"  {decision.op_type} {decision.name}: {decision.reason}")
     else:
         console.print("left float: none")
+    if result.advice is not None:
+        console.print(f"ONNX Runtime: {result.advice.summary()}")
+        for op in result.advice.float_ops:
+            console.print(f"  {op.op_type} {op.name} runs as {op.kernel or 'float'}: {op.reason}")
 
 
 def bench_table(comparison: BenchComparison) -> Table:
