@@ -88,9 +88,12 @@ def test_demo_flow_int8_within_half_a_point_of_f32(tmp_path):
     from lowbit.demo import run_demo_flow
 
     result = run_demo_flow(tmp_path / "demo", repeats=2)
-    f32, int8 = result.rows
+    f32, int8 = result.report.rows
     assert (f32.precision, int8.precision) == ("F32", "INT8")
     assert f32.top1 > 97.0
     assert abs(f32.top1 - int8.top1) <= 0.5
-    assert int8.size_bytes < f32.size_bytes / 3
+    assert int8.size_mb < f32.size_mb / 3
     assert result.deploy.passed and not result.deploy.left_float
+    markdown = result.report.files.markdown.read_text()
+    assert f"{int8.top1:.2f}%" in markdown and f"{f32.size_mb:.2f}" in markdown
+    assert "data:image/png;base64" in result.report.files.html.read_text()

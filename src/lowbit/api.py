@@ -23,7 +23,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from lowbit.analysis.bench import BenchSettings, bench_models
+from lowbit.analysis.evaluate import EvalReport, evaluate, evaluate_models
 from lowbit.analysis.explain import SpeedAdvice, explain_int8
+from lowbit.analysis.layerwise import LayerReport, compare_layers, write_csv
+from lowbit.analysis.plots import plot_layers
+from lowbit.analysis.report import ReportFiles, ReportRow, build_rows, write_report
 from lowbit.analysis.validate import Tolerance, ValidationReport, compare_outputs
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
@@ -192,15 +197,121 @@ def compare(
     inputs: str | Path,
     *,
     tolerance: str | Tolerance | None = None,
-) -> ValidationReport:
-    """Run two models on the same inputs and compare their outputs."""
+    csv: str | Path | None = None,
+    plot: str | Path | None = None,
+    dump: str | Path | None = None,
+    progress: bool = True,
+) -> LayerReport:
+    """Compare two models tensor by tensor on the same inputs.
+
+    Tensors pair across the graphs by the structure lowbit writes (same names, a
+    QuantizeLinear→DequantizeLinear chain back to the float tensor it stands for,
+    folded BN / removed activations under their original names); each pair gets
+    cosine, euclidean similarity, SQNR and a status, pooled over all samples. The
+    final outputs pair by name, so the last rows are the output check.
+    """
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     ref_model = load_model(reference_model)
-    load_model(test_model)  # a missing or broken file fails with a clear message
+    test = load_model(test_model)  # a missing or broken file fails with a clear message
     samples = open_dataset(inputs, input_specs(ref_model))
-    reference = run_samples(ref_model, _finite_samples(samples))
-    actual = run_samples(test_model, samples)
-    return compare_outputs(reference, actual, tol)
+    report = compare_layers(ref_model, test, _finite_samples(samples), tol,
+                            dump_dir=Path(dump) if dump else None, progress=progress)
+    if csv is not None:
+        write_csv(report, csv)
+    if plot is not None:
+        plot_layers(report, plot)
+    return report
+
+
+def report(
+    variants: Sequence[str | Path],
+    dataset: str | Path,
+    output: str | Path,
+    *,
+    labels: str | Path | None = None,
+    batch: int = 32,
+    repeats: int = 20,
+    threads: int | None = None,
+    num: int | None = None,
+    compare_samples: int = 32,
+    title: str | None = None,
+) -> ReportResult:
+    """One row per model variant: size, accuracy, speed, output cosine vs F32, written
+    as report.md and a self-contained report.html (with the F32→first-quantized-variant
+    layer plot and bar charts of speed and accuracy).
+
+    The precision of each variant is read off its graph (QuantizeLinear → INT8, float16
+    tensors → F16, else F32); the first F32 variant is the baseline.
+    """
+    if not variants:
+        raise UsageError("report needs at least one model")
+    paths = [Path(v) for v in variants]
+    models = [load_model(path) for path in paths]
+    precisions = [precision_of(model) for model in models]
+    base = precisions.index("F32") if "F32" in precisions else 0
+    metrics: tuple[str, ...] = ("cos",)
+    if labels is not None or _has_labels(dataset):
+        metrics = ("top1", "top5", "cos")
+    results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
+                              reference=paths[base], threads=threads, num=num)
+    bench = bench_models(paths, BenchSettings(batches=(1, batch), threads=threads,
+                                              repeats=repeats), progress=False)
+    rows = build_rows(list(zip(precisions, paths, strict=True)), results, bench, base)
+    out = Path(output)
+    layers = None
+    plot = None
+    quantized = [i for i, p in enumerate(precisions) if p != "F32"]
+    if quantized and base != quantized[0]:
+        samples = open_dataset(dataset, input_specs(models[base]))
+        layers = compare_layers(models[base], models[quantized[0]],
+                                _finite_samples_limited(samples, compare_samples), Tolerance(),
+                                progress=False)
+        out.mkdir(parents=True, exist_ok=True)
+        plot = plot_layers(layers, out / "layers.png")
+    notes = [f"{r.model}: {r.metrics}" for r in results if not r.metrics]
+    if layers is not None:
+        notes.append(f"layer by layer, {precisions[base]} vs {precisions[quantized[0]]} on "
+                     f"{layers.samples} samples: {layers.summary()}")
+    files = write_report(rows, out, title=title or f"lowbit report: {paths[base].stem}",
+                         compare_plot=plot, notes=notes)
+    return ReportResult(files, tuple(rows), layers)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    files: ReportFiles
+    rows: tuple[ReportRow, ...]
+    layers: LayerReport | None
+
+
+def precision_of(model: onnx.ModelProto) -> str:
+    """INT8 when the graph quantizes, F16/BF16 when its weights are half floats, else F32."""
+    ops = {node.op_type for node in model.graph.node}
+    if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger"}:
+        return "INT8"
+    types = {init.data_type for init in model.graph.initializer}
+    if onnx.TensorProto.FLOAT16 in types:
+        return "F16"
+    if onnx.TensorProto.BFLOAT16 in types:
+        return "BF16"
+    return "F32"
+
+
+def _has_labels(dataset: str | Path) -> bool:
+    path = Path(dataset)
+    if path.is_dir():
+        return any(child.is_dir() for child in path.iterdir())
+    if path.suffix == ".npz" and path.exists():
+        with np.load(path) as data:
+            return bool({"label", "labels"} & set(data.files))
+    return False
+
+
+def _finite_samples_limited(dataset: Dataset, limit: int) -> Iterator[dict[str, np.ndarray]]:
+    for index, sample in enumerate(_finite_samples(dataset)):
+        if index >= limit:
+            return
+        yield sample
 
 
 def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[str, np.ndarray]],
@@ -272,5 +383,6 @@ def _check_model(model: onnx.ModelProto, what: str) -> None:
         raise ModelError(f"{what} fails the ONNX checker: {str(err).splitlines()[0]}") from err
 
 
-__all__ = ["Dataset", "DeployResult", "TransformResult", "calibrate", "compare", "deploy",
-           "run_samples", "transform"]
+__all__ = ["Dataset", "DeployResult", "EvalReport", "ReportResult", "TransformResult",
+           "calibrate", "compare", "deploy", "evaluate", "precision_of", "report", "run_samples",
+           "transform"]

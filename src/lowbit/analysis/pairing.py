@@ -83,7 +83,7 @@ def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every typed tensor of the main graph, after ONNX shape inference."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception as err:  # onnx raises several types; an untyped model is still usable
+    except Exception as err:  # noqa: BLE001 - onnx raises several types; untyped still works
         log.debug("shape inference failed, using the model's own value_info: %s", err)
         inferred = model
     graph = inferred.graph

@@ -10,6 +10,7 @@ so one EQUAL layer does not flatten the panel.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: render to files only, never open a window
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -41,7 +42,8 @@ def plot_layers(report: LayerReport, path: str | Path) -> Path:
     try:
         _plot_series(top, x, _finite_sqnr([d.sqnr_db for d in diffs]), failed)
         top.set_ylabel("SQNR (dB)")
-        top.set_title(f"layer compare: {report.summary()}", fontsize=9)
+        title = textwrap.fill(f"layer compare: {report.summary()}", width=int(width * 11))
+        top.set_title(title, fontsize=9)
         _plot_series(bottom, x, [d.cosine for d in diffs], failed)
         bottom.axhline(report.tolerance.cosine, color=FAIL_COLOR, linestyle="--", linewidth=1,
                        label=f"tolerance cos {report.tolerance.cosine:g}")

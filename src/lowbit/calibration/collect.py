@@ -299,8 +299,8 @@ class _BatchRunner:
             return []
         run_feeds = dict(feeds)
         if self.budget_input:
-            first = next(iter(feeds.values()), None)
-            samples = first.shape[0] if self.batching and first is not None and first.ndim else 1
+            head = next(iter(feeds.values()), None)
+            samples = head.shape[0] if self.batching and head is not None and head.ndim else 1
             run_feeds[self.budget_input] = np.array(SUBSAMPLE_PER_SAMPLE * max(samples, 1),
                                                     np.int64)
         try:

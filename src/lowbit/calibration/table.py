@@ -32,7 +32,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lowbit.calibration.observers import TensorRange
@@ -80,7 +80,7 @@ def format_table(table: CalibrationTable) -> str:
         lines.append(f"# bins: {table.bins}")
     if table.percentile is not None:
         lines.append(f"# percentile: {table.percentile!r}")
-    lines.append(f"# created: {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    lines.append(f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}")
     for name, reason in table.skipped.items():
         _check_name(name)
         lines.append(f"# skipped: {name} {' '.join(reason.split()) or 'unknown'}")

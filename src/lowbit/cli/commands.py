@@ -14,8 +14,10 @@ from lowbit.cli.parsing import parse_floats, parse_ints, parse_shapes
 from lowbit.cli.render import (
     bench_table,
     console,
-    demo_table,
     deploy_summary,
+    eval_table,
+    layer_table,
+    report_table,
     validation_table,
 )
 from lowbit.data import ImageOptions
@@ -65,12 +67,7 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
                    help="percentile of |x| for --method percentile (default 99.99)")
     p.add_argument("--bins", type=int, default=2048, help="histogram bins (default 2048)")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
-    p.add_argument("--mean", help="image data: per-channel mean, e.g. 123.675,116.28,103.53")
-    p.add_argument("--scale", help="image data: per-channel scale; value = (pixel-mean)*scale")
-    p.add_argument("--pixel-format", choices=("rgb", "bgr", "gray"), default="rgb",
-                   help="image data: channel order (default rgb)")
-    p.add_argument("--resize", help="image data: resize to H,W (or the shorter side to N) "
-                   "before a centre crop to the input size")
+    _add_image_options(p)
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -87,6 +84,15 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(run=run)
+
+
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mean", help="image data: per-channel mean, e.g. 123.675,116.28,103.53")
+    p.add_argument("--scale", help="image data: per-channel scale; value = (pixel-mean)*scale")
+    p.add_argument("--pixel-format", choices=("rgb", "bgr", "gray"), default="rgb",
+                   help="image data: channel order (default rgb)")
+    p.add_argument("--resize", help="image data: resize to H,W (or the shorter side to N) "
+                   "before a centre crop to the input size")
 
 
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
@@ -146,17 +152,38 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
 
 
 def _compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare two models' outputs on the same inputs",
-                       description="Run both models on --inputs and report cosine, euclidean "
-                       "similarity and SQNR per output. Exit code 1 when a tolerance fails.")
+    p = sub.add_parser("compare", help="compare two models layer by layer on the same inputs",
+                       description="Run both models on --inputs, pair their tensors (a "
+                       "quantized tensor's DequantizeLinear output with the float tensor it "
+                       "stands for, a folded BN or removed Relu under its own name) and report "
+                       "cosine, euclidean similarity, SQNR, max error and status (EQUAL, CLOSE, "
+                       "SIMILAR, FAILED) per tensor in graph order. Exit code 1 when a tensor "
+                       "fails the tolerance.")
     p.add_argument("reference", help="the reference model (usually float)")
-    p.add_argument("test", help="the model to check")
+    p.add_argument("test", help="the model to check (e.g. the INT8 one)")
     p.add_argument("--inputs", required=True, help="data set to run both models on")
     p.add_argument("--tolerance", default="0.99,0.90", help="cosine,euclid (default 0.99,0.90)")
+    p.add_argument("--csv", help="also write the table as CSV")
+    p.add_argument("--plot", help="also draw SQNR and cosine per layer (PNG)")
+    p.add_argument("--dump", help="write every compared tensor of both models to this folder "
+                   "(reference.npz, test.npz; keys 'tensor:sample')")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        report = api.compare(args.reference, args.test, args.inputs, tolerance=args.tolerance)
-        console.print(validation_table(report, title="compare"))
+        report = api.compare(args.reference, args.test, args.inputs, tolerance=args.tolerance,
+                             csv=args.csv, plot=args.plot, dump=args.dump,
+                             progress=not args.no_progress)
+        console.print(layer_table(report))
+        if report.unpaired:
+            console.print(f"{report.unpaired} reference tensors have no partner in the test "
+                          "model (e.g. a conv output before a folded BN) and were not compared")
+        first = report.first_failure
+        if first is not None:
+            console.print(f"[red]first FAILED tensor: {first.name} ({first.op_type})[/red]")
+        console.print(report.summary())
+        for what, path in (("CSV", args.csv), ("plot", args.plot), ("tensors", args.dump)):
+            if path:
+                console.print(f"wrote {what}: {path}")
         return 0 if report.passed else 1
 
     p.set_defaults(run=run)
@@ -200,6 +227,66 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy on a data set: top-1/top-5, PSNR/SSIM or cosine",
+                       description="Run the model over a data set and score it: top1/top5 "
+                       "for classifiers (labels from an npz array, a folder-per-class image "
+                       "tree or a labels file), psnr/ssim for image-to-image models and cos "
+                       "(output cosine) against --reference or --vs. With --vs REF both models "
+                       "run on the same samples and the drop and top-1 agreement are printed.")
+    p.add_argument("model", help="the model to evaluate")
+    p.add_argument("--dataset", required=True, help="data set (.npz/.npy/folder/images)")
+    p.add_argument("--labels", help="labels: labels.npz[:key], labels.npy or a text file "
+                   "(default: the data set's 'label' array or its class folders)")
+    p.add_argument("--metric", default="top1,top5",
+                   help="comma-separated: top1, top5, psnr, ssim, cos (default top1,top5)")
+    p.add_argument("--vs", help="a second (usually float) model to evaluate on the same samples")
+    p.add_argument("--reference", help="model whose outputs psnr/ssim/cos compare against")
+    p.add_argument("--num", type=int, help="use the first NUM samples")
+    p.add_argument("--output-name", help="which model output to score (default: the first)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    _add_image_options(p)
+
+    def run(args: argparse.Namespace) -> int:
+        report = api.evaluate(args.model, args.dataset, labels=args.labels,
+                              metrics=args.metric, reference=args.reference, vs=args.vs,
+                              threads=args.threads, num=args.num, output_name=args.output_name,
+                              image_options=_image_options(args))
+        console.print(eval_table(report))
+        if report.agreement is not None:
+            console.print(f"top-1 agreement: {report.agreement:.2f}%")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one table of size | accuracy | speed per precision, as "
+                       "Markdown and a self-contained HTML page",
+                       description="For each model variant (F32, INT8, …) measure size, top-1/"
+                       "top-5 (when the data set has labels), batch-1 latency, batch-N "
+                       "throughput, speed-up and output cosine vs F32, and write report.md and "
+                       "report.html (with the layer-by-layer plot and bar charts).")
+    p.add_argument("models", nargs="+", help="the variants, e.g. model.f32.onnx model.int8.onnx")
+    p.add_argument("--dataset", required=True, help="data set to evaluate on")
+    p.add_argument("--labels", help="labels, as for eval")
+    p.add_argument("-o", "--output", required=True, help="folder to write the report into")
+    p.add_argument("--batch", type=int, default=32, help="throughput batch size (default 32)")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size")
+    p.add_argument("--num", type=int, help="evaluate on the first NUM samples")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+
+    def run(args: argparse.Namespace) -> int:
+        result = api.report(args.models, args.dataset, args.output, labels=args.labels,
+                            batch=args.batch, repeats=args.repeats, threads=args.threads,
+                            num=args.num)
+        console.print(report_table(result.rows))
+        console.print(f"wrote {result.files.markdown} and {result.files.html}")
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def _explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="INT8 speed advisor: which ops ORT runs as integer "
                        "kernels, and why the others stay float",
@@ -238,11 +325,13 @@ def _demo(sub: argparse._SubParsersAction) -> None:
         deploy_summary(result.deploy)
         if result.deploy.validation is not None:
             console.print(validation_table(result.deploy.validation))
-        console.print(demo_table(result))
+        console.print(report_table(result.report.rows))
+        console.print(f"report: {result.report.files.html} and {result.report.files.markdown}")
         console.print(f"files of every stage are in {result.workdir}/")
         return 0 if result.deploy.passed else 1
 
     p.set_defaults(run=run)
 
 
-REGISTRARS = (_transform, _calibrate, _deploy, _compare, _bench, _explain, _demo)
+REGISTRARS = (_transform, _calibrate, _deploy, _compare, _eval, _bench, _explain, _report,
+              _demo)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
 
 from lowbit.analysis.bench import BenchComparison
+from lowbit.analysis.evaluate import EvalReport, format_metric
+from lowbit.analysis.layerwise import LayerReport
+from lowbit.analysis.report import ReportRow
 from lowbit.analysis.validate import ValidationReport
 from lowbit.api import DeployResult
-from lowbit.demo import DemoResult
 
-console = Console(highlight=False)
+# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def validation_table(report: ValidationReport, title: str = "validation") -> Table:
@@ -60,13 +64,51 @@ def bench_table(comparison: BenchComparison) -> Table:
     return table
 
 
-def demo_table(result: DemoResult) -> Table:
-    table = Table(title="MNIST LeNet: F32 vs INT8 (ONNX Runtime, CPU)")
-    for column in ("precision", "size MB", "top-1 %", "cos vs F32", "latency b1 ms",
-                   "throughput b32 /s", "speed-up b32"):
+def layer_table(report: LayerReport) -> Table:
+    tol = report.tolerance
+    table = Table(title=f"layer by layer over {report.samples} samples "
+                  f"(tolerance cos ≥ {tol.cosine}, euclid ≥ {tol.euclid})")
+    for column in ("tensor", "op", "shape", "cosine", "euclid", "SQNR dB", "max |err|",
+                   "status"):
+        table.add_column(column, justify="left" if column in ("tensor", "op", "status")
+                         else "right")
+    colours = {"EQUAL": "green", "CLOSE": "green", "SIMILAR": "cyan", "FAILED": "red"}
+    for diff in report.diffs:
+        status = str(diff.status)
+        table.add_row(diff.name, diff.op_type, "x".join(map(str, diff.shape)),
+                      f"{diff.cosine:.6f}", f"{diff.euclid:.6f}", f"{diff.sqnr_db:.2f}",
+                      f"{diff.max_abs_error:.4g}", f"[{colours.get(status, 'white')}]{status}"
+                      f"[/{colours.get(status, 'white')}]")
+    return table
+
+
+def eval_table(report: EvalReport) -> Table:
+    names = list(report.results[0].metrics)
+    table = Table(title="evaluation")
+    table.add_column("model")
+    table.add_column("samples", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for result in report.results:
+        table.add_row(result.model, str(result.num_samples),
+                      *(format_metric(n, result.metrics[n]) for n in names))
+    if len(report.results) > 1:
+        table.add_row("drop (vs − model)", "", *(f"{report.drop(n):+.3g}" for n in names))
+    return table
+
+
+def report_table(rows: tuple[ReportRow, ...] | list[ReportRow]) -> Table:
+    table = Table(title="size | accuracy | speed")
+    batch = rows[0].throughput_batch if rows else 0
+    for column in ("precision", "size MB", "top-1 %", "top-5 %", "latency b1 ms",
+                   f"throughput b{batch} /s", "speed-up", "cos vs F32"):
         table.add_column(column, justify="left" if column == "precision" else "right")
-    for row in result.rows:
-        table.add_row(row.precision, f"{row.size_bytes / 1e6:.2f}", f"{row.top1:.1f}",
-                      f"{row.cosine_vs_f32:.5f}", f"{row.latency_b1_ms:.3f}",
-                      f"{row.throughput_b32:.0f}", f"{row.speedup_b32:.2f}x")
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    for row in rows:
+        table.add_row(row.precision, f"{row.size_mb:.2f}", fmt(row.top1, ".2f"),
+                      fmt(row.top5, ".2f"), f"{row.latency_b1_ms:.3f}", f"{row.throughput:.0f}",
+                      f"{row.speedup:.2f}x", fmt(row.cos_vs_f32, ".6f"))
     return table

@@ -1,0 +1,480 @@
+"""Accuracy of a model on a labelled data set, alone or beside its float original.
+
+    report = evaluate("model.int8.onnx", "val.npz")                 # labels from val.npz's 'label'
+    report.results[0].metrics                                       # {"top1": 97.9, "top5": 99.9}
+    report = evaluate("model.int8.onnx", "val/", labels="val.txt", vs="model.f32.onnx")
+    report.drop("top1"), report.agreement                           # 0.3 (points), 99.1 (%)
+    report = evaluate("sr.int8.onnx", "lr.npz", metrics=("psnr", "ssim"), reference="sr.f32.onnx")
+    results = evaluate_models(["m.f32.onnx", "m.int8.onnx"], "val.npz",
+                              metrics=("top1", "top5", "cos"), reference="m.f32.onnx")
+
+The prediction is the model's first output (or ``output_name``), one row per
+sample. Metrics:
+
+- ``top1``, ``top5``: % of samples whose label is among the k highest scores
+  (ties go to the lower class index, as argmax does). Labels come from
+  :func:`lowbit.analysis.labels.load_labels`.
+- ``psnr``, ``ssim``, ``cos``: the output against a reference output for the
+  same sample. The reference is, first found: the ``reference`` model's
+  outputs; a ``target`` array (first axis = samples) in the labels .npz or the
+  data-set .npz; the ``vs`` model's outputs (so ``vs`` alone gives the test
+  model's PSNR/SSIM/cosine against the float model; the ``vs`` model then
+  scores inf / 1.0 / 1.0 against itself).
+
+  - ``psnr`` (dB) = 10·log10(R² / MSE) per sample, averaged over the samples
+    that differ from their reference (inf when none differs); R is the data
+    range, max − min over the whole reference.
+  - ``ssim``: Wang et al. 2004, Gaussian window 11×11, σ = 1.5, K1 = 0.01,
+    K2 = 0.03, 'valid' filtering (no padding), data range R as above; mean over
+    the window positions, then over channels and samples. Outputs are images
+    (N,H,W), (N,C,H,W), or (N,H,W,C) when axis 1 is longer than 4 and axis 3 is
+    at most 4. An image smaller than 11 pixels uses the largest odd window that fits.
+  - ``cos``: mean over samples of the cosine similarity of the flattened outputs.
+
+With ``vs``, both models run on the same samples; ``drop(metric)`` is
+metric(vs) − metric(model), so a positive top-1 drop is accuracy lost by the
+model under test, and ``agreement`` is the % of samples whose argmax agrees
+(for score-vector outputs only). All outputs are held in memory: N × output size
+per model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lowbit.analysis.labels import HOW_TO_GIVE_LABELS, load_labels, load_targets
+from lowbit.analysis.metrics import cosine
+from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset
+from lowbit.errors import DatasetError, UsageError
+from lowbit.io.model import input_specs, load_model
+from lowbit.runtime.ort import OrtRunner
+
+log = logging.getLogger(__name__)
+
+KNOWN_METRICS = ("top1", "top5", "psnr", "ssim", "cos")
+CLASSIFICATION_METRICS = ("top1", "top5")
+REFERENCE_METRICS = ("psnr", "ssim", "cos")
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One model's metrics (percent for top-k, dB for PSNR) over ``num_samples`` samples."""
+
+    model: str
+    metrics: dict[str, float]
+    num_samples: int
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The model's result first, then the ``vs`` model's (if any).
+
+    ``agreement``: % of samples where both models' argmax agree (None without ``vs``
+    or for outputs that are not score vectors). ``reference`` says what PSNR/SSIM/cos
+    compared against.
+    """
+
+    results: tuple[EvalResult, ...]
+    agreement: float | None = None
+    reference: str | None = None
+
+    def drop(self, metric: str) -> float:
+        """metric(vs) − metric(model): what the model under test loses against ``vs``."""
+        if len(self.results) < 2:
+            raise UsageError("drop needs a model to compare with; evaluate with vs=REFERENCE")
+        model, vs = self.results[0], self.results[1]
+        if metric not in model.metrics:
+            raise UsageError(f"metric '{metric}' was not evaluated; evaluated: "
+                             f"{', '.join(model.metrics)}")
+        return vs.metrics[metric] - model.metrics[metric]
+
+    def summary(self) -> str:
+        """One line: each model's metrics, the drop and the agreement."""
+        parts = []
+        for result in self.results:
+            values = ", ".join(f"{name} {format_metric(name, value)}"
+                               for name, value in result.metrics.items())
+            parts.append(f"{result.model}: {values}")
+        if len(self.results) > 1:
+            drops = ", ".join(f"{name} {self.drop(name):+.3g}" for name in self.results[0].metrics)
+            parts.append(f"drop (vs − model): {drops}")
+        if self.agreement is not None:
+            parts.append(f"top-1 agreement {self.agreement:.2f}%")
+        return "; ".join(parts)
+
+
+def format_metric(name: str, value: float) -> str:
+    """A metric value as the report prints it: '97.90%', '31.2 dB', '0.9871'."""
+    if name in CLASSIFICATION_METRICS:
+        return f"{value:.2f}%"
+    if name == "psnr":
+        return "inf dB" if math.isinf(value) else f"{value:.2f} dB"
+    return f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class _RunSettings:
+    dataset: Path
+    threads: int | None
+    num: int | None
+    output_name: str | None
+    image_options: ImageOptions | None
+    input_shapes: Mapping[str, tuple[int, ...]] | None
+
+
+@dataclass
+class _Runs:
+    """Runs models over one data set; each model's outputs are computed once."""
+
+    settings: _RunSettings
+    cache: dict[Path, np.ndarray] = field(default_factory=dict)
+
+    def open(self, model: Path) -> Dataset:
+        return open_dataset(self.settings.dataset, input_specs(load_model(model, check=False)),
+                            image_options=self.settings.image_options,
+                            input_shapes=self.settings.input_shapes)
+
+    def outputs(self, model: Path, *, strict_name: bool = True) -> np.ndarray:
+        key = model.resolve()
+        if key not in self.cache:
+            self.cache[key] = self._predict(model, strict_name)
+        return self.cache[key]
+
+    def _predict(self, model: Path, strict_name: bool) -> np.ndarray:
+        data = self.open(model)
+        runner = OrtRunner(model, threads=self.settings.threads)
+        name = _output_name(runner.output_names, self.settings.output_name, model, strict_name)
+        rows = []
+        for index, sample in enumerate(data.take(self.settings.num)):
+            check_finite(sample, index, data.source)
+            feeds = {k: v for k, v in sample.items() if k in runner.input_names}
+            rows.append(runner.run(feeds, [name])[name])
+        if not rows:
+            raise DatasetError(f"data set {self.settings.dataset} has no samples")
+        log.info("ran %s on %d samples (output '%s')", model.name, len(rows), name)
+        if all(row.ndim >= 1 and row.shape[0] == 1 for row in rows):
+            return np.concatenate(rows, axis=0)
+        return np.stack(rows, axis=0)
+
+
+@dataclass(frozen=True)
+class _Truth:
+    labels: np.ndarray | None
+    reference: np.ndarray | None
+    reference_name: str | None
+
+
+def evaluate(
+    model: str | Path,
+    dataset: str | Path,
+    *,
+    labels: str | Path | None = None,
+    metrics: Sequence[str] | str = ("top1", "top5"),
+    reference: str | Path | None = None,
+    vs: str | Path | None = None,
+    threads: int | None = None,
+    num: int | None = None,
+    output_name: str | None = None,
+    image_options: ImageOptions | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> EvalReport:
+    """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module."""
+    wanted = parse_metrics(metrics)
+    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes))
+    model_path = Path(model)
+    vs_path = Path(vs) if vs is not None else None
+    truth = _ground_truth(runs, model_path, wanted, labels, reference, fallback=vs_path)
+    paths = [model_path] + ([vs_path] if vs_path is not None else [])
+    results = tuple(_score(runs, path, wanted, truth) for path in paths)
+    agreement = None
+    if vs_path is not None:
+        agreement = top1_agreement(runs.outputs(model_path), runs.outputs(vs_path))
+    return EvalReport(results, agreement, truth.reference_name)
+
+
+def evaluate_models(
+    models: Sequence[str | Path],
+    dataset: str | Path,
+    *,
+    labels: str | Path | None = None,
+    metrics: Sequence[str] | str = ("top1", "top5"),
+    reference: str | Path | None = None,
+    threads: int | None = None,
+    num: int | None = None,
+    output_name: str | None = None,
+    image_options: ImageOptions | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> tuple[EvalResult, ...]:
+    """Evaluate several models (e.g. each precision of one model) on the same samples.
+
+    ``reference`` (typically the F32 model, which may also be in ``models``; it runs
+    once) is what PSNR/SSIM/cos compare against, unless a ``target`` array is given.
+    """
+    if not models:
+        raise UsageError("evaluate_models needs at least one model, found none")
+    wanted = parse_metrics(metrics)
+    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes))
+    paths = [Path(m) for m in models]
+    truth = _ground_truth(runs, paths[0], wanted, labels, reference, fallback=None)
+    return tuple(_score(runs, path, wanted, truth) for path in paths)
+
+
+def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
+    """Metric names, lower-cased, '-' dropped ('top-1' is top1), duplicates removed;
+    a comma-separated string works too. An unknown name raises UsageError."""
+    items: Iterable[str] = metrics.split(",") if isinstance(metrics, str) else metrics
+    names: list[str] = []
+    for item in items:
+        name = item.strip().lower().replace("-", "").replace("_", "")
+        if not name:
+            continue
+        if name not in KNOWN_METRICS:
+            raise UsageError(f"unknown metric '{item.strip()}'; known metrics: "
+                             f"{', '.join(KNOWN_METRICS)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError(f"no metric given; known metrics: {', '.join(KNOWN_METRICS)}")
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """% of rows whose label is among the k highest scores (ties: lower index first)."""
+    scores = _score_rows(scores)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.shape[0] != labels.shape[0]:
+        raise DatasetError(f"{scores.shape[0]} predictions but {labels.shape[0]} labels")
+    classes = scores.shape[1]
+    if labels.size and int(labels.max()) >= classes:
+        first = int(np.argmax(labels >= classes))
+        raise DatasetError(f"label {int(labels[first])} of sample {first} is outside the model's "
+                           f"{classes} classes (0..{classes - 1}); are the labels 1-based or "
+                           f"for another model?")
+    k = min(k, classes)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(100.0 * np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """% of samples where the argmax of a and b agree; None unless both are score vectors."""
+    if a.shape != b.shape or not _is_score_vector(a):
+        return None
+    first, second = _score_rows(a), _score_rows(b)
+    return float(100.0 * np.mean(np.argmax(first, axis=1) == np.argmax(second, axis=1)))
+
+
+def mean_cosine(reference: np.ndarray, test: np.ndarray) -> float:
+    """Mean over samples (axis 0) of the cosine similarity of each flattened pair."""
+    return float(np.mean([cosine(r, t) for r, t in zip(reference, test, strict=True)]))
+
+
+def psnr(reference: np.ndarray, test: np.ndarray, data_range: float | None = None) -> float:
+    """Mean per-sample PSNR (dB) over the samples that differ; inf when none differs."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(test, dtype=np.float64)
+    peak = _data_range(ref) if data_range is None else float(data_range)
+    mse = np.mean((ref - out).reshape(ref.shape[0], -1) ** 2, axis=1)
+    differ = mse > 0
+    if not differ.any():
+        return math.inf
+    if not differ.all():
+        log.info("psnr: %d of %d samples equal their reference and are left out of the mean",
+                 int((~differ).sum()), mse.size)
+    return float(np.mean(10.0 * np.log10(peak**2 / mse[differ])))
+
+
+def ssim(reference: np.ndarray, test: np.ndarray, data_range: float | None = None) -> float:
+    """Mean SSIM over samples and channels of image outputs; see the module docstring."""
+    ref = _channel_images(np.asarray(reference))
+    out = _channel_images(np.asarray(test))
+    if ref.shape != out.shape:
+        raise UsageError(f"ssim needs images of one shape; found {list(ref.shape)} and "
+                         f"{list(out.shape)} (N, C, H, W)")
+    peak = _data_range(np.asarray(reference, dtype=np.float64)) if data_range is None \
+        else float(data_range)
+    window = gaussian_window(min(SSIM_WINDOW, _largest_odd(min(ref.shape[2:]))), SSIM_SIGMA)
+    values = [ssim_map(r, t, peak, window).mean(axis=(1, 2)) for r, t in zip(ref, out,
+                                                                              strict=True)]
+    return float(np.mean(values))
+
+
+def ssim_map(reference: np.ndarray, test: np.ndarray, data_range: float,
+             window: np.ndarray) -> np.ndarray:
+    """SSIM at every 'valid' window position of (C, H, W) images -> (C, H−w+1, W−w+1)."""
+    x = np.asarray(reference, dtype=np.float64)
+    y = np.asarray(test, dtype=np.float64)
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    mu_x, mu_y = _filter(x, window), _filter(y, window)
+    var_x = _filter(x * x, window) - mu_x**2
+    var_y = _filter(y * y, window) - mu_y**2
+    cov = _filter(x * y, window) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1)
+                                                       * (var_x + var_y + c2))
+
+
+def gaussian_window(size: int, sigma: float) -> np.ndarray:
+    """The normalised 1-D Gaussian of ``size`` taps; the 2-D window is its outer product."""
+    taps = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    weights = np.exp(-(taps**2) / (2.0 * sigma**2))
+    return weights / weights.sum()
+
+
+def _filter(images: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable 'valid' filtering of (C, H, W) along H then W."""
+    size = taps.size
+    rows = images.shape[1] - size + 1
+    cols = images.shape[2] - size + 1
+    along_h = np.zeros((images.shape[0], rows, images.shape[2]))
+    for i in range(size):
+        along_h += taps[i] * images[:, i:i + rows, :]
+    result = np.zeros((images.shape[0], rows, cols))
+    for i in range(size):
+        result += taps[i] * along_h[:, :, i:i + cols]
+    return result
+
+
+def _channel_images(array: np.ndarray) -> np.ndarray:
+    """(N,H,W) -> (N,1,H,W); (N,C,H,W) as is; (N,H,W,C) with C ≤ 4 < H -> (N,C,H,W)."""
+    if array.ndim == 3:
+        return array[:, None]
+    if array.ndim == 4:
+        if array.shape[1] > 4 and array.shape[3] <= 4:
+            return np.moveaxis(array, 3, 1)
+        return array
+    raise UsageError(f"ssim needs image outputs (N,H,W), (N,C,H,W) or (N,H,W,C); the output "
+                     f"has shape {list(array.shape)}")
+
+
+def _data_range(reference: np.ndarray) -> float:
+    peak = float(reference.max() - reference.min()) if reference.size else 0.0
+    if peak > 0:
+        return peak
+    log.warning("the reference is constant; using a data range of 1.0 for psnr/ssim")
+    return 1.0
+
+
+def _largest_odd(n: int) -> int:
+    return n if n % 2 else max(n - 1, 1)
+
+
+def _score_rows(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores)
+    return scores.reshape(scores.shape[0], -1)
+
+
+def _is_score_vector(outputs: np.ndarray) -> bool:
+    return sum(1 for d in outputs.shape[1:] if d > 1) <= 1
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _settings(dataset: str | Path, threads: int | None, num: int | None,
+              output_name: str | None, image_options: ImageOptions | None,
+              input_shapes: Mapping[str, tuple[int, ...]] | None) -> _RunSettings:
+    if num is not None and num <= 0:
+        raise UsageError(f"num must be a positive number of samples, got {num}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"threads must be >= 1 (or None for ORT's default), got {threads}")
+    return _RunSettings(Path(dataset), threads, num, output_name, image_options, input_shapes)
+
+
+def _ground_truth(runs: _Runs, first_model: Path, wanted: Sequence[str],
+                  labels: str | Path | None, reference: str | Path | None,
+                  fallback: Path | None) -> _Truth:
+    """Labels (for top-k) and the reference outputs (for psnr/ssim/cos), cut to ``num``."""
+    data = runs.open(first_model)
+    total = len(data)
+    count = total if runs.settings.num is None else min(runs.settings.num, total)
+    label_array = None
+    if any(m in CLASSIFICATION_METRICS for m in wanted):
+        paths = getattr(data, "paths", None)
+        try:
+            label_array = load_labels(labels, runs.settings.dataset, total,
+                                      sample_paths=paths)[:count]
+        except DatasetError as err:
+            if labels is None and HOW_TO_GIVE_LABELS in str(err):
+                needing = ", ".join(m for m in wanted if m in CLASSIFICATION_METRICS)
+                raise DatasetError(f"{needing} need(s) labels: {err}") from err
+            raise
+    ref_array, ref_name = None, None
+    if any(m in REFERENCE_METRICS for m in wanted):
+        ref_array, ref_name = _reference_outputs(runs, labels, reference, fallback, total, count)
+    return _Truth(label_array, ref_array, ref_name)
+
+
+def _reference_outputs(runs: _Runs, labels: str | Path | None, reference: str | Path | None,
+                       fallback: Path | None, total: int,
+                       count: int) -> tuple[np.ndarray, str]:
+    if reference is not None:
+        path = Path(reference)
+        return runs.outputs(path, strict_name=False), path.name
+    targets = load_targets(labels, runs.settings.dataset, total)
+    if targets is not None:
+        return targets[:count], "target arrays"
+    if fallback is not None:
+        return runs.outputs(fallback, strict_name=False), fallback.name
+    raise UsageError(f"{', '.join(REFERENCE_METRICS)} compare each output with a reference; "
+                     f"give a reference model (--reference MODEL or --vs MODEL) or a 'target' "
+                     f"array (first axis = samples) in the labels or data-set .npz")
+
+
+def _score(runs: _Runs, model: Path, wanted: Sequence[str], truth: _Truth) -> EvalResult:
+    outputs = runs.outputs(model)
+    values: dict[str, float] = {}
+    for metric in wanted:
+        if metric in CLASSIFICATION_METRICS:
+            assert truth.labels is not None
+            values[metric] = topk_accuracy(outputs, truth.labels, int(metric[3:]))
+            continue
+        assert truth.reference is not None
+        reference = _matching(truth.reference, outputs, truth.reference_name, model)
+        if metric == "psnr":
+            values[metric] = psnr(reference, outputs)
+        elif metric == "ssim":
+            values[metric] = ssim(reference, outputs)
+        else:
+            values[metric] = mean_cosine(reference, outputs)
+    return EvalResult(model=model.name, metrics=values, num_samples=int(outputs.shape[0]))
+
+
+def _matching(reference: np.ndarray, outputs: np.ndarray, name: str | None,
+              model: Path) -> np.ndarray:
+    """The reference in the outputs' shape; same sample count and per-sample size required."""
+    if reference.shape == outputs.shape:
+        return reference
+    if reference.shape[:1] == outputs.shape[:1] and reference.size == outputs.size:
+        return reference.reshape(outputs.shape)
+    raise DatasetError(f"the reference ({name}) has shape {list(reference.shape)}, but "
+                       f"{model.name}'s output has {list(outputs.shape)}; they must hold the "
+                       f"same samples of the same size")
+
+
+def _output_name(names: Sequence[str], wanted: str | None, model: Path, strict: bool) -> str:
+    if wanted is None:
+        return names[0]
+    if wanted in names:
+        return wanted
+    if not strict:
+        log.warning("%s has no output '%s'; comparing with its first output '%s'", model.name,
+                    wanted, names[0])
+        return names[0]
+    raise UsageError(f"{model} has no output '{wanted}'; its outputs: {', '.join(names)}")
+
+
+__all__ = ["KNOWN_METRICS", "EvalReport", "EvalResult", "evaluate", "evaluate_models",
+           "format_metric", "mean_cosine", "parse_metrics", "psnr", "ssim", "top1_agreement",
+           "topk_accuracy"]
