@@ -14,10 +14,13 @@ from lowbit.analysis.bench import BenchSettings
 from lowbit.analysis.bench import bench_models as bench
 from lowbit.api import (
     DeployResult,
+    ReportResult,
     TransformResult,
     calibrate,
     compare,
     deploy,
+    evaluate,
+    report,
     run_samples,
     transform,
 )
