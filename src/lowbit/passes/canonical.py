@@ -20,9 +20,11 @@ import onnx_ir as ir
 from onnx import version_converter
 from onnx_ir.passes.common import (
     LiftConstantsToInitializersPass,
+    NameFixPass,
     RemoveUnusedNodesPass,
     TopologicalSortPass,
 )
+from onnx_ir.passes.common.naming import SimpleNameGenerator
 
 from lowbit.errors import ModelError, UsageError
 from lowbit.passes.fold_batchnorm import fold_batchnorm
@@ -77,6 +79,8 @@ def canonicalize(
     RemoveUnusedNodesPass()(ir_model)
     report.changes["dead nodes removed"] = nodes - len(list(ir_model.graph))
     TopologicalSortPass()(ir_model)
+    # qtables, reports and the layer compare name ops: every node gets a unique name.
+    NameFixPass(name_generator=_OpTypeNames())(ir_model)
 
     out = ir.to_proto(ir_model)
     # onnx may stamp an IR version newer than ONNX Runtime reads; 10 covers opset ≤ 21.
@@ -86,6 +90,18 @@ def canonicalize(
     report.nodes_after = len(out.graph.node)
     log.info("canonicalize: %s", report.summary())
     return out, report
+
+
+class _OpTypeNames(SimpleNameGenerator):
+    """Unnamed nodes are named after their op type (Conv, Conv_2, …), values after
+    their producer's op type."""
+
+    def generate_node_name(self, node: ir.Node) -> str:
+        return node.name or node.op_type
+
+    def generate_value_name(self, value: ir.Value) -> str:
+        producer = value.producer()
+        return value.name or (f"{producer.op_type}_out" if producer is not None else "value")
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
