@@ -266,3 +266,20 @@ def test_softmax_and_unknown_ops_stay_float_and_are_listed():
     softmax = next(n for n in result.model.graph.node if n.op_type == "Softmax")
     assert softmax.input[0] != "c"  # reads the DQ of the quantized conv output
     check_close(model, result, feeds)
+
+
+def test_bias_never_saturates_int32_for_near_zero_weight_channels():
+    """A channel of near-zero weights with a real bias: the weight scale is raised so the
+    int32 bias holds the bias exactly (as ORT does), instead of clamping it."""
+    w = _w(4, 4, 1, 1)
+    w[2] = 1e-12
+    b = np.array([0.1, -0.2, 1.5, 0.3], np.float32)
+    model = one_op([helper.make_node("Conv", ["x", "w", "b"], ["t"])],
+                   [init("w", w), init("b", b)])
+    feeds = feeds_for(model)
+    result = quantize(model, feeds)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in result.model.graph.initializer}
+    q_bias = next(v for n, v in inits.items() if n.startswith("b_quantized"))
+    assert np.all(np.abs(q_bias.astype(np.int64)) < np.iinfo(np.int32).max // 2)
+    ref, got = run(model, feeds), run(result.model, feeds)
+    np.testing.assert_allclose(got[:, 2], ref[:, 2], atol=0.05)  # the bias survives

@@ -89,8 +89,12 @@ def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
     return ((q.astype(np.int32) - params.zero_point) * np.float32(params.scale)).astype(np.float32)
 
 
-def quantize_weight(weight: np.ndarray, axis: int | None) -> WeightQuant:
-    """Symmetric int8: per channel along ``axis``, or per tensor when axis is None."""
+def quantize_weight(weight: np.ndarray, axis: int | None,
+                    min_scale: np.ndarray | float | None = None) -> WeightQuant:
+    """Symmetric int8: per channel along ``axis``, or per tensor when axis is None.
+
+    ``min_scale`` raises a channel's scale where its int32 bias would otherwise
+    overflow (a channel of near-zero weights with a sizeable bias)."""
     w = np.asarray(weight, np.float32)
     if axis is None:
         absmax = np.array(np.abs(w).max() if w.size else 0.0, np.float32)
@@ -99,6 +103,8 @@ def quantize_weight(weight: np.ndarray, axis: int | None) -> WeightQuant:
         absmax = np.abs(w).max(axis=reduce) if reduce else np.abs(w)
     # An all-zero channel quantizes to zeros with any scale; 1.0 keeps it finite.
     scale = np.where(absmax > 0, absmax / WEIGHT_QMAX, 1.0).astype(np.float32)
+    if min_scale is not None:
+        scale = np.maximum(scale, np.asarray(min_scale, np.float32)).astype(np.float32)
     shape = [1] * w.ndim
     if axis is not None:
         shape[axis] = -1
@@ -116,3 +122,10 @@ def quantize_bias(bias: np.ndarray, input_scale: float, weight_scale: np.ndarray
 
 def bias_scale(input_scale: float, weight_scale: np.ndarray) -> np.ndarray:
     return (np.float32(input_scale) * weight_scale.astype(np.float32)).astype(np.float32)
+
+
+def bias_safe_weight_scale(bias: np.ndarray, input_scale: float) -> np.ndarray:
+    """The smallest weight scale per channel for which bias / (s_in · s_w) fits int32
+    with a 2x margin."""
+    limit = float(np.iinfo(np.int32).max) / 2
+    return (np.abs(np.asarray(bias, np.float64)) / (input_scale * limit)).astype(np.float32)

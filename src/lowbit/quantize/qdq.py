@@ -27,6 +27,7 @@ from lowbit.calibration.observers import TensorRange
 from lowbit.quantize.params import (
     QuantParams,
     activation_params,
+    bias_safe_weight_scale,
     bias_scale,
     quantize_bias,
     quantize_weight,
@@ -95,7 +96,7 @@ class _QdqRewriter:
         self.removed: list[NodeDecision] = []
         self.float_tensors: dict[str, str] = {}
         self._quantized_nodes: set[ir.Node] = set()
-        self._weight_cache: dict[tuple[str, int | None], ir.Value] = {}
+        self._weight_cache: dict[tuple[str, int | None, bytes | None], ir.Value] = {}
         self._param_values: dict[QuantParams, tuple[ir.Value, ir.Value]] = {}
         self._names: set[str] = {v.name for v in _all_values(graph) if v.name}
 
@@ -231,7 +232,8 @@ class _QdqRewriter:
         for node, roles in self.node_roles:
             for index, role in roles.items():
                 if role.role is Role.WEIGHT:
-                    self._quantize_weight(node, index, role.axis)
+                    self._quantize_weight(node, index, role.axis,
+                                          self._bias_floor(node, roles, index))
             for index, role in roles.items():
                 if role.role is Role.BIAS:
                     self._quantize_bias(node, index, role)
@@ -258,15 +260,40 @@ class _QdqRewriter:
         for user, idx in users:
             user.replace_input_with(idx, dq_out)
 
-    def _quantize_weight(self, node: ir.Node, index: int, axis: int | None) -> None:
+    def _bias_floor(self, node: ir.Node, roles: Mapping[int, InputRole], weight_index: int
+                    ) -> np.ndarray | None:
+        """Per-channel weight-scale floor that keeps this node's int32 bias from overflowing."""
+        for index, role in roles.items():
+            if role.role is not Role.BIAS or role.weight_index != weight_index:
+                continue
+            bias = node.inputs[index]
+            source = node.inputs[role.input_index]
+            params = self.params.get(source) if source is not None else None
+            if bias is None or bias.const_value is None or params is None:
+                return None
+            values = bias.const_value.numpy().astype(np.float32).reshape(-1)
+            floor = bias_safe_weight_scale(values, params.scale)
+            if not self.settings.per_channel:
+                floor = np.array(floor.max(initial=0.0), np.float32)
+            return floor
+        return None
+
+    def _quantize_weight(self, node: ir.Node, index: int, axis: int | None,
+                         min_scale: np.ndarray | None = None) -> None:
         value = node.inputs[index]
         assert value is not None and value.const_value is not None
         if not self.settings.per_channel:
             axis = None
-        key = (value.name or "", axis)
+        floor_key = None if min_scale is None else min_scale.tobytes()
+        key = (value.name or "", axis, floor_key)
         if key not in self._weight_cache:
             weight = value.const_value.numpy().astype(np.float32)
-            wq = quantize_weight(weight, axis)
+            wq = quantize_weight(weight, axis, min_scale)
+            raised = 0 if min_scale is None else int(np.sum(
+                min_scale > quantize_weight(weight, axis).scale))
+            if raised:
+                log.info("%s: raised the weight scale of %d channel(s) so the int32 bias fits",
+                         value.name, raised)
             base = value.name or "weight"
             q = self._initializer(f"{base}_quantized", wq.q)
             scale = self._initializer(f"{base}_scale",
