@@ -267,12 +267,11 @@ class _QdqRewriter:
             if role.role is not Role.BIAS or role.weight_index != weight_index:
                 continue
             bias = node.inputs[index]
-            source = node.inputs[role.input_index]
-            params = self.params.get(source) if source is not None else None
-            if bias is None or bias.const_value is None or params is None:
+            input_scale = _dequantized_scale(node.inputs[role.input_index])
+            if bias is None or bias.const_value is None or input_scale is None:
                 return None
             values = bias.const_value.numpy().astype(np.float32).reshape(-1)
-            floor = bias_safe_weight_scale(values, params.scale)
+            floor = bias_safe_weight_scale(values, input_scale)
             if not self.settings.per_channel:
                 floor = np.array(floor.max(initial=0.0), np.float32)
             return floor
@@ -374,6 +373,17 @@ class _QdqRewriter:
             candidate = f"{name}_{n}"
         self._names.add(candidate)
         return candidate
+
+
+def _dequantized_scale(value: ir.Value | None) -> float | None:
+    """The scale of the DequantizeLinear that produces ``value``, if one does."""
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    scale = producer.inputs[1]
+    if scale is None or scale.const_value is None:
+        return None
+    return float(scale.const_value.numpy())
 
 
 def _no_rule_reason(node: ir.Node) -> str:
