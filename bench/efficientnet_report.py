@@ -1,0 +1,320 @@
+"""EfficientNet-Lite0 (real ImageNet weights) through lowbit end to end, against ORT's quantizer.
+
+    python bench/efficientnet_report.py                                   # minmax
+    python bench/efficientnet_report.py --method minmax,percentile,kl,mse --per-tensor \\
+        --markdown results.md
+
+Steps, all in one process:
+
+1. export the torch model to ONNX (bench/efficientnet_lite0.py), ``lowbit.transform``;
+2. for each ``--method``: ``lowbit.calibrate`` on 200 photo crops (seed 0),
+   ``lowbit.deploy`` INT8 (per-channel weights, uint8 activations; with
+   ``--per-tensor`` also per-tensor weights);
+3. ORT ``quantize_static`` on the same crops (QDQ, per-channel, U8S8) for each
+   ``--ort-method`` (MinMax, Percentile, Entropy). ORT's histogram calibrators keep
+   every activation of every sample (~52 MB a sample here), so they get as many
+   of the 200 crops as fit in half the free memory; the table says how many;
+4. accuracy against F32 on ``--eval`` held-out crops (seed 1): top-1 agreement,
+   top-5 overlap (|top5 F32 ∩ top5 INT8| / 5, averaged), mean logit cosine; and the
+   named photos' top-5, F32 beside the first lowbit INT8;
+5. ``lowbit.bench``: F32, the first lowbit INT8 and ORT MinMax INT8 interleaved at
+   batch 1 and 8, ``--threads`` threads.
+
+The crops all come from seven photos (bench/photos.py), so held-out crops are new
+views of the calibration photos, not new photos: agreement here measures how
+faithfully INT8 reproduces F32, not ImageNet accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lowbit
+from efficientnet_lite0 import export_onnx
+from lowbit.analysis.bench import BenchComparison, BenchSettings
+from lowbit.analysis.kernels import count_kernels
+from photos import class_names, named_photos, photo_set
+
+log = logging.getLogger("efficientnet_report")
+
+LOWBIT_METHODS = ("minmax", "percentile", "kl", "mse")
+ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+ACTIVATION_MB_PER_SAMPLE = 52.4  # every float tensor of one batch-1 run (shape inference)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely one model's logits follow F32's on the held-out crops."""
+
+    top1: float  # fraction of crops whose top-1 class is F32's
+    top5_overlap: float  # mean |top5 ∩ top5_F32| / 5
+    cosine: float  # mean cosine of the logit vectors
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One INT8 model and how it was made."""
+
+    label: str
+    quantizer: str
+    method: str
+    granularity: str
+    calib_samples: int
+    path: Path
+    seconds: float  # calibration + quantization wall time
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: Variant
+    agreement: Agreement
+    int_kernels: str
+
+
+class _ArrayReader(CalibrationDataReader):
+    """Feeds ORT's calibrator one batch-1 sample at a time."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self._images = images
+        self._iter: Iterator[int] = iter(range(len(images)))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        index = next(self._iter, None)
+        return None if index is None else {"input": self._images[index:index + 1]}
+
+    def rewind(self) -> None:
+        self._iter = iter(range(len(self._images)))
+
+
+def run_model(path: Path, images: np.ndarray, threads: int, batch: int = 50) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"input": images[i:i + batch]})[0]
+                           for i in range(0, len(images), batch)])
+
+
+def agreement(reference: np.ndarray, logits: np.ndarray) -> Agreement:
+    top5_ref = np.argsort(-reference, axis=1)[:, :5]
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top5_ref, top5, strict=True)])
+    ref64, out64 = reference.astype(np.float64), logits.astype(np.float64)
+    cos = (ref64 * out64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(out64, axis=1))
+    return Agreement(float(np.mean(top5_ref[:, 0] == top5[:, 0])), float(overlap),
+                     float(cos.mean()))
+
+
+def lowbit_variants(f32: Path, calib_npz: Path, methods: list[str], per_tensor: bool,
+                    samples: int, out: Path) -> list[Variant]:
+    variants = []
+    for method in methods:
+        start = time.perf_counter()
+        table = out / f"lite0.{method}.calib"
+        lowbit.calibrate(f32, calib_npz, num=samples, method=method, output=table,
+                         progress=False)
+        calib_seconds = time.perf_counter() - start
+        granularities = (True, False) if per_tensor else (True,)
+        for per_channel in granularities:
+            gran = "per-channel" if per_channel else "per-tensor"
+            start = time.perf_counter()
+            path = out / f"lite0.lowbit.{method}.{gran}.int8.onnx"
+            lowbit.deploy(f32, quantize="INT8", calibration_table=table, output=path,
+                          per_channel=per_channel)
+            seconds = calib_seconds + time.perf_counter() - start
+            variants.append(Variant(f"lowbit {method} {gran}", "lowbit", method, gran, samples,
+                                    path, seconds))
+            log.info("lowbit %s %s: %.1f s", method, gran, seconds)
+    return variants
+
+
+def ort_variants(f32: Path, calib: np.ndarray, methods: list[str], out: Path) -> list[Variant]:
+    variants = []
+    for method in methods:
+        count = len(calib) if method == "minmax" else _histogram_samples(len(calib))
+        if count == 0:
+            log.warning("ORT %s skipped: not enough free memory for even 8 samples", method)
+            continue
+        path = out / f"lite0.ort.{method}.int8.onnx"
+        start = time.perf_counter()
+        quantize_static(str(f32), str(path), _ArrayReader(calib[:count]),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=ORT_METHODS[method])
+        seconds = time.perf_counter() - start
+        variants.append(Variant(f"ORT {method} per-channel", "ORT", method, "per-channel",
+                                count, path, seconds))
+        log.info("ORT %s (%d samples): %.1f s", method, count, seconds)
+    return variants
+
+
+def _histogram_samples(wanted: int) -> int:
+    """As many samples as ORT's histogram calibrators can hold in half the free memory
+    (it keeps each activation, then concatenates them: about twice the raw size)."""
+    fit = int(_available_mb() * 0.5 / (2 * ACTIVATION_MB_PER_SAMPLE))
+    return min(wanted, fit) if fit >= 8 else 0
+
+
+def _available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def accuracy_rows(variants: list[Variant], reference: np.ndarray, held_out: np.ndarray,
+                  threads: int) -> list[Row]:
+    rows = []
+    for variant in variants:
+        logits = run_model(variant.path, held_out, threads)
+        kernels = count_kernels(variant.path, threads=threads)
+        total = kernels.integer_compute + kernels.float_compute
+        rows.append(Row(variant, agreement(reference, logits),
+                        f"{kernels.integer_compute}/{total}"))
+    return rows
+
+
+def named_top5(f32: Path, int8: Path, threads: int) -> list[tuple[str, str, str]]:
+    names = class_names()
+    lines = []
+    for photo, x in named_photos().items():
+        cells = []
+        for path in (f32, int8):
+            logits = run_model(path, x, threads)[0].astype(np.float64)
+            prob = np.exp(logits - logits.max())
+            prob /= prob.sum()
+            cells.append(", ".join(f"{names[i]} {prob[i]:.2f}" for i in np.argsort(-logits)[:5]))
+        lines.append((photo, cells[0], cells[1]))
+    return lines
+
+
+def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def accuracy_table(rows: list[Row], held_out: int) -> str:
+    header = ("INT8 model", "calib samples", f"top-1 agree ({held_out})", "top-5 overlap",
+              "logit cos", "int kernels", "calib+quant s")
+    cells = [(r.variant.label, str(r.variant.calib_samples), f"{100 * r.agreement.top1:.1f} %",
+              f"{100 * r.agreement.top5_overlap:.1f} %", f"{r.agreement.cosine:.4f}",
+              r.int_kernels, f"{r.variant.seconds:.1f}") for r in rows]
+    return markdown_table(header, cells)
+
+
+def speed_table(labels: list[str], comparison: BenchComparison, batches: tuple[int, ...]) -> str:
+    header = ("model", "size MB", *(f"b{b} median ms" for b in batches),
+              *(f"b{b} img/s" for b in batches), *(f"speed-up b{b}" for b in batches))
+    f32 = labels.index("F32")
+    cells = []
+    for index, (label, result) in enumerate(zip(labels, comparison.results, strict=True)):
+        cells.append((label, f"{result.size_bytes / 1e6:.1f}",
+                      *(f"{result.timing(b).median_ms:.2f}" for b in batches),
+                      *(f"{result.timing(b).throughput:.1f}" for b in batches),
+                      *(f"{comparison.ratio(b, index, f32):.2f}x" for b in batches)))
+    return markdown_table(header, cells)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="minmax",
+                        help=f"lowbit calibration method(s), comma-separated, from "
+                             f"{','.join(LOWBIT_METHODS)}; the first is benched")
+    parser.add_argument("--ort-method", default="minmax,percentile,entropy",
+                        help="ORT calibration method(s), comma-separated; '' for none")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="also deploy lowbit INT8 with per-tensor weight scales")
+    parser.add_argument("--calib", type=int, default=200, help="calibration crops (seed 0)")
+    parser.add_argument("--eval", type=int, default=300, help="held-out crops (seed 1)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="append the tables to this Markdown file")
+    args = parser.parse_args()
+    args.methods = _choices(parser, args.method, LOWBIT_METHODS, "--method")
+    args.ort_methods = _choices(parser, args.ort_method, tuple(ORT_METHODS), "--ort-method")
+    if not args.methods:
+        parser.error("--method needs at least one method")
+    return args
+
+
+def _choices(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...],
+             option: str) -> list[str]:
+    chosen = [m.strip().lower() for m in text.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in allowed]
+    if unknown:
+        parser.error(f"{option}: unknown {unknown}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    began = time.perf_counter()
+    out = args.out_dir or Path(tempfile.mkdtemp(prefix="lowbit-efficientnet-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    onnx_path = export_onnx(out / "efficientnet_lite0.onnx")
+    f32 = lowbit.transform(onnx_path, out / "lite0.f32.onnx").path
+    calib = photo_set(args.calib, seed=0)
+    held_out = photo_set(args.eval, seed=1)
+    calib_npz = out / "calib.npz"
+    np.savez(calib_npz, input=calib)
+    log.info("model and %d + %d crops ready in %s (%.0f s)", args.calib, args.eval, out,
+             time.perf_counter() - began)
+
+    variants = lowbit_variants(f32, calib_npz, args.methods, args.per_tensor, args.calib, out)
+    variants += ort_variants(f32, calib, args.ort_methods, out)
+    reference = run_model(f32, held_out, args.threads)
+    rows = accuracy_rows(variants, reference, held_out, args.threads)
+    top5 = named_top5(f32, variants[0].path, args.threads)
+
+    timed = [("F32", f32), (variants[0].label, variants[0].path)]
+    timed += [(v.label, v.path) for v in variants if v.quantizer == "ORT" and v.method == "minmax"]
+    batches = (1, 8)
+    comparison = lowbit.bench([p for _, p in timed], BenchSettings(
+        batches=batches, threads=args.threads, repeats=args.repeats))
+    elapsed = time.perf_counter() - began
+
+    report = "\n\n".join([
+        (f"### efficientnet_report {datetime.date.today()} — EfficientNet-Lite0 (ImageNet "
+         f"weights), ORT {ort.__version__}, {args.threads} threads, {elapsed / 60:.1f} min"),
+        (f"Agreement with F32 on {args.eval} held-out photo crops (seed 1); calibration on "
+         f"{args.calib} crops (seed 0)."),
+        accuracy_table(rows, args.eval),
+        f"Top-5 of the named photos' centre crops, F32 and {variants[0].label}:",
+        markdown_table(("photo", "F32", "INT8"), top5),
+        f"Speed (interleaved, {args.repeats} repeats, {args.threads} threads):",
+        speed_table([label for label, _ in timed], comparison, batches),
+    ]) + "\n"
+    print()
+    print(report)
+    if args.markdown is not None:
+        with args.markdown.open("a") as handle:
+            handle.write(report + "\n")
+        print(f"appended to {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
