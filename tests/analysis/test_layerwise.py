@@ -64,7 +64,7 @@ def test_original_vs_canonical_is_equal_or_close(models: dict[str, onnx.ModelPro
     assert len(report.diffs) == 12
     assert {d.status for d in report.diffs} <= {Status.EQUAL, Status.CLOSE}
     assert report.diffs[0].status is Status.EQUAL  # the graph input itself
-    assert all(d.cosine > 1 - 1e-9 for d in report.diffs)
+    assert all(d.cosine > 1 - 1e-6 for d in report.diffs)  # float32 dots: ~1e-7
     assert report.passed and report.first_failure is None
     assert report.summary().startswith("12 compared, 12 passed, 0 failed, min cos ")
 
@@ -112,9 +112,9 @@ def test_pooled_metrics_match_concatenated_samples() -> None:
         comparer.add({"t": ref}, {"t": out})
     (diff,) = comparer.diffs(TOL)
     a, b = np.concatenate(refs), np.concatenate(tests)
-    assert diff.cosine == pytest.approx(cosine(a, b), rel=1e-12)
-    assert diff.euclid == pytest.approx(euclidean_similarity(a, b), rel=1e-12)
-    assert diff.sqnr_db == pytest.approx(sqnr_db(a, b), rel=1e-12)
+    assert diff.cosine == pytest.approx(cosine(a, b), rel=1e-6)
+    assert diff.euclid == pytest.approx(euclidean_similarity(a, b), rel=1e-6)
+    assert diff.sqnr_db == pytest.approx(sqnr_db(a, b), rel=1e-6)
     assert diff.max_abs_error == pytest.approx(float(np.max(np.abs(a - b))))
     assert diff.shape == (2, 5)
 
