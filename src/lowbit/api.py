@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,22 @@ from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.passes import CanonicalizeReport, canonicalize
 from lowbit.passes.canonical import Shapes
-from lowbit.quantize.qdq import NodeDecision, quantize_qdq
+from lowbit.quantize.floats import (
+    DEFAULT_KEEP_FLOAT,
+    FloatSettings,
+    check_runs_on_ort,
+    convert_float,
+)
+from lowbit.quantize.mixed import deploy_mixed
+from lowbit.quantize.qdq import NodeDecision, QuantizeResult, quantize_qdq
 from lowbit.quantize.qoperator import to_qoperator
+from lowbit.quantize.qtable import QTable, read_qtable
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.runtime.ort import OrtRunner
+from lowbit.runtime.backends import check_backend, make_runner
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("INT8",)
+PRECISIONS = ("INT8", "F16", "BF16")
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class DeployResult:
     float_tensors: Mapping[str, str]
     validation: ValidationReport | None = None
     advice: SpeedAdvice | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -130,7 +139,7 @@ def deploy(
     model: str | Path,
     *,
     quantize: str = "INT8",
-    calibration_table: str | Path | CalibrationTable,
+    calibration_table: str | Path | CalibrationTable | None = None,
     output: str | Path,
     test_input: str | Path | None = None,
     test_reference: str | Path | None = None,
@@ -138,57 +147,119 @@ def deploy(
     activation: str = "uint8",
     per_channel: bool = True,
     format: str = "qdq",
+    quantize_table: str | Path | QTable | None = None,
+    method: str = "cast",
+    keep_io_types: bool = True,
+    keep_float: Sequence[str] | None = None,
+    backend: str = "ort",
     input_shapes: Shapes | None = None,
 ) -> DeployResult:
     """Rewrite the model at ``quantize`` precision, write it, and validate it.
 
-    With ``test_input`` the new model runs on those samples and each output is
-    compared with ``test_reference`` (or with the float model's outputs);
-    ``result.passed`` is False when a tolerance fails. The file is written
-    either way.
+    INT8 needs a calibration table; ``quantize_table`` keeps the ops it names at F32,
+    F16 or BF16 (mixed precision). F16/BF16 convert the whole graph (``method`` cast or
+    full; ``keep_float`` op types or node names stay F32, default Softmax and friends).
+    With ``test_input`` the new model runs on ``backend`` and each output is compared
+    with ``test_reference`` (or with the float model's outputs); ``result.passed`` is
+    False when a tolerance fails. The file is written either way.
     """
-    if quantize.upper() not in PRECISIONS:
-        raise UsageError(f"--quantize {quantize} is not supported yet; choose one of "
+    precision = quantize.upper()
+    if precision not in PRECISIONS:
+        raise UsageError(f"--quantize {quantize} is not supported; choose one of "
                          f"{', '.join(PRECISIONS)}")
     if test_reference is not None and test_input is None:
         raise UsageError("--test-reference needs --test-input (the inputs it was made from)")
-    settings = QuantizeSettings(activation=activation, per_channel=per_channel, format=format)
+    check_backend(backend)
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
-    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
-        read_table(calibration_table)
     canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
-    _check_table_matches(table, canonical, calibration_table)
+    if precision == "INT8":
+        built = _build_int8(canonical, calibration_table, quantize_table,
+                            QuantizeSettings(activation=activation, per_channel=per_channel,
+                                             format=format))
+    else:
+        settings = FloatSettings(precision=precision, method=method,
+                                 keep_io_types=keep_io_types,
+                                 keep_float=DEFAULT_KEEP_FLOAT if keep_float is None
+                                 else tuple(keep_float))
+        built = _build_float(canonical, settings)
+    _check_model(built.model, "the converted model")
 
-    result = quantize_qdq(canonical, table.ranges, settings, skipped=table.skipped)
-    quantized_model = result.model
-    if settings.format == "qoperator":
-        quantized_model = to_qoperator(quantized_model)
-    _check_model(quantized_model, "the quantized model")
-
-    # Everything a user can get wrong about the test data is checked before the model is
-    # written: exit code 2 promises that nothing was written.
+    # Everything a user can get wrong is checked before the model is written: exit
+    # code 2 promises that nothing was written.
     samples, reference = None, None
+    notes = list(built.notes)
     if test_input is not None:
+        if backend == "ort" and precision != "INT8":
+            reason = check_runs_on_ort(built.model)
+            if reason:
+                raise UsageError(reason)
         samples = open_dataset(test_input, input_specs(canonical))
         if test_reference is not None:
             _check_samples(samples)
             reference = _load_reference(test_reference, output_names(canonical))
         else:
             reference = run_samples(canonical, _finite_samples(samples))
-    path = save_model(quantized_model, output)
+    elif backend == "ort" and precision != "INT8":
+        reason = check_runs_on_ort(built.model, run=False)
+        if reason:
+            notes.append(reason)
+    path = save_model(built.model, output)
 
     validation = None
     if samples is not None and reference is not None:
-        actual = run_samples(path, samples)
+        actual = run_samples(path, samples, backend=backend)
         try:
             validation = compare_outputs(reference, actual, tol)
         except UsageError:
             path.unlink(missing_ok=True)  # the reference does not fit this model: a usage error
             raise
     # What ORT will really run: integer kernels or float fallbacks (no timing runs).
-    advice = explain_int8(path, profile=False)
-    return DeployResult(path, quantize.upper(), tuple(result.quantized), tuple(result.left_float),
-                        tuple(result.removed), dict(result.float_tensors), validation, advice)
+    advice = explain_int8(path, profile=False) if precision == "INT8" else None
+    return DeployResult(path, precision, built.quantized, built.left_float, built.removed,
+                        built.float_tensors, validation, advice, tuple(notes))
+
+
+@dataclass(frozen=True)
+class _Built:
+    model: onnx.ModelProto
+    quantized: tuple[NodeDecision, ...]
+    left_float: tuple[NodeDecision, ...]
+    removed: tuple[NodeDecision, ...] = ()
+    float_tensors: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def _build_int8(canonical: onnx.ModelProto,
+                calibration_table: str | Path | CalibrationTable | None,
+                quantize_table: str | Path | QTable | None,
+                settings: QuantizeSettings) -> _Built:
+    if calibration_table is None:
+        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
+    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+        read_table(calibration_table)
+    _check_table_matches(table, canonical, calibration_table)
+    notes: list[str] = []
+    result: QuantizeResult
+    if quantize_table is not None:
+        qtable = quantize_table if isinstance(quantize_table, QTable) else \
+            read_qtable(quantize_table)
+        mixed = deploy_mixed(canonical, table.ranges, settings, qtable, skipped=table.skipped)
+        result, notes = mixed, list(mixed.notes)
+    else:
+        result = quantize_qdq(canonical, table.ranges, settings, skipped=table.skipped)
+    out = to_qoperator(result.model) if settings.format == "qoperator" else result.model
+    return _Built(out, tuple(result.quantized), tuple(result.left_float), tuple(result.removed),
+                  dict(result.float_tensors), tuple(notes))
+
+
+def _build_float(canonical: onnx.ModelProto, settings: FloatSettings) -> _Built:
+    result = convert_float(canonical, settings)
+    ops = {node.name: node.op_type for node in canonical.graph.node}
+    converted = tuple(NodeDecision(name, ops.get(name, "")) for name in result.converted)
+    kept = tuple(NodeDecision(k.name, k.op_type, k.reason) for k in result.kept_float)
+    notes = tuple(f"clamped {c.count} value(s) of {c.tensor} to the F16 range"
+                  for c in result.clamped)
+    return _Built(result.model, converted, kept, notes=notes)
 
 
 def compare(
@@ -315,9 +386,10 @@ def _finite_samples_limited(dataset: Dataset, limit: int) -> Iterator[dict[str, 
 
 
 def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[str, np.ndarray]],
-                *, threads: int | None = None) -> dict[str, np.ndarray]:
-    """Run a model sample by sample and stack each output along axis 0."""
-    runner = OrtRunner(model, threads=threads)
+                *, threads: int | None = None, backend: str = "ort",
+                precision: str | None = None) -> dict[str, np.ndarray]:
+    """Run a model sample by sample on ``backend`` and stack each output along axis 0."""
+    runner = make_runner(model, backend=backend, threads=threads, precision=precision)
     collected: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
     count = 0
     for sample in samples:

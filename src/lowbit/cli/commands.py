@@ -108,13 +108,16 @@ def _image_options(args: argparse.Namespace) -> ImageOptions | None:
 def _deploy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="quantize a model and validate it against float",
                        description="Rewrite the model to INT8 QDQ (ONNX Runtime fuses it into "
-                       "integer kernels), write it, and with --test-input compare its outputs "
+                       "integer kernels; a qtable keeps chosen ops at F32/F16/BF16) or to F16/"
+                       "BF16, write it, and with --test-input compare its outputs "
                        "with the reference. Exit code 1 when a tolerance fails (the model is "
                        "still written).")
     p.add_argument("model", help="the float ONNX model")
     p.add_argument("--quantize", default="INT8", choices=api.PRECISIONS, type=str.upper,
                    help="target precision (default INT8)")
-    p.add_argument("--calibration-table", required=True, help="table written by calibrate")
+    p.add_argument("--calibration-table", help="table written by calibrate (needed for INT8)")
+    p.add_argument("--quantize-table", help="mixed precision: a qtable of 'op_name PRECISION' "
+                   "lines (F32, F16, BF16) keeping those ops out of INT8")
     p.add_argument("-o", "--output", required=True, help="the quantized model to write")
     p.add_argument("--test-input", help="data set to validate on")
     p.add_argument("--test-reference", help="reference outputs (.npz); default: run the float "
@@ -128,15 +131,28 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
                    help="one weight scale per tensor instead of per output channel")
     p.add_argument("--format", choices=("qdq", "qoperator"), default="qdq",
                    help="qdq (default) or qoperator (QLinearConv/QLinearMatMul)")
+    p.add_argument("--method", choices=("cast", "full"), default="cast",
+                   help="F16/BF16: cast (weights stay F32, Casts into the low type) or full "
+                   "(weights stored in the low type, half the file)")
+    p.add_argument("--no-keep-io-types", action="store_true",
+                   help="F16/BF16: make the model's inputs and outputs the low type too")
+    p.add_argument("--keep-float", help="F16/BF16: op types or node names to keep F32 "
+                   "(replaces the default Softmax,LogSoftmax,LayerNormalization,ReduceMean,...)")
+    p.add_argument("--backend", default="ort", help="engine for validation: ort (default) or "
+                   "openvino (pip install 'lowbit[openvino]')")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
 
     def run(args: argparse.Namespace) -> int:
+        keep_float = None if args.keep_float is None else tuple(
+            part.strip() for part in args.keep_float.split(",") if part.strip())
         result = api.deploy(
             args.model, quantize=args.quantize, calibration_table=args.calibration_table,
             output=args.output, test_input=args.test_input, test_reference=args.test_reference,
             tolerance=args.tolerance, activation=args.activation,
             per_channel=not args.per_tensor, format=args.format,
-            input_shapes=parse_shapes(args.input_shapes))
+            quantize_table=args.quantize_table, method=args.method,
+            keep_io_types=not args.no_keep_io_types, keep_float=keep_float,
+            backend=args.backend, input_shapes=parse_shapes(args.input_shapes))
         deploy_summary(result)
         console.print(f"wrote {result.path}")
         if result.validation is not None:

@@ -34,7 +34,8 @@ def validation_table(report: ValidationReport, title: str = "validation") -> Tab
 def deploy_summary(result: DeployResult) -> None:
     counts = Counter(d.op_type for d in result.quantized)
     quantized = ", ".join(f"{n} {op}" for op, n in sorted(counts.items())) or "nothing"
-    console.print(f"quantized to {result.precision}: {quantized}")
+    verb = "quantized" if result.precision == "INT8" else "converted"
+    console.print(f"{verb} to {result.precision}: {quantized}")
     if result.removed:
         removed = Counter(d.op_type for d in result.removed)
         console.print("folded into the preceding op's range: "
@@ -45,6 +46,8 @@ def deploy_summary(result: DeployResult) -> None:
             console.print(f"  {decision.op_type} {decision.name}: {decision.reason}")
     else:
         console.print("left float: none")
+    for note in result.notes:
+        console.print(f"note: {note}")
     if result.advice is not None:
         console.print(f"ONNX Runtime: {result.advice.summary()}")
         for op in result.advice.float_ops:

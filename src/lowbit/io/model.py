@@ -63,6 +63,9 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
                             location=f"{path.name}.data")
         else:
             onnx.save_model(model, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a model file is a normal file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
