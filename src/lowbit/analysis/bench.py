@@ -17,6 +17,23 @@ The first dimension of each input is the batch. A model whose batch dimension is
 fixed (say to 1) runs a larger batch as several sequential runs and its timing is
 marked ``sequential``; a dynamic dimension other than the first is an error,
 since the bench cannot guess its size.
+
+Engines and precisions: ``BenchSettings(backend="openvino", precision="BF16")``
+runs every model on that engine. To time one model several ways side by side,
+give :class:`BenchVariant` entries (plain paths may be mixed in; they take the
+settings' backend and precision):
+
+    comparison = bench_models([
+        BenchVariant("resnet18.f32.onnx"),                                  # F32 on ORT
+        BenchVariant("resnet18.f32.onnx", backend="openvino", precision="F32"),
+        BenchVariant("resnet18.f32.onnx", backend="openvino", precision="BF16"),
+        BenchVariant("resnet18.int8.onnx", backend="openvino"),            # INT8 (QDQ)
+    ], BenchSettings(batches=(1, 32), threads=2))
+    for result in comparison.results:
+        print(result.label, result.precision_used, result.timing(32).throughput)
+
+``precision_used`` is what the engine reports it computes in (see
+lowbit.runtime.backends); ORT runs a graph in the precision it declares.
 """
 
 from __future__ import annotations
@@ -34,6 +51,14 @@ import onnxruntime as ort
 
 from lowbit.errors import UsageError
 from lowbit.io.model import input_specs, load_model
+from lowbit.runtime.backends import (
+    Runner,
+    check_backend,
+    check_ort_precision,
+    check_precision,
+    graph_precision,
+    make_runner,
+)
 from lowbit.runtime.ort import create_session
 from lowbit.spec import TensorSpec
 
@@ -44,10 +69,11 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What to time: batch sizes, ORT intra-op threads, warm-up runs and timed repeats.
+    """What to time: batch sizes, intra-op threads, warm-up runs and timed repeats.
 
     ``min_seconds`` > 0 keeps repeating (past ``repeats``) until every model has
-    spent at least that long in timed runs at the batch size.
+    spent at least that long in timed runs at the batch size. ``backend`` and
+    ``precision`` apply to models given as plain paths (see lowbit.runtime.backends).
     """
 
     batches: tuple[int, ...] = (1, 32)
@@ -55,8 +81,12 @@ class BenchSettings:
     warmup: int = 3
     repeats: int = 20
     min_seconds: float = 0.0
+    backend: str = "ort"
+    precision: str | None = None
 
     def __post_init__(self) -> None:
+        check_backend(self.backend)
+        object.__setattr__(self, "precision", check_precision(self.precision))
         if not self.batches:
             raise UsageError("bench needs at least one batch size, found none")
         bad = [b for b in self.batches if not isinstance(b, int) or b < 1]
@@ -72,6 +102,19 @@ class BenchSettings:
         if not math.isfinite(self.min_seconds) or self.min_seconds < 0:
             raise UsageError(f"min_seconds must be a finite number >= 0, "
                              f"found {self.min_seconds}")
+
+
+@dataclass(frozen=True)
+class BenchVariant:
+    """One entry of bench_models: a model on an engine, with a precision hint (None: default)."""
+
+    model: str | Path
+    backend: str = "ort"
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend)
+        object.__setattr__(self, "precision", check_precision(self.precision))
 
 
 @dataclass(frozen=True)
@@ -91,11 +134,24 @@ class BatchTiming:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """One model's size on disk and its timings, one per batch size."""
+    """One model's size on disk and its timings, one per batch size.
+
+    ``backend`` is the engine it ran on and ``precision_used`` what that engine
+    reports it computed in ("F32", "BF16", "INT8 (QDQ)", ...).
+    """
 
     model: str
     size_bytes: int
     timings: tuple[BatchTiming, ...]
+    backend: str = "ort"
+    precision_used: str = ""
+
+    @property
+    def label(self) -> str:
+        """The file name, with engine and precision when not plain ORT: "m.onnx (openvino BF16)"."""
+        if self.backend == "ort":
+            return self.model
+        return f"{self.model} ({self.backend} {self.precision_used})"
 
     def timing(self, batch: int) -> BatchTiming:
         for timing in self.timings:
@@ -129,19 +185,27 @@ class _Plan:
 
 
 def bench_models(
-    models: Sequence[str | Path], settings: BenchSettings, *, progress: bool = True
+    models: Sequence[str | Path | BenchVariant], settings: BenchSettings, *,
+    progress: bool = True,
 ) -> BenchComparison:
-    """Time every model at every batch size of ``settings``, interleaved in one process."""
+    """Time every model at every batch size of ``settings``, interleaved in one process.
+
+    An entry is a path (run on ``settings.backend`` at ``settings.precision``) or a
+    :class:`BenchVariant`; results come back in the order given.
+    """
     if not models:
         raise UsageError("bench_models needs at least one model, found none")
-    paths = [Path(m) for m in models]
+    variants = [m if isinstance(m, BenchVariant)
+                else BenchVariant(m, settings.backend, settings.precision) for m in models]
+    paths = [Path(v.model) for v in variants]
     protos = [load_model(p, check=False) for p in paths]
-    sessions = [create_session(p, threads=settings.threads) for p in paths]
+    engines = [_load_engine(v, proto, settings.threads)
+               for v, proto in zip(variants, protos, strict=True)]
     rng = np.random.default_rng(0)
     per_model: list[list[BatchTiming]] = [[] for _ in paths]
     for batch in settings.batches:
         plans = [plan_batch(proto, batch, rng, name=str(p)) for proto, p in zip(protos, paths, strict=True)]
-        runners = [_runner(s, plan) for s, plan in zip(sessions, plans, strict=True)]
+        runners = [_runner(e, plan) for e, plan in zip(engines, plans, strict=True)]
         if progress:
             log.info("timing %d model(s) at batch %d: %d warm-up + %d timed runs each",
                      len(paths), batch, settings.warmup, settings.repeats)
@@ -152,13 +216,40 @@ def bench_models(
             per_model[index].append(timing)
             if progress:
                 log.info("  %s batch %d: median %.2f ms, p90 %.2f ms, %.1f samples/s%s",
-                         paths[index].name, batch, timing.median_ms, timing.p90_ms,
-                         timing.throughput, " (sequential)" if timing.sequential else "")
+                         _describe(variants[index], engines[index]), batch, timing.median_ms,
+                         timing.p90_ms, timing.throughput,
+                         " (sequential)" if timing.sequential else "")
     results = tuple(
-        BenchResult(model=p.name, size_bytes=model_size_bytes(p), timings=tuple(t))
-        for p, t in zip(paths, per_model, strict=True)
+        BenchResult(model=p.name, size_bytes=model_size_bytes(p), timings=tuple(t),
+                    backend=v.backend, precision_used=e.precision_used)
+        for p, t, v, e in zip(paths, per_model, variants, engines, strict=True)
     )
     return BenchComparison(results)
+
+
+@dataclass(frozen=True)
+class _OrtEngine:
+    """ORT is timed through its session directly, exactly as before backends existed."""
+
+    session: ort.InferenceSession
+    precision_used: str
+
+
+def _load_engine(variant: BenchVariant, proto: onnx.ModelProto,
+                 threads: int | None) -> _OrtEngine | Runner:
+    if variant.backend != "ort":
+        return make_runner(variant.model, backend=variant.backend, threads=threads,
+                           precision=variant.precision)
+    declared = graph_precision(proto)
+    check_ort_precision(str(variant.model), declared, variant.precision)
+    return _OrtEngine(create_session(variant.model, threads=threads), declared)
+
+
+def _describe(variant: BenchVariant, engine: _OrtEngine | Runner) -> str:
+    name = Path(variant.model).name
+    if variant.backend == "ort":
+        return name
+    return f"{name} ({variant.backend} {engine.precision_used})"
 
 
 def time_interleaved(
@@ -265,13 +356,24 @@ def _random_input(spec: TensorSpec, batch: int, rng: np.random.Generator, name: 
     return np.zeros(shape, dtype=spec.dtype)
 
 
-def _runner(session: ort.InferenceSession, plan: _Plan) -> Callable[[], None]:
-    """A no-argument callable that runs one batch (``plan.runs`` session runs)."""
-    run = session.run
-    feeds = plan.feeds
+def _runner(engine: _OrtEngine | Runner, plan: _Plan) -> Callable[[], None]:
+    """A no-argument callable that runs one batch (``plan.runs`` engine runs)."""
+    if isinstance(engine, _OrtEngine):
+        run = engine.session.run
+        feeds = plan.feeds
 
-    def run_batch() -> None:
+        def run_batch() -> None:
+            for _ in range(plan.runs):
+                run(None, feeds)
+
+        return run_batch
+    # A runner may offer bind(feeds): one run with the feeds prepared once and no copies.
+    bind = getattr(engine, "bind", None)
+    once: Callable[[], object] = (bind(plan.feeds) if bind is not None
+                                  else lambda: engine.run(plan.feeds))
+
+    def run_engine_batch() -> None:
         for _ in range(plan.runs):
-            run(None, feeds)
+            once()
 
-    return run_batch
+    return run_engine_batch

@@ -5,6 +5,11 @@
     result.quantized        # [NodeDecision(name, op_type, reason="")]
     result.left_float       # [NodeDecision(name, op_type, reason="no INT8 rule for Erf")]
 
+With ``keep={"conv5": "F32"}`` (node name → precision, from a qtable) the named nodes
+stay float (reason "kept F32 by the qtable"); a tensor read only by kept nodes is not
+quantized at all, so a kept op reads its input in float when nothing else needs it in
+INT8 (its producer then keeps a float output, as in ORT's nodes_to_exclude).
+
 Each quantized activation tensor gets exactly one Q→DQ pair right after its
 producer and every consumer reads the DQ output, so two int8 neighbours never
 see a redundant DQ→Q pair. Weights are stored as int8 initializers behind a
@@ -63,15 +68,18 @@ def quantize_qdq(
     settings: QuantizeSettings,
     *,
     skipped: Mapping[str, str] | None = None,
+    keep: Mapping[str, str] | None = None,
 ) -> QuantizeResult:
-    """Quantize ``model`` (canonical, shapes inferred) with calibrated ``ranges``."""
+    """Quantize ``model`` (canonical, shapes inferred) with calibrated ``ranges``;
+    nodes named in ``keep`` (name → precision) are left out of INT8."""
     ir_model = ir.from_proto(model)
     # Tensors calibration did not observe take the range of the tensor that stands for them.
     full_ranges = dict(ranges)
     for name, source in derived_ranges(model).items():
         if name not in full_ranges and source in ranges:
             full_ranges[name] = ranges[source]
-    rewriter = _QdqRewriter(ir_model.graph, full_ranges, settings, dict(skipped or {}))
+    rewriter = _QdqRewriter(ir_model.graph, full_ranges, settings, dict(skipped or {}),
+                            dict(keep or {}))
     rewriter.decide()
     rewriter.insert()
     RemoveUnusedNodesPass()(ir_model)
@@ -84,8 +92,11 @@ def quantize_qdq(
 
 class _QdqRewriter:
     def __init__(self, graph: ir.Graph, ranges: Mapping[str, TensorRange],
-                 settings: QuantizeSettings, skipped: dict[str, str]) -> None:
+                 settings: QuantizeSettings, skipped: dict[str, str],
+                 keep: dict[str, str] | None = None) -> None:
         self.graph = graph
+        self.keep = keep or {}
+        self._kept_readers = _kept_readers(graph, self.keep)
         self.ranges = ranges
         self.settings = settings
         self.skipped = skipped
@@ -106,6 +117,12 @@ class _QdqRewriter:
         for node in list(self.graph):
             rule = rule_for(node)
             label = node.name or (node.outputs[0].name if node.outputs else None) or node.op_type
+            if node.name in self.keep:
+                self._float(node, label, f"kept {self.keep[node.name]} by the qtable")
+                continue
+            if node.name in self._kept_readers:
+                self._float(node, label, "feeds only ops the qtable keeps float")
+                continue
             if rule is None:
                 self._float(node, label, _no_rule_reason(node))
                 continue
@@ -174,6 +191,9 @@ class _QdqRewriter:
         output = node.outputs[0]
         if rule.output is OutputMode.FLOAT or output.is_graph_output():
             return
+        if self.keep and output.uses() and all(user.name in self._kept_readers
+                                               for user, _ in output.uses()):
+            return  # read only by ops the qtable keeps float: they get it in float
         if rule.output is OutputMode.SAME_AS_INPUT:
             source = node.inputs[0]
             if source is not None and source in self.params:
@@ -384,6 +404,22 @@ def _dequantized_scale(value: ir.Value | None) -> float | None:
     if scale is None or scale.const_value is None:
         return None
     return float(scale.const_value.numpy())
+
+
+def _kept_readers(graph: ir.Graph, keep: Mapping[str, str]) -> set[str]:
+    """Kept nodes, plus Relu/Clip nodes whose output only kept nodes read (their input then
+    reaches the kept op in float too)."""
+    kept = set(keep)
+    if not kept:
+        return kept
+    for node in reversed(list(graph)):
+        if node.op_type not in ("Relu", "Clip") or not node.name or node.name in kept:
+            continue
+        output = node.outputs[0]
+        if output.uses() and not output.is_graph_output() \
+                and all(user.name in kept for user, _ in output.uses()):
+            kept.add(node.name)
+    return kept
 
 
 def _no_rule_reason(node: ir.Node) -> str:

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 
 from lowbit.errors import ModelError
+from lowbit.runtime.backends import graph_precision
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class OrtRunner:
         self.session = create_session(model, threads=threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # ORT's CPU provider has no per-kernel precision query: report what the graph declares.
+        self.precision_used = graph_precision(model)
 
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
