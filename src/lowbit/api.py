@@ -26,6 +26,7 @@ import onnx
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.evaluate import EvalReport, evaluate, evaluate_models
 from lowbit.analysis.explain import SpeedAdvice, explain_int8
+from lowbit.analysis.labels import load_labels
 from lowbit.analysis.layerwise import LayerReport, compare_layers, write_csv
 from lowbit.analysis.plots import plot_layers
 from lowbit.analysis.report import ReportFiles, ReportRow, build_rows, write_report
@@ -47,7 +48,9 @@ from lowbit.quantize.floats import (
 from lowbit.quantize.mixed import deploy_mixed
 from lowbit.quantize.qdq import NodeDecision, QuantizeResult, quantize_qdq
 from lowbit.quantize.qoperator import to_qoperator
-from lowbit.quantize.qtable import QTable, read_qtable
+from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
+from lowbit.quantize.search import SearchResult, Target, search_mixed
+from lowbit.quantize.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.runtime.backends import check_backend, make_runner
 
@@ -262,6 +265,61 @@ def _build_float(canonical: onnx.ModelProto, settings: FloatSettings) -> _Built:
     return _Built(result.model, converted, kept, notes=notes)
 
 
+@dataclass(frozen=True)
+class QTableResult:
+    path: Path
+    qtable: QTable
+    sensitivity: SensitivityResult | None
+    search: SearchResult | None
+
+
+def qtable(
+    model: str | Path,
+    dataset: str | Path,
+    *,
+    calibration_table: str | Path | CalibrationTable,
+    output: str | Path,
+    num: int | None = 32,
+    target: str | None = None,
+    labels: str | Path | None = None,
+    fallback: str = "F32",
+    activation: str = "uint8",
+    per_channel: bool = True,
+) -> QTableResult:
+    """Rank every quantizable op by how much the network output (SQNR against F32)
+    improves when it alone stays float, and write the ranking as a qtable's loss table;
+    with ``target`` (``cos=0.99`` or ``top1-drop=0.5`` with ``labels``), search the
+    smallest set of ``fallback`` ops that meets it, checked by running the mixed model,
+    and write those ops as the qtable's entries."""
+    settings = QuantizeSettings(activation=activation, per_channel=per_channel)
+    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+        read_table(calibration_table)
+    canonical, _ = canonicalize(load_model(model))
+    _check_table_matches(table, canonical, calibration_table)
+    dataset_ = open_dataset(dataset, input_specs(canonical))
+    samples = list(_finite_samples_limited(dataset_, num if num is not None else len(dataset_)))
+    if not samples:
+        raise DatasetError(f"the data set {dataset} has no samples")
+    if target is None:
+        ranking = rank_sensitivity(canonical, table.ranges, settings, samples,
+                                   skipped=table.skipped)
+        result_table = QTable({}, ranking.rows)
+        path = write_qtable(result_table, output)
+        return QTableResult(path, result_table, ranking, None)
+    label_array = None
+    if labels is not None or Path(dataset).suffix == ".npz":
+        try:
+            label_array = load_labels(labels, dataset, len(dataset_))[:len(samples)]
+        except DatasetError:
+            if labels is not None or Target.parse(target).metric == "top1-drop":
+                raise
+    search = search_mixed(canonical, table.ranges, settings, samples, Target.parse(target),
+                          labels=label_array, fallback=fallback.upper(),
+                          skipped=table.skipped)
+    path = write_qtable(search.qtable, output)
+    return QTableResult(path, search.qtable, search.ranking, search)
+
+
 def compare(
     reference_model: str | Path,
     test_model: str | Path,
@@ -456,5 +514,5 @@ def _check_model(model: onnx.ModelProto, what: str) -> None:
 
 
 __all__ = ["Dataset", "DeployResult", "EvalReport", "ReportResult", "TransformResult",
-           "calibrate", "compare", "deploy", "evaluate", "precision_of", "report", "run_samples",
+           "calibrate", "compare", "deploy", "evaluate", "precision_of", "qtable", "report", "run_samples",
            "transform"]

@@ -14,6 +14,7 @@ from lowbit.analysis.layerwise import LayerReport
 from lowbit.analysis.report import ReportRow
 from lowbit.analysis.validate import ValidationReport
 from lowbit.api import DeployResult
+from lowbit.quantize.qtable import LossRow
 
 # Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
@@ -114,4 +115,14 @@ def report_table(rows: tuple[ReportRow, ...] | list[ReportRow]) -> Table:
         table.add_row(row.precision, f"{row.size_mb:.2f}", fmt(row.top1, ".2f"),
                       fmt(row.top5, ".2f"), f"{row.latency_b1_ms:.3f}", f"{row.throughput:.0f}",
                       f"{row.speedup:.2f}x", fmt(row.cos_vs_f32, ".6f"))
+    return table
+
+
+def loss_table(rows: list[LossRow]) -> Table:
+    table = Table(title="sensitivity: network output vs F32 when the op alone stays float")
+    for column in ("No.", "layer", "op", "SQNR dB", "cosine"):
+        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    for rank, row in enumerate(rows, start=1):
+        table.add_row(str(rank), row.name, row.op_type, f"{row.sqnr_db:.2f}",
+                      f"{row.cosine:.6f}")
     return table
