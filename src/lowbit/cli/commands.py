@@ -217,6 +217,10 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
+    p.add_argument("--precision", type=str.upper, choices=("F32", "BF16", "F16"),
+                   help="ask the engine to compute a float model in this precision (OpenVINO: "
+                   "BF16 on AVX512-BF16/AMX CPUs; lowbit sets F32 explicitly otherwise)")
     p.add_argument("--profile", action="store_true",
                    help="also print ORT's per-op time table (op type | ms | calls | share) for "
                    "the optimized graph it really runs, at each batch size")
@@ -224,7 +228,8 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         models = [args.model] + ([args.vs] if args.vs else [])
         settings = BenchSettings(batches=parse_ints(args.batch, "--batch"), threads=args.threads,
-                                 warmup=args.warmup, repeats=args.repeats)
+                                 warmup=args.warmup, repeats=args.repeats,
+                                 backend=args.backend, precision=args.precision)
         if args.profile:
             for model in models:
                 for batch in settings.batches:

@@ -57,12 +57,15 @@ def deploy_summary(result: DeployResult) -> None:
 
 def bench_table(comparison: BenchComparison) -> Table:
     table = Table(title="bench (median of interleaved runs)")
-    for column in ("model", "size MB", "batch", "median ms", "p90 ms", "throughput /s"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    for column in ("model", "engine", "computes in", "size MB", "batch", "median ms", "p90 ms",
+                   "throughput /s"):
+        table.add_column(column, justify="left" if column in ("model", "engine", "computes in")
+                         else "right")
     for result in comparison.results:
         for timing in result.timings:
             note = " (sequential)" if timing.sequential else ""
-            table.add_row(result.model, f"{result.size_bytes / 1e6:.2f}", f"{timing.batch}{note}",
+            table.add_row(result.model, result.backend, result.precision_used,
+                          f"{result.size_bytes / 1e6:.2f}", f"{timing.batch}{note}",
                           f"{timing.median_ms:.3f}", f"{timing.p90_ms:.3f}",
                           f"{timing.throughput:.1f}")
     return table
