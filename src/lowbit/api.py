@@ -414,11 +414,23 @@ class ReportResult:
 
 
 def precision_of(model: onnx.ModelProto) -> str:
-    """INT8 when the graph quantizes, F16/BF16 when its weights are half floats, else F32."""
+    """INT8 when the graph quantizes (MIXED when some conv/matmul keeps float weights),
+    F16/BF16 when its weights are half floats, else F32."""
     ops = {node.op_type for node in model.graph.node}
     if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger"}:
-        return "INT8"
+        # A qtable's float islands: a conv/matmul whose weight is a float initializer.
+        floats = {i.name for i in model.graph.initializer
+                  if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                                     onnx.TensorProto.BFLOAT16) and len(i.dims) >= 2}
+        casts = {node.input[0] for node in model.graph.node if node.op_type == "Cast"}
+        mixed = any(node.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")
+                    and len(node.input) > 1 and (node.input[1] in floats
+                                                 or node.input[1] in casts)
+                    for node in model.graph.node)
+        return "MIXED" if mixed else "INT8"
     types = {init.data_type for init in model.graph.initializer}
+    types |= {attr.i for node in model.graph.node if node.op_type == "Cast"
+              for attr in node.attribute if attr.name == "to"}  # cast method: F32 weights
     if onnx.TensorProto.FLOAT16 in types:
         return "F16"
     if onnx.TensorProto.BFLOAT16 in types:

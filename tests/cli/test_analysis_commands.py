@@ -106,3 +106,21 @@ def test_deploy_f16_runs_on_ort_and_bf16_names_the_missing_kernel(
                           "-o", bf16, "--test-input", work / "data.npz"], capsys)
     assert code == 2 and "BF16" in text and "--backend openvino" in text
     assert not bf16.exists() and "Traceback" not in text
+
+
+def test_precision_of_tells_each_variant_apart(work: Path) -> None:
+    from lowbit.api import precision_of
+    from lowbit.quantize.floats import FloatSettings, convert_float
+
+    f32 = onnx.load(str(work / "f32.onnx"))
+    assert precision_of(f32) == "F32"
+    assert precision_of(onnx.load(str(work / "int8.onnx"))) == "INT8"
+    for method in ("cast", "full"):
+        for precision in ("F16", "BF16"):
+            converted = convert_float(f32, FloatSettings(precision=precision, method=method))
+            assert precision_of(converted.model) == precision
+    if (work / "mixed.onnx").exists():
+        kept = read_qtable(work / "search.qtable").precisions
+        expected = "MIXED" if any(n.op_type in ("Conv", "Gemm") and n.name in kept
+                                  for n in f32.graph.node) else "INT8"
+        assert precision_of(onnx.load(str(work / "mixed.onnx"))) == expected
