@@ -364,6 +364,7 @@ def report(
     num: int | None = None,
     compare_samples: int = 32,
     title: str | None = None,
+    backend: str = "ort",
 ) -> ReportResult:
     """One row per model variant: size, accuracy, speed, output cosine vs F32, written
     as report.md and a self-contained report.html (with the F32→first-quantized-variant
@@ -382,15 +383,15 @@ def report(
     if labels is not None or _has_labels(dataset):
         metrics = ("top1", "top5", "cos")
     results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
-                              reference=paths[base], threads=threads, num=num)
+                              reference=paths[base], threads=threads, num=num, backend=backend)
     bench = bench_models(paths, BenchSettings(batches=(1, batch), threads=threads,
-                                              repeats=repeats), progress=False)
+                                              repeats=repeats, backend=backend), progress=False)
     rows = build_rows(list(zip(precisions, paths, strict=True)), results, bench, base)
     out = Path(output)
     layers = None
     plot = None
     quantized = [i for i, p in enumerate(precisions) if p != "F32"]
-    if quantized and base != quantized[0]:
+    if quantized and base != quantized[0] and backend == "ort":
         samples = open_dataset(dataset, input_specs(models[base]))
         layers = compare_layers(models[base], models[quantized[0]],
                                 _finite_samples_limited(samples, compare_samples), Tolerance(),

@@ -53,7 +53,7 @@ from lowbit.analysis.metrics import cosine
 from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset
 from lowbit.errors import DatasetError, UsageError
 from lowbit.io.model import input_specs, load_model
-from lowbit.runtime.ort import OrtRunner
+from lowbit.runtime.backends import make_runner
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class _RunSettings:
     output_name: str | None
     image_options: ImageOptions | None
     input_shapes: Mapping[str, tuple[int, ...]] | None
+    backend: str = "ort"
 
 
 @dataclass
@@ -151,7 +152,8 @@ class _Runs:
 
     def _predict(self, model: Path, strict_name: bool) -> np.ndarray:
         data = self.open(model)
-        runner = OrtRunner(model, threads=self.settings.threads)
+        runner = make_runner(model, backend=self.settings.backend,
+                             threads=self.settings.threads)
         name = _output_name(runner.output_names, self.settings.output_name, model, strict_name)
         rows = []
         for index, sample in enumerate(data.take(self.settings.num)):
@@ -186,10 +188,12 @@ def evaluate(
     output_name: str | None = None,
     image_options: ImageOptions | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    backend: str = "ort",
 ) -> EvalReport:
     """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module."""
     wanted = parse_metrics(metrics)
-    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes))
+    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
+                           backend))
     model_path = Path(model)
     vs_path = Path(vs) if vs is not None else None
     truth = _ground_truth(runs, model_path, wanted, labels, reference, fallback=vs_path)
@@ -213,6 +217,7 @@ def evaluate_models(
     output_name: str | None = None,
     image_options: ImageOptions | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    backend: str = "ort",
 ) -> tuple[EvalResult, ...]:
     """Evaluate several models (e.g. each precision of one model) on the same samples.
 
@@ -222,7 +227,8 @@ def evaluate_models(
     if not models:
         raise UsageError("evaluate_models needs at least one model, found none")
     wanted = parse_metrics(metrics)
-    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes))
+    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
+                           backend))
     paths = [Path(m) for m in models]
     truth = _ground_truth(runs, paths[0], wanted, labels, reference, fallback=None)
     return tuple(_score(runs, path, wanted, truth) for path in paths)
@@ -384,12 +390,14 @@ def _is_score_vector(outputs: np.ndarray) -> bool:
 
 def _settings(dataset: str | Path, threads: int | None, num: int | None,
               output_name: str | None, image_options: ImageOptions | None,
-              input_shapes: Mapping[str, tuple[int, ...]] | None) -> _RunSettings:
+              input_shapes: Mapping[str, tuple[int, ...]] | None,
+              backend: str = "ort") -> _RunSettings:
     if num is not None and num <= 0:
         raise UsageError(f"num must be a positive number of samples, got {num}")
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1 (or None for ORT's default), got {threads}")
-    return _RunSettings(Path(dataset), threads, num, output_name, image_options, input_shapes)
+    return _RunSettings(Path(dataset), threads, num, output_name, image_options, input_shapes,
+                        backend)
 
 
 def _ground_truth(runs: _Runs, first_model: Path, wanted: Sequence[str],

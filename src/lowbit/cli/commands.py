@@ -266,14 +266,15 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", help="model whose outputs psnr/ssim/cos compare against")
     p.add_argument("--num", type=int, help="use the first NUM samples")
     p.add_argument("--output-name", help="which model output to score (default: the first)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    p.add_argument("--threads", type=int, help="engine threads")
+    p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
     _add_image_options(p)
 
     def run(args: argparse.Namespace) -> int:
         report = api.evaluate(args.model, args.dataset, labels=args.labels,
                               metrics=args.metric, reference=args.reference, vs=args.vs,
                               threads=args.threads, num=args.num, output_name=args.output_name,
-                              image_options=_image_options(args))
+                              image_options=_image_options(args), backend=args.backend)
         console.print(eval_table(report))
         if report.agreement is not None:
             console.print(f"top-1 agreement: {report.agreement:.2f}%")
@@ -296,12 +297,14 @@ def _report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=32, help="throughput batch size (default 32)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size")
     p.add_argument("--num", type=int, help="evaluate on the first NUM samples")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    p.add_argument("--threads", type=int, help="engine threads")
+    p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino (runs "
+                   "BF16 models, which ORT's CPU provider cannot)")
 
     def run(args: argparse.Namespace) -> int:
         result = api.report(args.models, args.dataset, args.output, labels=args.labels,
                             batch=args.batch, repeats=args.repeats, threads=args.threads,
-                            num=args.num)
+                            num=args.num, backend=args.backend)
         console.print(report_table(result.rows))
         console.print(f"wrote {result.files.markdown} and {result.files.html}")
         return 0
