@@ -157,6 +157,9 @@ def graph_precision(model: ModelSource) -> str:
     if _QDQ_OPS <= ops:
         return "INT8 (QDQ)"
     types = {init.data_type for init in proto.graph.initializer}
+    # The cast method keeps F32 weights and casts them: the Casts' targets tell.
+    types |= {attr.i for node in proto.graph.node if node.op_type == "Cast"
+              for attr in node.attribute if attr.name == "to"}
     if onnx.TensorProto.FLOAT16 in types:
         return "F16"
     if onnx.TensorProto.BFLOAT16 in types:
