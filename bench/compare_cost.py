@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from calibration_cost import _peak_rss_mb, make_dataset, stream_samples  # noqa: E402
+from calibration_cost import _peak_rss_mb, make_dataset, stream_samples
 
 
 def child(kind: str, f32: Path, int8: Path, data: Path, num: int, threads: int) -> None:

@@ -26,13 +26,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import lowbit  # noqa: E402
-from lowbit.analysis.bench import BenchSettings, BenchVariant, bench_models  # noqa: E402
-from lowbit.analysis.metrics import cosine  # noqa: E402
-from lowbit.errors import LowbitError  # noqa: E402
-from lowbit.quantize.qtable import QTable, write_qtable  # noqa: E402
-from lowbit.runtime.backends import make_runner  # noqa: E402
-from models import BUILDERS, photo_crops, save  # noqa: E402
+import lowbit
+from lowbit.analysis.bench import BenchSettings, BenchVariant, bench_models
+from lowbit.analysis.metrics import cosine
+from lowbit.errors import LowbitError
+from lowbit.quantize.qtable import QTable, write_qtable
+from lowbit.runtime.backends import make_runner
+from models import BUILDERS, photo_crops, save
 
 
 def build_variants(name: str, out: Path) -> dict[str, Path]:
@@ -81,8 +81,9 @@ def main() -> None:
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="float_speed_"))
     out.mkdir(parents=True, exist_ok=True)
     held_out = photo_crops(8, seed=3)
-    lines = [f"### float_speed {datetime.date.today()}: {platform.processor() or 'CPU'}, "
-             f"{args.threads} threads, {args.repeats} repeats", ""]
+    title = (f"### float_speed {datetime.date.today()}: {platform.processor() or 'CPU'}, "
+             f"{args.threads} threads, {args.repeats} repeats")
+    lines = [title, ""]
     for name in args.models.split(","):
         paths = build_variants(name, out)
         wanted = [(label, path, "ort", None) for label, path in paths.items()]
@@ -107,10 +108,9 @@ def main() -> None:
             BenchSettings(batches=(1, args.batch), threads=args.threads, repeats=args.repeats),
             progress=False)
         base = comparison.results[0].timing(args.batch).throughput
-        lines += [f"**{name}**", "",
-                  f"| variant | engine | computes in | size MB | b1 ms | b{args.batch} img/s | "
-                  f"speed-up b{args.batch} vs F32 on ORT | cos vs F32 |",
-                  "|---|---|---|---|---|---|---|---|"]
+        header = (f"| variant | engine | computes in | size MB | b1 ms | b{args.batch} img/s | "
+                  f"speed-up b{args.batch} vs F32 on ORT | cos vs F32 |")
+        lines += [f"**{name}**", "", header, "|---|---|---|---|---|---|---|---|"]
         for (label, _, backend, _), result, cos in zip(rows, comparison.results, cosines,
                                                        strict=True):
             b1, bn = result.timing(1), result.timing(args.batch)

@@ -32,15 +32,15 @@ import onnx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import lowbit  # noqa: E402
-from lowbit.analysis.layerwise import compare_layers  # noqa: E402
-from lowbit.analysis.validate import Tolerance  # noqa: E402
-from lowbit.calibration.table import read_table  # noqa: E402
-from lowbit.passes import canonicalize  # noqa: E402
-from lowbit.quantize.mixed import deploy_mixed  # noqa: E402
-from lowbit.quantize.sensitivity import candidate_ops  # noqa: E402
-from lowbit.quantize.settings import QuantizeSettings  # noqa: E402
-from lowbit.runtime.ort import create_session  # noqa: E402
+import lowbit
+from lowbit.analysis.layerwise import compare_layers
+from lowbit.analysis.validate import Tolerance
+from lowbit.calibration.table import read_table
+from lowbit.passes import canonicalize
+from lowbit.quantize.mixed import deploy_mixed
+from lowbit.quantize.sensitivity import candidate_ops
+from lowbit.quantize.settings import QuantizeSettings
+from lowbit.runtime.ort import create_session
 
 
 class Judge:
@@ -125,9 +125,9 @@ def main() -> None:
     candidates = [name for name, _ in candidate_ops(canonical, ranges, QuantizeSettings())]
     judge = Judge(canonical, ranges, x)
     all_int8 = judge.cosine([])
-    lines = [f"### mixed_walks {datetime.date.today()}: EfficientNet-Lite0, {len(candidates)} "
-             f"quantizable ops, {args.samples} search samples, all-INT8 cosine {all_int8:.5f}",
-             "", "| target cos | strategy | float ops | cosine reached | met | forward passes |",
+    title = (f"### mixed_walks {datetime.date.today()}: EfficientNet-Lite0, {len(candidates)} "
+             f"quantizable ops, {args.samples} search samples, all-INT8 cosine {all_int8:.5f}")
+    lines = [title, "", "| target cos | strategy | float ops | cosine reached | met | forward passes |",
              "|---|---|---|---|---|---|"]
     for target in (float(t) for t in args.targets.split(",")):
         result = lowbit.qtable(f32, out / "search.npz", calibration_table=out / "effnet.calib",

@@ -51,7 +51,7 @@ def test_report_writes_markdown_and_html_with_both_rows(work: Path,
                                                         capsys: pytest.CaptureFixture[str]
                                                         ) -> None:
     out = work / "report"
-    code, text = run_cli(["report", work / "f32.onnx", work / "int8.onnx", "--dataset",
+    code, _ = run_cli(["report", work / "f32.onnx", work / "int8.onnx", "--dataset",
                           work / "data.npz", "-o", out, "--repeats", "2", "--batch", "4"],
                          capsys)
     assert code == 0

@@ -24,6 +24,7 @@ SensitivityResult), one F32 reference pass per sample, and one per sample per se
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -69,7 +70,7 @@ class Target:
             number = float(value)
         except ValueError:
             number = float("nan")
-        if not sep or number != number:
+        if not sep or math.isnan(number):
             raise UsageError(f"--target {text!r}: expected cos=0.99 or top1-drop=0.5")
         return cls(metric.strip().lower(), number)
 
