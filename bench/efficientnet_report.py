@@ -56,7 +56,7 @@ from photos import class_names, named_photos, photo_set
 
 log = logging.getLogger("efficientnet_report")
 
-LOWBIT_METHODS = ("minmax", "percentile", "kl", "mse")
+LOWBIT_METHODS = ("minmax", "percentile", "kl", "mse", "auto")
 ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
 ACTIVATION_MB_PER_SAMPLE = 52.4  # every float tensor of one batch-1 run (shape inference)

@@ -64,7 +64,7 @@ def _mse_loop(hist: np.ndarray, width: float, levels: int) -> float:
 
 
 def test_settings_validate() -> None:
-    assert METHODS == ("minmax", "percentile", "kl", "mse")
+    assert METHODS == ("minmax", "percentile", "kl", "mse", "auto")
     with pytest.raises(UsageError, match="minmax, percentile, kl, mse"):
         CalibrationSettings(method="entropy")
     with pytest.raises(UsageError, match="percentile"):
@@ -234,3 +234,45 @@ def test_kl_does_not_clip_a_tensor_whose_values_sit_far_from_zero() -> None:
     observer = make_observer(CalibrationSettings(method="kl"))
     observer.update(values)
     assert observer.result().threshold >= np.quantile(values, 0.99)
+
+
+def test_auto_never_clips_a_saturated_activation_the_way_kl_does() -> None:
+    """ReLU6-like output: most values small, a spike at the bound 6. KL may clip the spike;
+    auto picks the candidate with the least expected error, which keeps it."""
+    from lowbit.calibration.observers import (
+        CalibrationSettings,
+        make_observer,
+        quantization_error,
+    )
+
+    rng = np.random.default_rng(5)
+    values = np.clip(np.abs(rng.normal(0, 1.2, 200_000)), 0, 6).astype(np.float32)
+    values[:4000] = 6.0
+    results = {}
+    for method in ("kl", "mse", "auto", "minmax"):
+        observer = make_observer(CalibrationSettings(method=method))
+        observer.update(values)
+        results[method] = observer.result().threshold
+    assert results["auto"] >= 5.9  # the 2 % of values at the bound are not clipped
+    hist = np.histogram(values, bins=2048, range=(0, 6.0))[0]
+    width = 6.0 / 2048
+    err = {m: quantization_error(hist, width, 255, t) for m, t in results.items()}
+    assert err["auto"] <= min(err.values()) * 1.01
+
+
+def test_auto_is_never_worse_than_minmax_by_the_expected_error() -> None:
+    from lowbit.calibration.observers import quantization_error
+
+    rng = np.random.default_rng(9)
+    for values in (rng.normal(size=50_000), rng.standard_t(3, size=50_000),
+                   rng.exponential(size=50_000)):
+        from lowbit.calibration.observers import CalibrationSettings, make_observer
+
+        auto, minmax = (make_observer(CalibrationSettings(method=m)) for m in ("auto", "minmax"))
+        auto.update(values)
+        minmax.update(values)
+        hist, edges = np.histogram(np.abs(values), bins=4096)
+        width = edges[1] - edges[0]
+        levels = 255 if values.min() >= 0 else 128
+        assert quantization_error(hist, width, levels, auto.result().threshold) <= \
+            quantization_error(hist, width, levels, minmax.result().threshold) * 1.001

@@ -19,7 +19,7 @@ from lowbit.cli.main import main
 from lowbit.runtime import create_session
 from tests.models import small_resnet
 
-METHODS = ("minmax", "percentile", "kl", "mse")
+METHODS = ("minmax", "percentile", "kl", "mse", "auto")
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

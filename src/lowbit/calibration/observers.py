@@ -272,6 +272,41 @@ class MSEObserver(HistogramObserver):
         return mse_threshold(hist, width, self._levels)
 
 
+@register_observer("auto")
+class AutoObserver(HistogramObserver):
+    """Per tensor, the candidate threshold with the least expected quantization error.
+
+    Candidates: the observed max (minmax), the 99.9 / 99.99 / 99.999 percentiles, the
+    KL threshold and the MSE search; each is scored by the same expected squared error
+    of uniform quantization over the histogram (clipping + rounding), so a candidate
+    that clips a saturated activation (KL on ReLU6 outputs) loses to one that does not.
+    """
+
+    def _search(self, hist: np.ndarray, width: float) -> float:
+        levels = self._levels
+        candidates = [hist.size * width, kl_threshold(hist, width, levels),
+                      mse_threshold(hist, width, levels)]
+        candidates += [percentile_threshold(hist, width, p) for p in AUTO_PERCENTILES]
+        errors = [quantization_error(hist, width, levels, t) for t in candidates]
+        return float(candidates[int(np.argmin(errors))])
+
+
+AUTO_PERCENTILES = (99.9, 99.99, 99.999)
+
+
+def quantization_error(hist: np.ndarray, width: float, levels: int, threshold: float) -> float:
+    """Expected squared error of quantizing a histogram of |x| with clipping at
+    ``threshold`` and ``levels`` uniform steps: Σ over bins above it of count·(centre−T)²
+    plus (count below) · (T/levels)²/12 — the objective mse_threshold minimises."""
+    hist = np.asarray(hist, dtype=np.float64)
+    if threshold <= 0:
+        return math.inf
+    centres = (np.arange(hist.size) + 0.5) * width
+    above = centres > threshold
+    clip = float(np.sum(hist[above] * (centres[above] - threshold) ** 2))
+    return clip + float(hist[~above].sum()) * (threshold / levels) ** 2 / 12.0
+
+
 METHODS: tuple[str, ...] = tuple(_OBSERVERS)
 
 
