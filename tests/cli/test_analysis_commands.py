@@ -124,3 +124,15 @@ def test_precision_of_tells_each_variant_apart(work: Path) -> None:
         expected = "MIXED" if any(n.op_type in ("Conv", "Gemm") and n.name in kept
                                   for n in f32.graph.node) else "INT8"
         assert precision_of(onnx.load(str(work / "mixed.onnx"))) == expected
+
+
+def test_deploy_bias_correction_reports_what_it_did(work: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = work / "bc.onnx"
+    code, text = run_cli(["deploy", work / "f32.onnx", "--calibration-table", work / "m.calib",
+                          "--bias-correction", work / "data.npz", "-o", out, "--test-input",
+                          work / "data.npz"], capsys)
+    assert code == 0 and "bias correction: 4 ops" in text and out.exists()
+    code, text = run_cli(["deploy", work / "f32.onnx", "--quantize", "F16", "--bias-correction",
+                          work / "data.npz", "-o", work / "bc16.onnx"], capsys)
+    assert code == 2 and "INT8 only" in text

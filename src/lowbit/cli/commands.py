@@ -139,6 +139,9 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
                    help="F16/BF16: make the model's inputs and outputs the low type too")
     p.add_argument("--keep-float", help="F16/BF16: op types or node names to keep F32 "
                    "(replaces the default Softmax,LogSoftmax,LayerNormalization,ReduceMean,...)")
+    p.add_argument("--bias-correction", metavar="DATASET",
+                   help="INT8: remove the per-channel mean shift that weight rounding causes, "
+                   "measured on the first 32 samples of DATASET (e.g. the calibration data)")
     p.add_argument("--backend", default="ort", help="engine for validation: ort (default) or "
                    "openvino (pip install 'lowbit[openvino]')")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
@@ -153,7 +156,8 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             per_channel=not args.per_tensor, format=args.format,
             quantize_table=args.quantize_table, method=args.method,
             keep_io_types=not args.no_keep_io_types, keep_float=keep_float,
-            backend=args.backend, input_shapes=parse_shapes(args.input_shapes))
+            backend=args.backend, bias_correction=args.bias_correction,
+            input_shapes=parse_shapes(args.input_shapes))
         deploy_summary(result)
         console.print(f"wrote {result.path}")
         if result.validation is not None:
