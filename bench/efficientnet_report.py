@@ -125,7 +125,7 @@ def agreement(reference: np.ndarray, logits: np.ndarray) -> Agreement:
 
 
 def lowbit_variants(f32: Path, calib_npz: Path, methods: list[str], per_tensor: bool,
-                    samples: int, out: Path) -> list[Variant]:
+                    samples: int, out: Path, bias_correction: bool = False) -> list[Variant]:
     variants = []
     for method in methods:
         start = time.perf_counter()
@@ -134,12 +134,16 @@ def lowbit_variants(f32: Path, calib_npz: Path, methods: list[str], per_tensor: 
                          progress=False)
         calib_seconds = time.perf_counter() - start
         granularities = (True, False) if per_tensor else (True,)
-        for per_channel in granularities:
+        corrections = (False, True) if bias_correction else (False,)
+        for per_channel, corrected in ((g, c) for g in granularities for c in corrections):
             gran = "per-channel" if per_channel else "per-tensor"
+            if corrected:
+                gran += " + bias correction"
             start = time.perf_counter()
-            path = out / f"lite0.lowbit.{method}.{gran}.int8.onnx"
+            path = out / f"lite0.lowbit.{method}.{gran.replace(' ', '_')}.int8.onnx"
             lowbit.deploy(f32, quantize="INT8", calibration_table=table, output=path,
-                          per_channel=per_channel)
+                          per_channel=per_channel,
+                          bias_correction=calib_npz if corrected else None)
             seconds = calib_seconds + time.perf_counter() - start
             variants.append(Variant(f"lowbit {method} {gran}", "lowbit", method, gran, samples,
                                     path, seconds))
@@ -242,6 +246,8 @@ def parse_args() -> argparse.Namespace:
                              f"{','.join(LOWBIT_METHODS)}; the first is benched")
     parser.add_argument("--ort-method", default="minmax,percentile,entropy",
                         help="ORT calibration method(s), comma-separated; '' for none")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="also deploy lowbit INT8 with --bias-correction (calibration data)")
     parser.add_argument("--per-tensor", action="store_true",
                         help="also deploy lowbit INT8 with per-tensor weight scales")
     parser.add_argument("--calib", type=int, default=200, help="calibration crops (seed 0)")
@@ -284,7 +290,8 @@ def main() -> None:
     log.info("model and %d + %d crops ready in %s (%.0f s)", args.calib, args.eval, out,
              time.perf_counter() - began)
 
-    variants = lowbit_variants(f32, calib_npz, args.methods, args.per_tensor, args.calib, out)
+    variants = lowbit_variants(f32, calib_npz, args.methods, args.per_tensor, args.calib, out,
+                               args.bias_correction)
     variants += ort_variants(f32, calib, args.ort_methods, out)
     reference = run_model(f32, held_out, args.threads)
     rows = accuracy_rows(variants, reference, held_out, args.threads)
