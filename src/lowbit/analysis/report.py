@@ -22,8 +22,6 @@ import base64
 import html
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +29,12 @@ from pathlib import Path
 from lowbit.analysis.bench import BenchComparison
 from lowbit.analysis.evaluate import EvalReport, EvalResult
 from lowbit.analysis.plots import plot_bars
+from lowbit.atomic import atomic_path, write_text_atomic
 from lowbit.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 MISSING = "n/a"
-_FILE_MODE = 0o644  # mkstemp makes 0600 files; a report is for reading
 _CSS = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 62em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -211,26 +209,13 @@ def _write_charts(rows: Sequence[ReportRow], out: Path) -> list[tuple[Path, str]
 
 
 def _chart(labels: list[str], values: list[float], title: str, ylabel: str, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         plot_bars(labels, values, title, ylabel, tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
 def _write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomic(path, text)
     return path
 
 

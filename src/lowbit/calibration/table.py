@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lowbit.atomic import write_text_atomic
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import CalibrationError
 
@@ -59,18 +58,7 @@ class CalibrationTable:
 
 def write_table(table: CalibrationTable, path: str | Path) -> Path:
     """Write the table atomically; a tensor name that cannot be written raises CalibrationError."""
-    path = Path(path)
-    text = format_table(table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_text_atomic(path, format_table(table))
 
 
 def format_table(table: CalibrationTable) -> str:

@@ -29,9 +29,7 @@ NaN/Inf is the consumer's check: :func:`check_finite`.
 from __future__ import annotations
 
 import logging
-import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from typing import IO
 
 import numpy as np
 
+from lowbit.atomic import atomic_path
 from lowbit.data.images import ImageOptions, is_image_file, load_image
 from lowbit.errors import DatasetError, UsageError
 from lowbit.spec import TensorSpec
@@ -474,17 +473,10 @@ def save_npz_dataset(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path
         if np.asarray(array).dtype.kind not in _NUMERIC_KINDS:
             raise DatasetError(f"array '{name}' for {path} is not numeric "
                                f"(dtype {np.asarray(array).dtype})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(
-            raw, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True
-        ) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, zipfile.ZipFile(
+        tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True
+    ) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     return path

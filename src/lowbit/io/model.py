@@ -10,14 +10,13 @@ Models whose weights exceed 2 GB are written with external data.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from lowbit.atomic import atomic_path
 from lowbit.errors import ModelError
 from lowbit.spec import TensorSpec
 
@@ -53,23 +52,13 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
 def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
     """Write a model atomically: to a temporary file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     large = model.ByteSize() > _TWO_GB if _can_measure(model) else True
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if large:
-            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{path.name}.data")
+            onnx.save_model(model, str(tmp), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=f"{path.name}.data")
         else:
-            onnx.save_model(model, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a model file is a normal file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            onnx.save_model(model, str(tmp))
     return path
 
 

@@ -22,14 +22,13 @@ a name matches a node's name or, failing that, the name of its first output.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
+from lowbit.atomic import write_text_atomic
 from lowbit.errors import CalibrationError, UsageError
 
 log = logging.getLogger(__name__)
@@ -81,18 +80,7 @@ def format_qtable(table: QTable) -> str:
 
 def write_qtable(table: QTable, path: str | Path) -> Path:
     """Write the table atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    text = format_qtable(table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_text_atomic(path, format_qtable(table))
 
 
 def read_qtable(path: str | Path) -> QTable:
