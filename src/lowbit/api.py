@@ -35,7 +35,7 @@ from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable, read_table, write_table
 from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset, save_npz_dataset
-from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
+from lowbit.errors import CalibrationError, DatasetError, LowbitError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.passes import CanonicalizeReport, canonicalize
 from lowbit.passes.canonical import Shapes
@@ -53,7 +53,7 @@ from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
 from lowbit.quantize.search import SearchResult, Target, search_mixed
 from lowbit.quantize.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.runtime.backends import check_backend, make_runner
+from lowbit.runtime.backends import check_backend, make_runner, require_openvino
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ def deploy(
     if test_reference is not None and test_input is None:
         raise UsageError("--test-reference needs --test-input (the inputs it was made from)")
     check_backend(backend)
+    if backend == "openvino":
+        require_openvino()  # before anything is written
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
     if precision == "INT8":
@@ -232,7 +234,11 @@ def deploy(
             path.unlink(missing_ok=True)  # the reference does not fit this model: a usage error
             raise
     # What ORT will really run: integer kernels or float fallbacks (no timing runs).
-    advice = explain_int8(path, profile=False) if precision == "INT8" else None
+    try:
+        advice = explain_int8(path, profile=False) if precision == "INT8" else None
+    except LowbitError:
+        path.unlink(missing_ok=True)  # ORT cannot load what was written: keep exit 2 honest
+        raise
     return DeployResult(path, precision, built.quantized, built.left_float, built.removed,
                         built.float_tensors, validation, advice, tuple(notes))
 

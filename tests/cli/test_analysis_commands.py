@@ -136,3 +136,27 @@ def test_deploy_bias_correction_reports_what_it_did(work: Path,
     code, text = run_cli(["deploy", work / "f32.onnx", "--quantize", "F16", "--bias-correction",
                           work / "data.npz", "-o", work / "bc16.onnx"], capsys)
     assert code == 2 and "INT8 only" in text
+
+
+def test_output_that_is_a_directory_is_a_one_line_usage_error(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = run_cli(["transform", work / "model.onnx", "-o", work], capsys)
+    assert code == 2 and "is a directory" in text and "Traceback" not in text
+
+
+def test_openvino_missing_is_checked_before_anything_is_written(
+        work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("no openvino")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    out = work / "ov.onnx"
+    code, text = run_cli(["deploy", work / "f32.onnx", "--quantize", "BF16", "-o", out,
+                          "--test-input", work / "data.npz", "--backend", "openvino"], capsys)
+    assert code == 2 and "OpenVINO is not installed" in text and not out.exists()

@@ -197,7 +197,8 @@ def _compare(sub: argparse._SubParsersAction) -> None:
         console.print(layer_table(report))
         if report.unpaired:
             console.print(f"{report.unpaired} reference tensors have no partner in the test "
-                          "model (e.g. a conv output before a folded BN) and were not compared")
+                          "model (e.g. a conv output before a folded BN or a removed "
+                          "Relu) and were not compared")
         first = report.first_failure
         if first is not None:
             console.print(f"[red]first FAILED tensor: {first.name} ({first.op_type})[/red]")
@@ -404,6 +405,9 @@ def _demo(sub: argparse._SubParsersAction) -> None:
         console.print(report_table(result.report.rows))
         console.print(f"report: {result.report.files.html} and {result.report.files.markdown}")
         console.print(f"files of every stage are in {result.workdir}/")
+        if not result.deploy.passed:
+            console.print("[red]validation FAILED[/red]: the INT8 model misses the tolerance "
+                          "(try another --method)")
         return 0 if result.deploy.passed else 1
 
     p.set_defaults(run=run)
