@@ -171,7 +171,7 @@ def _shortest_prefix(ranked: list[str], judge: _Judge, path: list[SearchStep],
 def _prune(chosen: tuple[str, ...], judge: _Judge, path: list[SearchStep],
            budget: int) -> tuple[str, ...]:
     """Drop chosen ops (least sensitive first) while the target still holds."""
-    for name in reversed(chosen[:-1] if len(chosen) > 1 else ()):
+    for name in reversed(chosen if len(chosen) > 1 else ()):
         if judge.trials >= budget:
             break
         trial = tuple(op for op in chosen if op != name)
