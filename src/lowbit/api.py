@@ -159,6 +159,7 @@ def deploy(
     backend: str = "ort",
     bias_correction: str | Path | None = None,
     input_shapes: Shapes | None = None,
+    weight_range: str = "auto",
 ) -> DeployResult:
     """Rewrite the model at ``quantize`` precision, write it, and validate it.
 
@@ -169,7 +170,9 @@ def deploy(
     with ``test_reference`` (or with the float model's outputs); ``result.passed`` is
     False when a tolerance fails. The file is written either way. ``bias_correction``
     (a data set, INT8 only) removes the per-channel mean shift weight rounding causes,
-    measured on its first 32 samples.
+    measured on its first 32 samples. ``weight_range`` "auto" gives INT8 weights 7 bits
+    where ONNX Runtime's integer kernels on this CPU would saturate with 8 (x86 without
+    VNNI), "full" or "reduced" force one or the other.
     """
     precision = quantize.upper()
     if precision not in PRECISIONS:
@@ -184,7 +187,7 @@ def deploy(
     canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
     if precision == "INT8":
         int8_settings = QuantizeSettings(activation=activation, per_channel=per_channel,
-                                         format=format)
+                                         format=format, weight_range=weight_range)
         correction = None
         if bias_correction is not None:
             data = open_dataset(bias_correction, input_specs(canonical))
@@ -194,6 +197,8 @@ def deploy(
         built = _build_int8(canonical, calibration_table, quantize_table, int8_settings)
         if correction is not None:
             built = replace(built, notes=(*built.notes, correction.summary()))
+        if int8_settings.reduced_range:
+            built = replace(built, notes=(*built.notes, _REDUCED_RANGE_NOTE))
     elif bias_correction is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
     else:
@@ -241,6 +246,12 @@ def deploy(
         raise
     return DeployResult(path, precision, built.quantized, built.left_float, built.removed,
                         built.float_tensors, validation, advice, tuple(notes))
+
+
+_REDUCED_RANGE_NOTE = (
+    "weights use 7 bits (−63..63): ONNX Runtime's uint8×int8 kernels on this CPU (x86 "
+    "without VNNI) saturate with full-range int8 weights; --weight-range full for a target "
+    "with VNNI or ARM")
 
 
 @dataclass(frozen=True)
@@ -306,13 +317,15 @@ def qtable(
     fallback: str = "F32",
     activation: str = "uint8",
     per_channel: bool = True,
+    weight_range: str = "auto",
 ) -> QTableResult:
     """Rank every quantizable op by how much the network output (SQNR against F32)
     improves when it alone stays float, and write the ranking as a qtable's loss table;
     with ``target`` (``cos=0.99`` or ``top1-drop=0.5`` with ``labels``), search the
     smallest set of ``fallback`` ops that meets it, checked by running the mixed model,
     and write those ops as the qtable's entries."""
-    settings = QuantizeSettings(activation=activation, per_channel=per_channel)
+    settings = QuantizeSettings(activation=activation, per_channel=per_channel,
+                                weight_range=weight_range)
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
         read_table(calibration_table)
     canonical, _ = canonicalize(load_model(model))

@@ -11,14 +11,14 @@ from lowbit.runtime.ort import create_session
 from tests.models import init, make_model, minmax_ranges
 
 
-def biased_rounding_model(seed: int = 0) -> onnx.ModelProto:
-    """Conv whose weights all sit just below a rounding midpoint: int8 rounds every one
-    down by ~0.49 steps, so with positive inputs each channel's output drops by a
-    systematic amount."""
+def biased_rounding_model(qmax: int, seed: int = 0) -> onnx.ModelProto:
+    """Conv whose weights all sit just below a rounding midpoint of the [−qmax, qmax]
+    grid: int8 rounds every one down by ~0.49 steps, so with positive inputs each
+    channel's output drops by a systematic amount."""
     rng = np.random.default_rng(seed)
     scale = 0.01
-    steps = rng.integers(0, 120, size=(6, 4, 3, 3)).astype(np.float32) + 0.49
-    steps[:, 0, 0, 0] = 127.0  # pins each channel's max, so its scale is exactly 0.01
+    steps = rng.integers(0, qmax - 7, size=(6, 4, 3, 3)).astype(np.float32) + 0.49
+    steps[:, 0, 0, 0] = qmax  # pins each channel's max, so its scale is exactly 0.01
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv")]
     return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                             ["N", 4, 8, 8])],
@@ -33,11 +33,11 @@ def _channel_mean_error(model, quantized, x):
 
 
 def test_bias_correction_removes_the_mean_shift():
-    model = biased_rounding_model()
+    settings = QuantizeSettings()  # 7-bit weights on CPUs without VNNI, 8-bit elsewhere
+    model = biased_rounding_model(settings.weight_qmax)
     rng = np.random.default_rng(1)
     x = np.abs(rng.normal(size=(16, 4, 8, 8))).astype(np.float32)
     samples = [{"x": x[i:i + 1]} for i in range(len(x))]
-    settings = QuantizeSettings()
     plain = quantize_qdq(model, minmax_ranges(model, {"x": x}), settings).model
     corrected_float, report = correct_biases(model, samples, settings)
     assert report.ops == 1 and report.mean_abs_shift > 0.05

@@ -44,7 +44,8 @@ def test_f32_op_stays_float_reads_float_and_beats_all_int8():
     relu_a = producers[conv_b.input[0]]                           # float input, no Q/DQ:
     assert relu_a.op_type == "Relu" and producers[relu_a.input[0]].op_type == "Conv"
     ref = _outputs(model, samples)
-    assert cosine(ref, _outputs(mixed.model, samples)) > 0.9999
+    # 0.9995, not 0.9999: CPUs without VNNI quantize the remaining weights to 7 bits.
+    assert cosine(ref, _outputs(mixed.model, samples)) > 0.9995
     assert cosine(ref, _outputs(mixed.model, samples)) > cosine(ref, _outputs(int8.model,
                                                                               samples))
     counts = Counter(n.op_type for n in mixed.model.graph.node)

@@ -96,6 +96,13 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
                    "before a centre crop to the input size")
 
 
+def _add_weight_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weight-range", choices=("auto", "full", "reduced"), default="auto",
+                   help="INT8 weights: full (−127..127), reduced (7 bits, −63..63: x86 CPUs "
+                   "without VNNI saturate with full-range weights) or auto (default: reduced "
+                   "when ONNX Runtime's kernels on this machine saturate)")
+
+
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
     if args.mean is None and args.scale is None and args.resize is None \
             and args.pixel_format == "rgb":
@@ -145,6 +152,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="ort", help="engine for validation: ort (default) or "
                    "openvino (pip install 'lowbit[openvino]')")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
+    _add_weight_range(p)
 
     def run(args: argparse.Namespace) -> int:
         keep_float = None if args.keep_float is None else tuple(
@@ -157,7 +165,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             quantize_table=args.quantize_table, method=args.method,
             keep_io_types=not args.no_keep_io_types, keep_float=keep_float,
             backend=args.backend, bias_correction=args.bias_correction,
-            input_shapes=parse_shapes(args.input_shapes))
+            input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range)
         deploy_summary(result)
         console.print(f"wrote {result.path}")
         if result.validation is not None:
@@ -338,12 +346,13 @@ def _qtable(sub: argparse._SubParsersAction) -> None:
                    type=str.upper, help="precision of the ops taken out of INT8 (default F32)")
     p.add_argument("--activation", choices=("uint8", "int8"), default="uint8",
                    help="activation type of the INT8 part")
+    _add_weight_range(p)
 
     def run(args: argparse.Namespace) -> int:
         result = api.qtable(args.model, args.dataset, calibration_table=args.calibration_table,
                             output=args.output, num=args.num, target=args.target,
                             labels=args.labels, fallback=args.fallback,
-                            activation=args.activation)
+                            activation=args.activation, weight_range=args.weight_range)
         if result.sensitivity is not None:
             console.print(loss_table(result.sensitivity.rows))
             console.print(f"sensitivity: {result.sensitivity.forward_passes:.1f} forward passes "

@@ -94,7 +94,8 @@ def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
             return None
     else:
         return None
-    quant = quantize_weight(weight, axis if settings.per_channel else None)
+    quant = quantize_weight(weight, axis if settings.per_channel else None,
+                            qmax=settings.weight_qmax)
     shape = [1] * weight.ndim
     if settings.per_channel:
         shape[axis] = -1

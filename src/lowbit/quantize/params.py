@@ -90,8 +90,10 @@ def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
 
 
 def quantize_weight(weight: np.ndarray, axis: int | None,
-                    min_scale: np.ndarray | float | None = None) -> WeightQuant:
-    """Symmetric int8: per channel along ``axis``, or per tensor when axis is None.
+                    min_scale: np.ndarray | float | None = None, *,
+                    qmax: int = WEIGHT_QMAX) -> WeightQuant:
+    """Symmetric int8 in [−qmax, qmax]: per channel along ``axis``, or per tensor when
+    axis is None (qmax 63 is the reduced range of CPUs without VNNI).
 
     ``min_scale`` raises a channel's scale where its int32 bias would otherwise
     overflow (a channel of near-zero weights with a sizeable bias)."""
@@ -102,13 +104,13 @@ def quantize_weight(weight: np.ndarray, axis: int | None,
         reduce = tuple(d for d in range(w.ndim) if d != axis)
         absmax = np.abs(w).max(axis=reduce) if reduce else np.abs(w)
     # An all-zero channel quantizes to zeros with any scale; 1.0 keeps it finite.
-    scale = np.where(absmax > 0, absmax / WEIGHT_QMAX, 1.0).astype(np.float32)
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
     if min_scale is not None:
         scale = np.maximum(scale, np.asarray(min_scale, np.float32)).astype(np.float32)
     shape = [1] * w.ndim
     if axis is not None:
         shape[axis] = -1
-    q = np.clip(np.rint(w / scale.reshape(shape)), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
+    q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
     return WeightQuant(q, scale, axis)
 
 

@@ -307,9 +307,10 @@ class _QdqRewriter:
         key = (value.name or "", axis, floor_key)
         if key not in self._weight_cache:
             weight = value.const_value.numpy().astype(np.float32)
-            wq = quantize_weight(weight, axis, min_scale)
+            qmax = self.settings.weight_qmax
+            wq = quantize_weight(weight, axis, min_scale, qmax=qmax)
             raised = 0 if min_scale is None else int(np.sum(
-                min_scale > quantize_weight(weight, axis).scale))
+                min_scale > quantize_weight(weight, axis, qmax=qmax).scale))
             if raised:
                 log.info("%s: raised the weight scale of %d channel(s) so the int32 bias fits",
                          value.name, raised)

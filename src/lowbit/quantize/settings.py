@@ -11,6 +11,9 @@ from lowbit.errors import UsageError
 
 ACTIVATION_TYPES = ("uint8", "int8")
 FORMATS = ("qdq", "qoperator")
+WEIGHT_RANGES = ("auto", "full", "reduced")
+FULL_WEIGHT_QMAX = 127    # symmetric int8 weights use [-127, 127] so that -w is representable
+REDUCED_WEIGHT_QMAX = 63  # 7 bits: 2·255·63 fits the int16 pair sums of x86 U8S8 kernels
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,11 @@ class QuantizeSettings:
     "int8" (symmetric). Weights are always symmetric int8, per output channel
     unless ``per_channel`` is False. ``max_abs_range``: a tensor whose calibrated
     range reaches this magnitude (an attention mask of −1e4 or −inf) stays float.
+
+    weight_range: "full" uses int8 weights in [−127, 127]; "reduced" uses [−63, 63]
+    (ORT's reduce_range), which x86 CPUs without VNNI need: their U8S8 kernels add
+    pairs of uint8·int8 products in saturating int16, and 2·255·127 overflows it.
+    "auto" (the default) asks ONNX Runtime on this machine (``int8_saturates``).
     """
 
     activation: str = "uint8"
@@ -28,6 +36,7 @@ class QuantizeSettings:
     format: str = "qdq"
     fold_activations: bool = True
     max_abs_range: float = 1e4
+    weight_range: str = "auto"
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATION_TYPES:
@@ -35,9 +44,25 @@ class QuantizeSettings:
                              f"choose one of {', '.join(ACTIVATION_TYPES)}")
         if self.format not in FORMATS:
             raise UsageError(f"unknown format '{self.format}'; choose one of {', '.join(FORMATS)}")
+        if self.weight_range not in WEIGHT_RANGES:
+            raise UsageError(f"unknown weight range '{self.weight_range}'; choose one of "
+                             f"{', '.join(WEIGHT_RANGES)}")
         if not self.max_abs_range > 0:
             raise UsageError("max_abs_range must be positive")
 
     @property
     def symmetric(self) -> bool:
         return self.activation == "int8"
+
+    @property
+    def reduced_range(self) -> bool:
+        """Whether weights use 7 bits (see ``weight_range``)."""
+        if self.weight_range == "auto":
+            from lowbit.runtime.ort import int8_saturates  # an ORT probe, run once
+
+            return int8_saturates()
+        return self.weight_range == "reduced"
+
+    @property
+    def weight_qmax(self) -> int:
+        return REDUCED_WEIGHT_QMAX if self.reduced_range else FULL_WEIGHT_QMAX
