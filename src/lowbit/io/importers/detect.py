@@ -1,0 +1,35 @@
+"""Tell which registered importer reads a path.
+
+    importer = detect_format(Path("model.tflite"))   # Importer(name="tflite", ...)
+
+Detectors look at content, not names; the extension only sharpens the message when
+nothing recognises the file (a ``.onnx`` that no detector takes is called corrupt).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lowbit.errors import ModelError
+from lowbit.io.importers.base import Importer, importers
+
+# Extensions users give, for the error message only: never used to choose an importer.
+_EXTENSION_FORMAT = {".onnx": "ONNX", ".pt": "TorchScript", ".pth": "TorchScript",
+                     ".tflite": "TFLite", ".pb": "TensorFlow GraphDef", ".keras": "Keras",
+                     ".h5": "Keras HDF5", ".hdf5": "Keras HDF5"}
+
+
+def detect_format(path: Path) -> Importer:
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ModelError(f"model file is empty: {path}")
+    for importer in importers():
+        if importer.detect(path):
+            return importer
+    readable = ", ".join(importer.label for importer in importers())
+    named = _EXTENSION_FORMAT.get(path.suffix.lower())
+    if named is not None:
+        raise ModelError(f"{path} is named as {named} but its content is not {named} "
+                         f"(corrupt, truncated or another format); lowbit reads: {readable}")
+    raise ModelError(f"cannot tell what kind of model {path} is; lowbit reads: {readable}")
