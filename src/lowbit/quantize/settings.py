@@ -12,8 +12,10 @@ from lowbit.errors import UsageError
 ACTIVATION_TYPES = ("uint8", "int8")
 FORMATS = ("qdq", "qoperator")
 WEIGHT_RANGES = ("auto", "full", "reduced")
+WEIGHT_BITS = (4, 8)
 FULL_WEIGHT_QMAX = 127    # symmetric int8 weights use [-127, 127] so that -w is representable
 REDUCED_WEIGHT_QMAX = 63  # 7 bits: 2·255·63 fits the int16 pair sums of x86 U8S8 kernels
+INT4_WEIGHT_QMAX = 7      # symmetric int4 weights use [-7, 7]: -w representable, zero point 0
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class QuantizeSettings:
     (ORT's reduce_range), which x86 CPUs without VNNI need: their U8S8 kernels add
     pairs of uint8·int8 products in saturating int16, and 2·255·127 overflows it.
     "auto" (the default) asks ONNX Runtime on this machine (``int8_saturates``).
+
+    weight_bits: 8 (the default) or 4 (W4A8: weights symmetric in [−7, 7], activations
+    still 8-bit; −8 is left unused so that −w is representable, as −128 is for int8).
+    The 7-bit reduced range concerns 8-bit weights only.
     """
 
     activation: str = "uint8"
@@ -37,6 +43,7 @@ class QuantizeSettings:
     fold_activations: bool = True
     max_abs_range: float = 1e4
     weight_range: str = "auto"
+    weight_bits: int = 8
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATION_TYPES:
@@ -47,6 +54,8 @@ class QuantizeSettings:
         if self.weight_range not in WEIGHT_RANGES:
             raise UsageError(f"unknown weight range '{self.weight_range}'; choose one of "
                              f"{', '.join(WEIGHT_RANGES)}")
+        if self.weight_bits not in WEIGHT_BITS:
+            raise UsageError(f"weight bits must be 4 or 8, got {self.weight_bits}")
         if not self.max_abs_range > 0:
             raise UsageError("max_abs_range must be positive")
 
@@ -56,7 +65,9 @@ class QuantizeSettings:
 
     @property
     def reduced_range(self) -> bool:
-        """Whether weights use 7 bits (see ``weight_range``)."""
+        """Whether weights use 7 bits (see ``weight_range``); never for 4-bit weights."""
+        if self.weight_bits == 4:
+            return False
         if self.weight_range == "auto":
             from lowbit.runtime.ort import int8_saturates  # an ORT probe, run once
 
@@ -65,4 +76,6 @@ class QuantizeSettings:
 
     @property
     def weight_qmax(self) -> int:
+        if self.weight_bits == 4:
+            return INT4_WEIGHT_QMAX
         return REDUCED_WEIGHT_QMAX if self.reduced_range else FULL_WEIGHT_QMAX
