@@ -6,7 +6,9 @@
 Steps: upgrade opsets below 13 (so per-channel DequantizeLinear is legal), fix
 the input shapes the user gives, lift weights held in Constant nodes into
 initializers, remove Identity and inference Dropout, fold BatchNormalization
-into Conv/Gemm, drop dead nodes, sort, and re-run shape inference.
+into Conv/ConvTranspose/Gemm, drop dead nodes, sort, and re-run shape inference.
+Each step is a registered graph pass (lowbit.passes.registry), the same code
+`lowbit.passes.optimize` runs.
 """
 
 from __future__ import annotations
@@ -18,23 +20,23 @@ from dataclasses import dataclass, field
 import onnx
 import onnx_ir as ir
 from onnx import version_converter
-from onnx_ir.passes.common import (
-    LiftConstantsToInitializersPass,
-    NameFixPass,
-    RemoveUnusedNodesPass,
-    TopologicalSortPass,
-)
-from onnx_ir.passes.common.naming import SimpleNameGenerator
 
 from lowbit.errors import ModelError, UsageError
-from lowbit.passes.fold_batchnorm import fold_batchnorm
-from lowbit.passes.remove_noops import remove_dropout, remove_identity
+from lowbit.passes.finish import MAX_IR_VERSION, finish, infer_shapes
+from lowbit.passes.registry import get_pass
 
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 13
 Shapes = Mapping[str, tuple[int, ...]] | Sequence[tuple[int, ...]]
-MAX_IR_VERSION = 10
+__all__ = ["MAX_IR_VERSION", "CanonicalizeReport", "Shapes", "canonicalize", "infer_shapes",
+           "resolve_input_shapes"]
+
+# The clean-up, as registered passes (lowbit.passes.registry), with the report's wording.
+_STEPS = (("lift_constants", "constants lifted"),
+          ("remove_identity", "Identity removed"),
+          ("remove_dropout", "Dropout removed"),
+          ("fold_batchnorm", "BatchNormalization folded"))
 
 
 @dataclass
@@ -67,48 +69,18 @@ def canonicalize(
         model = _fix_input_shapes(model, input_shapes)
 
     ir_model = ir.from_proto(model)
-    constants_before = sum(1 for n in ir_model.graph if n.op_type == "Constant")
-    LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=0)(ir_model)
-    report.changes["constants lifted"] = constants_before - sum(
-        1 for n in ir_model.graph if n.op_type == "Constant")
-    report.changes["Identity removed"] = remove_identity(ir_model)
-    report.changes["Dropout removed"] = remove_dropout(ir_model)
-    if fold_bn:
-        report.changes["BatchNormalization folded"] = fold_batchnorm(ir_model)
-    nodes = len(list(ir_model.graph))
-    RemoveUnusedNodesPass()(ir_model)
-    report.changes["dead nodes removed"] = nodes - len(list(ir_model.graph))
-    TopologicalSortPass()(ir_model)
+    for name, what in _STEPS:
+        if name == "fold_batchnorm" and not fold_bn:
+            continue
+        report.changes[what] = get_pass(name).run(ir_model)
+    nodes = len(ir_model.graph)
+    get_pass("remove_dead_nodes").run(ir_model)
+    report.changes["dead nodes removed"] = nodes - len(ir_model.graph)
     # qtables, reports and the layer compare name ops: every node gets a unique name.
-    NameFixPass(name_generator=_OpTypeNames())(ir_model)
-
-    out = ir.to_proto(ir_model)
-    # onnx may stamp an IR version newer than ONNX Runtime reads; 10 covers opset ≤ 21.
-    out.ir_version = min(out.ir_version, MAX_IR_VERSION)
-    del out.graph.value_info[:]
-    out = infer_shapes(out)
+    out = finish(ir_model)
     report.nodes_after = len(out.graph.node)
     log.info("canonicalize: %s", report.summary())
     return out, report
-
-
-class _OpTypeNames(SimpleNameGenerator):
-    """Unnamed nodes are named after their op type (Conv, Conv_2, …), values after
-    their producer's op type."""
-
-    def generate_node_name(self, node: ir.Node) -> str:
-        return node.name or node.op_type
-
-    def generate_value_name(self, value: ir.Value) -> str:
-        producer = value.producer()
-        return value.name or (f"{producer.op_type}_out" if producer is not None else "value")
-
-
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as err:
-        raise ModelError(f"shape inference failed: {str(err).strip().splitlines()[0]}") from err
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
