@@ -22,6 +22,7 @@ from typing import Any
 
 # Importing the format modules registers them, in the order their detectors run.
 from lowbit.io.importers import onnx_model as _onnx_model  # noqa: F401
+from lowbit.io.importers import pytorch as _pytorch
 from lowbit.io.importers.base import (
     EXPORTERS,
     MIN_SOURCE_OPSET,
@@ -71,7 +72,7 @@ def import_model(
         output_names=tuple(output_names) if output_names is not None else None,
         input_shapes=input_shapes, opset=opset, exporter=exporter)
     if not isinstance(source, str | Path):
-        raise NotImplementedError("PyTorch modules: coming in the next commit")
+        return _pytorch.import_module(source, options)
     path = Path(source)
     importer = detect_format(path)
     importer.require()
