@@ -53,11 +53,12 @@ from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
 from lowbit.quantize.search import SearchResult, Target, search_mixed
 from lowbit.quantize.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.weight_only import WeightOnlyResult, WeightOnlySettings, quantize_weight_only
 from lowbit.runtime.backends import check_backend, make_runner, require_openvino
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("INT8", "F16", "BF16")
+PRECISIONS = ("INT8", "F16", "BF16", "W4")
 BIAS_CORRECTION_SAMPLES = 32
 
 
@@ -160,6 +161,11 @@ def deploy(
     bias_correction: str | Path | None = None,
     input_shapes: Shapes | None = None,
     weight_range: str = "auto",
+    block_size: int = 32,
+    algorithm: str = "rtn",
+    calibration_data: str | Path | None = None,
+    symmetric_weights: bool = False,
+    act_order: bool = False,
 ) -> DeployResult:
     """Rewrite the model at ``quantize`` precision, write it, and validate it.
 
@@ -173,6 +179,13 @@ def deploy(
     measured on its first 32 samples. ``weight_range`` "auto" gives INT8 weights 7 bits
     where ONNX Runtime's integer kernels on this CPU would saturate with 8 (x86 without
     VNNI), "full" or "reduced" force one or the other.
+
+    W4 quantizes the weights of MatMul (and Gemm) nodes to 4 bits in blocks of
+    ``block_size`` along K, as ONNX Runtime's MatMulNBits (activations stay float; see
+    lowbit.quantize.weight_only): ``algorithm`` "rtn" rounds to nearest, "gptq" corrects
+    the rounding with input statistics from the first 128 samples of
+    ``calibration_data``; ``symmetric_weights`` drops the zero points; ``act_order``
+    (GPTQ) visits the inputs with most energy first.
     """
     precision = quantize.upper()
     if precision not in PRECISIONS:
@@ -185,6 +198,7 @@ def deploy(
         require_openvino()  # before anything is written
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    w4: WeightOnlyResult | None = None
     if precision == "INT8":
         int8_settings = QuantizeSettings(activation=activation, per_channel=per_channel,
                                          format=format, weight_range=weight_range)
@@ -201,6 +215,11 @@ def deploy(
             built = replace(built, notes=(*built.notes, _REDUCED_RANGE_NOTE))
     elif bias_correction is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
+    elif precision == "W4":
+        w4 = _build_w4(canonical, WeightOnlySettings(
+            block_size=block_size, algorithm=algorithm, symmetric=symmetric_weights,
+            act_order=act_order), calibration_data)
+        built = _Built(w4.model, w4.quantized, w4.left_float)
     else:
         settings = FloatSettings(precision=precision, method=method,
                                  keep_io_types=keep_io_types,
@@ -229,6 +248,8 @@ def deploy(
         if reason:
             notes.append(reason)
     path = save_model(built.model, output)
+    if w4 is not None:
+        notes.insert(0, w4.summary(Path(model).stat().st_size, path.stat().st_size))
 
     validation = None
     if samples is not None and reference is not None:
@@ -285,6 +306,22 @@ def _build_int8(canonical: onnx.ModelProto,
     out = to_qoperator(result.model) if settings.format == "qoperator" else result.model
     return _Built(out, tuple(result.quantized), tuple(result.left_float), tuple(result.removed),
                   dict(result.float_tensors), tuple(notes))
+
+
+def _build_w4(canonical: onnx.ModelProto, settings: WeightOnlySettings,
+              calibration_data: str | Path | None) -> WeightOnlyResult:
+    if settings.algorithm != "gptq":
+        if calibration_data is not None:
+            raise UsageError("--calibration-data is used by --algorithm gptq only; "
+                             "rtn needs no data")
+        return quantize_weight_only(canonical, settings)
+    if calibration_data is None:
+        raise UsageError("--quantize W4 --algorithm gptq needs --calibration-data DATASET "
+                         "(inputs like those the model will see)")
+    data = open_dataset(calibration_data, input_specs(canonical))
+    return quantize_weight_only(canonical, settings,
+                                samples=_finite_samples_limited(data, settings.samples),
+                                total_samples=min(len(data), settings.samples))
 
 
 def _build_float(canonical: onnx.ModelProto, settings: FloatSettings) -> _Built:
@@ -452,6 +489,8 @@ def precision_of(model: onnx.ModelProto) -> str:
     """INT8 when the graph quantizes (MIXED when some conv/matmul keeps float weights),
     F16/BF16 when its weights are half floats, else F32."""
     ops = {node.op_type for node in model.graph.node}
+    if "MatMulNBits" in ops:
+        return "W4"
     if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger"}:
         # A qtable's float islands: a conv/matmul whose weight is a float initializer.
         floats = {i.name for i in model.graph.initializer

@@ -103,6 +103,23 @@ def _add_weight_range(p: argparse.ArgumentParser) -> None:
                    "when ONNX Runtime's kernels on this machine saturate)")
 
 
+def _add_weight_only(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("W4 (4-bit weight-only MatMul, --quantize W4)")
+    group.add_argument("--block-size", type=int, default=32,
+                       help="rows of K that share one scale (16, 32, 64, 128 or 256; "
+                       "default 32)")
+    group.add_argument("--algorithm", choices=("rtn", "gptq"), default="rtn",
+                       help="rtn: round to nearest (default, no data); gptq: compensate "
+                       "rounding with input statistics from --calibration-data")
+    group.add_argument("--calibration-data", metavar="DATASET",
+                       help="gptq: inputs like those the model will see (first 128 samples)")
+    group.add_argument("--symmetric-weights", action="store_true",
+                       help="no zero points (codes -7..7) instead of a 4-bit zero point per "
+                       "block")
+    group.add_argument("--act-order", action="store_true",
+                       help="gptq: quantize the inputs with most energy first")
+
+
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
     if args.mean is None and args.scale is None and args.resize is None \
             and args.pixel_format == "rgb":
@@ -122,7 +139,8 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
                        "still written).")
     p.add_argument("model", help="the float ONNX model")
     p.add_argument("--quantize", default="INT8", choices=api.PRECISIONS, type=str.upper,
-                   help="target precision (default INT8)")
+                   help="target precision (default INT8; W4: 4-bit weight-only MatMuls as "
+                   "ONNX Runtime's MatMulNBits, activations stay float)")
     p.add_argument("--calibration-table", help="table written by calibrate (needed for INT8)")
     p.add_argument("--quantize-table", help="mixed precision: a qtable of 'op_name PRECISION' "
                    "lines (F32, F16, BF16) keeping those ops out of INT8")
@@ -153,6 +171,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
                    "openvino (pip install 'lowbit[openvino]')")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
     _add_weight_range(p)
+    _add_weight_only(p)
 
     def run(args: argparse.Namespace) -> int:
         keep_float = None if args.keep_float is None else tuple(
@@ -165,7 +184,10 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             quantize_table=args.quantize_table, method=args.method,
             keep_io_types=not args.no_keep_io_types, keep_float=keep_float,
             backend=args.backend, bias_correction=args.bias_correction,
-            input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range)
+            input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range,
+            block_size=args.block_size, algorithm=args.algorithm,
+            calibration_data=args.calibration_data, symmetric_weights=args.symmetric_weights,
+            act_order=args.act_order)
         deploy_summary(result)
         console.print(f"wrote {result.path}")
         if result.validation is not None:

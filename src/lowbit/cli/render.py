@@ -35,7 +35,7 @@ def validation_table(report: ValidationReport, title: str = "validation") -> Tab
 def deploy_summary(result: DeployResult) -> None:
     counts = Counter(d.op_type for d in result.quantized)
     quantized = ", ".join(f"{n} {op}" for op, n in sorted(counts.items())) or "nothing"
-    verb = "quantized" if result.precision == "INT8" else "converted"
+    verb = "converted" if result.precision in ("F16", "BF16") else "quantized"
     console.print(f"{verb} to {result.precision}: {quantized}")
     if result.removed:
         removed = Counter(d.op_type for d in result.removed)

@@ -112,7 +112,11 @@ class WeightOnlyResult:
             how += ", act-order"
         return (f"W4 weight-only: {counted}, block {s.block_size} "
                 f"({'symmetric' if s.symmetric else 'asymmetric'}), {how}, file "
-                f"{before_bytes / 1e6:.1f} MB → {after_bytes / 1e6:.1f} MB")
+                f"{_size(before_bytes)} → {_size(after_bytes)}")
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1e3:.1f} kB"
 
 
 def find_targets(model: onnx.ModelProto) -> tuple[list[WeightTarget], list[NodeDecision]]:
