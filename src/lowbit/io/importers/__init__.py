@@ -20,9 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# Importing the format modules registers them, in the order their detectors run.
+# Importing the format modules registers them (their detectors never overlap, so the
+# order they run in does not matter). None imports a framework at module level.
+from lowbit.io.importers import keras as _keras  # noqa: F401
 from lowbit.io.importers import onnx_model as _onnx_model  # noqa: F401
 from lowbit.io.importers import pytorch as _pytorch
+from lowbit.io.importers import tensorflow as _tensorflow  # noqa: F401
+from lowbit.io.importers import tflite as _tflite  # noqa: F401
 from lowbit.io.importers.base import (
     EXPORTERS,
     MIN_SOURCE_OPSET,
