@@ -13,10 +13,12 @@ __version__ = "0.1.0"
 from lowbit.analysis.bench import BenchSettings
 from lowbit.analysis.bench import bench_models as bench
 from lowbit.api import (
+    Classification,
     DeployResult,
     ReportResult,
     TransformResult,
     calibrate,
+    classify,
     compare,
     deploy,
     evaluate,
@@ -29,12 +31,14 @@ from lowbit.errors import LowbitError
 
 __all__ = [
     "BenchSettings",
+    "Classification",
     "DeployResult",
     "LowbitError",
     "ReportResult",
     "TransformResult",
     "bench",
     "calibrate",
+    "classify",
     "compare",
     "deploy",
     "evaluate",

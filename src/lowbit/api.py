@@ -19,12 +19,20 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
 from lowbit.analysis.bench import BenchSettings, bench_models
-from lowbit.analysis.evaluate import EvalReport, evaluate, evaluate_models
+from lowbit.analysis.classify import (
+    Classification,
+    classify_image,
+    draw_predictions,
+    read_class_names,
+)
+from lowbit.analysis.evaluate import EvalReport, evaluate_models
+from lowbit.analysis.evaluate import evaluate as evaluate_model
 from lowbit.analysis.explain import SpeedAdvice, explain_int8
 from lowbit.analysis.labels import load_labels
 from lowbit.analysis.layerwise import LayerReport, compare_layers, write_csv
@@ -34,8 +42,26 @@ from lowbit.analysis.validate import Tolerance, ValidationReport, compare_output
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable, read_table, write_table
-from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset, save_npz_dataset
+from lowbit.data import (
+    Dataset,
+    ImageFolderDataset,
+    ImageOptions,
+    check_finite,
+    open_dataset,
+    save_npz_dataset,
+)
+from lowbit.data.fuse_preprocess import fuse_preprocess as fuse_preprocess_graph
+from lowbit.data.images import is_image_file
 from lowbit.errors import CalibrationError, DatasetError, LowbitError, ModelError, UsageError
+from lowbit.io.importers import import_model
+from lowbit.io.meta import (
+    ModelMeta,
+    describe_model,
+    find_meta,
+    meta_path,
+    resolve_image_options,
+    write_meta,
+)
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.passes import CanonicalizeReport, canonicalize
 from lowbit.passes.canonical import Shapes
@@ -64,9 +90,17 @@ BIAS_CORRECTION_SAMPLES = 32
 
 @dataclass(frozen=True)
 class TransformResult:
+    """What transform wrote: the model, its meta file and, with a test input, the exact
+    inputs fed (``reference_input_path``) and the outputs they gave (``reference_path``)."""
+
     path: Path
     report: CanonicalizeReport
     reference_path: Path | None = None
+    meta_path: Path | None = None
+    meta: ModelMeta | None = None
+    reference_input_path: Path | None = None
+    fused_ops: tuple[str, ...] = ()  # the ops --fuse-preprocess put in front of the graph
+    imported_notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,25 +127,118 @@ def transform(
     input_shapes: Shapes | None = None,
     test_input: str | Path | None = None,
     reference_output: str | Path | None = None,
+    image_options: ImageOptions | None = None,
+    fuse_preprocess: bool = False,
+    fused_layout: str = "nhwc",
+    reference_input: str | Path | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    opset: int | None = None,
+    exporter: str = "auto",
 ) -> TransformResult:
-    """Clean a model up (see lowbit.passes.canonicalize), write it, and with
-    ``test_input`` write the float outputs to ``reference_output``
-    (default: ref_outputs.npz beside ``output``)."""
-    source = load_model(model)
-    canonical, report = canonicalize(source, input_shapes=input_shapes)
+    """Import a model (ONNX, PyTorch, TensorFlow: lowbit.io.importers), clean it up (see
+    lowbit.passes.canonicalize), and write it with its meta file (lowbit.io.meta:
+    inputs, outputs, source and the preprocessing in ``image_options``).
+
+    ``fuse_preprocess`` puts mean/scale, the channel order and the layout change into
+    the graph (lowbit.data.fuse_preprocess): the model then takes uint8 pixels in
+    ``fused_layout``. ``test_input`` (an image file, preprocessed with ``image_options``
+    into one sample, or a data set) is run through the written model; the tensors fed go
+    to ``reference_input`` and the outputs to ``reference_output`` (default
+    ref_inputs.npz / ref_outputs.npz beside ``output``). Everything is checked before
+    anything is written.
+    """
+    imported = import_model(model, input_names=input_names, output_names=output_names,
+                            input_shapes=input_shapes, opset=opset, exporter=exporter)
+    canonical, report = canonicalize(imported.model, input_shapes=input_shapes)
     _check_model(canonical, str(model))
+    test_path = Path(test_input) if test_input is not None else None
+    image_test = test_path is not None and test_path.is_file() and is_image_file(test_path)
+    preprocessing = None
+    if image_options is not None or fuse_preprocess or image_test:
+        preprocessing = _preprocessing_for(canonical, image_options, str(model))
+    final = canonical
+    fused_ops: tuple[str, ...] = ()
+    if fuse_preprocess:
+        assert preprocessing is not None
+        fused = fuse_preprocess_graph(canonical, preprocessing, layout=fused_layout)
+        final, _ = canonicalize(fused.model)
+        fused_ops = fused.added
+        _check_model(final, "the model with fused preprocessing")
+    meta = describe_model(final, preprocessing=preprocessing, fused=fuse_preprocess,
+                          fused_layout=fused_layout if fuse_preprocess else None,
+                          source=model, source_format=imported.source_format,
+                          exporter=imported.exporter, notes=imported.notes)
     path = Path(output)
-    reference_path = None
-    if test_input is not None:
-        samples = open_dataset(test_input, input_specs(canonical))
-        reference = run_samples(canonical, _finite_samples(samples))
-        reference_path = Path(reference_output) if reference_output else path.parent / \
-            "ref_outputs.npz"
-        save_model(canonical, path)
+    fed = reference = None
+    if test_path is not None:
+        samples = _test_samples(final, test_path, meta.feed_options(), image_test)
+        fed = _stack_samples(samples)
+        reference = run_samples(final, samples)
+    save_model(final, path)
+    written_meta = write_meta(meta, meta_path(path))
+    reference_path = reference_input_path = None
+    if fed is not None and reference is not None:
+        reference_input_path = Path(reference_input) if reference_input else \
+            path.parent / "ref_inputs.npz"
+        reference_path = Path(reference_output) if reference_output else \
+            path.parent / "ref_outputs.npz"
+        save_npz_dataset(reference_input_path, fed)
         save_npz_dataset(reference_path, reference)
+    return TransformResult(path, report, reference_path, written_meta, meta,
+                           reference_input_path, fused_ops, imported.notes)
+
+
+def _preprocessing_for(model: onnx.ModelProto, options: ImageOptions | None,
+                       where: str) -> ImageOptions:
+    """The image options as the meta file records them: layout resolved for the model's
+    image input, the crop defaulting to its height and width, lengths checked."""
+    specs = input_specs(model)
+    images = [spec for spec in specs if len(spec.shape) == 4]
+    if len(specs) != 1 or not images:
+        raise UsageError(f"image preprocessing needs a model with one 4-D image input; {where} "
+                         f"has {', '.join(f'{s.name} {s.shape_text()}' for s in specs)}")
+    spec = images[0]
+    resolved = (options or ImageOptions(layout="auto")).for_shape(spec.shape)
+    _, c, h, w = spec.shape if resolved.layout == "nchw" else \
+        (spec.shape[i] for i in (0, 3, 1, 2))
+    label = f"input '{spec.name}' {spec.shape_text()} ({resolved.layout})"
+    if isinstance(c, int) and c != resolved.channels:
+        raise UsageError(f"{label} has {c} channel(s), but --pixel-format "
+                         f"{resolved.pixel_format} gives {resolved.channels}; check "
+                         f"--pixel-format and --layout")
+    if isinstance(h, int) and isinstance(w, int):
+        resolved.check_fits(h, w, resolved.channels, label)
+        if resolved.crop is None:
+            resolved = replace(resolved, crop=(h, w))
     else:
-        save_model(canonical, path)
-    return TransformResult(path, report, reference_path)
+        resolved.check_fits(1, 1, resolved.channels, label)  # mean/scale lengths only
+    return resolved
+
+
+def _test_samples(model: onnx.ModelProto, path: Path, feed: ImageOptions | None,
+                  image_file: bool) -> list[dict[str, np.ndarray]]:
+    """The test input's samples as fed (an image file: one sample, preprocessed)."""
+    specs = input_specs(model)
+    if image_file:
+        data: Dataset = ImageFolderDataset(path, specs, [path], feed or ImageOptions())
+    else:
+        data = open_dataset(path, specs, image_options=feed if path.is_dir() else None)
+    samples = list(_finite_samples(data))
+    if not samples:
+        raise DatasetError(f"the test input {path} has no samples")
+    return samples
+
+
+def _stack_samples(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Samples as a data set's arrays: batch-1 slices concatenated along axis 0, other
+    samples stacked on a new first axis (the data-set format's "whole samples")."""
+    stacked = {}
+    for name in samples[0]:
+        parts = [sample[name] for sample in samples]
+        batch_one = all(part.ndim >= 1 and part.shape[0] == 1 for part in parts)
+        stacked[name] = np.concatenate(parts) if batch_one else np.stack(parts)
+    return stacked
 
 
 def calibrate(
@@ -128,11 +255,16 @@ def calibrate(
     threads: int | None = None,
     progress: bool = True,
 ) -> CalibrationTable:
-    """Stream ``num`` samples (all when None) through the model and write the table."""
+    """Stream ``num`` samples (all when None) through the model and write the table.
+
+    An image-folder ``dataset`` is preprocessed with ``image_options``, or without them as
+    the model's meta file (lowbit.io.meta) says."""
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
     if num is not None and num <= 0:
         raise UsageError(f"--num must be a positive number of samples, got {num}")
-    canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    source = load_model(model)
+    canonical, _ = canonicalize(source, input_shapes=input_shapes)
+    image_options = _image_options_for(model, image_options, dataset, source)
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
                            threads=threads)
@@ -391,6 +523,59 @@ def qtable(
     return QTableResult(path, search.qtable, search.ranking, search)
 
 
+def evaluate(model: str | Path, dataset: str | Path, *,
+             image_options: ImageOptions | None = None, **options: Any) -> EvalReport:
+    """lowbit.analysis.evaluate.evaluate (same keywords), with an image-folder data set
+    preprocessed as the model's meta file says when no ``image_options`` are given."""
+    return evaluate_model(model, dataset,
+                          image_options=_image_options_for(model, image_options, dataset),
+                          **options)
+
+
+def classify(
+    model: str | Path,
+    image: str | Path,
+    labels: str | Path | Sequence[str] | None = None,
+    top: int = 5,
+    *,
+    output: str | Path | None = None,
+    image_options: ImageOptions | None = None,
+    backend: str = "ort",
+    threads: int | None = None,
+    output_name: str | None = None,
+) -> Classification:
+    """The ``top`` classes of one image (lowbit.analysis.classify), for F32 and quantized
+    models alike, preprocessed with ``image_options`` or as the model's meta file says.
+
+    ``labels``: a text file of one class name per line, or the names themselves;
+    default ImageNet-1k's for a 1000-score output. With ``output``, the image is also
+    written there with the predictions drawn on it.
+    """
+    check_backend(backend)
+    if backend == "openvino":
+        require_openvino()
+    proto = load_model(model, check=False)
+    options = resolve_image_options(model, image_options, proto)
+    if options is None:
+        found = find_meta(model)
+        why = (f"its meta file {found} records no preprocessing" if found is not None else
+               f"it has no meta file ({meta_path(model).name})")
+        raise UsageError(f"cannot preprocess an image for {model}: {why} and no image "
+                         f"options were given; give --mean, --scale, --pixel-format and "
+                         f"--resize (and --crop), or run lowbit transform with them")
+    names: Sequence[str] | None
+    if isinstance(labels, str | Path):
+        names, source = read_class_names(labels), Path(labels).name
+    else:
+        names, source = labels, ""
+    result = classify_image(model, image, image_options=options, labels=names,
+                            labels_source=source, top=top, backend=backend, threads=threads,
+                            output_name=output_name)
+    if output is not None:
+        result = replace(result, drawn=draw_predictions(image, result, output))
+    return result
+
+
 def compare(
     reference_model: str | Path,
     test_model: str | Path,
@@ -436,13 +621,15 @@ def report(
     compare_samples: int = 32,
     title: str | None = None,
     backend: str = "ort",
+    image_options: ImageOptions | None = None,
 ) -> ReportResult:
     """One row per model variant: size, accuracy, speed, output cosine vs F32, written
     as report.md and a self-contained report.html (with the F32→first-quantized-variant
     layer plot and bar charts of speed and accuracy).
 
     The precision of each variant is read off its graph (QuantizeLinear → INT8, float16
-    tensors → F16, else F32); the first F32 variant is the baseline.
+    tensors → F16, else F32); the first F32 variant is the baseline. An image-folder
+    data set is preprocessed with ``image_options``, or as the baseline's meta file says.
     """
     if not variants:
         raise UsageError("report needs at least one model")
@@ -450,11 +637,13 @@ def report(
     models = [load_model(path) for path in paths]
     precisions = [precision_of(model) for model in models]
     base = precisions.index("F32") if "F32" in precisions else 0
+    image_options = _image_options_for(paths[base], image_options, dataset, models[base])
     metrics: tuple[str, ...] = ("cos",)
     if labels is not None or _has_labels(dataset):
         metrics = ("top1", "top5", "cos")
     results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
-                              reference=paths[base], threads=threads, num=num, backend=backend)
+                              reference=paths[base], threads=threads, num=num, backend=backend,
+                              image_options=image_options)
     bench = bench_models(paths, BenchSettings(batches=(1, batch), threads=threads,
                                               repeats=repeats, backend=backend), progress=False)
     rows = build_rows(list(zip(precisions, paths, strict=True)), results, bench, base)
@@ -463,7 +652,7 @@ def report(
     plot = None
     quantized = [i for i, p in enumerate(precisions) if p != "F32"]
     if quantized and base != quantized[0] and backend == "ort":
-        samples = open_dataset(dataset, input_specs(models[base]))
+        samples = open_dataset(dataset, input_specs(models[base]), image_options=image_options)
         layers = compare_layers(models[base], models[quantized[0]],
                                 _finite_samples_limited(samples, compare_samples), Tolerance(),
                                 progress=False)
@@ -510,6 +699,20 @@ def precision_of(model: onnx.ModelProto) -> str:
     if onnx.TensorProto.BFLOAT16 in types:
         return "BF16"
     return "F32"
+
+
+def _image_options_for(model: str | Path, given: ImageOptions | None, dataset: str | Path,
+                       proto: onnx.ModelProto | None = None) -> ImageOptions | None:
+    """``given``; else, for a folder of images, the preprocessing of the model's meta file
+    (checked against the model); else None (other data sets need no image options)."""
+    if given is not None:
+        return given
+    folder = Path(dataset)
+    if not folder.is_dir() or not any(is_image_file(p) for p in folder.rglob("*")):
+        return None
+    if proto is None:
+        proto = load_model(model, check=False)
+    return resolve_image_options(model, None, proto)
 
 
 def _has_labels(dataset: str | Path) -> bool:
@@ -599,6 +802,6 @@ def _check_model(model: onnx.ModelProto, what: str) -> None:
         raise ModelError(f"{what} fails the ONNX checker: {str(err).splitlines()[0]}") from err
 
 
-__all__ = ["Dataset", "DeployResult", "EvalReport", "ReportResult", "TransformResult",
-           "calibrate", "compare", "deploy", "evaluate", "precision_of", "qtable", "report", "run_samples",
+__all__ = ["Classification", "Dataset", "DeployResult", "EvalReport", "ReportResult",
+           "TransformResult", "calibrate", "classify", "compare", "deploy", "evaluate", "precision_of", "qtable", "report", "run_samples",
            "transform"]

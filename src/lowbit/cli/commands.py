@@ -13,6 +13,7 @@ from lowbit.calibration.observers import METHODS
 from lowbit.cli.parsing import parse_floats, parse_ints, parse_shapes
 from lowbit.cli.render import (
     bench_table,
+    classify_table,
     console,
     deploy_summary,
     eval_table,
@@ -26,30 +27,79 @@ from lowbit.demo import run_demo_flow
 
 
 def _transform(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("transform", help="clean up a model (fold BN, lift constants, fix shapes)",
-                       description="Load and check an ONNX model, fix its input shapes, move "
-                       "weights held in Constant nodes into initializers, remove Identity and "
-                       "Dropout, fold BatchNormalization, and write it. With --test-input, also "
-                       "write the float outputs as reference for deploy.")
-    p.add_argument("model", help="the float ONNX model")
-    p.add_argument("-o", "--output", required=True, help="where to write the cleaned model")
+    p = sub.add_parser("transform", help="import and clean up a model, record its preprocessing",
+                       description="Import a model (ONNX, PyTorch, TensorFlow), fix its input "
+                       "shapes, move weights held in Constant nodes into initializers, remove "
+                       "Identity and Dropout, fold BatchNormalization, and write it with "
+                       "NAME.meta.json beside it (inputs, outputs, source, and the image "
+                       "preprocessing given here, which calibrate, eval, classify and report "
+                       "then read). With --test-input, also write the exact inputs fed "
+                       "(ref_inputs.npz) and the float outputs (ref_outputs.npz) for deploy.")
+    p.add_argument("model", help="the float model: ONNX, TorchScript, SavedModel, ...")
+    p.add_argument("-o", "--output", required=True, help="where to write the cleaned model "
+                   "(work/model.f32.onnx also writes work/model.meta.json)")
     p.add_argument("--input-shapes", help="fix input shapes: [[1,3,224,224]] in input order, "
                    "or NAME:1,3,224,224;NAME2:...")
-    p.add_argument("--test-input", help="a data set (.npz/.npy/folder) to run the model on")
+    p.add_argument("--test-input", metavar="IMG|DATASET",
+                   help="an image file (preprocessed with the image options below into one "
+                   "sample) or a data set (.npz/.npy/folder) to run the written model on")
     p.add_argument("--reference-output", help="where to write the reference outputs "
                    "(default: ref_outputs.npz beside --output)")
+    p.add_argument("--reference-input", help="where to write the inputs fed (default: "
+                   "ref_inputs.npz beside --output)")
+    _add_image_options(p, recorded=True)
+    p.add_argument("--fuse-preprocess", action="store_true",
+                   help="put mean/scale, the channel order and the layout change into the "
+                   "graph: the model then takes uint8 RGB (or gray) pixels, already resized "
+                   "and cropped, in --fused-layout")
+    p.add_argument("--fused-layout", choices=("nhwc", "nchw"), default="nhwc",
+                   help="layout of the uint8 input with --fuse-preprocess (default nhwc, as "
+                   "image decoders give pixels)")
+    p.add_argument("--inputs", help="import: input tensor names, comma-separated (a frozen "
+                   "TensorFlow graph's inputs; names for a PyTorch export's inputs)")
+    p.add_argument("--outputs", help="import: output tensor names, comma-separated")
+    p.add_argument("--opset", type=int, help="import: target ONNX opset (default 17)")
+    p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
+                   help="import: torch's ONNX exporter for PyTorch models (default auto)")
 
     def run(args: argparse.Namespace) -> int:
-        result = api.transform(args.model, args.output, input_shapes=parse_shapes(
-            args.input_shapes), test_input=args.test_input,
-            reference_output=args.reference_output)
+        result = api.transform(
+            args.model, args.output, input_shapes=parse_shapes(args.input_shapes),
+            test_input=args.test_input, reference_output=args.reference_output,
+            reference_input=args.reference_input, image_options=_image_options(args),
+            fuse_preprocess=args.fuse_preprocess, fused_layout=args.fused_layout,
+            input_names=_names(args.inputs), output_names=_names(args.outputs),
+            opset=args.opset, exporter=args.exporter)
+        for note in result.imported_notes:
+            console.print(f"import: {note}")
         console.print(f"transform: {result.report.summary()}")
+        if result.fused_ops:
+            console.print(f"fused preprocessing: {' → '.join(result.fused_ops)}; the model "
+                          f"takes {_input_text(result)}")
         console.print(f"wrote {result.path}")
-        if result.reference_path:
-            console.print(f"wrote {result.reference_path}")
+        console.print(f"wrote {result.meta_path}")
+        for path in (result.reference_input_path, result.reference_path):
+            if path:
+                console.print(f"wrote {path}")
         return 0
 
     p.set_defaults(run=run)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(","))
+
+
+def _input_text(result: api.TransformResult) -> str:
+    if result.meta is None:
+        return "its inputs"
+    parts = []
+    for tensor in result.meta.inputs:
+        dims = ",".join(str(d) if isinstance(d, int) else "?" for d in tensor.shape or ())
+        parts.append(f"{tensor.name} {tensor.dtype} [{dims}]")
+    return ", ".join(parts)
 
 
 def _calibrate(sub: argparse._SubParsersAction) -> None:
@@ -87,13 +137,26 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _add_image_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mean", help="image data: per-channel mean, e.g. 123.675,116.28,103.53")
-    p.add_argument("--scale", help="image data: per-channel scale; value = (pixel-mean)*scale")
-    p.add_argument("--pixel-format", choices=("rgb", "bgr", "gray"), default="rgb",
-                   help="image data: channel order (default rgb)")
-    p.add_argument("--resize", help="image data: resize to H,W (or the shorter side to N) "
-                   "before a centre crop to the input size")
+def _add_image_options(p: argparse.ArgumentParser, *, recorded: bool = False) -> None:
+    # transform records these in the meta file; every other command reads that file when
+    # none of them is given, and any of them given replaces it as a whole.
+    what = "image preprocessing (recorded in the meta file)" if recorded else \
+        "image data (any of these replaces the preprocessing in the model's meta file)"
+    group = p.add_argument_group(what)
+    group.add_argument("--mean", help="per-channel mean, e.g. 123.675,116.28,103.53 "
+                       "(value = (pixel - mean) * scale)")
+    group.add_argument("--scale", help="per-channel scale, e.g. 0.0171,0.0175,0.0174")
+    group.add_argument("--pixel-format", choices=("rgb", "bgr", "gray"),
+                       help="channel order the model wants (default rgb)")
+    group.add_argument("--resize", help="N: resize the shorter side to N; H,W: resize to "
+                       "H,W; default: straight to the crop size")
+    group.add_argument("--crop", help="H,W (or N) of the centre crop after --resize (default: "
+                       "the input's height and width; another size is resized to it)")
+    group.add_argument("--keep-aspect-ratio", action="store_true", default=None,
+                       help="with --resize H,W or no --resize: fit the image inside keeping "
+                       "its aspect ratio and pad with black (letterbox)")
+    group.add_argument("--layout", choices=("nchw", "nhwc"),
+                       help="the model input's layout (default: told from its shape)")
 
 
 def _add_weight_range(p: argparse.ArgumentParser) -> None:
@@ -121,13 +184,17 @@ def _add_weight_only(p: argparse.ArgumentParser) -> None:
 
 
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
-    if args.mean is None and args.scale is None and args.resize is None \
-            and args.pixel_format == "rgb":
+    given = (args.mean, args.scale, args.pixel_format, args.resize, args.crop,
+             args.keep_aspect_ratio, args.layout)
+    if all(value is None for value in given):
         return None
-    resize = parse_ints(args.resize, "--resize") if args.resize else None
     return ImageOptions(mean=parse_floats(args.mean, "--mean") or (0.0,),
                         scale=parse_floats(args.scale, "--scale") or (1.0,),
-                        pixel_format=args.pixel_format, resize=resize)
+                        pixel_format=args.pixel_format or "rgb",
+                        resize=parse_ints(args.resize, "--resize") if args.resize else None,
+                        crop=parse_ints(args.crop, "--crop") if args.crop else None,
+                        keep_aspect_ratio=bool(args.keep_aspect_ratio),
+                        layout=args.layout or "auto")
 
 
 def _deploy(sub: argparse._SubParsersAction) -> None:
@@ -335,13 +402,51 @@ def _report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="engine threads")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino (runs "
                    "BF16 models, which ORT's CPU provider cannot)")
+    _add_image_options(p)
 
     def run(args: argparse.Namespace) -> int:
         result = api.report(args.models, args.dataset, args.output, labels=args.labels,
                             batch=args.batch, repeats=args.repeats, threads=args.threads,
-                            num=args.num, backend=args.backend)
+                            num=args.num, backend=args.backend,
+                            image_options=_image_options(args))
         console.print(report_table(result.rows))
         console.print(f"wrote {result.files.markdown} and {result.files.html}")
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="the top classes of one image, drawn on the image",
+                       description="Preprocess an image as the model's meta file says (or as "
+                       "the image options given say), run the model (F32 or quantized) and "
+                       "print the top classes with their scores: the output itself when it "
+                       "is already probabilities, else its softmax (the line above the table "
+                       "says which). ImageNet-1k class names ship with lowbit and name a "
+                       "1000-score output; --labels names any other.")
+    p.add_argument("model", help="an ONNX classifier (model.f32.onnx, model.int8.onnx, ...)")
+    p.add_argument("--input", required=True, help="the image file")
+    p.add_argument("--labels", help="a text file of class names, one per line in class order "
+                   "(default: ImageNet-1k for a 1000-score output)")
+    p.add_argument("--output", help="also write the image with the top classes drawn on it "
+                   "(.jpg, .png)")
+    p.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    p.add_argument("--output-name", help="which model output holds the scores (default: the "
+                   "first)")
+    p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
+    p.add_argument("--threads", type=int, help="engine threads")
+    _add_image_options(p)
+
+    def run(args: argparse.Namespace) -> int:
+        result = api.classify(args.model, args.input, labels=args.labels, top=args.top,
+                              output=args.output, image_options=_image_options(args),
+                              backend=args.backend, threads=args.threads,
+                              output_name=args.output_name)
+        console.print(f"{result.image.name} on {result.model.name} ({result.precision}); "
+                      f"scores: {result.score_kind}; labels: {result.labels_source}")
+        console.print(classify_table(result))
+        if result.drawn is not None:
+            console.print(f"wrote {result.drawn}")
         return 0
 
     p.set_defaults(run=run)
@@ -444,5 +549,5 @@ def _demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-REGISTRARS = (_transform, _calibrate, _qtable, _deploy, _compare, _eval, _bench, _explain,
-              _report, _demo)
+REGISTRARS = (_transform, _calibrate, _qtable, _deploy, _compare, _eval, _classify, _bench,
+              _explain, _report, _demo)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lowbit.analysis.bench import BenchComparison
+from lowbit.analysis.classify import Classification
 from lowbit.analysis.evaluate import EvalReport, format_metric
 from lowbit.analysis.layerwise import LayerReport
 from lowbit.analysis.report import ReportRow
@@ -128,4 +129,14 @@ def loss_table(rows: list[LossRow]) -> Table:
     for rank, row in enumerate(rows, start=1):
         table.add_row(str(rank), row.name, row.op_type, f"{row.sqnr_db:.2f}",
                       f"{row.cosine:.6f}")
+    return table
+
+
+def classify_table(result: Classification) -> Table:
+    table = Table(title=f"top {len(result.predictions)}")
+    for column in ("rank", "class", "index", "score"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for rank, prediction in enumerate(result.predictions, start=1):
+        table.add_row(str(rank), prediction.label, str(prediction.index),
+                      f"{prediction.score:.4f}")
     return table

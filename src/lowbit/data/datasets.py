@@ -340,6 +340,7 @@ class ImageFolderDataset(Dataset):
         if len(spec.shape) != 4:
             raise DatasetError(f"an image folder ({self.source}) needs a 4-D image input, but "
                                f"input '{spec.name}' has shape {spec.shape_text()}")
+        self.options = self.options.for_shape(spec.shape)  # resolves layout "auto"
         layout = self.options.layout
         batch, c, h, w = spec.shape if layout == "nchw" else (spec.shape[i] for i in (0, 3, 1, 2))
         where = f"input '{spec.name}' {spec.shape_text()} ({layout})"

@@ -5,22 +5,30 @@
     x = load_image("cat.jpg", options, height=224, width=224)   # (1, 3, 224, 224) float32
 
 Steps, in order: decode with Pillow; convert to RGB or L (``bgr`` is RGB with the
-channels reversed); resize with bilinear filtering; centre-crop to the input's
-height and width; ``value = (pixel - mean) * scale`` per channel (tpu-mlir's
-convention); NCHW or NHWC; add the batch axis.
+channels reversed); resize with bilinear filtering; centre-crop; resize the crop
+to the input's height and width if it differs; ``value = (pixel - mean) * scale``
+per channel (tpu-mlir's convention); NCHW or NHWC; add the batch axis.
 
 ``resize`` decides the geometry:
 
-- ``None``: resize straight to (height, width), ignoring the aspect ratio;
+- ``None``: resize straight to the crop size (the input's height and width unless
+  ``crop`` is given), ignoring the aspect ratio;
 - ``(side,)``: resize so the shorter side equals ``side`` (aspect ratio kept),
   then centre-crop — the torchvision ``Resize(256)`` + ``CenterCrop(224)`` recipe;
 - ``(h, w)``: resize to exactly h×w, then centre-crop (tpu-mlir's ``resize_dims``).
+
+``keep_aspect_ratio`` (with ``None`` or ``(h, w)``): scale the image to fit inside
+the target keeping its aspect ratio and pad the rest with black, centred (tpu-mlir's
+``--keep_aspect_ratio``, a letterbox). ``crop`` ``(h, w)`` is the size of the centre
+crop (default: the input's height and width); a crop of another size is resized to
+the input's. ``layout`` ``"auto"`` is resolved per input by :meth:`ImageOptions.for_shape`:
+NCHW when axis 1 holds the channels, NHWC when axis 3 does.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +51,9 @@ class ImageOptions:
     scale: tuple[float, ...] = (1.0,)  # value = (pixel - mean) * scale
     pixel_format: str = "rgb"  # rgb | bgr | gray
     resize: tuple[int, ...] | None = None  # None, (shorter_side,) or (height, width)
-    layout: str = "nchw"  # nchw | nhwc
+    layout: str = "nchw"  # nchw | nhwc | auto (see for_shape)
+    crop: tuple[int, ...] | None = None  # centre crop (h, w) or (side,); None: input size
+    keep_aspect_ratio: bool = False  # letterbox into resize (h, w) or the crop size
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", _float_tuple("mean", self.mean))
@@ -51,14 +61,29 @@ class ImageOptions:
         if self.pixel_format not in PIXEL_FORMATS:
             raise UsageError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, "
                              f"got {self.pixel_format!r}")
-        if self.layout not in LAYOUTS:
-            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.layout not in (*LAYOUTS, "auto"):
+            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r} "
+                             f"(or auto: chosen from the input's shape)")
         if self.resize is not None:
             object.__setattr__(self, "resize", _resize_tuple(self.resize))
+        if self.crop is not None:
+            crop = _resize_tuple(self.crop, "crop")
+            object.__setattr__(self, "crop", crop * 2 if len(crop) == 1 else crop)
+        if not isinstance(self.keep_aspect_ratio, bool):
+            raise UsageError(f"keep_aspect_ratio must be True or False, "
+                             f"got {self.keep_aspect_ratio!r}")
 
     @property
     def channels(self) -> int:
         return 1 if self.pixel_format == "gray" else 3
+
+    def for_shape(self, shape: tuple[object, ...]) -> ImageOptions:
+        """These options with ``layout`` "auto" resolved for a 4-D input of this shape:
+        NCHW when axis 1 has the channels (or is not a number), NHWC when only axis 3 has."""
+        if self.layout != "auto":
+            return self
+        nhwc = len(shape) == 4 and shape[1] != self.channels and shape[3] == self.channels
+        return replace(self, layout="nhwc" if nhwc else "nchw")
 
     def check_fits(self, height: int, width: int, channels: int, where: str) -> None:
         """Raise UsageError if these options cannot produce a (channels, height, width) input."""
@@ -66,15 +91,16 @@ class ImageOptions:
             if len(values) not in (1, channels):
                 raise UsageError(f"{label} has {len(values)} values but {where} has "
                                  f"{channels} channel(s); give 1 or {channels}")
+        crop_h, crop_w = self.crop or (height, width)
+        what = f"the {crop_h}x{crop_w} crop that {where} needs" if self.crop is None else \
+            f"the {crop_h}x{crop_w} crop"
         if self.resize is None:
             return
         if len(self.resize) == 1:
-            if self.resize[0] < max(height, width):
-                raise UsageError(f"resize shorter side {self.resize[0]} is smaller than the "
-                                 f"{height}x{width} crop that {where} needs")
-        elif self.resize[0] < height or self.resize[1] < width:
-            raise UsageError(f"resize {self.resize[0]}x{self.resize[1]} is smaller than the "
-                             f"{height}x{width} crop that {where} needs")
+            if self.resize[0] < max(crop_h, crop_w):
+                raise UsageError(f"resize shorter side {self.resize[0]} is smaller than {what}")
+        elif self.resize[0] < crop_h or self.resize[1] < crop_w:
+            raise UsageError(f"resize {self.resize[0]}x{self.resize[1]} is smaller than {what}")
 
 
 def is_image_file(path: Path) -> bool:
@@ -85,7 +111,7 @@ def load_image(path: str | Path, options: ImageOptions, height: int, width: int)
     """Decode and preprocess one image: float32, (1, C, H, W) or (1, H, W, C)."""
     path = Path(path)
     image = _decode(path, "L" if options.pixel_format == "gray" else "RGB")
-    image = _resize_and_crop(image, options.resize, height, width)
+    image = resize_and_crop(image, options, height, width)
     pixels = np.asarray(image, dtype=np.float32)  # (H, W, 3) or (H, W)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -94,7 +120,7 @@ def load_image(path: str | Path, options: ImageOptions, height: int, width: int)
     mean = np.asarray(options.mean, dtype=np.float32)
     scale = np.asarray(options.scale, dtype=np.float32)
     values = (pixels - mean) * scale  # broadcasts over the last (channel) axis
-    if options.layout == "nchw":
+    if options.layout != "nhwc":  # "auto" without a shape to look at is NCHW
         values = values.transpose(2, 0, 1)
     return np.ascontiguousarray(values[None], dtype=np.float32)
 
@@ -110,11 +136,17 @@ def _decode(path: Path, mode: str) -> Image.Image:
         raise DatasetError(f"cannot read image {path}: {detail}") from err
 
 
-def _resize_and_crop(image: Image.Image, resize: tuple[int, ...] | None,
-                     height: int, width: int) -> Image.Image:
-    if resize is None:
-        return _resize(image, height, width)
-    if len(resize) == 1:
+def resize_and_crop(image: Image.Image, options: ImageOptions, height: int,
+                    width: int) -> Image.Image:
+    """The geometry steps of :func:`load_image`: resize (or letterbox), centre-crop, and
+    resize the crop to height x width when ``options.crop`` has another size."""
+    crop_h, crop_w = options.crop or (height, width)
+    resize = options.resize
+    if resize is None or len(resize) == 2:
+        target_h, target_w = resize if resize is not None else (crop_h, crop_w)
+        image = _letterbox(image, target_h, target_w) if options.keep_aspect_ratio else \
+            _resize(image, target_h, target_w)
+    else:
         short = resize[0]
         w, h = image.size
         if w <= h:
@@ -122,9 +154,18 @@ def _resize_and_crop(image: Image.Image, resize: tuple[int, ...] | None,
         else:
             new_w, new_h = max(short, round(w * short / h)), short
         image = _resize(image, new_h, new_w)
-    else:
-        image = _resize(image, resize[0], resize[1])
-    return _centre_crop(image, height, width)
+    image = _centre_crop(image, crop_h, crop_w)
+    return _resize(image, height, width)
+
+
+def _letterbox(image: Image.Image, height: int, width: int) -> Image.Image:
+    """Fit inside height x width keeping the aspect ratio; pad with black, centred."""
+    w, h = image.size
+    ratio = min(height / h, width / w)
+    new_w, new_h = max(1, min(width, round(w * ratio))), max(1, min(height, round(h * ratio)))
+    canvas = Image.new(image.mode, (width, height))  # black (0) in every mode
+    canvas.paste(_resize(image, new_h, new_w), ((width - new_w) // 2, (height - new_h) // 2))
+    return canvas
 
 
 def _resize(image: Image.Image, height: int, width: int) -> Image.Image:
@@ -155,7 +196,7 @@ def _float_tuple(label: str, values: object) -> tuple[float, ...]:
     return result
 
 
-def _resize_tuple(values: object) -> tuple[int, ...]:
+def _resize_tuple(values: object, label: str = "resize") -> tuple[int, ...]:
     items: tuple[object, ...] = (
         (values,) if isinstance(values, int) else tuple(values) if isinstance(values, list | tuple)
         else ()
@@ -163,6 +204,6 @@ def _resize_tuple(values: object) -> tuple[int, ...]:
     sizes = tuple(int(v) for v in items
                   if isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0)
     if len(items) not in (1, 2) or len(sizes) != len(items):
-        raise UsageError(f"resize must be (side,) or (height, width) of positive integers, "
+        raise UsageError(f"{label} must be (side,) or (height, width) of positive integers, "
                          f"got {values!r}")
     return sizes
