@@ -185,3 +185,32 @@ def test_chain_of_conv_bn_pairs_all_fold() -> None:
     assert count == 2
     assert ops(folded) == ["Conv", "Relu", "Conv"]
     assert_same_function(model, folded, _float(2, 4, 8, 8))
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_folds_into_conv_transpose(group: int) -> None:
+    cin, cout = 4, 6
+    bn_names, bn_inits = _bn_params("bn", cout)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[2, 2],
+                              group=group, name="up"),
+             helper.make_node("BatchNormalization", ["c", *bn_names], ["y"], name="bn")]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             ["N", cin, 5, 5])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                      ["N", cout, 11, 11])],
+                       [init("w", _float(cin, cout // group, 3, 3)), init("b", _float(cout)),
+                        *bn_inits])
+    folded, count = fold(model)
+    assert count == 1 and ops(folded) == ["ConvTranspose"]
+    assert folded.graph.node[0].name == "up"
+    assert_same_function(model, folded, _float(2, cin, 5, 5))
+
+
+def test_folded_conv_keeps_its_node_name_and_takes_the_bn_output_name() -> None:
+    model = conv_bn_model(with_bias=True)
+    model.graph.node.append(helper.make_node("Relu", ["y"], ["z"], name="relu"))
+    model.graph.output[0].name = "z"
+    folded, _ = fold(model)
+    conv = folded.graph.node[0]
+    assert conv.name == "conv" and list(conv.output) == ["y"]
+    assert_same_function(model, folded, _float(2, 4, 8, 8))

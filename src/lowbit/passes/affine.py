@@ -183,4 +183,5 @@ register_rules(
     [Rule(Op("Mul", "Add", "Sub", "Div", inputs={0: Op(*PRODUCERS, name="producer")}),
           lambda m: _fold_elementwise(m, 0)),
      Rule(Op("Mul", "Add", "Sub", inputs={1: Op(*PRODUCERS, name="producer")}),
-          lambda m: _fold_elementwise(m, 1))])
+          lambda m: _fold_elementwise(m, 1))],
+    needs_shapes=True)

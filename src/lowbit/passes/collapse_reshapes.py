@@ -59,6 +59,7 @@ register_rules(
     "Reshape of a Reshape reads the first input; Reshape to the input's own shape removed",
     [Rule(Op("Reshape", inputs={0: Op("Reshape", name="inner", exclusive=False)}),
           _collapse_chain),
-     Rule(Op("Reshape"), _drop_same_shape)])
+     Rule(Op("Reshape"), _drop_same_shape)],
+    needs_shapes=True)
 
 

@@ -6,6 +6,9 @@
 * ``Split(Concat(a, b, c), axis)`` on the Concat's axis, with split sizes equal to
   the parts' sizes there (static), gives back ``a, b, c``: each Split output is
   replaced by its part. The Concat stays only when something else reads it.
+* ``Concat(…, Split(x)[0], …, Split(x)[n-1], …)`` on the Split's axis reads ``x`` in
+  place of the run of all the Split's outputs in order (horizontal fusion leaves
+  these); the Split stays only when something else reads it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from lowbit.passes.registry import register_rules
-from lowbit.passes.rewrite import Match, Op, Replacement, Rule, constant
+from lowbit.passes.rewrite import Match, Op, Replacement, Rule, clone_node, constant
 
 
 def _single_input(m: Match) -> Replacement | None:
@@ -45,6 +48,43 @@ def _split_of_concat(m: Match) -> Replacement | None:
     return Replacement(tuple(zip(split.outputs, parts, strict=True)))  # type: ignore[arg-type]
 
 
+def _concat_of_split(m: Match) -> Replacement | None:
+    concat = m.root
+    inputs = list(concat.inputs)
+    merged: list[ir.Value | None] = []
+    i = 0
+    while i < len(inputs):
+        value = inputs[i]
+        split = value.producer() if value is not None else None
+        if (split is not None and split.op_type == "Split" and value is split.outputs[0]
+                and split.inputs[0] is not None and _same_axis(concat, split)
+                and inputs[i:i + len(split.outputs)] == list(split.outputs)):
+            merged.append(split.inputs[0])
+            i += len(split.outputs)
+        else:
+            merged.append(value)
+            i += 1
+    if len(merged) == len(inputs):
+        return None
+    if len(merged) == 1 and merged[0] is not None:
+        return Replacement(((concat.outputs[0], merged[0]),))
+    node = clone_node(concat, merged)
+    return Replacement.outputs(concat, node.outputs, [node])
+
+
+def _same_axis(concat: ir.Node, split: ir.Node) -> bool:
+    concat_axis = concat.attributes.get_int("axis", 0)
+    split_axis = split.attributes.get_int("axis", 0)
+    if concat_axis == split_axis:
+        return True
+    data = split.inputs[0]
+    if data is None or data.shape is None:
+        return False  # one axis counts from the end: the rank decides
+    rank = len(data.shape)
+    axis = _axis(concat_axis, rank)
+    return axis is not None and axis == _axis(split_axis, rank)
+
+
 def _axis(axis: int, rank: int) -> int | None:
     axis = axis + rank if axis < 0 else axis
     return axis if 0 <= axis < rank else None
@@ -64,7 +104,9 @@ def _split_sizes(split: ir.Node, total: int) -> list[int] | None:
 
 register_rules(
     "eliminate_concat",
-    "Concat of one input removed; Split undoing a Concat replaced by the Concat's inputs",
+    "Concat of one input removed; Split undoing a Concat (and Concat undoing a Split) bypassed",
     [Rule(Op("Concat"), _single_input),
+     Rule(Op("Concat"), _concat_of_split),
      Rule(Op("Split", inputs={0: Op("Concat", name="concat", exclusive=False)}),
-          _split_of_concat)])
+          _split_of_concat)],
+    needs_shapes=True)

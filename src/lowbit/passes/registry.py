@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import onnx_ir as ir
+from onnx_ir.passes.common import ShapeInferencePass
 
 from lowbit.errors import LowbitError, UsageError
 from lowbit.passes.rewrite import Rule, apply_rules
@@ -44,10 +45,23 @@ def register(graph_pass: GraphPass) -> GraphPass:
     return graph_pass
 
 
-def register_rules(name: str, description: str, rules: Sequence[Rule]) -> GraphPass:
-    """Register a pass made of rewrite rules."""
+def register_rules(name: str, description: str, rules: Sequence[Rule], *,
+                   needs_shapes: bool = False) -> GraphPass:
+    """Register a pass made of rewrite rules; ``needs_shapes``: infer shapes and types
+    first (rules that compare shapes or element types)."""
     frozen = tuple(rules)
-    return register(GraphPass(name, description, lambda model: apply_rules(model, frozen)))
+
+    def run(model: ir.Model) -> int:
+        if needs_shapes:
+            infer_ir_shapes(model)
+        return apply_rules(model, frozen)
+
+    return register(GraphPass(name, description, run))
+
+
+def infer_ir_shapes(model: ir.Model) -> None:
+    """Fill in value shapes and types in place (onnx's inference; left as is where it fails)."""
+    ShapeInferencePass(strict_mode=False)(model)
 
 
 def get_pass(name: str) -> GraphPass:

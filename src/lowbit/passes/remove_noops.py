@@ -54,7 +54,8 @@ register_rules("remove_identity", "Identity nodes removed (their input takes the
 register_rules("remove_dropout", "inference-mode Dropout removed (mask unused, training off)",
                [Rule(Op("Dropout"), _drop_dropout)])
 register_rules("remove_noop_casts", "Cast to the type its input already has removed",
-               [Rule(Op("Cast"), _drop_noop_cast)])
+               [Rule(Op("Cast"), _drop_noop_cast)],
+    needs_shapes=True)
 
 
 def remove_identity(model: ir.Model) -> int:

@@ -208,19 +208,20 @@ def _first_in_graph(graph: ir.Graph, nodes: Sequence[ir.Node]) -> ir.Node:
 
 
 def _remove_dead(graph: ir.Graph, candidates: Sequence[ir.Node]) -> None:
-    """Remove candidates whose outputs nobody reads, then initializers only they read."""
+    """Remove candidates nobody reads, then the producers of their inputs left unread
+    (a worklist), then initializers only the removed nodes read."""
     inputs: list[ir.Value] = []
-    removed = True
-    while removed:
-        removed = False
-        for node in candidates:
-            if node.graph is not graph:
-                continue
-            if any(v.uses() or v.is_graph_output() for v in node.outputs):
-                continue
-            inputs.extend(v for v in node.inputs if v is not None)
-            graph.remove(node, safe=True)
-            removed = True
+    work = list(candidates)
+    while work:
+        node = work.pop()
+        if node.graph is not graph:
+            continue
+        if any(v.uses() or v.is_graph_output() for v in node.outputs):
+            continue
+        values = [v for v in node.inputs if v is not None]
+        graph.remove(node, safe=True)
+        inputs.extend(values)
+        work.extend(p for p in (v.producer() for v in values) if p is not None)
     for value in inputs:
         if (value.is_initializer() and not value.uses() and not value.is_graph_input()
                 and not value.is_graph_output() and value.name in graph.initializers):
