@@ -4,17 +4,21 @@
     specs = input_specs(model)                # [TensorSpec(...)], initializers excluded
     save_model(model, "out/model.int8.onnx")  # temp file + rename: never half-written
 
-Models whose weights exceed 2 GB are written with external data.
+Weights kept as external data are read from the model's folder (a missing data file
+is named in the error). Models over 2 GB, or any with ``external_data=True``, are
+written with their weights in ``NAME.data`` beside the model file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import external_data_helper, helper
 
 from lowbit.atomic import atomic_path
 from lowbit.errors import ModelError
@@ -35,31 +39,79 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
     if path.stat().st_size == 0:
         raise ModelError(f"model file is empty: {path}")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as err:
         raise ModelError(f"{path} is not a readable ONNX model (corrupt or truncated): "
                          f"{_first_line(err)}") from err
     if not model.graph.node and not model.graph.output:
         raise ModelError(f"{path} is not an ONNX model: it has no graph")
+    _load_external_data(model, path)
     if check:
         try:
-            onnx.checker.check_model(model, full_check=False)
+            # protobuf cannot hold a model over 2 GB as one message: check it from the file
+            onnx.checker.check_model(model if _small(model) else str(path), full_check=False)
         except Exception as err:
             raise ModelError(f"{path} fails the ONNX checker: {_first_line(err)}") from err
     return model
 
 
-def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
-    """Write a model atomically: to a temporary file in the same folder, then rename."""
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    tensors = [t for t in external_data_helper._get_all_tensors(model)
+               if external_data_helper.uses_external_data(t)]
+    if not tensors:
+        return
+    for tensor in tensors:
+        location = external_data_helper.ExternalDataInfo(tensor).location
+        if not (path.parent / location).is_file():
+            raise ModelError(f"{path} keeps weight '{tensor.name}' in the external data file "
+                             f"'{location}', which is not beside it in {path.parent}")
+    try:
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except Exception as err:
+        raise ModelError(f"{path}: its external data could not be read: {_first_line(err)}"
+                         ) from err
+
+
+def save_model(model: onnx.ModelProto, path: str | Path, *,
+               external_data: bool | None = None) -> Path:
+    """Write a model atomically: to a temporary file in the same folder, then rename.
+
+    ``external_data`` None: weights go to ``NAME.data`` beside the file only when the
+    model is over 2 GB (protobuf's limit); True or False forces the choice."""
     path = Path(path)
-    large = model.ByteSize() > _TWO_GB if _can_measure(model) else True
-    with atomic_path(path) as tmp:
-        if large:
-            onnx.save_model(model, str(tmp), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=f"{path.name}.data")
-        else:
+    if external_data is None:
+        external_data = not _small(model)
+    if not external_data:
+        with atomic_path(path) as tmp:
             onnx.save_model(model, str(tmp))
+        return path
+    _save_with_external_data(model, path)
     return path
+
+
+def _save_with_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Model and ``NAME.data`` are written in a temporary folder beside the target and
+    moved into place together (onnx appends to an existing data file, so it must start
+    empty). onnx moves the weights out of ``model`` as it writes; they are read back so
+    the caller's model is unchanged."""
+    data_name = f"{path.name}.data"
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory(
+            prefix=f".{path.name}.", dir=path.parent) as folder:
+        staged = Path(folder) / path.name
+        onnx.save_model(model, str(staged), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name)
+        data = Path(folder) / data_name
+        if data.exists():   # absent when every tensor is under onnx's 1 KB threshold
+            os.chmod(data, 0o666 & ~_umask())
+            os.replace(data, path.parent / data_name)
+        os.replace(staged, tmp)
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def input_specs(model: onnx.ModelProto) -> list[TensorSpec]:
@@ -87,12 +139,12 @@ def output_names(model: onnx.ModelProto) -> list[str]:
     return [value.name for value in model.graph.output]
 
 
-def _can_measure(model: onnx.ModelProto) -> bool:
+def _small(model: onnx.ModelProto) -> bool:
+    """Under protobuf's 2 GB limit (sizing a larger message may itself fail)."""
     try:
-        model.ByteSize()
+        return model.ByteSize() <= _TWO_GB
     except Exception:  # noqa: BLE001 - protobuf refuses to size messages over 2 GB
         return False
-    return True
 
 
 def _first_line(err: BaseException) -> str:
