@@ -129,3 +129,26 @@ def test_size_includes_external_data(tmp_path: Path) -> None:
     data = tmp_path / "ext.onnx.data"
     assert data.exists()
     assert model_size_bytes(ext) == ext.stat().st_size + data.stat().st_size
+
+
+@pytest.mark.parametrize("level", ["disable", "basic", "extended", "all"])
+def test_ort_optimization_level_is_applied(tmp_path: Path, level: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from lowbit.analysis import bench
+
+    seen: list[str | None] = []
+    real = bench.create_session
+
+    def spy(model: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("optimization_level"))  # type: ignore[arg-type]
+        return real(model, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "create_session", spy)
+    settings = BenchSettings(batches=(1,), threads=1, warmup=0, repeats=1, ort_optimization=level)
+    comparison = bench_models([_matmul_model(tmp_path / "m.onnx")], settings, progress=False)
+    assert seen == [level] and comparison.results[0].timing(1).median_ms > 0
+
+
+def test_unknown_ort_optimization_level_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="ort_optimization must be one of disable, basic"):
+        BenchSettings(ort_optimization="max")

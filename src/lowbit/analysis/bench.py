@@ -59,7 +59,7 @@ from lowbit.runtime.backends import (
     graph_precision,
     make_runner,
 )
-from lowbit.runtime.ort import create_session
+from lowbit.runtime.ort import ORT_LEVELS, create_session
 from lowbit.spec import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class BenchSettings:
     ``min_seconds`` > 0 keeps repeating (past ``repeats``) until every model has
     spent at least that long in timed runs at the batch size. ``backend`` and
     ``precision`` apply to models given as plain paths (see lowbit.runtime.backends).
+    ``ort_optimization`` is ONNX Runtime's graph optimization level for ORT runs:
+    "disable", "basic", "extended" or "all" (ORT's default).
     """
 
     batches: tuple[int, ...] = (1, 32)
@@ -83,10 +85,14 @@ class BenchSettings:
     min_seconds: float = 0.0
     backend: str = "ort"
     precision: str | None = None
+    ort_optimization: str = "all"
 
     def __post_init__(self) -> None:
         check_backend(self.backend)
         object.__setattr__(self, "precision", check_precision(self.precision))
+        if self.ort_optimization not in ORT_LEVELS:
+            raise UsageError(f"ort_optimization must be one of {', '.join(ORT_LEVELS)}, "
+                             f"found {self.ort_optimization!r}")
         if not self.batches:
             raise UsageError("bench needs at least one batch size, found none")
         bad = [b for b in self.batches if not isinstance(b, int) or b < 1]
@@ -199,7 +205,7 @@ def bench_models(
                 else BenchVariant(m, settings.backend, settings.precision) for m in models]
     paths = [Path(v.model) for v in variants]
     protos = [load_model(p, check=False) for p in paths]
-    engines = [_load_engine(v, proto, settings.threads)
+    engines = [_load_engine(v, proto, settings.threads, settings.ort_optimization)
                for v, proto in zip(variants, protos, strict=True)]
     rng = np.random.default_rng(0)
     per_model: list[list[BatchTiming]] = [[] for _ in paths]
@@ -236,13 +242,14 @@ class _OrtEngine:
 
 
 def _load_engine(variant: BenchVariant, proto: onnx.ModelProto,
-                 threads: int | None) -> _OrtEngine | Runner:
+                 threads: int | None, ort_optimization: str = "all") -> _OrtEngine | Runner:
     if variant.backend != "ort":
         return make_runner(variant.model, backend=variant.backend, threads=threads,
                            precision=variant.precision)
     declared = graph_precision(proto)
     check_ort_precision(str(variant.model), declared, variant.precision)
-    return _OrtEngine(create_session(variant.model, threads=threads), declared)
+    return _OrtEngine(create_session(variant.model, threads=threads,
+                                     optimization_level=ort_optimization), declared)
 
 
 def _describe(variant: BenchVariant, engine: _OrtEngine | Runner) -> str:

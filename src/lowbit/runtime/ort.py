@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 
 ModelSource = str | Path | bytes | onnx.ModelProto
 
+# ORT's graph optimization levels by the names lowbit's options use.
+ORT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
 
 def create_session(
     model: ModelSource,
@@ -35,8 +43,14 @@ def create_session(
     optimized_model_path: str | Path | None = None,
     enable_profiling: bool = False,
     graph_optimization: bool = True,
+    optimization_level: str | None = None,
 ) -> ort.InferenceSession:
-    """Create a CPU inference session; a model ORT cannot load raises ModelError."""
+    """Create a CPU inference session; a model ORT cannot load raises ModelError.
+
+    ``optimization_level`` ("disable", "basic", "extended", "all"; see ORT_LEVELS)
+    sets ORT's graph optimization level; None keeps ORT's default (all), or
+    disable when ``graph_optimization`` is False.
+    """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads is not None:
@@ -48,6 +62,8 @@ def create_session(
         options.enable_profiling = True
     if not graph_optimization:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if optimization_level is not None:
+        options.graph_optimization_level = ORT_LEVELS[optimization_level]
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     source = model if isinstance(model, bytes) else str(model)
