@@ -66,8 +66,6 @@ def _is_torchscript(entries: frozenset[str]) -> bool:
 
 
 def convert_torchscript(path: Path, options: ImportOptions) -> ImportedModel:
-    import torch
-
     entries = zip_entries(path) or frozenset()
     if not _is_torchscript(entries):
         raise ModelError(f"{path} is a pickled PyTorch object (torch.save), not TorchScript: "
@@ -76,6 +74,8 @@ def convert_torchscript(path: Path, options: ImportOptions) -> ImportedModel:
     if options.example is None and options.input_shapes is None:
         raise UsageError(f"{path} is a TorchScript file: exporting it needs the input shapes, "
                          "e.g. --input-shapes [[1,3,224,224]]")
+    import torch
+
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as err:
