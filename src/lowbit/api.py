@@ -63,7 +63,8 @@ from lowbit.io.meta import (
     write_meta,
 )
 from lowbit.io.model import input_specs, load_model, output_names, save_model
-from lowbit.passes import CanonicalizeReport, canonicalize
+from lowbit.passes import CanonicalizeReport, OptimizeResult, canonicalize, resolve_passes
+from lowbit.passes import optimize as optimize_graph
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.bias_correction import correct_biases
 from lowbit.quantize.floats import (
@@ -101,6 +102,7 @@ class TransformResult:
     reference_input_path: Path | None = None
     fused_ops: tuple[str, ...] = ()  # the ops --fuse-preprocess put in front of the graph
     imported_notes: tuple[str, ...] = ()
+    optimized: OptimizeResult | None = None  # the graph passes run, with node counts
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,13 @@ def transform(
     output_names: Sequence[str] | None = None,
     opset: int | None = None,
     exporter: str = "auto",
+    optimize: bool = True,
+    passes: Sequence[str] | str | None = None,
 ) -> TransformResult:
     """Import a model (ONNX, PyTorch, TensorFlow: lowbit.io.importers), clean it up (see
-    lowbit.passes.canonicalize), and write it with its meta file (lowbit.io.meta:
+    lowbit.passes.canonicalize), run the graph passes (``passes``, default
+    lowbit.passes.DEFAULT_PASSES; none when ``optimize`` is False; ``result.optimized``
+    has the node counts of each), and write it with its meta file (lowbit.io.meta:
     inputs, outputs, source and the preprocessing in ``image_options``).
 
     ``fuse_preprocess`` puts mean/scale, the channel order and the layout change into
@@ -148,9 +154,14 @@ def transform(
     ref_inputs.npz / ref_outputs.npz beside ``output``). Everything is checked before
     anything is written.
     """
+    chosen = resolve_passes(passes) if optimize else []  # an unknown name fails first
     imported = import_model(model, input_names=input_names, output_names=output_names,
                             input_shapes=input_shapes, opset=opset, exporter=exporter)
     canonical, report = canonicalize(imported.model, input_shapes=input_shapes)
+    optimized = None
+    if optimize:
+        optimized = optimize_graph(canonical, [p.name for p in chosen])
+        canonical = optimized.model
     _check_model(canonical, str(model))
     test_path = Path(test_input) if test_input is not None else None
     image_test = test_path is not None and test_path.is_file() and is_image_file(test_path)
@@ -186,7 +197,7 @@ def transform(
         save_npz_dataset(reference_input_path, fed)
         save_npz_dataset(reference_path, reference)
     return TransformResult(path, report, reference_path, written_meta, meta,
-                           reference_input_path, fused_ops, imported.notes)
+                           reference_input_path, fused_ops, imported.notes, optimized)
 
 
 def _preprocessing_for(model: onnx.ModelProto, options: ImageOptions | None,

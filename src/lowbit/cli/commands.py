@@ -24,6 +24,7 @@ from lowbit.cli.render import (
 )
 from lowbit.data import ImageOptions
 from lowbit.demo import run_demo_flow
+from lowbit.passes import DEFAULT_PASSES
 
 
 def _transform(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +62,10 @@ def _transform(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, help="import: target ONNX opset (default 17)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                    help="import: torch's ONNX exporter for PyTorch models (default auto)")
+    p.add_argument("--passes", help="graph passes to run after the clean-up, comma-separated "
+                   f"(default: {','.join(DEFAULT_PASSES)})")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="run no graph passes beyond the clean-up")
 
     def run(args: argparse.Namespace) -> int:
         result = api.transform(
@@ -69,10 +74,16 @@ def _transform(sub: argparse._SubParsersAction) -> None:
             reference_input=args.reference_input, image_options=_image_options(args),
             fuse_preprocess=args.fuse_preprocess, fused_layout=args.fused_layout,
             input_names=_names(args.inputs), output_names=_names(args.outputs),
-            opset=args.opset, exporter=args.exporter)
+            opset=args.opset, exporter=args.exporter, optimize=not args.no_optimize,
+            passes=args.passes)
         for note in result.imported_notes:
             console.print(f"import: {note}")
         console.print(f"transform: {result.report.summary()}")
+        if result.optimized is not None:
+            for step in result.optimized.steps:
+                console.print(f"  pass {step.name}: {step.nodes_before} → {step.nodes_after} "
+                              f"nodes ({step.rewrites} rewrite(s))")
+            console.print(f"optimize: {result.optimized.summary()}")
         if result.fused_ops:
             console.print(f"fused preprocessing: {' → '.join(result.fused_ops)}; the model "
                           f"takes {_input_text(result)}")
