@@ -83,3 +83,23 @@ def test_dead_nodes_and_unused_initializers_are_removed() -> None:
     assert count == 4 and ops(out) == ["Relu"]  # two nodes, two initializers
     assert not out.graph.initializer
     assert_same_outputs(model, out, X)
+
+
+def test_a_small_constant_of_shape_folds_but_a_dynamic_one_stays() -> None:
+    # torch's F.pad: ConstantOfShape → Concat builds the pads vector
+    fill = helper.make_tensor("fill", TensorProto.INT64, [1], [0])
+    model = make_model([helper.make_node("ConstantOfShape", ["four"], ["zeros"], value=fill),
+                        helper.make_node("Concat", ["zeros", "hw"], ["pads"], axis=0),
+                        helper.make_node("Pad", ["x", "pads"], ["p"]),
+                        helper.make_node("Shape", ["p"], ["s"]),
+                        helper.make_node("ConstantOfShape", ["s"], ["ones"],
+                                         value=helper.make_tensor("one", TensorProto.FLOAT, [1],
+                                                                  [1.0])),
+                        helper.make_node("Add", ["p", "ones"], ["y"])],
+                       [vi("x", ["N", 4])], [vi("y", ["N", 6])],
+                       [init("four", np.array([2], np.int64)),
+                        init("hw", np.array([1, 1], np.int64))])
+    out, _ = run_pass(model, "fold_constants")
+    assert ops(out).count("ConstantOfShape") == 1  # the one of the dynamic shape
+    assert "Concat" not in ops(out)
+    assert_same_outputs(model, out, X)

@@ -10,7 +10,7 @@ from lowbit.passes.registry import register
 
 EXPECTED = {"fold_constants", "lift_constants", "remove_dead_nodes", "remove_identity",
             "remove_dropout", "remove_noop_casts", "collapse_reshapes", "fold_batchnorm",
-            "fold_affine", "fuse_horizontal", "eliminate_concat",
+            "fold_affine", "fuse_horizontal", "fuse_pad_into_conv", "eliminate_concat",
             "eliminate_common_subexpressions"}
 
 

@@ -88,7 +88,7 @@ def residual_block() -> Built:
 
 def depthwise_net() -> Built:
     """MobileNet-style: 1x1 expand, depthwise 3x3 (group = C), 1x1 project; per-channel Mul/Add
-    after Convs (a Keras-style BN), ConvTranspose + BN upsampling."""
+    after Convs (a Keras-style BN), a Pad before the depthwise Conv, ConvTranspose + BN."""
     p = _Params(3)
     c = 12
     scale = p.add("scale", p.rng.uniform(0.5, 1.5, (1, c, 1, 1)).astype(np.float32))
@@ -98,8 +98,10 @@ def depthwise_net() -> Built:
         helper.make_node("BatchNormalization", ["e", *p.bn("bn_e", c)], ["en"], name="bn_e"),
         helper.make_node("Clip", ["en", p.add("lo", np.array(0, np.float32)),
                                   p.add("hi", np.array(6, np.float32))], ["er"], name="relu6"),
-        helper.make_node("Conv", ["er", p.conv_weight("w_dw", c, 1, 3), p.normal("b_dw", c)],
-                         ["dw"], pads=[1, 1, 1, 1], group=c, name="depthwise"),
+        helper.make_node("Pad", ["er", p.ints("pads", [0, 0, 0, 0, 0, 0, 2, 2])], ["erp"],
+                         name="same_pad"),  # TF-style "same": all the padding at the end
+        helper.make_node("Conv", ["erp", p.conv_weight("w_dw", c, 1, 3), p.normal("b_dw", c)],
+                         ["dw"], group=c, name="depthwise"),
         helper.make_node("Mul", ["dw", scale], ["dws"], name="dw_scale"),
         helper.make_node("Add", [shift, "dws"], ["dwa"], name="dw_shift"),
         helper.make_node("Relu", ["dwa"], ["dwr"], name="dw_relu"),

@@ -20,6 +20,7 @@ from lowbit.passes import (  # noqa: F401 - importing registers the passes
     eliminate_cse,
     fold_constants,
     fuse_horizontal,
+    fuse_pad,
     lift_constants,
     remove_dead,
     remove_noops,

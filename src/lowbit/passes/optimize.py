@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PASSES: tuple[str, ...] = (
     "lift_constants",
     "fold_constants",
+    "fuse_pad_into_conv",
     "remove_identity",
     "remove_dropout",
     "remove_noop_casts",
