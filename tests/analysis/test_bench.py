@@ -15,6 +15,7 @@ from lowbit.analysis.bench import (
     BenchComparison,
     BenchResult,
     BenchSettings,
+    BenchVariant,
     bench_models,
     model_size_bytes,
     summarize,
@@ -152,3 +153,24 @@ def test_ort_optimization_level_is_applied(tmp_path: Path, level: str,
 def test_unknown_ort_optimization_level_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="ort_optimization must be one of disable, basic"):
         BenchSettings(ort_optimization="max")
+
+
+def test_a_variant_can_set_its_own_ort_level(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from lowbit.analysis import bench
+
+    seen: list[str | None] = []
+    real = bench.create_session
+
+    def spy(model: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("optimization_level"))  # type: ignore[arg-type]
+        return real(model, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "create_session", spy)
+    path = _matmul_model(tmp_path / "m.onnx")
+    settings = BenchSettings(batches=(1,), threads=1, warmup=0, repeats=1)
+    bench_models([BenchVariant(path, ort_optimization="disable"), BenchVariant(path)], settings,
+                 progress=False)
+    assert seen == ["disable", "all"]
+    with pytest.raises(UsageError, match="ort_optimization"):
+        BenchVariant(path, ort_optimization="none")

@@ -112,15 +112,23 @@ class BenchSettings:
 
 @dataclass(frozen=True)
 class BenchVariant:
-    """One entry of bench_models: a model on an engine, with a precision hint (None: default)."""
+    """One entry of bench_models: a model on an engine, with a precision hint (None: default).
+
+    ``ort_optimization`` (ORT only) overrides the settings' ORT graph optimization
+    level for this entry, so one model can be timed at several levels interleaved.
+    """
 
     model: str | Path
     backend: str = "ort"
     precision: str | None = None
+    ort_optimization: str | None = None
 
     def __post_init__(self) -> None:
         check_backend(self.backend)
         object.__setattr__(self, "precision", check_precision(self.precision))
+        if self.ort_optimization is not None and self.ort_optimization not in ORT_LEVELS:
+            raise UsageError(f"ort_optimization must be one of {', '.join(ORT_LEVELS)}, "
+                             f"found {self.ort_optimization!r}")
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,8 @@ def bench_models(
                 else BenchVariant(m, settings.backend, settings.precision) for m in models]
     paths = [Path(v.model) for v in variants]
     protos = [load_model(p, check=False) for p in paths]
-    engines = [_load_engine(v, proto, settings.threads, settings.ort_optimization)
+    engines = [_load_engine(v, proto, settings.threads,
+                            v.ort_optimization or settings.ort_optimization)
                for v, proto in zip(variants, protos, strict=True)]
     rng = np.random.default_rng(0)
     per_model: list[list[BatchTiming]] = [[] for _ in paths]
