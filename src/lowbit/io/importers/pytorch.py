@@ -77,7 +77,9 @@ def convert_torchscript(path: Path, options: ImportOptions) -> ImportedModel:
     import torch
 
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():   # "torch.jit.load is deprecated": not the user's to fix
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as err:
         raise ModelError(f"{path} is not a loadable TorchScript file: {first_line(err)}"
                          ) from err

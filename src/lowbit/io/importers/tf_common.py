@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,9 +49,12 @@ def load_tensorflow() -> tuple[Any, Any]:
 
 @contextlib.contextmanager
 def quiet_native_output() -> Iterator[None]:
-    """Send fd 2 (and Python's stdout/stderr) to a buffer for the block's duration."""
+    """Send fd 2, Python's stdout/stderr and warnings to the debug log for the block's
+    duration."""
     printed = io.StringIO()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings(record=True) as seen:
+        # deprecation notices inside TensorFlow and tf2onnx are not the user's to act on
+        warnings.simplefilter("always")
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
@@ -58,6 +62,8 @@ def quiet_native_output() -> Iterator[None]:
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
                 yield
         finally:
+            for warning in seen:
+                log.debug("TensorFlow warned: %s", str(warning.message).strip())
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
