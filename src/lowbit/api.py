@@ -123,9 +123,10 @@ class DeployResult:
 
 
 def transform(
-    model: str | Path,
+    model: str | Path | Any,
     output: str | Path,
     *,
+    example: Any = None,
     input_shapes: Shapes | None = None,
     test_input: str | Path | None = None,
     reference_output: str | Path | None = None,
@@ -153,21 +154,27 @@ def transform(
     to ``reference_input`` and the outputs to ``reference_output`` (default
     ref_inputs.npz / ref_outputs.npz beside ``output``). Everything is checked before
     anything is written.
+
+    ``model`` may also be a torch ``nn.Module`` or ``ScriptModule`` object, exported on
+    ``example`` (a tensor or tuple of tensors; see lowbit.io.importers.pytorch).
     """
     chosen = resolve_passes(passes) if optimize else []  # an unknown name fails first
-    imported = import_model(model, input_names=input_names, output_names=output_names,
-                            input_shapes=input_shapes, opset=opset, exporter=exporter)
+    imported = import_model(model, example=example, input_names=input_names,
+                            output_names=output_names, input_shapes=input_shapes, opset=opset,
+                            exporter=exporter)
+    source = model if isinstance(model, str | Path) else None  # a module object: no file
+    where = str(model) if source is not None else f"the {type(model).__name__} module"
     canonical, report = canonicalize(imported.model, input_shapes=input_shapes)
     optimized = None
     if optimize:
         optimized = optimize_graph(canonical, [p.name for p in chosen])
         canonical = optimized.model
-    _check_model(canonical, str(model))
+    _check_model(canonical, where)
     test_path = Path(test_input) if test_input is not None else None
     image_test = test_path is not None and test_path.is_file() and is_image_file(test_path)
     preprocessing = None
     if image_options is not None or fuse_preprocess or image_test:
-        preprocessing = _preprocessing_for(canonical, image_options, str(model))
+        preprocessing = _preprocessing_for(canonical, image_options, where)
     final = canonical
     fused_ops: tuple[str, ...] = ()
     if fuse_preprocess:
@@ -178,7 +185,7 @@ def transform(
         _check_model(final, "the model with fused preprocessing")
     meta = describe_model(final, preprocessing=preprocessing, fused=fuse_preprocess,
                           fused_layout=fused_layout if fuse_preprocess else None,
-                          source=model, source_format=imported.source_format,
+                          source=source, source_format=imported.source_format,
                           exporter=imported.exporter, notes=imported.notes)
     path = Path(output)
     fed = reference = None

@@ -163,3 +163,19 @@ def test_cli_transform_of_a_torchscript_file_then_int8(net: SmallNet, tmp_path: 
         np.testing.assert_allclose(float_out, net(torch.from_numpy(x)).numpy(), rtol=1e-4,
                                    atol=1e-5)
     assert cosine(int8_out, float_out) >= 0.99
+
+
+def test_python_transform_of_a_module_object(net: SmallNet, tmp_path: Path) -> None:
+    import json
+
+    import lowbit
+
+    out = tmp_path / "net.f32.onnx"
+    result = lowbit.transform(net, out, example=_example(), exporter="torchscript")
+    assert result.path == out
+    assert any("TorchScript exporter" in note for note in result.imported_notes)
+    _assert_matches_torch(onnx.load(out), net, _example())
+    source = json.loads((tmp_path / "net.meta.json").read_text())["source"]
+    assert source["path"] is None   # an object in memory, not a file
+    assert source["format"] == "torch-module"
+    assert source["exporter"] == "torch.onnx torchscript"
