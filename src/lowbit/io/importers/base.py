@@ -128,6 +128,16 @@ def importers() -> tuple[Importer, ...]:
     return tuple(_REGISTRY.values())
 
 
+def refuse_names(options: ImportOptions, label: str) -> None:
+    """--inputs/--outputs select a frozen GraphDef's tensors and name a PyTorch export's;
+    any other format names its own inputs and outputs, and takes no example."""
+    if options.input_names or options.output_names:
+        raise UsageError(f"--inputs/--outputs select the tensors of a frozen GraphDef (or name "
+                         f"a PyTorch export's); a {label} names its own inputs and outputs")
+    if options.example is not None:
+        raise UsageError(f"example= traces a PyTorch module; a {label} needs none")
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):

@@ -17,14 +17,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from lowbit.errors import ModelError
-from lowbit.io.importers.base import ImportedModel, Importer, ImportOptions, first_line, register
+from lowbit.io.importers.base import (
+    ImportedModel,
+    Importer,
+    ImportOptions,
+    first_line,
+    refuse_names,
+    register,
+)
 from lowbit.io.importers.sniff import head, zip_entries
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
     finish_conversion,
     load_tensorflow,
     quiet_native_output,
-    refuse_names,
     tf2onnx_opset,
 )
 

@@ -26,6 +26,7 @@ from lowbit.io.importers.base import (
     ImportOptions,
     default_opset,
     first_line,
+    refuse_names,
     register,
 )
 from lowbit.io.importers.sniff import LEN, VARINT, protobuf_fields
@@ -51,6 +52,7 @@ def is_onnx(path: Path) -> bool:
 
 
 def convert_onnx(path: Path, options: ImportOptions) -> ImportedModel:
+    refuse_names(options, "ONNX model")
     model = load_model(path)   # external data is read from the model's folder
     return upgrade_opset(model, options.target_opset, source=str(path), source_format="onnx",
                          exporter="onnx")

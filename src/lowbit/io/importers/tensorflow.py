@@ -21,14 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from lowbit.errors import ModelError, UsageError
-from lowbit.io.importers.base import ImportedModel, Importer, ImportOptions, first_line, register
+from lowbit.io.importers.base import (
+    ImportedModel,
+    Importer,
+    ImportOptions,
+    first_line,
+    refuse_names,
+    register,
+)
 from lowbit.io.importers.sniff import LEN, VARINT, protobuf_fields
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
     finish_conversion,
     load_tensorflow,
     quiet_native_output,
-    refuse_names,
     tf2onnx_opset,
 )
 

@@ -26,7 +26,6 @@ from typing import Any
 
 import onnx
 
-from lowbit.errors import UsageError
 from lowbit.io.importers.base import ImportedModel, ImportOptions
 from lowbit.io.importers.onnx_model import upgrade_opset
 
@@ -78,14 +77,6 @@ def tf2onnx_opset(tf2onnx: Any, target: int) -> int:
     """The target opset, or tf2onnx's newest where the target is beyond it."""
     newest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
     return min(target, newest)
-
-
-def refuse_names(options: ImportOptions, label: str) -> None:
-    """--inputs/--outputs select tensors of a frozen GraphDef only; elsewhere the model
-    itself says what its inputs and outputs are."""
-    if options.input_names or options.output_names:
-        raise UsageError(f"--inputs/--outputs select the tensors of a frozen GraphDef; a "
-                         f"{label} names its own inputs and outputs")
 
 
 def finish_conversion(proto: onnx.ModelProto, options: ImportOptions, *, source: str,
