@@ -133,9 +133,9 @@ def refuse_names(options: ImportOptions, label: str) -> None:
     any other format names its own inputs and outputs, and takes no example."""
     if options.input_names or options.output_names:
         raise UsageError(f"--inputs/--outputs select the tensors of a frozen GraphDef (or name "
-                         f"a PyTorch export's); a {label} names its own inputs and outputs")
+                         f"a PyTorch export's); {label} names its own inputs and outputs")
     if options.example is not None:
-        raise UsageError(f"example= traces a PyTorch module; a {label} needs none")
+        raise UsageError(f"example= traces a PyTorch module; {label} needs none")
 
 
 def default_opset(model: onnx.ModelProto) -> int:

@@ -47,7 +47,7 @@ def is_hdf5(path: Path) -> bool:
 
 
 def convert_keras(path: Path, options: ImportOptions) -> ImportedModel:
-    refuse_names(options, "Keras model")
+    refuse_names(options, "a Keras model")
     _tf, tf2onnx = load_tensorflow()
     import keras
 

@@ -52,7 +52,7 @@ def is_onnx(path: Path) -> bool:
 
 
 def convert_onnx(path: Path, options: ImportOptions) -> ImportedModel:
-    refuse_names(options, "ONNX model")
+    refuse_names(options, "an ONNX model")
     model = load_model(path)   # external data is read from the model's folder
     return upgrade_opset(model, options.target_opset, source=str(path), source_format="onnx",
                          exporter="onnx")

@@ -56,7 +56,7 @@ def is_saved_model(path: Path) -> bool:
 
 
 def convert_saved_model(path: Path, options: ImportOptions) -> ImportedModel:
-    refuse_names(options, "SavedModel")
+    refuse_names(options, "a SavedModel")
     directory = _saved_model_dir(path)
     assert directory is not None
     tf, tf2onnx = load_tensorflow()

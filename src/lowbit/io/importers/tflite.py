@@ -39,7 +39,7 @@ def is_tflite(path: Path) -> bool:
 
 
 def convert_tflite(path: Path, options: ImportOptions) -> ImportedModel:
-    refuse_names(options, "TFLite model")
+    refuse_names(options, "a TFLite model")
     _, tf2onnx = load_tensorflow()
     with quiet_native_output():
         try:
