@@ -31,21 +31,22 @@ def _single_input(m: Match) -> Replacement | None:
 
 def _split_of_concat(m: Match) -> Replacement | None:
     split, concat = m.root, m["concat"]
-    parts = list(concat.inputs)
-    if any(p is None or p.shape is None for p in parts):
+    parts = [p for p in concat.inputs if p is not None]
+    shapes = [p.shape for p in parts if p.shape is not None]
+    if len(shapes) != len(concat.inputs) or not shapes:
         return None
-    rank = len(parts[0].shape)  # type: ignore[union-attr]
+    rank = len(shapes[0])
     axis = _axis(concat.attributes.get_int("axis", 0), rank)
     split_axis = _axis(split.attributes.get_int("axis", 0), rank)
     if axis is None or axis != split_axis:
         return None
-    sizes = [p.shape[axis] for p in parts]  # type: ignore[union-attr]
+    sizes = [shape[axis] for shape in shapes]
     if not all(isinstance(s, int) for s in sizes):
         return None
     wanted = _split_sizes(split, sum(sizes))  # type: ignore[arg-type]
     if wanted != sizes or len(split.outputs) != len(parts):
         return None
-    return Replacement(tuple(zip(split.outputs, parts, strict=True)))  # type: ignore[arg-type]
+    return Replacement(tuple(zip(split.outputs, parts, strict=True)))
 
 
 def _concat_of_split(m: Match) -> Replacement | None:

@@ -76,10 +76,10 @@ def _fuse_convs(m: Match) -> Replacement | None:
             biases.append(np.zeros(weight.shape[0], weight.dtype))
     graph = m.graph
     name = m.root.name or "conv"
-    weight = new_initializer(graph, np.concatenate(weights), f"{name}_weight_fused")
-    bias = new_initializer(graph, np.concatenate(biases).astype(weights[0].dtype),
-                           f"{name}_bias_fused")
-    fused = ir.Node("", "Conv", [m.root.inputs[0], weight, bias],
+    weight_value = new_initializer(graph, np.concatenate(weights), f"{name}_weight_fused")
+    bias_value = new_initializer(graph, np.concatenate(biases).astype(weights[0].dtype),
+                                 f"{name}_bias_fused")
+    fused = ir.Node("", "Conv", [m.root.inputs[0], weight_value, bias_value],
                     attributes=list(m.root.attributes.values()), name=f"{name}_fused",
                     version=m.root.version)
     return _split(graph, fused, convs, [w.shape[0] for w in weights], axis=1)

@@ -22,14 +22,14 @@ def _spatial_pads(pad: ir.Node, rank: int) -> list[int] | None:
     """[begin..., end...] for the spatial axes, or None when Pad is not a zero spatial pad."""
     if pad.attributes.get_string("mode", "constant") != "constant":
         return None
-    pads = constant(pad.inputs[1]) if len(pad.inputs) > 1 else None
-    if pads is None:
+    given_pads = constant(pad.inputs[1]) if len(pad.inputs) > 1 else None
+    if given_pads is None:
         return None
     if len(pad.inputs) > 2 and pad.inputs[2] is not None:
         fill = constant(pad.inputs[2])
         if fill is None or np.any(fill != 0):
             return None
-    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    pads = [int(p) for p in np.asarray(given_pads).reshape(-1)]
     axes = list(range(rank))
     if len(pad.inputs) > 3 and pad.inputs[3] is not None:
         given = constant(pad.inputs[3])

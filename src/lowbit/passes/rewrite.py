@@ -224,7 +224,8 @@ def _remove_dead(graph: ir.Graph, candidates: Sequence[ir.Node]) -> None:
         work.extend(p for p in (v.producer() for v in values) if p is not None)
     for value in inputs:
         if (value.is_initializer() and not value.uses() and not value.is_graph_input()
-                and not value.is_graph_output() and value.name in graph.initializers):
+                and not value.is_graph_output() and value.name is not None
+                and value.name in graph.initializers):
             del graph.initializers[value.name]
 
 
