@@ -30,7 +30,17 @@ def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, int]:
     """The model after one registered pass (then sorted, named, shapes inferred), and its count."""
     ir_model = ir.from_proto(model)
     count = get_pass(name).run(ir_model)
+    assert_ir_sorted(ir_model)  # before finish() sorts: the pass itself kept the order
     return finish(ir_model), count
+
+
+def assert_ir_sorted(model: ir.Model) -> None:
+    """Every node's inputs exist before it: graph inputs, initializers, earlier outputs."""
+    seen: set[ir.Value] = set(model.graph.inputs) | set(model.graph.initializers.values())
+    for node in model.graph:
+        late = [v.name for v in node.inputs if v is not None and v not in seen]
+        assert not late, f"{node.name} ({node.op_type}) reads {late} before they are computed"
+        seen.update(node.outputs)
 
 
 def assert_invariants(model: onnx.ModelProto) -> None:
