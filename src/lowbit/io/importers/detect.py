@@ -18,6 +18,9 @@ _EXTENSION_FORMAT = {".onnx": "ONNX", ".pt": "TorchScript", ".pth": "TorchScript
                      ".tflite": "TFLite", ".pb": "TensorFlow GraphDef", ".keras": "Keras",
                      ".h5": "Keras HDF5", ".hdf5": "Keras HDF5"}
 
+# The order formats are listed in when none matched (framework by framework).
+_LISTED = ("onnx", "torchscript", "savedmodel", "graphdef", "keras", "keras-h5", "tflite")
+
 
 def detect_format(path: Path) -> Importer:
     if not path.exists():
@@ -27,7 +30,9 @@ def detect_format(path: Path) -> Importer:
     for importer in importers():
         if importer.detect(path):
             return importer
-    readable = ", ".join(importer.label for importer in importers())
+    listed = sorted(importers(), key=lambda i: _LISTED.index(i.name) if i.name in _LISTED
+                    else len(_LISTED))
+    readable = ", ".join(importer.label for importer in listed)
     named = _EXTENSION_FORMAT.get(path.suffix.lower())
     if named is not None:
         raise ModelError(f"{path} is named as {named} but its content is not {named} "
