@@ -67,6 +67,8 @@ from lowbit.passes import CanonicalizeReport, OptimizeResult, canonicalize, reso
 from lowbit.passes import optimize as optimize_graph
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.bias_correction import correct_biases
+from lowbit.quantize.dynamic import NOTE as DYNAMIC_NOTE
+from lowbit.quantize.dynamic import quantize_dynamic
 from lowbit.quantize.floats import (
     DEFAULT_KEEP_FLOAT,
     FloatSettings,
@@ -74,12 +76,14 @@ from lowbit.quantize.floats import (
     convert_float,
 )
 from lowbit.quantize.mixed import deploy_mixed
-from lowbit.quantize.qdq import NodeDecision, QuantizeResult, quantize_qdq
+from lowbit.quantize.qdq import NodeDecision, QuantizeResult
 from lowbit.quantize.qoperator import to_qoperator
 from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
 from lowbit.quantize.search import SearchResult, Target, search_mixed
 from lowbit.quantize.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.smoothquant import SMOOTH_SAMPLES, smooth_for_int8
+from lowbit.quantize.transformer import quantize_int8
 from lowbit.quantize.weight_only import WeightOnlyResult, WeightOnlySettings, quantize_weight_only
 from lowbit.runtime.backends import check_backend, make_runner, require_openvino
 
@@ -316,6 +320,10 @@ def deploy(
     calibration_data: str | Path | None = None,
     symmetric_weights: bool = False,
     act_order: bool = False,
+    quantize_attention: bool = False,
+    dynamic: bool = False,
+    smooth: str | float | None = None,
+    smooth_data: str | Path | None = None,
 ) -> DeployResult:
     """Rewrite the model at ``quantize`` precision, write it, and validate it.
 
@@ -336,6 +344,14 @@ def deploy(
     the rounding with input statistics from the first 128 samples of
     ``calibration_data``; ``symmetric_weights`` drops the zero points; ``act_order``
     (GPTQ) visits the inputs with most energy first.
+
+    Transformers (lowbit.quantize.transformer): INT8 quantizes the MatMul/Gemm weights
+    and their inputs and keeps LayerNorm, Softmax, GELU and the elementwise ops float;
+    ``quantize_attention`` also quantizes Q·Kᵀ and P·V. ``dynamic`` quantizes
+    activations at run time instead (no calibration table; lowbit.quantize.dynamic).
+    ``smooth`` (α in [0, 1] or "auto") applies SmoothQuant first, with per-channel
+    maxima and the re-calibration of the smoothed tensors measured on the first 128
+    samples of ``smooth_data`` (lowbit.quantize.smoothquant).
     """
     precision = quantize.upper()
     if precision not in PRECISIONS:
@@ -351,20 +367,34 @@ def deploy(
     w4: WeightOnlyResult | None = None
     if precision == "INT8":
         int8_settings = QuantizeSettings(activation=activation, per_channel=per_channel,
-                                         format=format, weight_range=weight_range)
+                                         format=format, weight_range=weight_range,
+                                         quantize_attention=quantize_attention)
+        smoothing = None
+        if smooth is not None:
+            canonical, calibration_table, smoothing = _smooth(
+                canonical, calibration_table, smooth, smooth_data, int8_settings, dynamic)
         correction = None
-        if bias_correction is not None:
+        if dynamic:
+            built = _build_dynamic(canonical, int8_settings, calibration_table is not None,
+                                   quantize_table, bias_correction)
+        elif bias_correction is not None:
             data = open_dataset(bias_correction, input_specs(canonical))
             canonical, correction = correct_biases(
                 canonical, _finite_samples_limited(data, BIAS_CORRECTION_SAMPLES),
                 int8_settings)
-        built = _build_int8(canonical, calibration_table, quantize_table, int8_settings)
+        if not dynamic:
+            built = _build_int8(canonical, calibration_table, quantize_table, int8_settings)
+        if smoothing is not None:
+            built = replace(built, notes=(smoothing, *built.notes))
         if correction is not None:
             built = replace(built, notes=(*built.notes, correction.summary()))
         if int8_settings.reduced_range:
             built = replace(built, notes=(*built.notes, _REDUCED_RANGE_NOTE))
     elif bias_correction is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
+    elif dynamic or smooth is not None or quantize_attention:
+        raise UsageError("--dynamic, --smooth and --quantize-attention apply to --quantize "
+                         "INT8 only")
     elif precision == "W4":
         w4 = _build_w4(canonical, WeightOnlySettings(
             block_size=block_size, algorithm=algorithm, symmetric=symmetric_weights,
@@ -452,7 +482,7 @@ def _build_int8(canonical: onnx.ModelProto,
         mixed = deploy_mixed(canonical, table.ranges, settings, qtable, skipped=table.skipped)
         result, notes = mixed, list(mixed.notes)
     else:
-        result = quantize_qdq(canonical, table.ranges, settings, skipped=table.skipped)
+        result, notes = quantize_int8(canonical, table.ranges, settings, skipped=table.skipped)
     out = to_qoperator(result.model) if settings.format == "qoperator" else result.model
     return _Built(out, tuple(result.quantized), tuple(result.left_float), tuple(result.removed),
                   dict(result.float_tensors), tuple(notes))
@@ -472,6 +502,39 @@ def _build_w4(canonical: onnx.ModelProto, settings: WeightOnlySettings,
     return quantize_weight_only(canonical, settings,
                                 samples=_finite_samples_limited(data, settings.samples),
                                 total_samples=min(len(data), settings.samples))
+
+
+def _build_dynamic(canonical: onnx.ModelProto, settings: QuantizeSettings, table_given: bool,
+                   quantize_table: object, bias_correction: object) -> _Built:
+    if quantize_table is not None or bias_correction is not None or settings.format != "qdq":
+        raise UsageError("--dynamic does not combine with --quantize-table, --bias-correction "
+                         "or --format qoperator")
+    result = quantize_dynamic(canonical, settings)
+    notes = [DYNAMIC_NOTE] + (["--calibration-table is not used by --dynamic"]
+                              if table_given else [])
+    return _Built(result.model, tuple(result.quantized), tuple(result.left_float),
+                  notes=tuple(notes))
+
+
+def _smooth(canonical: onnx.ModelProto,
+            calibration_table: str | Path | CalibrationTable | None, alpha: str | float,
+            smooth_data: str | Path | None, settings: QuantizeSettings, dynamic: bool
+            ) -> tuple[onnx.ModelProto, CalibrationTable | None, str]:
+    """SmoothQuant before INT8: the smoothed model, its re-measured table, the note."""
+    if smooth_data is None:
+        raise UsageError("--smooth needs --smooth-data DATASET (e.g. the calibration data): "
+                         "SmoothQuant measures per-channel activation maxima on it")
+    table = None
+    if not dynamic:
+        if calibration_table is None:
+            raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
+        table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+            read_table(calibration_table)
+        _check_table_matches(table, canonical, calibration_table)
+    data = open_dataset(smooth_data, input_specs(canonical))
+    samples = list(_finite_samples_limited(data, SMOOTH_SAMPLES))
+    outcome = smooth_for_int8(canonical, table, samples, alpha, settings, dynamic=dynamic)
+    return outcome.result.model, outcome.table, outcome.summary()
 
 
 def _build_float(canonical: onnx.ModelProto, settings: FloatSettings) -> _Built:

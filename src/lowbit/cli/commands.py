@@ -194,6 +194,23 @@ def _add_weight_only(p: argparse.ArgumentParser) -> None:
                        help="gptq: quantize the inputs with most energy first")
 
 
+def _add_transformer_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("transformers (INT8; LayerNorm, Softmax, GELU stay float)")
+    group.add_argument("--quantize-attention", action="store_true",
+                       help="also quantize the run-time x run-time attention MatMuls "
+                       "(Q·Kᵀ and softmax·V); float by default")
+    group.add_argument("--dynamic", action="store_true",
+                       help="quantize activations at run time (DynamicQuantizeLinear → "
+                       "MatMulInteger); weights int8 offline; no --calibration-table needed")
+    group.add_argument("--smooth", metavar="ALPHA|auto",
+                       help="SmoothQuant before INT8: move activation outliers into the "
+                       "weights with strength ALPHA in [0, 1] (0.5 in the paper), or auto: "
+                       "the best of 0.3..0.8 by output SQNR; needs --smooth-data")
+    group.add_argument("--smooth-data", metavar="DATASET",
+                       help="--smooth: samples (e.g. the calibration data; first 128) for the "
+                       "per-channel maxima and the re-calibration of the smoothed tensors")
+
+
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
     given = (args.mean, args.scale, args.pixel_format, args.resize, args.crop,
              args.keep_aspect_ratio, args.layout)
@@ -250,6 +267,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
     _add_weight_range(p)
     _add_weight_only(p)
+    _add_transformer_options(p)
 
     def run(args: argparse.Namespace) -> int:
         keep_float = None if args.keep_float is None else tuple(
@@ -265,7 +283,8 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range,
             block_size=args.block_size, algorithm=args.algorithm,
             calibration_data=args.calibration_data, symmetric_weights=args.symmetric_weights,
-            act_order=args.act_order)
+            act_order=args.act_order, quantize_attention=args.quantize_attention,
+            dynamic=args.dynamic, smooth=args.smooth, smooth_data=args.smooth_data)
         deploy_summary(result)
         console.print(f"wrote {result.path}")
         if result.validation is not None:

@@ -35,6 +35,9 @@ class QuantizeSettings:
     weight_bits: 8 (the default) or 4 (W4A8: weights symmetric in [−7, 7], activations
     still 8-bit; −8 is left unused so that −w is representable, as −128 is for int8).
     The 7-bit reduced range concerns 8-bit weights only.
+
+    quantize_attention: in a transformer graph (lowbit.quantize.transformer), also
+    quantize the run-time × run-time MatMuls Q·Kᵀ and P·V (float by default).
     """
 
     activation: str = "uint8"
@@ -44,6 +47,7 @@ class QuantizeSettings:
     max_abs_range: float = 1e4
     weight_range: str = "auto"
     weight_bits: int = 8
+    quantize_attention: bool = False
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATION_TYPES:
