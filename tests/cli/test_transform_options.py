@@ -169,6 +169,13 @@ def test_fused_model_calibrates_deploys_and_classifies_from_raw_images(files: Pa
     code, text = run_cli(["eval", tmp_path / "model.int8.onnx", "--dataset", files / "images",
                           "--metric", "cos", "--vs", model], capsys)
     assert code == 0 and "top-1 agreement" in text, text
+    code, text = run_cli(["report", model, tmp_path / "model.int8.onnx", "--dataset",
+                          files / "images", "-o", tmp_path / "report", "--batch", "2",
+                          "--repeats", "2"], capsys)
+    assert code == 0, text
+    row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+               if line.startswith("| INT8"))
+    assert float(row.strip("| ").split("|")[-1]) > 0.99  # cos vs F32 on the raw images
 
 
 ERRORS = {
