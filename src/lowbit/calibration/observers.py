@@ -151,6 +151,7 @@ class CalibrationSettings:
     method: str = "minmax"
     percentile: float = 99.99
     bins: int = 2048
+    next_layer_samples: int = 0  # auto only: score candidates at the next op on this many
 
     def __post_init__(self) -> None:
         if self.method not in _OBSERVERS:
@@ -160,6 +161,10 @@ class CalibrationSettings:
             raise UsageError(f"percentile must be in (0, 100], got {self.percentile}")
         if int(self.bins) != self.bins or self.bins < 128:
             raise UsageError(f"bins must be an integer >= 128, got {self.bins}")
+        if self.next_layer_samples < 0:
+            raise UsageError(f"next_layer_samples must be >= 0, got {self.next_layer_samples}")
+        if self.next_layer_samples and self.method != "auto":
+            raise UsageError("the next-layer score applies to method 'auto' only")
 
 
 def make_observer(settings: CalibrationSettings) -> Observer:
@@ -190,6 +195,7 @@ class HistogramObserver(Observer):
         self.percentile = percentile
         self.hist = np.zeros(2 * bins, dtype=np.float64)
         self.range = 0.0  # R; 0 until a non-zero value is seen (zeros go to bin 0 meanwhile)
+        self.zeros = 0.0  # values exactly 0 (a ReLU's output): quantized without error
 
     @property
     def bin_width(self) -> float:
@@ -204,6 +210,7 @@ class HistogramObserver(Observer):
             stride = -(-values.size // SUBSAMPLE_ABOVE)
             values = values[::stride]
             weight *= stride
+        self.zeros += (values.size - np.count_nonzero(values)) * weight
         if max_abs == 0.0:
             self.hist[0] += values.size * weight
             return
@@ -282,29 +289,91 @@ class AutoObserver(HistogramObserver):
     that clips a saturated activation (KL on ReLU6 outputs) loses to one that does not.
     """
 
+    def __init__(self, bins: int = 2048, percentile: float = 99.99) -> None:
+        super().__init__(bins=bins, percentile=percentile)
+        self.override: float | None = None  # set by the next-layer score (next_layer.py)
+
+    def candidates(self) -> list[float]:
+        """The candidate thresholds (max, KL, MSE, then the AUTO_PERCENTILES), each at most
+        the observed max |x|; empty when nothing finite was seen."""
+        hist = self._occupied()
+        if self.range == 0.0 or hist.size == 0:
+            return []
+        width, levels = self.bin_width, self._levels
+        found = [hist.size * width, kl_threshold(hist, width, levels),
+                 mse_threshold(hist, width, levels)]
+        found += [percentile_threshold(hist, width, p) for p in AUTO_PERCENTILES]
+        return [float(min(t, self._max_abs)) for t in found]
+
+    def histogram_threshold(self) -> float:
+        """The candidate with the least expected error over the histogram."""
+        return super()._threshold()
+
+    def _threshold(self) -> float:
+        return self.override if self.override is not None else self.histogram_threshold()
+
     def _search(self, hist: np.ndarray, width: float) -> float:
         levels = self._levels
         candidates = [hist.size * width, kl_threshold(hist, width, levels),
                       mse_threshold(hist, width, levels)]
         candidates += [percentile_threshold(hist, width, p) for p in AUTO_PERCENTILES]
-        errors = [quantization_error(hist, width, levels, t) for t in candidates]
+        errors = [grid_error(hist, width, t, self._step(t), zeros=self.zeros)
+                  for t in candidates]
         return float(candidates[int(np.argmin(errors))])
+
+    def _step(self, threshold: float) -> float:
+        """The uint8 step deploy uses for this threshold: the range [max(min, −T),
+        min(max, T)], widened to hold 0, over 255 steps (a signed tensor whose min is
+        −0.5·max gets a finer step than ±T/128 would say)."""
+        lo = min(max(self.min, -threshold), 0.0)
+        hi = max(min(self.max, threshold), 0.0)
+        return (hi - lo) / _UNSIGNED_LEVELS
 
 
 AUTO_PERCENTILES = (99.9, 99.99, 99.999)
 
 
-def quantization_error(hist: np.ndarray, width: float, levels: int, threshold: float) -> float:
+def quantization_error(hist: np.ndarray, width: float, levels: int, threshold: float, *,
+                       step: float | None = None, exact: float = 0.0) -> float:
     """Expected squared error of quantizing a histogram of |x| with clipping at
-    ``threshold`` and ``levels`` uniform steps: Σ over bins above it of count·(centre−T)²
-    plus (count below) · (T/levels)²/12 — the objective mse_threshold minimises."""
+    ``threshold`` and uniform steps of ``step`` (default threshold/levels): Σ over bins
+    above it of count·(centre−T)² plus (count below − ``exact``) · step²/12, where
+    ``exact`` values (zeros, which every range represents) round without error. With
+    the defaults, the objective mse_threshold minimises."""
     hist = np.asarray(hist, dtype=np.float64)
     if threshold <= 0:
         return math.inf
+    if step is None:
+        step = threshold / levels
     centres = (np.arange(hist.size) + 0.5) * width
     above = centres > threshold
     clip = float(np.sum(hist[above] * (centres[above] - threshold) ** 2))
-    return clip + float(hist[~above].sum()) * (threshold / levels) ** 2 / 12.0
+    rounded = max(float(hist[~above].sum()) - exact, 0.0)
+    return clip + rounded * step ** 2 / 12.0
+
+
+def grid_error(hist: np.ndarray, width: float, threshold: float, step: float, *,
+               zeros: float = 0.0) -> float:
+    """Squared error of quantizing a histogram of |x| onto the grid k·step, clipped at
+    ``threshold``, with each bin's values taken at its centre; ``zeros`` of bin 0's
+    count are exact zeros (no error).
+
+    Unlike the uniform model (step²/12 per value) this sees where the values sit on
+    the grid: a tensor whose values crowd at a few points (the first layers of a net
+    fed near-binary pixels) can round worse with a finer step, and a ReLU's zeros
+    cost nothing. With the default 2048 bins a step spans at least 8 bins.
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    if threshold <= 0 or step <= 0:
+        return math.inf
+    centres = (np.arange(hist.size) + 0.5) * width
+    top = np.floor(threshold / step + 1e-9) * step  # the last grid point the range keeps
+    clipped = np.minimum(centres, max(top, 0.0))
+    error = (centres - step * np.rint(clipped / step)) ** 2
+    counts = hist.copy()
+    if counts.size:
+        counts[0] = max(counts[0] - zeros, 0.0)
+    return float(np.dot(counts, error))
 
 
 METHODS: tuple[str, ...] = tuple(_OBSERVERS)
