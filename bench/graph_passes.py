@@ -13,10 +13,11 @@ the passes). Each model comes three ways:
 * ``canonical``: lowbit.passes.canonicalize (what ``lowbit transform --no-optimize``
   writes: constants lifted, Identity/Dropout removed, BN folded);
 * ``optimized``: canonicalize, then lowbit.passes.optimize with DEFAULT_PASSES (what
-  ``lowbit transform`` writes).
+  ``lowbit transform`` writes). Where optimize changes nothing the two are one graph,
+  timed once ("canonical = optimized").
 
-F32: all three are timed at ORT_DISABLE_ALL, ORT_ENABLE_BASIC and ORT_ENABLE_ALL,
-nine sessions interleaved in one process (lowbit.analysis.bench, medians), so the
+F32: each is timed at ORT_DISABLE_ALL, ORT_ENABLE_BASIC and ORT_ENABLE_ALL, all
+sessions of a model interleaved in one process (lowbit.analysis.bench, medians), so the
 ratios between levels and variants hold on a loaded machine. The same table gives
 the node count ORT itself ends with at ENABLE_ALL, and how many of the model's
 Conv+Relu/Clip pairs ORT turns into FusedConv (the conv-activation question).
@@ -82,7 +83,7 @@ def build_raw(name: str, out: Path) -> Path:
     return path
 
 
-def build_variants(name: str, out: Path) -> tuple[dict[str, Path], str]:
+def build_variants(name: str, out: Path) -> tuple[dict[str, Path], str, bool]:
     raw = build_raw(name, out)
     canonical, _ = canonicalize(onnx.load(str(raw)))
     canonical_path = out / f"{name}.canonical.onnx"
@@ -90,7 +91,9 @@ def build_variants(name: str, out: Path) -> tuple[dict[str, Path], str]:
     result = optimize(canonical)
     optimized_path = out / f"{name}.optimized.onnx"
     onnx.save(result.model, str(optimized_path))
-    return {"raw": raw, "canonical": canonical_path, "optimized": optimized_path}, result.summary()
+    changed = any(step.rewrites for step in result.steps)
+    paths = {"raw": raw, "canonical": canonical_path, "optimized": optimized_path}
+    return paths, result.summary(), changed
 
 
 def ort_graph(path: Path, level: str, threads: int) -> onnx.ModelProto:
@@ -106,14 +109,8 @@ def ort_graph(path: Path, level: str, threads: int) -> onnx.ModelProto:
         return onnx.load(str(target), load_external_data=False)
 
 
-def conv_activation_pairs(model: onnx.ModelProto) -> int:
-    """Convs whose only reader is a Relu or Clip."""
-    readers: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node.op_type)
-    return sum(1 for n in model.graph.node if n.op_type == "Conv"
-               and readers.get(n.output[0], []) in (["Relu"], ["Clip"]))
+def conv_count(model: onnx.ModelProto) -> int:
+    return sum(1 for n in model.graph.node if n.op_type == "Conv")
 
 
 def _fused_activation(node: onnx.NodeProto) -> bool:
@@ -132,9 +129,11 @@ class FloatRow:
     timings: dict[str, tuple[float, float]]  # level -> (b1 median ms, big-batch img/s)
 
 
-def bench_float(name: str, paths: dict[str, Path], args: argparse.Namespace
-                ) -> list[FloatRow]:
-    entries = [(v, level) for level in LEVELS for v in VARIANTS]
+def bench_float(name: str, paths: dict[str, Path], args: argparse.Namespace,
+                changed: bool) -> list[FloatRow]:
+    # When optimize changed nothing, canonical and optimized are one graph: time it once.
+    variants = VARIANTS if changed else ("raw", "optimized")
+    entries = [(v, level) for level in LEVELS for v in variants]
     settings = BenchSettings(batches=tuple(args.batches), threads=args.threads,
                              warmup=args.warmup, repeats=args.repeats)
     print(f"[{name}] F32: {len(entries)} sessions interleaved ...", flush=True)
@@ -142,17 +141,18 @@ def bench_float(name: str, paths: dict[str, Path], args: argparse.Namespace
                                for v, level in entries], settings)
     rows = []
     small, big = args.batches[0], args.batches[-1]
-    for variant in VARIANTS:
+    for variant in variants:
         proto = onnx.load(str(paths[variant]))
         ort_all = ort_graph(paths[variant], "all", args.threads)
-        pairs = conv_activation_pairs(canonicalize(proto)[0])
+        convs = conv_count(proto)
         fused = sum(1 for n in ort_all.graph.node if _fused_activation(n))
         timings = {}
         for level in LEVELS:
             result = comparison.results[entries.index((variant, level))]
             timings[level] = (result.timing(small).median_ms, result.timing(big).throughput)
-        rows.append(FloatRow(name, variant, len(proto.graph.node), len(ort_all.graph.node),
-                             f"{fused}/{pairs}", timings))
+        label = variant if changed or variant == "raw" else "canonical = optimized"
+        rows.append(FloatRow(name, label, len(proto.graph.node), len(ort_all.graph.node),
+                             f"{fused}/{convs}", timings))
     return rows
 
 
@@ -168,12 +168,13 @@ class Int8Row:
 
 
 def bench_int8(name: str, paths: dict[str, Path], args: argparse.Namespace,
-               calib_npz: Path, held_out: np.ndarray) -> list[Int8Row]:
+               calib_npz: Path, held_out: np.ndarray, changed: bool) -> list[Int8Row]:
     import lowbit
 
     out: Path = args.out_dir
     int8: dict[str, Path] = {}
-    for variant in ("canonical", "optimized"):
+    variants = ("canonical", "optimized") if changed else ("optimized",)
+    for variant in variants:
         table = out / f"{name}.{variant}.calib"
         int8[variant] = out / f"{name}.{variant}.int8.onnx"
         lowbit.calibrate(paths[variant], calib_npz, method="minmax", output=table,
@@ -182,16 +183,17 @@ def bench_int8(name: str, paths: dict[str, Path], args: argparse.Namespace,
                       output=int8[variant])
     settings = BenchSettings(batches=tuple(args.batches), threads=args.threads,
                              warmup=args.warmup, repeats=args.repeats)
-    print(f"[{name}] INT8: canonical vs optimized interleaved ...", flush=True)
-    comparison = bench_models([int8["canonical"], int8["optimized"]], settings)
+    print(f"[{name}] INT8: {' vs '.join(variants)} interleaved ...", flush=True)
+    comparison = bench_models([int8[v] for v in variants], settings)
     reference = _run(paths["raw"], held_out, args.threads)
     rows = []
     small, big = args.batches[0], args.batches[-1]
-    for index, variant in enumerate(("canonical", "optimized")):
+    for index, variant in enumerate(variants):
         kernels = count_kernels(int8[variant], threads=args.threads)
         result = comparison.results[index]
         rows.append(Int8Row(
-            name, variant, len(onnx.load(str(int8[variant])).graph.node),
+            name, variant if changed else "canonical = optimized",
+            len(onnx.load(str(int8[variant])).graph.node),
             result.timing(small).median_ms, result.timing(big).throughput,
             f"{kernels.integer_compute}/{kernels.integer_compute + kernels.float_compute}",
             _mean_cosine(_run(int8[variant], held_out, args.threads), reference)))
@@ -250,7 +252,7 @@ def qkv_block(batch: str = "N", seq: int = 128, dim: int = 384) -> onnx.ModelPro
 def bench_horizontal(args: argparse.Namespace) -> list[tuple[str, str, int, float, float]]:
     rows = []
     settings = BenchSettings(batches=tuple(args.batches), threads=args.threads,
-                             warmup=args.warmup, repeats=args.repeats)
+                             warmup=args.warmup, repeats=args.horizontal_repeats)
     for name, model in (("inception 1x1 x4", inception_block()), ("Q/K/V MatMul x3", qkv_block())):
         plain = optimize(model, [])
         fused = optimize(model, ["fuse_horizontal", "eliminate_concat"])
@@ -281,7 +283,7 @@ def markdown(float_rows: list[FloatRow], int8_rows: list[Int8Row],
     caption = (f"F32 — b{small} median ms / b{big} img/s at each ORT level; "
                "in brackets: throughput over raw's at the same level")
     lines += ["", caption, "",
-              "| model | variant | nodes | nodes after ORT all | Conv+act fused by ORT | "
+              "| model | variant | nodes | nodes after ORT all | Convs ORT fused an activation into | "
               + " | ".join(f"{lvl} b{small} ms | {lvl} b{big} img/s" for lvl in LEVELS)
               + " | all / disable (b" + str(big) + ") |",
               "|" + "---|" * (6 + 2 * len(LEVELS))]
@@ -307,7 +309,7 @@ def markdown(float_rows: list[FloatRow], int8_rows: list[Int8Row],
             lines.append(f"| {r.model} | {r.variant} | {r.nodes} | {r.b1_ms:.2f} | "
                          f"{r.big_throughput:.1f} | {r.kernels} | {r.cosine:.4f} |")
     if horizontal:
-        lines += ["", "Horizontal fusion (ORT all)", "",
+        lines += ["", f"Horizontal fusion (ORT all, {args.horizontal_repeats} repeats)", "",
                   f"| block | Convs/MatMuls | nodes | b{small} ms | b{big} img/s |",
                   "|---|---|---|---|---|"]
         for block, label, nodes, ms, tput in horizontal:
@@ -336,12 +338,15 @@ def main() -> None:
     parser.add_argument("--skip-int8", action="store_true", help="F32 tables only")
     parser.add_argument("--horizontal", action="store_true",
                         help="also time fuse_horizontal on an Inception block and Q/K/V")
+    parser.add_argument("--horizontal-repeats", type=int, default=30,
+                        help="timed runs for the (small) horizontal-fusion blocks")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None,
                         help="append the tables to this Markdown file")
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("lowbit.analysis.bench").setLevel(logging.INFO)  # per-model progress
     if args.out_dir is None:
         args.out_dir = Path(tempfile.mkdtemp(prefix="lowbit-graph-passes-"))
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -357,7 +362,7 @@ def main() -> None:
     int8_rows: list[Int8Row] = []
     summaries: dict[str, str] = {}
     for name in names:
-        paths, summary = build_variants(name, args.out_dir)
+        paths, summary, changed = build_variants(name, args.out_dir)
         summaries[name] = summary
         print(f"[{name}] {summary}", flush=True)
         for variant, path in paths.items():
@@ -365,9 +370,9 @@ def main() -> None:
             want = _run(paths["raw"], held_out[:2], args.threads)
             print(f"[{name}] {variant}: {Counter(n.op_type for n in onnx.load(str(path)).graph.node).most_common(6)}"
                   f"; max |Δ logits| vs raw {float(np.abs(got - want).max()):.2e}", flush=True)
-        float_rows += bench_float(name, paths, args)
+        float_rows += bench_float(name, paths, args, changed)
         if not args.skip_int8:
-            int8_rows += bench_int8(name, paths, args, calib_npz, held_out)
+            int8_rows += bench_int8(name, paths, args, calib_npz, held_out, changed)
     horizontal = bench_horizontal(args) if args.horizontal else []
     text = markdown(float_rows, int8_rows, horizontal, summaries, args)
     print()
