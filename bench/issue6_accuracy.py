@@ -26,14 +26,20 @@ same 200 calibration samples:
   correction, overflow fix on the first layer only), and with
   ``OverflowFix.ENABLE`` (7-bit weights everywhere, the analogue of reduce_range);
 - lowbit (``--lowbit``): the calibration methods minmax, percentile, kl, mse, auto,
-  auto with the next-layer score (``auto+nl``), auto + bias correction (``auto+bc``),
-  and the options other parts of issue 6 add to ``lowbit.deploy`` where its signature
-  has them: equalize (``+eq``), adaround (``+ada``), per-tensor weights (``pt``).
+  auto + bias correction (``auto+bc``), and the options other parts of issue 6 add to
+  ``lowbit.deploy`` where its signature has them: equalize (``+eq``), adaround
+  (``+ada``), per-tensor weights (``pt``).
 
-Speed: every row's model timed with ``lowbit.analysis.bench.bench_models`` interleaved
-in one process at ``--batch`` (default 8 for EfficientNet, 32 for MNIST), median ms and
-the speed-up over F32; file size in MB. The machine is shared: speed ratios are noisy,
-accuracy figures are not.
+Speed: ``lowbit.analysis.bench.bench_models`` times F32 and one model of each distinct
+INT8 graph interleaved in one process at batch 8 (EfficientNet) or 32 (MNIST); rows
+whose graphs differ only in constant values (scales, zero points, weights: every
+calibration method) run the same kernels on the same shapes and share their group's
+figure, so each timed model gets more repeats. The machine is shared: speed ratios
+are noisy, accuracy figures are not. File size in MB.
+
+The summary compares, per model, agreement with F32 (the issue's promise: INT8 agrees
+with float at least as well as the best of ORT's calibrators and NNCF) and, as the
+finer measure, the logits' SQNR against F32.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import inspect
 import logging
 import sys
@@ -67,12 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lowbit
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.kernels import count_kernels
-from lowbit.calibration.collect import collect_ranges
-from lowbit.calibration.observers import CalibrationSettings
-from lowbit.calibration.table import write_table
-from lowbit.data import open_dataset
 from lowbit.io.model import input_specs, load_model
-from lowbit.passes import canonicalize
 
 log = logging.getLogger("issue6_accuracy")
 
@@ -80,7 +82,6 @@ MODELS = ("efficientnet_lite0", "mnist_mobilenetv2", "mnist_resnet")
 ORT_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
 ORT_CHUNK = 20
-NEXT_LAYER_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,6 @@ class LowbitConfig:
     label: str
     method: str
     deploy: dict[str, object] = field(default_factory=dict)
-    next_layer: bool = False
     needs: tuple[str, ...] = ()  # lowbit.deploy parameters this row needs
 
 
@@ -100,7 +100,6 @@ def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
                                                           "auto")}
     return {
         **base,
-        "auto+nl": LowbitConfig("lowbit auto, next-layer score", "auto", next_layer=True),
         "auto+bc": LowbitConfig("lowbit auto + bias correction", "auto",
                                 {"bias_correction": calib}, needs=("bias_correction",)),
         "auto+eq": LowbitConfig("lowbit auto + equalize", "auto", {"equalize": True},
@@ -121,7 +120,7 @@ def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
     }
 
 
-DEFAULT_LOWBIT = ("minmax", "percentile", "kl", "mse", "auto", "auto+nl", "auto+bc",
+DEFAULT_LOWBIT = ("minmax", "percentile", "kl", "mse", "auto", "auto+bc",
                   "auto+eq", "auto+eq+bc", "auto+ada", "pt auto", "pt auto+eq", "pt auto+eq+bc")
 
 
@@ -269,20 +268,13 @@ def lowbit_variant(bench: Bench, key: str, config: LowbitConfig, out: Path,
     missing = [p for p in config.needs if p not in inspect.signature(lowbit.deploy).parameters]
     if missing:
         return Variant(config.label, None, 0.0, f"lowbit.deploy has no {', '.join(missing)} yet")
-    table_key = config.method + ("+nl" if config.next_layer else "")
-    if table_key not in tables:
+    if config.method not in tables:
         start = time.perf_counter()
-        table_path = out / f"{bench.name}.{table_key}.calib"
-        if config.next_layer:
-            settings = CalibrationSettings(method="auto", next_layer_samples=NEXT_LAYER_SAMPLES)
-            model, _ = canonicalize(load_model(bench.f32))
-            data = open_dataset(bench.calib_npz, input_specs(model))
-            write_table(collect_ranges(model, data, settings, progress=False), table_path)
-        else:
-            lowbit.calibrate(bench.f32, bench.calib_npz, num=len(bench.calib),
-                             method=config.method, output=table_path, progress=False)
-        tables[table_key] = (table_path, time.perf_counter() - start)
-    table_path, calib_seconds = tables[table_key]
+        table_path = out / f"{bench.name}.{config.method}.calib"
+        lowbit.calibrate(bench.f32, bench.calib_npz, num=len(bench.calib),
+                         method=config.method, output=table_path, progress=False)
+        tables[config.method] = (table_path, time.perf_counter() - start)
+    table_path, calib_seconds = tables[config.method]
     path = out / f"{bench.name}.lowbit.{key.replace(' ', '_').replace('+', '_')}.int8.onnx"
     start = time.perf_counter()
     result = lowbit.deploy(bench.f32, quantize="INT8", calibration_table=table_path,
@@ -314,6 +306,20 @@ def score(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None) 
                   float(sqnr))
 
 
+def structure_key(path: Path) -> str:
+    """A digest of the graph without its constant values: models with equal keys run the
+    same kernels on the same shapes (they differ in scales, zero points, weights)."""
+    model = onnx.load(str(path))
+    for tensor in model.graph.initializer:
+        tensor.ClearField("raw_data")
+        for name in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            tensor.ClearField(name)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            node.ClearField("attribute")
+    return hashlib.sha1(model.graph.SerializeToString()).hexdigest()
+
+
 # ---------------------------------------------------------------- tables
 
 
@@ -332,6 +338,7 @@ class ModelResult:
     sizes: dict[str, float]
     kernels: dict[str, str]
     f32_scores: Scores
+    graph_group: dict[str, int]  # label -> which distinct INT8 graph (shared speed figure)
 
 
 def model_table(result: ModelResult) -> str:
@@ -339,18 +346,18 @@ def model_table(result: ModelResult) -> str:
     labelled = bench.labels is not None
     header = ["model", *(["top-1 %"] if labelled else []), "agree with F32 %",
               *([] if labelled else ["top-5 overlap %"]), "logit SQNR dB", "size MB",
-              f"b{bench.batch} ms", "speed-up", "int kernels", "make s", "notes"]
+              f"b{bench.batch} ms", "speed-up", "graph", "int kernels", "make s", "notes"]
     rows = []
     f32 = result.f32_scores
     rows.append(["F32", *([f"{100 * f32.top1:.1f}"] if labelled and f32.top1 is not None
                           else []), "100.0", *([] if labelled else ["100.0"]), "-",
                  f"{result.sizes.get('F32', 0):.2f}", _ms(result.speed.get("F32")), "1.00x",
-                 "-", "-", ""])
+                 "-", "-", "-", ""])
     for v in result.variants:
         s = result.scores.get(v.label)
         if s is None:
             rows.append([v.label, *(["-"] if labelled else []), "-",
-                         *([] if labelled else ["-"]), "-", "-", "-", "-", "-",
+                         *([] if labelled else ["-"]), "-", "-", "-", "-", "-", "-",
                          f"{v.seconds:.1f}", f"failed: {v.note}" if v.path is None else v.note])
             continue
         speed = result.speed.get(v.label)
@@ -358,7 +365,8 @@ def model_table(result: ModelResult) -> str:
                                 else []), f"{100 * s.agree:.1f}",
                      *([] if labelled else [f"{100 * s.top5:.1f}"]), f"{s.sqnr:.1f}",
                      f"{result.sizes.get(v.label, 0):.2f}", _ms(speed),
-                     f"{speed[1]:.2f}x" if speed else "-", result.kernels.get(v.label, "-"),
+                     f"{speed[1]:.2f}x" if speed else "-",
+                     f"g{result.graph_group[v.label]}", result.kernels.get(v.label, "-"),
                      f"{v.seconds:.1f}", v.note])
     return markdown_table(header, rows)
 
@@ -368,28 +376,30 @@ def _ms(speed: tuple[float, float] | None) -> str:
 
 
 def summary_table(results: Sequence[ModelResult], default_label: str) -> str:
-    """Per model: the best ORT/NNCF row against lowbit's default and its best row."""
-    header = ["model", "metric", "best ORT / NNCF", "lowbit default", "best lowbit",
-              "default ≥ best other"]
+    """Per model: the best ORT/NNCF row against lowbit's default and its best row, by
+    agreement with F32 and by logit SQNR."""
+    header = ["model", "best ORT / NNCF: agree %, SQNR dB", "lowbit default: agree %, SQNR dB",
+              "best lowbit (SQNR)", "default ≥ best other (agree, SQNR)"]
     rows = []
     for r in results:
-        metric = "top-1 %" if r.bench.labels is not None else "agree %"
-
-        def value(s: Scores, _labelled: bool = r.bench.labels is not None) -> float:
-            return 100 * (s.top1 if _labelled and s.top1 is not None else s.agree)
-
-        others = {k: value(s) for k, s in r.scores.items() if not k.startswith("lowbit")}
-        ours = {k: value(s) for k, s in r.scores.items() if k.startswith("lowbit")}
+        others = {k: s for k, s in r.scores.items() if not k.startswith("lowbit")}
+        ours = {k: s for k, s in r.scores.items() if k.startswith("lowbit")}
         if not others or not ours:
             continue
-        best_other = max(others, key=lambda k: others[k])
-        best_ours = max(ours, key=lambda k: ours[k])
+        best_other = max(others, key=lambda k: (others[k].agree, others[k].sqnr))
+        best_sqnr = max(others.values(), key=lambda s: s.sqnr)
+        best_ours = max(ours, key=lambda k: ours[k].sqnr)
         default = ours.get(default_label)
-        rows.append([r.bench.name, metric, f"{others[best_other]:.1f} ({best_other})",
-                     f"{default:.1f}" if default is not None else "-",
-                     f"{ours[best_ours]:.1f} ({best_ours})",
+        verdict = "-"
+        if default is not None:
+            verdict = (f"{'yes' if default.agree >= others[best_other].agree else 'no'}, "
+                       f"{'yes' if default.sqnr >= best_sqnr.sqnr else 'no'}")
+        rows.append([r.bench.name,
+                     (f"{100 * others[best_other].agree:.1f} ({best_other}), "
+                     f"{best_sqnr.sqnr:.1f}"),
                      "-" if default is None else
-                     ("yes" if default >= others[best_other] else "no")])
+                     f"{100 * default.agree:.1f}, {default.sqnr:.1f}",
+                     f"{ours[best_ours].sqnr:.1f} ({best_ours})", verdict])
     return markdown_table(header, rows)
 
 
@@ -428,16 +438,24 @@ def measure(bench: Bench, args: argparse.Namespace, out: Path) -> ModelResult:
     sizes = {"F32": bench.f32.stat().st_size / 1e6}
     sizes.update({v.label: v.path.stat().st_size / 1e6 for v in ok if v.path})
     speed: dict[str, tuple[float, float]] = {}
+    groups: dict[str, list[Variant]] = {}
+    for v in ok:
+        assert v.path is not None
+        groups.setdefault(structure_key(v.path), []).append(v)
     if args.speed:
-        paths = [bench.f32, *[v.path for v in ok if v.path]]
-        labels = ["F32", *[v.label for v in ok]]
-        comparison = bench_models(paths, BenchSettings(batches=(bench.batch,), threads=2,
-                                                       repeats=args.repeats, warmup=2),
+        timed = [members[0] for members in groups.values()]
+        comparison = bench_models([bench.f32, *[v.path for v in timed if v.path]],
+                                  BenchSettings(batches=(bench.batch,), threads=2,
+                                                repeats=args.repeats, warmup=2),
                                   progress=False)
-        for index, (label, res) in enumerate(zip(labels, comparison.results, strict=True)):
-            speed[label] = (res.timing(bench.batch).median_ms,
-                            comparison.ratio(bench.batch, index, 0))
-    return ModelResult(bench, variants, scores, speed, sizes, kernels, f32_scores)
+        speed["F32"] = (comparison.results[0].timing(bench.batch).median_ms, 1.0)
+        for index, (first, members) in enumerate(zip(timed, groups.values(), strict=True)):
+            figure = (comparison.results[index + 1].timing(bench.batch).median_ms,
+                      comparison.ratio(bench.batch, index + 1, 0))
+            for member in members:
+                speed[member.label] = figure
+    group_of = {v.label: i + 1 for i, members in enumerate(groups.values()) for v in members}
+    return ModelResult(bench, variants, scores, speed, sizes, kernels, f32_scores, group_of)
 
 
 def _guard(make: Callable[[], Variant], label: str) -> Variant:
@@ -461,7 +479,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-nncf", dest="nncf", action="store_false", help="skip NNCF")
     parser.add_argument("--no-speed", dest="speed", action="store_false",
                         help="skip the interleaved timing")
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs per model")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per model")
     parser.add_argument("--eval", type=int, default=300, help="held-out EfficientNet crops")
     parser.add_argument("--default", default="lowbit auto",
                         help="the row the summary calls lowbit's default")

@@ -151,7 +151,6 @@ class CalibrationSettings:
     method: str = "minmax"
     percentile: float = 99.99
     bins: int = 2048
-    next_layer_samples: int = 0  # auto only: score candidates at the next op on this many
 
     def __post_init__(self) -> None:
         if self.method not in _OBSERVERS:
@@ -161,10 +160,6 @@ class CalibrationSettings:
             raise UsageError(f"percentile must be in (0, 100], got {self.percentile}")
         if int(self.bins) != self.bins or self.bins < 128:
             raise UsageError(f"bins must be an integer >= 128, got {self.bins}")
-        if self.next_layer_samples < 0:
-            raise UsageError(f"next_layer_samples must be >= 0, got {self.next_layer_samples}")
-        if self.next_layer_samples and self.method != "auto":
-            raise UsageError("the next-layer score applies to method 'auto' only")
 
 
 def make_observer(settings: CalibrationSettings) -> Observer:
@@ -196,6 +191,8 @@ class HistogramObserver(Observer):
         self.hist = np.zeros(2 * bins, dtype=np.float64)
         self.range = 0.0  # R; 0 until a non-zero value is seen (zeros go to bin 0 meanwhile)
         self.zeros = 0.0  # values exactly 0 (a ReLU's output): quantized without error
+        self.at_top = 0.0  # values whose |x| is exactly top (a saturated ReLU6's 6)
+        self.top = 0.0
 
     @property
     def bin_width(self) -> float:
@@ -211,6 +208,10 @@ class HistogramObserver(Observer):
             values = values[::stride]
             weight *= stride
         self.zeros += (values.size - np.count_nonzero(values)) * weight
+        if max_abs > self.top:
+            self.top, self.at_top = max_abs, 0.0
+        if max_abs == self.top:
+            self.at_top += np.count_nonzero(np.abs(values) == max_abs) * weight
         if max_abs == 0.0:
             self.hist[0] += values.size * weight
             return
@@ -281,43 +282,23 @@ class MSEObserver(HistogramObserver):
 
 @register_observer("auto")
 class AutoObserver(HistogramObserver):
-    """Per tensor, the candidate threshold with the least expected quantization error.
+    """Per tensor, the candidate threshold with the least quantization error.
 
     Candidates: the observed max (minmax), the 99.9 / 99.99 / 99.999 percentiles, the
-    KL threshold and the MSE search; each is scored by the same expected squared error
-    of uniform quantization over the histogram (clipping + rounding), so a candidate
-    that clips a saturated activation (KL on ReLU6 outputs) loses to one that does not.
+    KL threshold and the MSE search. Each is scored by the squared error of putting the
+    histogram on the uint8 grid deploy uses for it (``grid_error``: clipping plus
+    rounding, with a ReLU's zeros and a saturated max exact), so a candidate that clips
+    a saturated activation (KL on ReLU6 outputs) loses to one that does not, and a
+    tensor whose values crowd on a few points keeps the step that fits them.
     """
-
-    def __init__(self, bins: int = 2048, percentile: float = 99.99) -> None:
-        super().__init__(bins=bins, percentile=percentile)
-        self.override: float | None = None  # set by the next-layer score (next_layer.py)
-
-    def candidates(self) -> list[float]:
-        """The candidate thresholds (max, KL, MSE, then the AUTO_PERCENTILES), each at most
-        the observed max |x|; empty when nothing finite was seen."""
-        hist = self._occupied()
-        if self.range == 0.0 or hist.size == 0:
-            return []
-        width, levels = self.bin_width, self._levels
-        found = [hist.size * width, kl_threshold(hist, width, levels),
-                 mse_threshold(hist, width, levels)]
-        found += [percentile_threshold(hist, width, p) for p in AUTO_PERCENTILES]
-        return [float(min(t, self._max_abs)) for t in found]
-
-    def histogram_threshold(self) -> float:
-        """The candidate with the least expected error over the histogram."""
-        return super()._threshold()
-
-    def _threshold(self) -> float:
-        return self.override if self.override is not None else self.histogram_threshold()
 
     def _search(self, hist: np.ndarray, width: float) -> float:
         levels = self._levels
         candidates = [hist.size * width, kl_threshold(hist, width, levels),
                       mse_threshold(hist, width, levels)]
         candidates += [percentile_threshold(hist, width, p) for p in AUTO_PERCENTILES]
-        errors = [grid_error(hist, width, t, self._step(t), zeros=self.zeros)
+        errors = [grid_error(hist, width, t, self._step(t), zeros=self.zeros,
+                             at_top=self.at_top if t >= self.top else 0.0)
                   for t in candidates]
         return float(candidates[int(np.argmin(errors))])
 
@@ -353,10 +334,11 @@ def quantization_error(hist: np.ndarray, width: float, levels: int, threshold: f
 
 
 def grid_error(hist: np.ndarray, width: float, threshold: float, step: float, *,
-               zeros: float = 0.0) -> float:
+               zeros: float = 0.0, at_top: float = 0.0) -> float:
     """Squared error of quantizing a histogram of |x| onto the grid k·step, clipped at
     ``threshold``, with each bin's values taken at its centre; ``zeros`` of bin 0's
-    count are exact zeros (no error).
+    count are exact zeros and ``at_top`` of the last bin's count sit exactly on the top
+    of the range (the max, when the threshold keeps it): neither has an error.
 
     Unlike the uniform model (step²/12 per value) this sees where the values sit on
     the grid: a tensor whose values crowd at a few points (the first layers of a net
@@ -373,6 +355,7 @@ def grid_error(hist: np.ndarray, width: float, threshold: float, step: float, *,
     counts = hist.copy()
     if counts.size:
         counts[0] = max(counts[0] - zeros, 0.0)
+        counts[-1] = max(counts[-1] - at_top, 0.0)
     return float(np.dot(counts, error))
 
 

@@ -55,6 +55,29 @@ class CalibrationTable:
     percentile: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def clipped(self) -> dict[str, float]:
+        """Tensors whose threshold cuts into their observed range: name → the fraction of
+        max(|min|, |max|) cut off (0.05 = the top 5 % of the range is clipped)."""
+        cut = {}
+        for name, rng in self.ranges.items():
+            extent = max(abs(rng.min), abs(rng.max))
+            if extent > 0 and rng.threshold < extent * (1 - 1e-6):
+                cut[name] = 1 - rng.threshold / extent
+        return cut
+
+    def summary(self) -> str:
+        """One line for deploy's notes: the method, the samples, what it clipped."""
+        text = f"activation ranges: method {self.method} on {self.num_samples} samples"
+        cut = self.clipped()
+        if cut:
+            worst = max(cut, key=lambda name: cut[name])
+            text += (f"; {len(cut)} of {len(self.ranges)} tensors clipped below their "
+                     f"observed max (mean {100 * sum(cut.values()) / len(cut):.1f} %, most "
+                     f"{100 * cut[worst]:.1f} % on {worst})")
+        elif self.ranges:
+            text += f"; none of {len(self.ranges)} tensors clipped"
+        return text
+
 
 def write_table(table: CalibrationTable, path: str | Path) -> Path:
     """Write the table atomically; a tensor name that cannot be written raises CalibrationError."""
