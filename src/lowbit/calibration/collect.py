@@ -28,7 +28,6 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import onnx
@@ -38,13 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.calibration.derived import derived_ranges
-from lowbit.calibration.next_layer import score_next_layer
-from lowbit.calibration.observers import (
-    AutoObserver,
-    CalibrationSettings,
-    Observer,
-    make_observer,
-)
+from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs
@@ -101,10 +94,8 @@ def collect_ranges(
                           budget_input=_BUDGET_INPUT if with_values else None)
     stream = samples if num_samples is None else itertools.islice(samples, num_samples)
     count = 0
-    kept: list[Feeds] = []  # the first samples, for the next-layer score of method auto
     with _progress_bar(progress, _total(samples, num_samples)) as advance:
         for group in _groups(_checked(stream, specs), max_batch if batching else 1):
-            kept += group[:max(settings.next_layer_samples - len(kept), 0)]
             for feeds, values in runner.run(group):
                 for name in tensors.inputs:
                     observers[name].update(feeds[name])
@@ -118,13 +109,6 @@ def collect_ranges(
             advance(len(group))
     if count == 0:
         raise DatasetError("data set has no samples")
-    if kept:
-        floats = {name: observers[name] for name, elem in tensors.outputs.items()
-                  if elem == TensorProto.FLOAT}
-        floats.update((s.name, observers[s.name]) for s in specs
-                      if s.name in tensors.inputs and s.dtype == np.float32)
-        for name, choice in score_next_layer(model, kept, floats, threads=threads).items():
-            cast(AutoObserver, observers[name]).override = choice.threshold
     return _table(observers, tensors.skipped, settings, count)
 
 
