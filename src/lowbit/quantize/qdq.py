@@ -14,6 +14,12 @@ Each quantized activation tensor gets exactly one Q→DQ pair right after its
 producer and every consumer reads the DQ output, so two int8 neighbours never
 see a redundant DQ→Q pair. Weights are stored as int8 initializers behind a
 per-channel DequantizeLinear; biases as int32 with scale s_input·s_weight.
+
+``weights={"conv1_w": WeightQuant(q, scale, axis)}`` (initializer name → integers and
+scales, e.g. from AdaRound) are stored as given instead of rounding to nearest. With
+``settings.weight_bits == 4`` weights lie on the [−7, 7] grid; they are stored as int4
+where the model's opset has an int4 DequantizeLinear (21 and later, QDQ format), else
+as int8 holding the 4-bit values.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -31,6 +38,7 @@ from lowbit.calibration.derived import derived_ranges
 from lowbit.calibration.observers import TensorRange
 from lowbit.quantize.params import (
     QuantParams,
+    WeightQuant,
     activation_params,
     bias_safe_weight_scale,
     bias_scale,
@@ -43,7 +51,9 @@ from lowbit.quantize.settings import QuantizeSettings
 log = logging.getLogger(__name__)
 
 _NP_TO_IR = {np.dtype("uint8"): ir.DataType.UINT8, np.dtype("int8"): ir.DataType.INT8,
-             np.dtype("int32"): ir.DataType.INT32, np.dtype("float32"): ir.DataType.FLOAT}
+             np.dtype("int32"): ir.DataType.INT32, np.dtype("float32"): ir.DataType.FLOAT,
+             np.dtype(ml_dtypes.int4): ir.DataType.INT4}
+INT4_OPSET = 21  # the first opset whose QuantizeLinear/DequantizeLinear take int4
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,11 @@ def quantize_qdq(
     *,
     skipped: Mapping[str, str] | None = None,
     keep: Mapping[str, str] | None = None,
+    weights: Mapping[str, WeightQuant] | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` (canonical, shapes inferred) with calibrated ``ranges``;
-    nodes named in ``keep`` (name → precision) are left out of INT8."""
+    nodes named in ``keep`` (name → precision) are left out of INT8; ``weights``
+    (initializer name → WeightQuant) replace round-to-nearest for those weights."""
     ir_model = ir.from_proto(model)
     # Tensors calibration did not observe take the range of the tensor that stands for them.
     full_ranges = dict(ranges)
@@ -79,7 +91,8 @@ def quantize_qdq(
         if name not in full_ranges and source in ranges:
             full_ranges[name] = ranges[source]
     rewriter = _QdqRewriter(ir_model.graph, full_ranges, settings, dict(skipped or {}),
-                            dict(keep or {}))
+                            dict(keep or {}), dict(weights or {}),
+                            int4=stores_int4(model, settings))
     rewriter.decide()
     rewriter.insert()
     RemoveUnusedNodesPass()(ir_model)
@@ -90,11 +103,20 @@ def quantize_qdq(
                           rewriter.float_tensors)
 
 
+def stores_int4(model: onnx.ModelProto, settings: QuantizeSettings) -> bool:
+    """Whether 4-bit weights are stored as int4 (opset 21+, QDQ) rather than int8."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return settings.weight_bits == 4 and settings.format == "qdq" and opset >= INT4_OPSET
+
+
 class _QdqRewriter:
     def __init__(self, graph: ir.Graph, ranges: Mapping[str, TensorRange],
                  settings: QuantizeSettings, skipped: dict[str, str],
-                 keep: dict[str, str] | None = None) -> None:
+                 keep: dict[str, str] | None = None,
+                 weights: dict[str, WeightQuant] | None = None, *, int4: bool = False) -> None:
         self.graph = graph
+        self.given_weights = weights or {}
+        self.int4 = int4
         self.keep = keep or {}
         self._kept_readers = _kept_readers(graph, self.keep)
         self.ranges = ranges
@@ -306,20 +328,23 @@ class _QdqRewriter:
         floor_key = None if min_scale is None else min_scale.tobytes()
         key = (value.name or "", axis, floor_key)
         if key not in self._weight_cache:
-            weight = value.const_value.numpy().astype(np.float32)
-            qmax = self.settings.weight_qmax
-            wq = quantize_weight(weight, axis, min_scale, qmax=qmax)
-            raised = 0 if min_scale is None else int(np.sum(
-                min_scale > quantize_weight(weight, axis, qmax=qmax).scale))
-            if raised:
-                log.info("%s: raised the weight scale of %d channel(s) so the int32 bias fits",
-                         value.name, raised)
+            wq = self._given_weight(value, axis, min_scale)
+            if wq is None:
+                weight = value.const_value.numpy().astype(np.float32)
+                qmax = self.settings.weight_qmax
+                wq = quantize_weight(weight, axis, min_scale, qmax=qmax)
+                raised = 0 if min_scale is None else int(np.sum(
+                    min_scale > quantize_weight(weight, axis, qmax=qmax).scale))
+                if raised:
+                    log.info("%s: raised the weight scale of %d channel(s) so the int32 bias "
+                             "fits", value.name, raised)
             base = value.name or "weight"
-            q = self._initializer(f"{base}_quantized", wq.q)
+            storage = ml_dtypes.int4 if self.int4 else np.int8
+            q = self._initializer(f"{base}_quantized", wq.q.astype(storage))
             scale = self._initializer(f"{base}_scale",
                                       wq.scale if axis is not None else wq.scale.reshape(()))
             zero = self._initializer(f"{base}_zero_point",
-                                     np.zeros(wq.scale.shape if axis is not None else (), np.int8))
+                                     np.zeros(wq.scale.shape if axis is not None else (), storage))
             dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
             attrs = {"axis": ir.AttrInt64("axis", axis)} if axis is not None else {}
             dq = ir.Node("", "DequantizeLinear", [q, scale, zero], attributes=attrs,
@@ -328,6 +353,24 @@ class _QdqRewriter:
             self._weight_cache[key] = dq_out
             dq_out.meta["lowbit_weight_scale"] = wq.scale
         node.replace_input_with(index, self._weight_cache[key])
+
+    def _given_weight(self, value: ir.Value, axis: int | None, min_scale: np.ndarray | None
+                      ) -> WeightQuant | None:
+        """The precomputed integers for this weight, when they fit its axis and bias floor."""
+        given = self.given_weights.get(value.name or "")
+        if given is None:
+            return None
+        shape = tuple(value.const_value.shape) if value.const_value is not None else ()
+        if given.axis != axis or tuple(given.q.shape) != shape:
+            log.warning("%s: the given integer weights (axis %s, shape %s) do not fit this use "
+                        "(axis %s, shape %s); rounding to nearest", value.name, given.axis,
+                        tuple(given.q.shape), axis, shape)
+            return None
+        if min_scale is not None and np.any(np.asarray(min_scale) > given.scale):
+            log.warning("%s: the given weight scale is too small for the int32 bias; rounding "
+                        "to nearest with a raised scale", value.name)
+            return None
+        return given
 
     def _quantize_bias(self, node: ir.Node, index: int, role: InputRole) -> None:
         bias_value = node.inputs[index]
