@@ -66,9 +66,17 @@ from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.passes import CanonicalizeReport, OptimizeResult, canonicalize, resolve_passes
 from lowbit.passes import optimize as optimize_graph
 from lowbit.passes.canonical import Shapes
+from lowbit.quantize.adaround import AdaRoundSettings, require_torch
+from lowbit.quantize.adaround import adaround as learn_rounding
 from lowbit.quantize.bias_correction import correct_biases
 from lowbit.quantize.dynamic import NOTE as DYNAMIC_NOTE
 from lowbit.quantize.dynamic import quantize_dynamic
+from lowbit.quantize.equalize import (
+    EqualizeSettings,
+    equalize_layers,
+    measure_channel_max,
+    remeasure_ranges,
+)
 from lowbit.quantize.floats import (
     DEFAULT_KEEP_FLOAT,
     FloatSettings,
@@ -76,7 +84,8 @@ from lowbit.quantize.floats import (
     convert_float,
 )
 from lowbit.quantize.mixed import deploy_mixed
-from lowbit.quantize.qdq import NodeDecision, QuantizeResult
+from lowbit.quantize.params import WeightQuant
+from lowbit.quantize.qdq import NodeDecision, QuantizeResult, stores_int4
 from lowbit.quantize.qoperator import to_qoperator
 from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
 from lowbit.quantize.search import SearchResult, Target, search_mixed
@@ -91,6 +100,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("INT8", "F16", "BF16", "W4")
 BIAS_CORRECTION_SAMPLES = 32
+ADAROUND_SAMPLES = 128
 
 
 @dataclass(frozen=True)
@@ -324,6 +334,11 @@ def deploy(
     dynamic: bool = False,
     smooth: str | float | None = None,
     smooth_data: str | Path | None = None,
+    equalize: bool | str | Path = False,
+    equalize_relu6: str = "bound",
+    adaround: str | Path | None = None,
+    adaround_iterations: int = 1000,
+    weight_bits: int = 8,
 ) -> DeployResult:
     """Rewrite the model at ``quantize`` precision, write it, and validate it.
 
@@ -352,6 +367,15 @@ def deploy(
     ``smooth`` (α in [0, 1] or "auto") applies SmoothQuant first, with per-channel
     maxima and the re-calibration of the smoothed tensors measured on the first 128
     samples of ``smooth_data`` (lowbit.quantize.smoothquant).
+
+    ``equalize`` (a data set, or True for the ``adaround``/``bias_correction`` one)
+    applies cross-layer equalization to Conv pairs first and re-measures the ranges it
+    changes on as many samples as the table was made from (lowbit.quantize.equalize;
+    ``equalize_relu6`` "bound" or "relu"). ``adaround`` (a data set) learns each weight's
+    rounding on its first 128 samples, ``adaround_iterations`` steps per layer
+    (lowbit.quantize.adaround; needs torch).
+    ``weight_bits`` 4 gives W4A8: weights on the [−7, 7] grid, stored as int4 where the
+    model's opset allows it (21+), else as int8; activations stay 8-bit.
     """
     precision = quantize.upper()
     if precision not in PRECISIONS:
@@ -364,15 +388,33 @@ def deploy(
         require_openvino()  # before anything is written
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    # Validation compares with this float model, not with the equalized/corrected one the
+    # accuracy algorithms below quantize (those change the float function on purpose).
+    float_model = canonical
     w4: WeightOnlyResult | None = None
     if precision == "INT8":
         int8_settings = QuantizeSettings(activation=activation, per_channel=per_channel,
                                          format=format, weight_range=weight_range,
-                                         quantize_attention=quantize_attention)
+                                         quantize_attention=quantize_attention,
+                                         weight_bits=weight_bits)
+        if dynamic and (equalize or adaround is not None or weight_bits != 8):
+            raise UsageError("--equalize, --adaround and --weight-bits 4 need a calibration "
+                             "table: they do not combine with --dynamic")
         smoothing = None
         if smooth is not None:
             canonical, calibration_table, smoothing = _smooth(
                 canonical, calibration_table, smooth, smooth_data, int8_settings, dynamic)
+        accuracy_notes: list[str] = []
+        if equalize:
+            canonical, calibration_table, note = _equalize(
+                canonical, calibration_table, equalize, equalize_relu6,
+                adaround or bias_correction)
+            accuracy_notes.append(note)
+        rounded: dict[str, WeightQuant] | None = None
+        if adaround is not None:
+            rounded, note = _adaround(canonical, adaround, int8_settings,
+                                      AdaRoundSettings(iterations=adaround_iterations))
+            accuracy_notes.append(note)
         correction = None
         if dynamic:
             built = _build_dynamic(canonical, int8_settings, calibration_table is not None,
@@ -381,9 +423,14 @@ def deploy(
             data = open_dataset(bias_correction, input_specs(canonical))
             canonical, correction = correct_biases(
                 canonical, _finite_samples_limited(data, BIAS_CORRECTION_SAMPLES),
-                int8_settings)
+                int8_settings, weights=rounded)
         if not dynamic:
-            built = _build_int8(canonical, calibration_table, quantize_table, int8_settings)
+            built = _build_int8(canonical, calibration_table, quantize_table, int8_settings,
+                                weights=rounded)
+        if weight_bits == 4:
+            accuracy_notes.append(_w4a8_note(canonical, int8_settings))
+        if accuracy_notes:
+            built = replace(built, notes=(*accuracy_notes, *built.notes))
         if smoothing is not None:
             built = replace(built, notes=(smoothing, *built.notes))
         if correction is not None:
@@ -392,6 +439,9 @@ def deploy(
             built = replace(built, notes=(*built.notes, _REDUCED_RANGE_NOTE))
     elif bias_correction is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
+    elif equalize or adaround is not None or weight_bits != 8:
+        raise UsageError("--equalize, --adaround and --weight-bits apply to --quantize INT8 "
+                         "only")
     elif dynamic or smooth is not None or quantize_attention:
         raise UsageError("--dynamic, --smooth and --quantize-attention apply to --quantize "
                          "INT8 only")
@@ -422,7 +472,7 @@ def deploy(
             _check_samples(samples)
             reference = _load_reference(test_reference, output_names(canonical))
         else:
-            reference = run_samples(canonical, _finite_samples(samples))
+            reference = run_samples(float_model, _finite_samples(samples))
     elif backend == "ort" and precision != "INT8":
         reason = check_runs_on_ort(built.model, run=False)
         if reason:
@@ -468,7 +518,8 @@ class _Built:
 def _build_int8(canonical: onnx.ModelProto,
                 calibration_table: str | Path | CalibrationTable | None,
                 quantize_table: str | Path | QTable | None,
-                settings: QuantizeSettings) -> _Built:
+                settings: QuantizeSettings,
+                weights: Mapping[str, WeightQuant] | None = None) -> _Built:
     if calibration_table is None:
         raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
@@ -479,10 +530,12 @@ def _build_int8(canonical: onnx.ModelProto,
     if quantize_table is not None:
         qtable = quantize_table if isinstance(quantize_table, QTable) else \
             read_qtable(quantize_table)
-        mixed = deploy_mixed(canonical, table.ranges, settings, qtable, skipped=table.skipped)
+        mixed = deploy_mixed(canonical, table.ranges, settings, qtable, skipped=table.skipped,
+                             weights=weights)
         result, notes = mixed, list(mixed.notes)
     else:
-        result, notes = quantize_int8(canonical, table.ranges, settings, skipped=table.skipped)
+        result, notes = quantize_int8(canonical, table.ranges, settings, skipped=table.skipped,
+                                      weights=weights)
     out = to_qoperator(result.model) if settings.format == "qoperator" else result.model
     return _Built(out, tuple(result.quantized), tuple(result.left_float), tuple(result.removed),
                   dict(result.float_tensors), tuple(notes))
@@ -535,6 +588,55 @@ def _smooth(canonical: onnx.ModelProto,
     samples = list(_finite_samples_limited(data, SMOOTH_SAMPLES))
     outcome = smooth_for_int8(canonical, table, samples, alpha, settings, dynamic=dynamic)
     return outcome.result.model, outcome.table, outcome.summary()
+
+
+def _equalize(canonical: onnx.ModelProto,
+              calibration_table: str | Path | CalibrationTable | None,
+              equalize: bool | str | Path, relu6: str, other_data: str | Path | None
+              ) -> tuple[onnx.ModelProto, CalibrationTable, str]:
+    """Cross-layer equalization before INT8: the equalized model, its table with the
+    changed ranges re-measured, the note."""
+    settings = EqualizeSettings(relu6=relu6)
+    source = other_data if equalize is True else equalize
+    if source is None:
+        raise UsageError("--equalize needs a data set to re-measure the ranges it changes: "
+                         "--equalize DATASET (e.g. the calibration data), or --adaround / "
+                         "--bias-correction data")
+    if calibration_table is None:
+        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
+    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+        read_table(calibration_table)
+    _check_table_matches(table, canonical, calibration_table)
+    data = open_dataset(source, input_specs(canonical))
+    count = table.num_samples if table.num_samples > 0 else len(data)
+    maxima = measure_channel_max(canonical, _finite_samples_limited(data, count)) \
+        if settings.relu6 == "bound" else None
+    equalized, report = equalize_layers(canonical, settings, channel_max=maxima)
+    table, report = remeasure_ranges(equalized, table, _finite_samples_limited(data, count),
+                                     report)
+    return equalized, table, report.summary()
+
+
+def _adaround(canonical: onnx.ModelProto, dataset: str | Path, settings: QuantizeSettings,
+              options: AdaRoundSettings) -> tuple[dict[str, WeightQuant], str]:
+    require_torch()  # before any data is read
+    data = open_dataset(dataset, input_specs(canonical))
+    samples = list(_finite_samples_limited(data, ADAROUND_SAMPLES))
+    if not samples:
+        raise DatasetError(f"--adaround: the data set {dataset} has no samples")
+    weights, report = learn_rounding(canonical, samples, settings, options)
+    return weights, report.summary()
+
+
+def _w4a8_note(model: onnx.ModelProto, settings: QuantizeSettings) -> str:
+    if stores_int4(model, settings):
+        return ("W4A8: weights 4-bit (−7..7) stored as int4; ONNX Runtime has no int4 "
+                "Conv/Gemm kernel, so it dequantizes them and runs those ops in float")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    why = "--format qoperator" if settings.format != "qdq" else \
+        f"opset {opset} has no int4 DequantizeLinear (21 has)"
+    return (f"W4A8: weights 4-bit (−7..7) stored as int8 ({why}); ONNX Runtime runs them in "
+            "its int8 kernels: INT8 speed and size, 4-bit accuracy")
 
 
 def _build_float(canonical: onnx.ModelProto, settings: FloatSettings) -> _Built:

@@ -211,6 +211,30 @@ def _add_transformer_options(p: argparse.ArgumentParser) -> None:
                        "per-channel maxima and the re-calibration of the smoothed tensors")
 
 
+def _add_conv_accuracy_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("INT8 accuracy: equalization, AdaRound, 4-bit weights")
+    group.add_argument("--equalize", nargs="?", const=True, default=False, metavar="DATASET",
+                       help="cross-layer equalization of Conv→Conv pairs (incl. depthwise) "
+                       "before quantizing, so one weight scale suits every channel (helps "
+                       "--per-tensor most); the ranges it changes are re-measured on DATASET "
+                       "(default: the --adaround or --bias-correction data) with the table's "
+                       "method and sample count")
+    group.add_argument("--equalize-relu6", choices=("bound", "relu"), default="bound",
+                       help="pairs through ReLU6: bound (default) equalizes only channels "
+                       "that stay below 6 on the data, so the function is kept; relu "
+                       "replaces ReLU6 by Relu first, which changes the function")
+    group.add_argument("--adaround", metavar="DATASET",
+                       help="learn each weight's rounding up or down (AdaRound) on the first "
+                       "128 samples of DATASET, layer by layer; needs torch "
+                       "(pip install 'lowbit[torch]'); minutes on CPU")
+    group.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
+                       help="--adaround: optimisation steps per layer (default 1000; fewer "
+                       "is faster and rounds less well)")
+    group.add_argument("--weight-bits", type=int, choices=(4, 8), default=8,
+                       help="INT8 weights at 8 bits (default) or 4 (W4A8: −7..7 per channel, "
+                       "activations 8-bit; stored as int4 at opset 21+, else int8)")
+
+
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
     given = (args.mean, args.scale, args.pixel_format, args.resize, args.crop,
              args.keep_aspect_ratio, args.layout)
@@ -268,6 +292,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
     _add_weight_range(p)
     _add_weight_only(p)
     _add_transformer_options(p)
+    _add_conv_accuracy_options(p)
 
     def run(args: argparse.Namespace) -> int:
         keep_float = None if args.keep_float is None else tuple(
@@ -284,7 +309,10 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             block_size=args.block_size, algorithm=args.algorithm,
             calibration_data=args.calibration_data, symmetric_weights=args.symmetric_weights,
             act_order=args.act_order, quantize_attention=args.quantize_attention,
-            dynamic=args.dynamic, smooth=args.smooth, smooth_data=args.smooth_data)
+            dynamic=args.dynamic, smooth=args.smooth, smooth_data=args.smooth_data,
+            equalize=args.equalize, equalize_relu6=args.equalize_relu6,
+            adaround=args.adaround, adaround_iterations=args.adaround_iterations,
+            weight_bits=args.weight_bits)
         deploy_summary(result)
         console.print(f"wrote {result.path}")
         if result.validation is not None:

@@ -23,7 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.errors import DatasetError
-from lowbit.quantize.params import quantize_weight
+from lowbit.quantize.params import WeightQuant, quantize_weight
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
 
@@ -50,10 +50,14 @@ class _Target:
 
 
 def correct_biases(model: onnx.ModelProto, samples: Iterable[Mapping[str, np.ndarray]],
-                   settings: QuantizeSettings) -> tuple[onnx.ModelProto, BiasCorrection]:
-    """A copy of ``model`` (canonical) with biases corrected for weight quantization."""
+                   settings: QuantizeSettings, *,
+                   weights: Mapping[str, WeightQuant] | None = None
+                   ) -> tuple[onnx.ModelProto, BiasCorrection]:
+    """A copy of ``model`` (canonical) with biases corrected for weight quantization;
+    ``weights`` (e.g. AdaRound's integers) replace round-to-nearest where given."""
     inits = {init.name: init for init in model.graph.initializer}
-    targets = [t for t in (_target(node, inits, settings) for node in model.graph.node) if t]
+    targets = [t for t in (_target(node, inits, settings, weights or {})
+                           for node in model.graph.node) if t]
     if not targets:
         return model, BiasCorrection(0, 0.0, 0.0, 0)
     probe = _probe_model(model, targets)
@@ -82,7 +86,7 @@ def correct_biases(model: onnx.ModelProto, samples: Iterable[Mapping[str, np.nda
 
 
 def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
-            settings: QuantizeSettings) -> _Target | None:
+            settings: QuantizeSettings, given: Mapping[str, WeightQuant]) -> _Target | None:
     if node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] not in inits:
         return None
     weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
@@ -94,8 +98,10 @@ def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
             return None
     else:
         return None
-    quant = quantize_weight(weight, axis if settings.per_channel else None,
-                            qmax=settings.weight_qmax)
+    axis_used = axis if settings.per_channel else None
+    quant = given.get(node.input[1])
+    if quant is None or quant.axis != axis_used or quant.q.shape != weight.shape:
+        quant = quantize_weight(weight, axis_used, qmax=settings.weight_qmax)
     shape = [1] * weight.ndim
     if settings.per_channel:
         shape[axis] = -1

@@ -28,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.observers import TensorRange
+from lowbit.quantize.params import WeightQuant
 from lowbit.quantize.qdq import QuantizeResult, quantize_qdq
 from lowbit.quantize.qtable import QTable, resolve_qtable
 from lowbit.quantize.settings import QuantizeSettings
@@ -57,12 +58,13 @@ def deploy_mixed(
     qtable: QTable | Mapping[str, str],
     *,
     skipped: Mapping[str, str] | None = None,
+    weights: Mapping[str, WeightQuant] | None = None,
 ) -> MixedResult:
     """Quantize ``model`` (canonical) to INT8 except the qtable's ops (F32, F16 or BF16)."""
     notes: list[str] = []
     keep = _demote_unsupported(model, resolve_qtable(qtable, model), notes)
     keep = _with_activations(model, keep)
-    result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=keep)
+    result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=keep, weights=weights)
     out = result.model
     low = {name: p for name, p in keep.items() if p in _LOW_TYPES}
     if low:

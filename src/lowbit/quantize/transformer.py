@@ -40,6 +40,7 @@ import onnx
 from onnx import numpy_helper
 
 from lowbit.calibration.observers import TensorRange
+from lowbit.quantize.params import WeightQuant
 from lowbit.quantize.qdq import NodeDecision, QuantizeResult, quantize_qdq
 from lowbit.quantize.settings import QuantizeSettings
 
@@ -131,16 +132,18 @@ def transformer_scope(model: onnx.ModelProto, *, quantize_attention: bool = Fals
 
 
 def quantize_int8(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
-                  settings: QuantizeSettings, *, skipped: Mapping[str, str] | None = None
+                  settings: QuantizeSettings, *, skipped: Mapping[str, str] | None = None,
+                  weights: Mapping[str, WeightQuant] | None = None
                   ) -> tuple[QuantizeResult, list[str]]:
     """INT8 QDQ for any graph: a transformer gets the scope above, other graphs the plain
     rewrite (lowbit.quantize.qdq). Returns the result and notes for the deploy report."""
     scope = transformer_scope(model, quantize_attention=settings.quantize_attention,
                               ranges=ranges, max_abs_range=settings.max_abs_range)
     if scope is None:
-        return quantize_qdq(model, ranges, settings, skipped=skipped), []
+        return quantize_qdq(model, ranges, settings, skipped=skipped, weights=weights), []
     model = keep_bias_adds_apart(model, scope)
-    result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=scope.keep_float)
+    result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=scope.keep_float,
+                          weights=weights)
     unshare_float_readers(result.model, {d.name for d in result.quantized})
     left = [NodeDecision(d.name, d.op_type, scope.keep_float.get(d.name, d.reason))
             if d.reason.endswith("by the qtable") or d.reason.startswith("feeds only ops")
