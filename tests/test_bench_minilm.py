@@ -64,3 +64,28 @@ def test_onnx_embeddings_equal_sentence_transformers_and_ignore_padding(exported
     assert minilm.cosines(ours, ref).min() > 0.99999
     # unrelated sentences are further apart than a sentence and itself
     assert minilm.cosines(ours[:1], ours[1:2])[0] < 0.9
+
+
+def test_minilm_static_and_dynamic_int8_keep_the_embeddings(exported, tmp_path):
+    import lowbit
+
+    calib, evaluation = minilm.split_sentences(16)
+    calib_npz = minilm.write_dataset(tmp_path / "calib.npz", calib, seq_len=32)
+    table = lowbit.calibrate(exported, calib_npz, output=tmp_path / "m.calib", progress=False)
+    assert not {"input_ids", "attention_mask", "token_type_ids"} & set(table.ranges)
+    encoded = minilm.tokenize(evaluation[::20], seq_len=32)
+    ref = minilm.embed(exported, encoded)
+    static = lowbit.deploy(exported, calibration_table=tmp_path / "m.calib",
+                           output=tmp_path / "static.onnx")
+    dynamic = lowbit.deploy(exported, dynamic=True, output=tmp_path / "dynamic.onnx")
+    for result in (static, dynamic):
+        assert result.advice is not None
+        kernels = Counter(op.kernel for op in result.advice.ops if op.integer)
+        assert sum(kernels.values()) == 36, kernels  # Q, K, V, out, FFN1, FFN2 x 6 layers
+        reasons = {d.op_type: d.reason for d in result.left_float}
+        assert reasons["LayerNormalization"].startswith("LayerNorm kept float")
+        assert reasons["Softmax"].startswith("Softmax kept float")
+        assert reasons["Erf"].startswith("GELU kept float")
+        cos = minilm.cosines(ref, minilm.embed(result.path, encoded))
+        assert cos.mean() > 0.985 and cos.min() > 0.96, (result.path.name, cos.mean(), cos.min())
+    assert any("attention-mask" in d.reason and "guard" in d.reason for d in static.left_float)

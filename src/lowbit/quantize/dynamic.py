@@ -17,8 +17,9 @@ W_q is symmetric int8 per output column (``settings.per_channel``) in
 saturate on this CPU (x86 without VNNI), as for static INT8. A Gemm's bias C is added
 in float after the Mul. In a transformer graph (lowbit.quantize.transformer) the same
 scope applies as for static INT8: with ``settings.quantize_attention`` the attention
-MatMuls get both operands quantized at run time (uint8 × uint8); every other op stays
-float. Nothing is calibrated: DynamicQuantizeLinear takes each tensor's min/max per run.
+MatMuls get both operands quantized at run time (uint8 × uint8), large embedding tables
+are stored int8 (``quantize_embeddings``), and every other op stays float. Nothing is
+calibrated: DynamicQuantizeLinear takes each tensor's min/max per run.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from lowbit.errors import UsageError
 from lowbit.quantize.params import quantize_weight
 from lowbit.quantize.qdq import NodeDecision, QuantizeResult
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.quantize.transformer import transformer_scope
+from lowbit.quantize.transformer import quantize_embeddings, transformer_scope
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ def quantize_dynamic(model: onnx.ModelProto, settings: QuantizeSettings) -> Quan
         else:
             quantized.append(NodeDecision(label, node.op_type))
     rewriter.finish()
+    if scope is not None:
+        embeddings = set(quantize_embeddings(out))
+        left = [d for d in left if d.name not in embeddings]
+        quantized += [NodeDecision(n, "Gather") for n in sorted(embeddings)]
     out.ir_version = max(min(out.ir_version, 10), 7)
     return QuantizeResult(out, quantized, left)
 

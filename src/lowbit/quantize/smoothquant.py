@@ -30,7 +30,10 @@ floats per tensor leave it. After smoothing, the tensors between the fold point 
 the MatMuls (``SmoothResult.changed``) have new ranges: ``recalibrate`` re-measures
 exactly those with the table's method, on the same samples, and keeps every other
 range of the table. ``smooth_for_int8(..., "auto")`` tries α in 0.3…0.8 and keeps the
-one whose INT8 model has the best output SQNR against float on the first samples.
+one whose INT8 model has the best output SQNR against float on the first samples; in
+a model with an attention mask input (lowbit.quantize.transformer.attention_mask_input)
+padded positions are left out of that score, since nothing downstream reads them (on
+MiniLM they would otherwise decide the choice: their outputs are 12 dB noisier).
 """
 
 from __future__ import annotations
@@ -508,13 +511,14 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
     if chosen is None:
         search = list(samples[:SEARCH_SAMPLES])
         reference = _run(model, search, threads)
+        keep = _real_positions(model, search)
         scores: dict[float, float] = {}
         for candidate in alphas:
             trial = smooth(model, groups, maxima, candidate)
             trial_table = None if table is None else recalibrate(table, trial, search,
                                                                   threads=threads)
             quantized = _quantize(trial.model, trial_table, settings, dynamic)
-            scores[candidate] = _sqnr(reference, _run(quantized, search, threads))
+            scores[candidate] = _sqnr(reference, _run(quantized, search, threads), keep)
             log.info("SmoothQuant α=%g: output SQNR %.2f dB", candidate, scores[candidate])
         chosen = max(scores, key=lambda a: scores[a])
     else:
@@ -535,10 +539,29 @@ def _quantize(model: onnx.ModelProto, table: CalibrationTable | None,
     return quantize_int8(model, table.ranges, settings, skipped=table.skipped)[0].model
 
 
-def _sqnr(reference: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -> float:
-    signal = sum(float(np.sum(np.square(r.astype(np.float64)))) for r in reference)
-    noise = sum(float(np.sum(np.square(r.astype(np.float64) - a.astype(np.float64))))
-                for r, a in zip(reference, actual, strict=True))
+def _real_positions(model: onnx.ModelProto, samples: Sequence[Sample]) -> np.ndarray | None:
+    """The attention mask of ``samples`` ([N, S] booleans) when the model has one: padded
+    positions' outputs are not used downstream, so the α search does not score them."""
+    from lowbit.quantize.transformer import attention_mask_input
+
+    name = attention_mask_input(model)
+    if name is None or any(name not in s for s in samples):
+        return None
+    mask = np.concatenate([np.asarray(s[name]) for s in samples])
+    return mask.astype(bool) if mask.ndim == 2 else None
+
+
+def _sqnr(reference: Sequence[np.ndarray], actual: Sequence[np.ndarray],
+          keep: np.ndarray | None = None) -> float:
+    """Output SQNR (dB) summed over outputs; an output shaped [N, S, …] like ``keep`` counts
+    only the kept (unpadded) positions."""
+    signal = noise = 0.0
+    for ref, act in zip(reference, actual, strict=True):
+        ref, act = ref.astype(np.float64), act.astype(np.float64)
+        if keep is not None and ref.shape[:2] == keep.shape:
+            ref, act = ref[keep], act[keep]
+        signal += float(np.sum(np.square(ref)))
+        noise += float(np.sum(np.square(ref - act)))
     return 10.0 * math.log10(signal / noise) if noise > 0 else float("inf")
 
 

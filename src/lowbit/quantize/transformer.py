@@ -9,8 +9,10 @@ A graph is a transformer when it has a LayerNormalization (or its decomposed
 ReduceMean form) or a Softmax fed by a MatMul of two run-time tensors. There,
 lowbit quantizes only what ONNX Runtime runs as integer matmuls: every MatMul/Gemm
 with a constant weight (per output column) and, with
-``QuantizeSettings.quantize_attention``, the attention MatMuls Q·Kᵀ and P·V. Every
-other op stays float, each with its reason:
+``QuantizeSettings.quantize_attention``, the attention MatMuls Q·Kᵀ and P·V. Large
+embedding tables are stored int8 per channel and dequantized after the lookup
+(``quantize_embeddings``: a smaller file, no arithmetic changes). Every other op stays
+float, each with its reason:
 
 * LayerNormalization divides by a per-token standard deviation, and its input (the
   residual stream) has a few channels far larger than the rest (Bondarenko et al.
@@ -27,7 +29,11 @@ The quantized MatMuls read their input through QuantizeLinear → DequantizeLine
 give a float output, which ORT fuses into MatMulIntegerToFloat (3-D activation ×
 2-D weight included). Float readers of a quantized tensor (the residual Add reading
 a LayerNorm output that Q/K/V also read) read the float tensor itself, not its
-dequantized copy, so the residual stream carries no rounding error.
+dequantized copy, so the residual stream carries no rounding error. Where the MatMul
+input has a fully static shape, ORT's MatMulAddFusion would turn MatMul + bias Add
+into Reshape → float Gemm → Reshape and skip the integer kernel; it only takes a 1-D
+bias there, so the bias is given the same values as [1, …, 1, N]
+(``keep_bias_adds_apart``).
 """
 
 from __future__ import annotations
@@ -86,14 +92,16 @@ class TransformerScope:
     attention: tuple[str, ...]     # MatMul nodes with two run-time operands
     categories: dict[str, str] = field(default_factory=dict)  # node name → category
 
-    def note(self, quantize_attention: bool) -> str:
+    def note(self, quantize_attention: bool, embeddings: int = 0) -> str:
         kinds = sorted({c for c in self.categories.values()
                         if c in ("layernorm", "softmax", "gelu", "residual", "mask")})
         att = (f"{len(self.attention)} attention MatMuls INT8" if quantize_attention
                else f"{len(self.attention)} attention MatMuls float (--quantize-attention)")
+        tables = (f"; {embeddings} embedding table(s) stored int8 (per channel, "
+                  "dequantized after the lookup)" if embeddings else "")
         return (f"transformer: {len(self.linear)} MatMul/Gemm with weights INT8 (per output "
                 f"column), {att}; kept float: {', '.join(kinds) or 'nothing else'} and the "
-                "other elementwise ops (reasons above)")
+                f"other elementwise ops (reasons above){tables}")
 
 
 def transformer_scope(model: onnx.ModelProto, *, quantize_attention: bool = False,
@@ -145,10 +153,37 @@ def quantize_int8(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
     result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=scope.keep_float,
                           weights=weights)
     unshare_float_readers(result.model, {d.name for d in result.quantized})
+    embeddings = set(quantize_embeddings(result.model))
     left = [NodeDecision(d.name, d.op_type, scope.keep_float.get(d.name, d.reason))
             if d.reason.endswith("by the qtable") or d.reason.startswith("feeds only ops")
-            else d for d in result.left_float]
-    return replace(result, left_float=left), [scope.note(settings.quantize_attention)]
+            else d for d in result.left_float if d.name not in embeddings]
+    quantized = [*result.quantized, *(NodeDecision(n, "Gather") for n in sorted(embeddings))]
+    return replace(result, left_float=left, quantized=quantized), \
+        [scope.note(settings.quantize_attention, len(embeddings))]
+
+
+def attention_mask_input(model: onnx.ModelProto) -> str | None:
+    """The integer graph input that only reaches a Softmax through mask arithmetic (Unsqueeze,
+    Cast, Sub, Mul, Add, Where, …): the attention mask, marking padding with 0. None when
+    there is no such input, or more than one."""
+    graph = _Graph(model)
+    stops = {"Shape", "Size", "Gather", *LINEAR_OPS, *LAYERNORM_OPS}
+    found = []
+    for name in sorted(graph.graph_inputs):
+        if graph.is_float(name):
+            continue
+        frontier, seen, reaches = [name], set(), False
+        while frontier and not reaches:
+            tensor = frontier.pop()
+            for user in graph.consumers.get(tensor, []):
+                if user.op_type == "Softmax":
+                    reaches = True
+                elif user.op_type not in stops and user.name not in seen:
+                    seen.add(user.name)
+                    frontier.extend(user.output)
+        if reaches:
+            found.append(name)
+    return found[0] if len(found) == 1 else None
 
 
 def keep_bias_adds_apart(model: onnx.ModelProto, scope: TransformerScope) -> onnx.ModelProto:
@@ -195,6 +230,69 @@ def keep_bias_adds_apart(model: onnx.ModelProto, scope: TransformerScope) -> onn
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept)
     return out
+
+
+EMBEDDING_MIN_ELEMENTS = 1 << 16
+
+
+def quantize_embeddings(model: onnx.ModelProto, min_elements: int = EMBEDDING_MIN_ELEMENTS
+                        ) -> list[str]:
+    """Store each large embedding table (a constant float [V, H] that a Gather reads along
+    axis 0) as int8 with one scale per hidden channel, and dequantize the gathered rows:
+    Gather(table_q, ids) → DequantizeLinear(axis=-1). The lookup does no arithmetic, so
+    this only shrinks the file (MiniLM's word embeddings are half of it); returns the
+    Gather nodes changed (in place)."""
+    graph = model.graph
+    tables = {i.name: i for i in graph.initializer}
+    names = set(tables) | {o for n in graph.node for o in n.output}
+    done: dict[str, tuple[str, str, str]] = {}
+    changed: list[str] = []
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        nodes.append(node)
+        table = tables.get(node.input[0]) if node.op_type == "Gather" and node.input else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if table is None or table.data_type != onnx.TensorProto.FLOAT or len(table.dims) != 2 \
+                or axis != 0 or int(np.prod(table.dims)) < min_elements:
+            continue
+        if table.name not in done:
+            array = numpy_helper.to_array(table).astype(np.float32)
+            absmax = np.abs(array).max(axis=0)
+            scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+            q = np.clip(np.rint(array / scale), -127, 127).astype(np.int8)
+            created = []
+            for suffix, value in (("quantized", q), ("scale", scale),
+                                  ("zero_point", np.zeros(scale.shape, np.int8))):
+                name = _fresh(f"{table.name}_{suffix}", names)
+                graph.initializer.append(numpy_helper.from_array(value, name))
+                created.append(name)
+            done[table.name] = (created[0], created[1], created[2])
+        q_name, scale_name, zero_name = done[table.name]
+        rows = _fresh(f"{node.output[0]}_quantized", names)
+        output = node.output[0]
+        node.input[0] = q_name
+        node.output[0] = rows
+        nodes.append(onnx.helper.make_node(
+            "DequantizeLinear", [rows, scale_name, zero_name], [output], axis=-1,
+            name=_fresh(f"{node.name or output}_DequantizeLinear", names)))
+        changed.append(node.name or output)
+    if changed:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        used = {x for n in graph.node for x in n.input}
+        kept = [i for i in graph.initializer if i.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+    return changed
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    unique, n = name, 1
+    while unique in taken:
+        n += 1
+        unique = f"{name}_{n}"
+    taken.add(unique)
+    return unique
 
 
 def unshare_float_readers(model: onnx.ModelProto, quantized: set[str]) -> int:

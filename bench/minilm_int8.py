@@ -1,0 +1,239 @@
+"""INT8 on all-MiniLM-L6-v2: lowbit static / SmoothQuant / dynamic against ONNX Runtime's quantizers.
+
+    python bench/minilm_int8.py --workdir /tmp/minilm_int8 --markdown results.md
+    python bench/minilm_int8.py --only float,lowbit-static,ort-dynamic --repeats 5
+
+The encoder is exported by bench/minilm.py (sequence length 64, dynamic batch) and
+cleaned by ``lowbit.transform``; every quantizer starts from that same F32 file.
+The 400 sentences of bench/minilm.py are split: 100 calibrate (every quantizer that
+calibrates sees exactly those), the other 300 evaluate. For each variant the table
+gives the mean-pooled, L2-normalised sentence embedding's cosine to F32's (mean and
+min over the 300 sentences), the file size, how many of the 48 MatMuls ORT runs as
+integer kernels, and the speed ratio to F32 at batch 1 and 8, all variants timed
+interleaved in one process (lowbit.analysis.bench, medians).
+
+ORT variants use ``reduce_range=True`` (7-bit weights), as lowbit does on a CPU
+without VNNI (``QuantizeSettings.weight_qmax`` = 63 there): with full-range weights,
+ORT's uint8×int8 kernels saturate on such CPUs, which would be an unfair handicap.
+``per_channel=True`` for both ORT quantizers (lowbit is per output column too). ORT's
+``quantize_static`` runs in QDQ format with uint8 activations, on the canonical model
+without ``quant_pre_process`` (the model already has static shapes apart from the
+batch), once with its default op types (MatMul, Add, Mul, … as it sees fit) and once
+with ``op_types_to_quantize=["MatMul"]`` (what lowbit quantizes in a transformer).
+Its Entropy and Percentile calibrators build a histogram over each tensor's range;
+with default op types they also calibrate the (1 − mask)·finfo.min tensor and fail
+(numpy: "Too many bins for data range"), which the table's footnote records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lowbit
+import minilm
+from lowbit.analysis.bench import BenchSettings, bench_models
+from lowbit.analysis.explain import explain_int8
+
+log = logging.getLogger("minilm_int8")
+CALIBRATION_SENTENCES = 100
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    path: Path
+    seconds: float
+    note: str = ""
+
+
+def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[], Variant]]:
+    tables = {}
+
+    def table(method: str) -> Path:
+        if method not in tables:
+            path = work / f"minilm.{method}.calib"
+            lowbit.calibrate(f32, calib, method=method, output=path, progress=False)
+            tables[method] = path
+        return tables[method]
+
+    def deploy(name: str, **kwargs: object) -> Callable[[], Variant]:
+        def build() -> Variant:
+            start = time.perf_counter()
+            options = dict(kwargs)
+            method = str(options.pop("method", "minmax"))
+            if not options.get("dynamic"):
+                options["calibration_table"] = table(method)
+            out = work / f"{name}.onnx"
+            result = lowbit.deploy(f32, output=out, **options)  # type: ignore[arg-type]
+            notes = [n for n in result.notes if n.startswith("SmoothQuant")]
+            return Variant(name, out, time.perf_counter() - start, "; ".join(notes))
+        return build
+
+    return {
+        "lowbit-static": deploy("lowbit-static"),
+        "lowbit-static-auto": deploy("lowbit-static-auto", method="auto"),
+        "lowbit-static-attention": deploy("lowbit-static-attention", quantize_attention=True),
+        "lowbit-smooth-0.5": deploy("lowbit-smooth-0.5", smooth="0.5", smooth_data=calib),
+        "lowbit-smooth-auto": deploy("lowbit-smooth-auto", smooth="auto", smooth_data=calib),
+        "lowbit-dynamic": deploy("lowbit-dynamic", dynamic=True),
+        "lowbit-dynamic-smooth-auto": deploy("lowbit-dynamic-smooth-auto", dynamic=True,
+                                             smooth="auto", smooth_data=calib),
+    }
+
+
+def _ort_variants(work: Path, f32: Path, calib_arrays: dict[str, np.ndarray]
+                  ) -> dict[str, Callable[[], Variant]]:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(range(len(calib_arrays["input_ids"])))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            i = next(self.rows, None)
+            return None if i is None else {k: v[i:i + 1] for k, v in calib_arrays.items()}
+
+    def static(method: CalibrationMethod, name: str, matmul_only: bool
+               ) -> Callable[[], Variant]:
+        def build() -> Variant:
+            start = time.perf_counter()
+            out = work / f"{name}.onnx"
+            quantize_static(str(f32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=method,
+                            op_types_to_quantize=["MatMul"] if matmul_only else None)
+            return Variant(name, out, time.perf_counter() - start)
+        return build
+
+    def dynamic() -> Variant:
+        start = time.perf_counter()
+        out = work / "ort-dynamic.onnx"
+        quantize_dynamic(str(f32), str(out), per_channel=True, reduce_range=True,
+                         weight_type=QuantType.QInt8)
+        return Variant("ort-dynamic", out, time.perf_counter() - start)
+
+    return {
+        "ort-dynamic": dynamic,
+        "ort-static-minmax": static(CalibrationMethod.MinMax, "ort-static-minmax", False),
+        "ort-static-entropy": static(CalibrationMethod.Entropy, "ort-static-entropy", False),
+        "ort-static-minmax-matmul": static(CalibrationMethod.MinMax, "ort-static-minmax-matmul",
+                                           True),
+        "ort-static-entropy-matmul": static(CalibrationMethod.Entropy,
+                                            "ort-static-entropy-matmul", True),
+        "ort-static-percentile-matmul": static(CalibrationMethod.Percentile,
+                                               "ort-static-percentile-matmul", True),
+    }
+
+
+def _rows(names: list[str], variants: dict[str, Variant], embeddings: dict[str, np.ndarray],
+          kernels: dict[str, str], bench: object) -> Iterator[list[str]]:
+    ref = embeddings["float"]
+    order = list(variants)
+    base = order.index("float")
+    for i, name in enumerate(order):
+        cos = minilm.cosines(ref, embeddings[name])
+        size = variants[name].path.stat().st_size / 1e6
+        b1 = bench.ratio(1, i, base)  # type: ignore[attr-defined]
+        b8 = bench.ratio(8, i, base)  # type: ignore[attr-defined]
+        result = bench.results[i]  # type: ignore[attr-defined]
+        t1, t8 = result.timing(1).median_ms, result.timing(8).median_ms
+        yield [name, f"{cos.mean():.5f}", f"{cos.min():.5f}", f"{size:.1f}", kernels[name],
+               f"{t1:.1f}", f"{b1:.2f}x", f"{t8:.1f}", f"{b8:.2f}x", variants[name].note]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--workdir", default="/tmp/minilm_int8", help="where files go")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per batch")
+    parser.add_argument("--threads", type=int, default=2, help="ORT threads")
+    parser.add_argument("--only", help="comma-separated variant names (float always runs)")
+    parser.add_argument("--markdown", help="append the table to this file")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse variant files already in --workdir (delete one to rebuild)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
+    logging.getLogger("lowbit.quantize.smoothquant").setLevel(logging.INFO)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / "minilm.raw.onnx"
+    if not raw.exists():
+        minilm.export_minilm(raw)
+    f32 = work / "minilm.f32.onnx"
+    lowbit.transform(raw, f32)
+    calib_texts, eval_texts = minilm.split_sentences(CALIBRATION_SENTENCES)
+    calib = minilm.write_dataset(work / "calib.npz", calib_texts)
+    encoded = minilm.tokenize(eval_texts)
+    with np.load(calib) as data:
+        calib_arrays = {k: data[k] for k in data.files}
+
+    builders: dict[str, Callable[[], Variant]] = {
+        "float": lambda: Variant("float", f32, 0.0)}
+    builders.update(_lowbit_variants(work, f32, calib))
+    builders.update(_ort_variants(work, f32, calib_arrays))
+    wanted = ["float"] + [n for n in (args.only or ",".join(builders)).split(",")
+                          if n and n != "float"]
+    variants: dict[str, Variant] = {}
+    failures: list[str] = []
+    for name in wanted:
+        path, note_file = work / f"{name}.onnx", work / f"{name}.note"
+        if args.reuse and name != "float" and path.exists():
+            note = note_file.read_text() if note_file.exists() else ""
+            variants[name] = Variant(name, path, 0.0, note)
+            continue
+        log.info("building %s", name)
+        try:
+            variants[name] = builders[name]()
+        except Exception as err:  # noqa: BLE001 - an ORT quantizer failing here is a result
+            failures.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0]}")
+            log.warning("  %s failed: %s", name, failures[-1])
+            continue
+        note_file.write_text(variants[name].note)
+        log.info("  %s: %.1f s", name, variants[name].seconds)
+    embeddings, kernels = {}, {}
+    for name, variant in variants.items():
+        embeddings[name] = minilm.embed(variant.path, encoded, threads=args.threads)
+        advice = explain_int8(variant.path, profile=False)
+        kernels[name] = f"{sum(op.integer for op in advice.ops)}/{len(advice.ops)}"
+    bench = bench_models([v.path for v in variants.values()],
+                         BenchSettings(batches=(1, 8), threads=args.threads,
+                                       repeats=args.repeats), progress=False)
+    header = ["variant", "cos mean", "cos min", "MB", "int MatMuls", "b1 ms", "b1 vs F32",
+              "b8 ms", "b8 vs F32", "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |"
+              for row in _rows(wanted, variants, embeddings, kernels, bench)]
+    cpu = platform.processor() or platform.machine()
+    title = (f"### minilm_int8 {datetime.date.today()} — {cpu}, ORT {ort.__version__}, "
+             f"{args.threads} threads (2 shared cores), {args.repeats} repeats, "
+             f"{CALIBRATION_SENTENCES} calibration / {len(eval_texts)} evaluation sentences")
+    text = "\n".join([title, "", *lines, "", *(f"* failed: {f}" for f in failures), ""])
+    print(text)
+    print("build seconds: " + ", ".join(f"{v.name} {v.seconds:.0f}" for v in variants.values()))
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
