@@ -13,7 +13,12 @@ from lowbit.calibration.observers import CalibrationSettings
 from lowbit.passes import canonicalize
 from lowbit.quantize.qdq import quantize_qdq
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.quantize.transformer import quantize_int8, transformer_scope
+from lowbit.quantize.transformer import (
+    attention_mask_input,
+    quantize_embeddings,
+    quantize_int8,
+    transformer_scope,
+)
 from lowbit.runtime.ort import create_session
 from tests.quantize.tiny_transformer import stack, tiny_block, token_samples
 
@@ -178,3 +183,24 @@ def test_decomposed_layernorm_and_gelu_op_are_recognised():
     assert scope.categories["residual"] == "residual" and scope.linear == ("fc",)
     counts = Counter(scope.categories.values())
     assert counts["layernorm"] == 9
+
+
+def test_embedding_tables_are_stored_int8_and_dequantized_after_the_lookup():
+    model = canonicalize(tiny_block())[0]
+    changed = quantize_embeddings(model, min_elements=0)
+    assert changed == ["embed"]
+    gather = next(n for n in model.graph.node if n.name == "embed")
+    table = next(i for i in model.graph.initializer if i.name == gather.input[0])
+    assert table.data_type == TensorProto.INT8 and list(table.dims) == [50, 32]
+    users = [n for n in model.graph.node if gather.output[0] in n.input]
+    assert [u.op_type for u in users] == ["DequantizeLinear"]
+    assert users[0].output[0] == "x"  # the float lookup keeps its name for its readers
+    onnx.checker.check_model(model)
+    reference = canonicalize(tiny_block())[0]
+    sample = token_samples(1)[0]
+    assert cosine(run(reference, sample), run(model, sample)) > 0.9999
+
+
+def test_the_attention_mask_input_is_found(block):
+    model, _ = block
+    assert attention_mask_input(model) == "attention_mask"
