@@ -26,7 +26,7 @@ byte in the same nibble order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -79,13 +79,19 @@ class BlockParams:
     scale: np.ndarray
     zero: np.ndarray
 
+    def __post_init__(self) -> None:
+        # GPTQ calls quantize/dequantize once per row of K: convert the zero point once.
+        object.__setattr__(self, "_zero_float", self.zero.astype(np.float32))
+
     def quantize(self, w: np.ndarray) -> np.ndarray:
         """Codes of ``w`` ([..., N], broadcast against the columns), rounded to nearest."""
-        q = np.rint(w / self.scale) + self.zero.astype(np.float64)
+        q = np.rint(w / self.scale) + self._zero_float
         return np.clip(q, 0, LEVELS - 1).astype(np.uint8)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return (q.astype(np.float64) - self.zero) * self.scale
+        return (q.astype(np.float32) - self._zero_float) * self.scale
+
+    _zero_float: np.ndarray = field(init=False, repr=False, compare=False)
 
 
 def block_params(block: np.ndarray, symmetric: bool) -> BlockParams:

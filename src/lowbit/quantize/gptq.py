@@ -22,6 +22,8 @@ quantized as 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from lowbit.errors import CalibrationError, UsageError
@@ -37,35 +39,59 @@ DAMP = 0.01
 LAZY_ROWS = 128
 
 
-def gptq_quantize(w: np.ndarray, hessian: np.ndarray, block_size: int, *,
-                  symmetric: bool = False, act_order: bool = False, damp: float = DAMP,
-                  lazy_rows: int = LAZY_ROWS) -> BlockQuant:
-    """Quantize B [K, N] given H [K, K] of its inputs; returns codes in B's own row order."""
-    check_block_size(block_size)
-    w = np.asarray(w, dtype=np.float64)
-    k, n = w.shape
-    if hessian.shape != (k, k):
-        raise UsageError(f"GPTQ needs a [{k}, {k}] Hessian for a [{k}, {n}] weight, got "
-                         f"{hessian.shape}")
+@dataclass(frozen=True)
+class InverseHessian:
+    """What GPTQ needs of one input's Hessian; every layer that reads the input shares it
+    (a transformer's Q, K and V projections read the same tensor)."""
+
+    upper: np.ndarray  # U [K, K] float32, H⁻¹ = UᵀU, rows and columns in visiting order
+    order: np.ndarray  # the visiting order of K's rows
+    dead: np.ndarray   # bool [K]: inputs that are always zero
+    act_order: bool
+
+
+def inverse_hessian(hessian: np.ndarray, *, damp: float = DAMP,
+                    act_order: bool = False) -> InverseHessian:
+    """Dampen H [K, K], choose the visiting order and factor H⁻¹ (in float64)."""
     if not damp > 0:
         raise UsageError(f"GPTQ dampening must be positive, got {damp}")
-    # GPTQ's frame: W [N, K] with the K columns quantized in turn.
-    weight = w.T.copy()
     h = np.array(hessian, dtype=np.float64)
+    k = len(h)
     dead = np.diag(h) <= 0
     h[dead, dead] = 1.0
-    weight[:, dead] = 0.0
-
-    static: list[BlockParams] | None = None
-    order = np.arange(k)
+    order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
     if act_order:
-        static = [block_params(weight[:, s:s + block_size].T, symmetric)
-                  for s in range(0, k, block_size)]
-        order = np.argsort(-np.diag(h), kind="stable")
-        weight = weight[:, order]
         h = h[np.ix_(order, order)]
     h[np.diag_indices(k)] += damp * float(np.mean(np.diag(h)))
-    hinv = _upper_cholesky_of_inverse(h)
+    upper = _upper_cholesky_of_inverse(h).astype(np.float32)
+    return InverseHessian(upper, order, dead, act_order)
+
+
+def gptq_quantize(w: np.ndarray, hessian: np.ndarray | InverseHessian, block_size: int, *,
+                  symmetric: bool = False, act_order: bool = False, damp: float = DAMP,
+                  lazy_rows: int = LAZY_ROWS) -> BlockQuant:
+    """Quantize B [K, N] given H [K, K] of its inputs (or its ``inverse_hessian``, whose
+    own act_order then applies); returns codes in B's own row order."""
+    check_block_size(block_size)
+    w = np.asarray(w, dtype=np.float32)
+    k, n = w.shape
+    if not isinstance(hessian, InverseHessian):
+        if hessian.shape != (k, k):
+            raise UsageError(f"GPTQ needs a [{k}, {k}] Hessian for a [{k}, {n}] weight, got "
+                             f"{hessian.shape}")
+        hessian = inverse_hessian(hessian, damp=damp, act_order=act_order)
+    elif hessian.upper.shape != (k, k):
+        raise UsageError(f"GPTQ needs a [{k}, {k}] Hessian for a [{k}, {n}] weight, got "
+                         f"{hessian.upper.shape}")
+    # GPTQ's frame: W [N, K] with the K columns quantized in turn (float32, as the paper's).
+    weight = w.T.copy()
+    weight[:, hessian.dead] = 0.0
+    order, hinv = hessian.order, hessian.upper
+    static: list[BlockParams] | None = None
+    if hessian.act_order:
+        static = [block_params(weight[:, s:s + block_size].T, symmetric)
+                  for s in range(0, k, block_size)]
+        weight = weight[:, order]
 
     codes = np.empty((n, k), np.uint8)  # in visiting order
     params: list[BlockParams | None] = [None] * n_blocks(k, block_size)
@@ -87,7 +113,8 @@ def gptq_quantize(w: np.ndarray, hessian: np.ndarray, block_size: int, *,
             assert current is not None
             q = current.quantize(chunk[:, i])
             codes[:, column] = q
-            error = (chunk[:, i] - current.dequantize(q)) / hinv_chunk[i, i]
+            error = ((chunk[:, i] - current.dequantize(q)) / hinv_chunk[i, i]).astype(
+                np.float32)
             chunk[:, i:] -= np.outer(error, hinv_chunk[i, i:])
             errors[:, i] = error
         weight[:, i2:] -= errors @ hinv[i1:i2, i2:]
@@ -104,16 +131,34 @@ def gptq_quantize(w: np.ndarray, hessian: np.ndarray, block_size: int, *,
 
 
 def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
-    """U upper triangular with H⁻¹ = UᵀU; more dampening where H is not positive definite."""
+    """U upper triangular with H⁻¹ = UᵀU; more dampening where H is not positive definite.
+
+    With J the reversal permutation and L Lᵀ = J H J (one Cholesky), R = J L J is upper
+    triangular and H = R Rᵀ, so H⁻¹ = R⁻ᵀ R⁻¹ and U = R⁻¹ = J L⁻¹ J: one factorization
+    and one inverse, where chol(inv(H)) would take two of each."""
     eye = np.eye(len(h))
     extra = 0.0
     for _ in range(6):
         try:
-            lower = np.linalg.cholesky(h + extra * eye)
-            inverse = np.linalg.inv(lower)
-            hinv = inverse.T @ inverse  # (L Lᵀ)⁻¹
-            return np.linalg.cholesky(hinv).T
+            lower = np.linalg.cholesky(h[::-1, ::-1] + extra * eye)
+            return np.triu(_invert_lower(lower)[::-1, ::-1])
         except np.linalg.LinAlgError:
             extra = max(extra * 10, 1e-6 * float(np.mean(np.diag(h))) + 1e-12)
-    raise CalibrationError("GPTQ: the input Hessian is not positive definite even with dampening "
-                     "(the calibration inputs of this layer are degenerate)")
+    raise CalibrationError("GPTQ: the input Hessian is not positive definite even with "
+                           "dampening (the calibration inputs of this layer are degenerate)")
+
+
+def _invert_lower(lower: np.ndarray) -> np.ndarray:
+    """L⁻¹ of a lower triangular L by halves, [[A, 0], [C, D]]⁻¹ = [[A⁻¹, 0], [−D⁻¹CA⁻¹, D⁻¹]]:
+    matrix products instead of the general LU inverse (numpy has no triangular inverse)."""
+    n = len(lower)
+    if n <= 128:
+        return np.linalg.inv(lower)
+    half = n // 2
+    a_inv = _invert_lower(lower[:half, :half])
+    d_inv = _invert_lower(lower[half:, half:])
+    out = np.zeros_like(lower)
+    out[:half, :half] = a_inv
+    out[half:, half:] = d_inv
+    out[half:, :half] = -d_inv @ (lower[half:, :half] @ a_inv)
+    return out

@@ -62,11 +62,13 @@ def collect_hessians(model: onnx.ModelProto, tensors: Sequence[str],
                                  f"{count}: {first}") from err
             for name in names:
                 value = feeds[name] if name in graph_inputs else values[name]
-                x = np.asarray(value, dtype=np.float64).reshape(-1, value.shape[-1])
+                # One sample's XᵀX in float32 (a few hundred rows), summed in float64.
+                x = np.asarray(value, dtype=np.float32).reshape(-1, value.shape[-1])
+                product = (x.T @ x).astype(np.float64)
                 if name in sums:
-                    sums[name] += x.T @ x
+                    sums[name] += product
                 else:
-                    sums[name] = x.T @ x
+                    sums[name] = product
                 rows[name] += x.shape[0]
             count += 1
             advance(1)

@@ -41,7 +41,7 @@ from lowbit.quantize.blockwise import (
     pack_nbits,
     quantize_blocks,
 )
-from lowbit.quantize.gptq import DAMP, gptq_quantize
+from lowbit.quantize.gptq import DAMP, InverseHessian, gptq_quantize, inverse_hessian
 from lowbit.quantize.hessian import collect_hessians, progress_bar
 from lowbit.quantize.qdq import NodeDecision
 
@@ -194,10 +194,11 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
     out.CopyFrom(model)
     names = _Names(out)
     replacements: dict[str, list[onnx.NodeProto]] = {}
+    inverses: dict[str, InverseHessian] = {}
     with progress_bar("GPTQ layers", progress and settings.algorithm == "gptq",
                       len(targets)) as advance:
         for target in targets:
-            quant = _quantize(target, settings, hessians)
+            quant = _quantize(target, settings, hessians, inverses)
             replacements[target.node.output[0]] = [_nbits_node(out, target, quant, names)]
             advance(1)
     _replace_nodes(out, replacements)
@@ -210,11 +211,15 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
 
 
 def _quantize(target: WeightTarget, settings: WeightOnlySettings,
-              hessians: Mapping[str, np.ndarray]) -> BlockQuant:
+              hessians: Mapping[str, np.ndarray], inverses: dict[str, InverseHessian]
+              ) -> BlockQuant:
     if settings.algorithm == "gptq":
-        return gptq_quantize(target.weight, hessians[target.input], settings.block_size,
-                             symmetric=settings.symmetric, act_order=settings.act_order,
-                             damp=settings.damp)
+        if target.input not in inverses:  # factor once per input tensor (Q, K, V share one)
+            inverses[target.input] = inverse_hessian(hessians[target.input],
+                                                     damp=settings.damp,
+                                                     act_order=settings.act_order)
+        return gptq_quantize(target.weight, inverses[target.input], settings.block_size,
+                             symmetric=settings.symmetric)
     return quantize_blocks(target.weight, settings.block_size, symmetric=settings.symmetric)
 
 
