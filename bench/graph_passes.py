@@ -132,8 +132,9 @@ class FloatRow:
 def bench_float(name: str, paths: dict[str, Path], args: argparse.Namespace,
                 changed: bool) -> list[FloatRow]:
     # When optimize changed nothing, canonical and optimized are one graph: time it once.
-    variants = VARIANTS if changed else ("raw", "optimized")
-    entries = [(v, level) for level in LEVELS for v in variants]
+    variants = [v for v in args.variants
+                if changed or v != "canonical" or "optimized" not in args.variants]
+    entries = [(v, level) for level in args.levels for v in variants]
     settings = BenchSettings(batches=tuple(args.batches), threads=args.threads,
                              warmup=args.warmup, repeats=args.repeats)
     print(f"[{name}] F32: {len(entries)} sessions interleaved ...", flush=True)
@@ -147,10 +148,11 @@ def bench_float(name: str, paths: dict[str, Path], args: argparse.Namespace,
         convs = conv_count(proto)
         fused = sum(1 for n in ort_all.graph.node if _fused_activation(n))
         timings = {}
-        for level in LEVELS:
+        for level in args.levels:
             result = comparison.results[entries.index((variant, level))]
             timings[level] = (result.timing(small).median_ms, result.timing(big).throughput)
-        label = variant if changed or variant == "raw" else "canonical = optimized"
+        label = (variant if changed or variant != "optimized" or "canonical" not in args.variants
+                 else "canonical = optimized")
         rows.append(FloatRow(name, label, len(proto.graph.node), len(ort_all.graph.node),
                              f"{fused}/{convs}", timings))
     return rows
@@ -280,25 +282,28 @@ def markdown(float_rows: list[FloatRow], int8_rows: list[Int8Row],
     lines = [title, ""]
     for name, summary in summaries.items():
         lines.append(f"* {name}: optimize after canonicalize: {summary}")
-    caption = (f"F32 — b{small} median ms / b{big} img/s at each ORT level; "
-               "in brackets: throughput over raw's at the same level")
+    levels = args.levels
+    both = "all" in levels and "disable" in levels
+    caption = (f"F32 — b{small} median ms / b{big} img/s at each ORT level; in brackets: "
+               f"throughput over the model's first row ({args.variants[0]}) at the same level")
     lines += ["", caption, "",
-              "| model | variant | nodes | nodes after ORT all | Convs ORT fused an activation into | "
-              + " | ".join(f"{lvl} b{small} ms | {lvl} b{big} img/s" for lvl in LEVELS)
-              + " | all / disable (b" + str(big) + ") |",
-              "|" + "---|" * (6 + 2 * len(LEVELS))]
-    by_model: dict[str, dict[str, FloatRow]] = {}
+              "| model | variant | nodes | nodes after ORT all | Convs ORT fused an activation "
+              "into | " + " | ".join(f"{lvl} b{small} ms | {lvl} b{big} img/s" for lvl in levels)
+              + (f" | all / disable (b{big}) |" if both else " |"),
+              "|" + "---|" * (5 + 2 * len(levels) + both)]
+    first: dict[str, FloatRow] = {}
     for row in float_rows:
-        by_model.setdefault(row.model, {})[row.variant] = row
+        first.setdefault(row.model, row)
     for row in float_rows:
         cells = [row.model, row.variant, str(row.nodes), str(row.ort_nodes), row.fused_conv]
-        raw = by_model[row.model]["raw"]
-        for level in LEVELS:
+        reference = first[row.model]
+        for level in levels:
             ms, tput = row.timings[level]
-            ratio = tput / raw.timings[level][1]
-            cells += [f"{ms:.2f}", f"{tput:.1f}" + ("" if row.variant == "raw"
+            ratio = tput / reference.timings[level][1]
+            cells += [f"{ms:.2f}", f"{tput:.1f}" + ("" if row is reference
                                                     else f" ({ratio:.2f}x)")]
-        cells.append(f"{row.timings['all'][1] / row.timings['disable'][1]:.2f}x")
+        if both:
+            cells.append(f"{row.timings['all'][1] / row.timings['disable'][1]:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
     if int8_rows:
         header = (f"| model | INT8 from | nodes | b{small} ms | b{big} img/s | "
@@ -335,6 +340,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--calib-samples", type=int, default=32)
+    parser.add_argument("--levels", default=",".join(LEVELS),
+                        help=f"ORT levels to time F32 at (default {','.join(LEVELS)})")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="F32 variants to time, in this order; ratios are over the first "
+                        f"(default {','.join(VARIANTS)})")
     parser.add_argument("--skip-int8", action="store_true", help="F32 tables only")
     parser.add_argument("--horizontal", action="store_true",
                         help="also time fuse_horizontal on an Inception block and Q/K/V")
@@ -345,6 +355,11 @@ def main() -> None:
                         help="append the tables to this Markdown file")
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
+    args.levels = tuple(x.strip() for x in args.levels.split(","))
+    args.variants = tuple(x.strip() for x in args.variants.split(","))
+    if not set(args.levels) <= set(ORT_LEVELS) or not set(args.variants) <= set(VARIANTS):
+        parser.error(f"--levels from {', '.join(ORT_LEVELS)}; --variants from "
+                     f"{', '.join(VARIANTS)}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("lowbit.analysis.bench").setLevel(logging.INFO)  # per-model progress
     if args.out_dir is None:
