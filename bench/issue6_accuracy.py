@@ -25,10 +25,12 @@ same 200 calibration samples:
 - NNCF ``nncf.quantize`` (ONNX backend, defaults: preset PERFORMANCE, fast bias
   correction, overflow fix on the first layer only), and with
   ``OverflowFix.ENABLE`` (7-bit weights everywhere, the analogue of reduce_range);
-- lowbit (``--lowbit``): the calibration methods minmax, percentile, kl, mse, auto,
-  auto + bias correction (``auto+bc``), and the options other parts of issue 6 add to
-  ``lowbit.deploy`` where its signature has them: equalize (``+eq``), adaround
-  (``+ada``), per-tensor weights (``pt``).
+- lowbit (``--lowbit``): the calibration methods minmax, percentile, kl, mse, auto
+  (bias correction off, to compare calibration alone); ``default``: ``lowbit calibrate``
+  and ``lowbit deploy`` with their defaults (auto, and bias correction from the mean
+  inputs the table stores); auto + bias correction measured on 32 samples
+  (``auto+bc``); and the options other parts of issue 6 add to ``lowbit.deploy``:
+  equalize (``+eq``), adaround (``+ada``), per-tensor weights (``pt``).
 
 Speed: ``lowbit.analysis.bench.bench_models`` times F32 and one model of each distinct
 INT8 graph interleaved in one process at batch 8 (EfficientNet) or 32 (MNIST); rows
@@ -95,33 +97,43 @@ class LowbitConfig:
 
 
 def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
-    """Every lowbit row by its --lowbit key; calib is the calibration data set."""
-    base = {m: LowbitConfig(f"lowbit {m}", m) for m in ("minmax", "percentile", "kl", "mse",
-                                                          "auto")}
+    """Every lowbit row by its --lowbit key; calib is the calibration data set. The
+    method rows turn bias correction off (``bias_correction=False``) so that they compare
+    calibration alone; ``default`` is ``lowbit calibrate`` + ``lowbit deploy`` as they
+    come (auto, bias correction from the table's input means)."""
+    off = {"bias_correction": False}
+    base = {m: LowbitConfig(f"lowbit {m}", m, off) for m in ("minmax", "percentile", "kl",
+                                                           "mse", "auto")}
     return {
         **base,
-        "auto+bc": LowbitConfig("lowbit auto + bias correction", "auto",
-                                {"bias_correction": calib}, needs=("bias_correction",)),
-        "auto+eq": LowbitConfig("lowbit auto + equalize", "auto", {"equalize": True},
-                                needs=("equalize",)),
-        "auto+eq+bc": LowbitConfig("lowbit auto + equalize + bias correction", "auto",
-                                   {"equalize": True, "bias_correction": calib},
-                                   needs=("equalize", "bias_correction")),
-        "auto+ada": LowbitConfig("lowbit auto + adaround", "auto", {"adaround": calib},
-                                 needs=("adaround",)),
-        "pt auto": LowbitConfig("lowbit auto, per-tensor", "auto", {"per_channel": False}),
-        "pt auto+eq": LowbitConfig("lowbit auto, per-tensor + equalize", "auto",
-                                   {"per_channel": False, "equalize": True},
+        "default": LowbitConfig(DEFAULT_LABEL, "auto"),
+        "auto+bc": LowbitConfig("lowbit auto + bias correction (32 samples)", "auto",
+                                {"bias_correction": calib}),
+        "auto+eq": LowbitConfig("lowbit auto + equalize", "auto",
+                                {"equalize": calib, **off}, needs=("equalize",)),
+        "auto+eq+bc": LowbitConfig("lowbit auto + equalize + bias correction (32 samples)",
+                                   "auto", {"equalize": calib, "bias_correction": calib},
                                    needs=("equalize",)),
-        "pt auto+eq+bc": LowbitConfig("lowbit auto, per-tensor + equalize + bias correction",
-                                      "auto", {"per_channel": False, "equalize": True,
-                                               "bias_correction": calib},
-                                      needs=("equalize", "bias_correction")),
+        "default+ada": LowbitConfig("lowbit default + adaround", "auto", {"adaround": calib},
+                                    needs=("adaround",)),
+        "pt auto": LowbitConfig("lowbit auto, per-tensor", "auto",
+                                {"per_channel": False, **off}),
+        "pt default": LowbitConfig("lowbit default, per-tensor", "auto",
+                                   {"per_channel": False}),
+        "pt auto+eq": LowbitConfig("lowbit auto, per-tensor + equalize", "auto",
+                                   {"per_channel": False, "equalize": calib, **off},
+                                   needs=("equalize",)),
+        "pt auto+eq+bc": LowbitConfig("lowbit auto, per-tensor + equalize + bias correction "
+                                      "(32 samples)", "auto",
+                                      {"per_channel": False, "equalize": calib,
+                                       "bias_correction": calib}, needs=("equalize",)),
     }
 
 
-DEFAULT_LOWBIT = ("minmax", "percentile", "kl", "mse", "auto", "auto+bc",
-                  "auto+eq", "auto+eq+bc", "auto+ada", "pt auto", "pt auto+eq", "pt auto+eq+bc")
+DEFAULT_LABEL = "lowbit default (auto + bias correction from the table)"
+DEFAULT_LOWBIT = ("minmax", "percentile", "kl", "mse", "auto", "default", "auto+bc",
+                  "auto+eq", "auto+eq+bc", "default+ada", "pt auto", "pt default",
+                  "pt auto+eq", "pt auto+eq+bc")
 
 
 @dataclass(frozen=True)
@@ -279,7 +291,8 @@ def lowbit_variant(bench: Bench, key: str, config: LowbitConfig, out: Path,
     start = time.perf_counter()
     result = lowbit.deploy(bench.f32, quantize="INT8", calibration_table=table_path,
                            output=path, **config.deploy)  # type: ignore[arg-type]
-    note = "; ".join(n for n in result.notes if not n.startswith("weights use 7 bits"))
+    note = "; ".join(n if len(n) <= 110 else n[:107] + "…" for n in result.notes
+                     if not n.startswith(("weights use 7 bits", "activation ranges")))
     return Variant(config.label, path, calib_seconds + time.perf_counter() - start, note)
 
 
@@ -307,17 +320,20 @@ def score(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None) 
 
 
 def structure_key(path: Path) -> str:
-    """A digest of the graph without its constant values: models with equal keys run the
-    same kernels on the same shapes (they differ in scales, zero points, weights)."""
-    model = onnx.load(str(path))
-    for tensor in model.graph.initializer:
-        tensor.ClearField("raw_data")
-        for name in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-            tensor.ClearField(name)
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            node.ClearField("attribute")
-    return hashlib.sha1(model.graph.SerializeToString()).hexdigest()
+    """A digest of the graph without its constant values or tensor names: models with
+    equal keys run the same kernels on the same shapes (they differ in scales, zero
+    points, weights, and in which equal scales one initializer serves)."""
+    graph = onnx.load(str(path)).graph
+    ids = {init.name: f"c{init.data_type}:{tuple(init.dims)}" for init in graph.initializer}
+    ids.update((value.name, f"in{i}") for i, value in enumerate(graph.input))
+    parts = []
+    for index, node in enumerate(graph.node):
+        attrs = sorted((a.name, str(onnx.helper.get_attribute_value(a)))
+                       for a in node.attribute if node.op_type != "Constant")
+        parts.append((node.domain, node.op_type, tuple(attrs),
+                      tuple(ids.get(name, name) for name in node.input)))
+        ids.update((name, f"n{index}:{k}") for k, name in enumerate(node.output))
+    return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- tables
@@ -481,7 +497,7 @@ def parse_args() -> argparse.Namespace:
                         help="skip the interleaved timing")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per model")
     parser.add_argument("--eval", type=int, default=300, help="held-out EfficientNet crops")
-    parser.add_argument("--default", default="lowbit auto",
+    parser.add_argument("--default", default=DEFAULT_LABEL,
                         help="the row the summary calls lowbit's default")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="MNIST model cache (bench/mnist_models.py)")

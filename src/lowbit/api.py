@@ -68,7 +68,7 @@ from lowbit.passes import optimize as optimize_graph
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.adaround import AdaRoundSettings, require_torch
 from lowbit.quantize.adaround import adaround as learn_rounding
-from lowbit.quantize.bias_correction import correct_biases
+from lowbit.quantize.bias_correction import correct_biases, correct_biases_from_means
 from lowbit.quantize.dynamic import NOTE as DYNAMIC_NOTE
 from lowbit.quantize.dynamic import quantize_dynamic
 from lowbit.quantize.equalize import (
@@ -278,7 +278,7 @@ def calibrate(
     dataset: str | Path,
     *,
     num: int | None = None,
-    method: str = "minmax",
+    method: str = "auto",
     percentile: float = 99.99,
     bins: int = 2048,
     output: str | Path | None = None,
@@ -286,11 +286,13 @@ def calibrate(
     image_options: ImageOptions | None = None,
     threads: int | None = None,
     progress: bool = True,
+    input_means: bool = True,
 ) -> CalibrationTable:
     """Stream ``num`` samples (all when None) through the model and write the table.
 
     An image-folder ``dataset`` is preprocessed with ``image_options``, or without them as
-    the model's meta file (lowbit.io.meta) says."""
+    the model's meta file (lowbit.io.meta) says. With ``input_means`` the table also
+    keeps each Conv/Gemm's mean input, from which deploy corrects biases without data."""
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
     if num is not None and num <= 0:
         raise UsageError(f"--num must be a positive number of samples, got {num}")
@@ -299,7 +301,7 @@ def calibrate(
     image_options = _image_options_for(model, image_options, dataset, source)
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
-                           threads=threads)
+                           threads=threads, input_means=input_means)
     if output is not None:
         write_table(table, output)
     return table
@@ -322,7 +324,7 @@ def deploy(
     keep_io_types: bool = True,
     keep_float: Sequence[str] | None = None,
     backend: str = "ort",
-    bias_correction: str | Path | None = None,
+    bias_correction: str | Path | bool | None = None,
     input_shapes: Shapes | None = None,
     weight_range: str = "auto",
     block_size: int = 32,
@@ -348,8 +350,11 @@ def deploy(
     With ``test_input`` the new model runs on ``backend`` and each output is compared
     with ``test_reference`` (or with the float model's outputs); ``result.passed`` is
     False when a tolerance fails. The file is written either way. ``bias_correction``
-    (a data set, INT8 only) removes the per-channel mean shift weight rounding causes,
-    measured on its first 32 samples. ``weight_range`` "auto" gives INT8 weights 7 bits
+    removes the per-channel mean shift weight rounding causes (INT8): by default (None)
+    from the mean inputs the calibration table holds (``lowbit calibrate`` stores them),
+    skipped with a note when the table has none or ``equalize``/``smooth`` change the
+    layers' inputs; a data set measures it on its first 32 samples instead; False turns
+    it off. ``weight_range`` "auto" gives INT8 weights 7 bits
     where ONNX Runtime's integer kernels on this CPU would saturate with 8 (x86 without
     VNNI), "full" or "reduced" force one or the other.
 
@@ -388,6 +393,7 @@ def deploy(
         require_openvino()  # before anything is written
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    correction_data = bias_correction if isinstance(bias_correction, (str, Path)) else None
     # Validation compares with this float model, not with the equalized/corrected one the
     # accuracy algorithms below quantize (those change the float function on purpose).
     float_model = canonical
@@ -408,7 +414,7 @@ def deploy(
         if equalize:
             canonical, calibration_table, note = _equalize(
                 canonical, calibration_table, equalize, equalize_relu6,
-                adaround or bias_correction)
+                adaround or correction_data)
             accuracy_notes.append(note)
         rounded: dict[str, WeightQuant] | None = None
         if adaround is not None:
@@ -418,12 +424,19 @@ def deploy(
         correction = None
         if dynamic:
             built = _build_dynamic(canonical, int8_settings, calibration_table is not None,
-                                   quantize_table, bias_correction)
-        elif bias_correction is not None:
-            data = open_dataset(bias_correction, input_specs(canonical))
+                                   quantize_table, correction_data)
+        elif correction_data is not None:
+            data = open_dataset(correction_data, input_specs(canonical))
             canonical, correction = correct_biases(
                 canonical, _finite_samples_limited(data, BIAS_CORRECTION_SAMPLES),
                 int8_settings, weights=rounded)
+        elif bias_correction is None and calibration_table is not None:
+            canonical, note = _correct_from_table(
+                canonical, _read_table(calibration_table), int8_settings, rounded,
+                quantize_table,
+                changed_by="--equalize" if equalize else
+                "--smooth" if smooth is not None else None)
+            accuracy_notes.append(note)
         if not dynamic:
             built = _build_int8(canonical, calibration_table, quantize_table, int8_settings,
                                 weights=rounded)
@@ -437,7 +450,7 @@ def deploy(
             built = replace(built, notes=(*built.notes, correction.summary()))
         if int8_settings.reduced_range:
             built = replace(built, notes=(*built.notes, _REDUCED_RANGE_NOTE))
-    elif bias_correction is not None:
+    elif correction_data is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
     elif equalize or adaround is not None or weight_bits != 8:
         raise UsageError("--equalize, --adaround and --weight-bits apply to --quantize INT8 "
@@ -538,7 +551,34 @@ def _build_int8(canonical: onnx.ModelProto,
                                       weights=weights)
     out = to_qoperator(result.model) if settings.format == "qoperator" else result.model
     return _Built(out, tuple(result.quantized), tuple(result.left_float), tuple(result.removed),
-                  dict(result.float_tensors), tuple(notes))
+                  dict(result.float_tensors), (table.summary(), *notes))
+
+
+def _read_table(table: str | Path | CalibrationTable) -> CalibrationTable:
+    return table if isinstance(table, CalibrationTable) else read_table(table)
+
+
+def _correct_from_table(canonical: onnx.ModelProto, table: CalibrationTable,
+                        settings: QuantizeSettings, rounded: Mapping[str, WeightQuant] | None,
+                        quantize_table: str | Path | QTable | None, changed_by: str | None
+                        ) -> tuple[onnx.ModelProto, str]:
+    """Bias correction from the table's mean inputs, and the note that says what it did."""
+    if changed_by is not None:
+        return canonical, (f"no bias correction from the calibration table: {changed_by} "
+                           "changes the layers' inputs; pass --bias-correction DATASET")
+    if not table.input_means:
+        return canonical, ("no bias correction: the calibration table holds no input means "
+                           "(made with --no-input-means, by an older lowbit or by tpu-mlir); "
+                           "pass --bias-correction DATASET or re-run lowbit calibrate")
+    kept: set[str] = set()
+    if quantize_table is not None:
+        qtable = quantize_table if isinstance(quantize_table, QTable) else \
+            read_qtable(quantize_table)
+        kept = {name for name, p in qtable.precisions.items() if p != "INT8"}
+    corrected, report = correct_biases_from_means(canonical, table.input_means,
+                                                  table.num_samples, settings,
+                                                  weights=rounded, exclude=kept)
+    return corrected, f"{report.summary()}, from the calibration table's input means"
 
 
 def _build_w4(canonical: onnx.ModelProto, settings: WeightOnlySettings,

@@ -43,7 +43,7 @@ def asset_path(name: str) -> Path:
     return path
 
 
-def run_demo_flow(workdir: Path, *, method: str = "minmax", repeats: int = 20,
+def run_demo_flow(workdir: Path, *, method: str = "auto", repeats: int = 20,
                   on_stage: Callable[[str], None] = log.info) -> DemoResult:
     workdir.mkdir(parents=True, exist_ok=True)
     model, calib, test = (asset_path(name) for name in ASSETS)

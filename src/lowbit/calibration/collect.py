@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.calibration.derived import derived_ranges
+from lowbit.calibration.input_means import MeanInputOp, mean_input_ops, patch_means
 from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
@@ -76,8 +77,12 @@ def collect_ranges(
     threads: int | None = None,
     max_batch: int = 8,
     skip_derived: bool = True,
+    input_means: bool = False,
 ) -> CalibrationTable:
-    """Stream samples through the model and return the calibration table of its activations."""
+    """Stream samples through the model and return the calibration table of its activations.
+
+    With ``input_means`` the table also holds each Conv/Gemm's mean input taps
+    (lowbit.calibration.input_means), from which deploy corrects biases without data."""
     if max_batch < 1:
         raise UsageError(f"max_batch must be at least 1, got {max_batch}")
     specs = input_specs(model)
@@ -85,8 +90,10 @@ def collect_ranges(
     observers = {name: make_observer(settings) for name in [*tensors.inputs, *tensors.outputs]}
     with_values = any(o.needs_values for o in observers.values())
     summary_model, summaries = _summary_model(model, tensors.outputs, with_values=with_values)
+    means = _MeanSums(model, mean_input_ops(model) if input_means else {})
+    summary_model = means.extend(summary_model)
     session = create_session(summary_model.SerializeToString(), threads=threads)
-    fetch = [name for s in summaries.values() for name in s.fetch]
+    fetch = [name for s in summaries.values() for name in s.fetch] + means.fetch
     batching = max_batch > 1 and all(
         len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in specs)
 
@@ -100,6 +107,7 @@ def collect_ranges(
                 for name in tensors.inputs:
                     observers[name].update(feeds[name])
                 fetched = dict(zip(fetch, values, strict=True))
+                means.add(feeds, fetched)
                 for name, summary in summaries.items():
                     observers[name].update_summary(
                         float(fetched[summary.min]), float(fetched[summary.max]),
@@ -109,7 +117,66 @@ def collect_ranges(
             advance(len(group))
     if count == 0:
         raise DatasetError("data set has no samples")
-    return _table(observers, tensors.skipped, settings, count)
+    table = _table(observers, tensors.skipped, settings, count)
+    table.input_means = means.result(count)
+    return table
+
+
+class _MeanSums:
+    """Running sums over the samples of the tensors Conv/Gemm ops read (input_means)."""
+
+    def __init__(self, model: onnx.ModelProto, ops: Mapping[str, MeanInputOp]) -> None:
+        self.ops = dict(ops)
+        graph_inputs = {value.name for value in model.graph.input}
+        tensors = sorted({op.input for op in self.ops.values()})
+        self.from_feeds = [t for t in tensors if t in graph_inputs]
+        self.outputs = {t: f"lowbit_mean_sum_{i}" for i, t in enumerate(tensors)
+                        if t not in graph_inputs}
+        self.sums: dict[str, np.ndarray] = {}
+        self.broken: set[str] = set()  # tensors whose shape changed between samples
+
+    @property
+    def fetch(self) -> list[str]:
+        return list(self.outputs.values())
+
+    def extend(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """The summary model with a ReduceSum over the batch axis of each tensor."""
+        if not self.outputs:
+            return model
+        graph = model.graph
+        graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64),
+                                                         "lowbit_batch_axis"))
+        for tensor, out in self.outputs.items():
+            graph.node.extend([
+                helper.make_node("ReduceSum", [tensor, "lowbit_batch_axis"], [f"{out}_raw"],
+                                 keepdims=0),
+                helper.make_node("Cast", [f"{out}_raw"], [out], to=TensorProto.FLOAT)])
+            graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+        return model
+
+    def add(self, feeds: Mapping[str, np.ndarray], fetched: Mapping[str, np.ndarray]) -> None:
+        values = {t: np.asarray(feeds[t]).sum(axis=0) for t in self.from_feeds}
+        values.update((t, fetched[out]) for t, out in self.outputs.items())
+        for tensor, value in values.items():
+            total = self.sums.get(tensor)
+            if total is None:
+                self.sums[tensor] = value.astype(np.float64)
+            elif total.shape == value.shape:
+                total += value
+            else:
+                self.broken.add(tensor)
+
+    def result(self, count: int) -> dict[str, np.ndarray]:
+        found = {}
+        for name, op in self.ops.items():
+            total = self.sums.get(op.input)
+            if total is None or op.input in self.broken or not np.isfinite(total).all():
+                continue
+            expected = 1 + len(op.kernel) if op.op_type == "Conv" else None
+            if expected is not None and total.ndim != expected:
+                continue
+            found[name] = patch_means(op, total / count)
+        return found
 
 
 def find_activation_tensors(model: onnx.ModelProto, *, skip_derived: bool = False

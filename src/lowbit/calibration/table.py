@@ -22,6 +22,11 @@ Lines are ``name threshold min max``. Lines starting with ``#`` followed by a
 space (or ``##``) are comments; a line like ``#int4_th`` or ``#weight_scale``
 opens a section of tpu-mlir's table that lowbit does not read: the first block
 of tensor lines is kept and such sections are skipped with a warning.
+
+lowbit's own section ``#lowbit_input_means`` (written by ``lowbit calibrate``) follows
+the ranges: one line per Conv/Gemm node, ``node shape values…``, the mean input each
+kernel tap reads over the calibration samples (lowbit.calibration.input_means), from
+which deploy corrects biases without the data set.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from lowbit.atomic import write_text_atomic
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import CalibrationError
@@ -40,6 +47,7 @@ from lowbit.errors import CalibrationError
 log = logging.getLogger(__name__)
 
 VERSION_LINE = "# lowbit calibration table v1"
+MEANS_SECTION = "lowbit_input_means"
 _SECTION = re.compile(r"#[^\s#]")
 _HEADER = re.compile(r"#\s*([A-Za-z][A-Za-z _]*?)\s*:\s*(.*)$")
 
@@ -54,6 +62,9 @@ class CalibrationTable:
     bins: int | None = None
     percentile: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    # Conv/Gemm node → its mean input taps (lowbit.calibration.input_means), for bias
+    # correction at deploy time; written as the table's #lowbit_input_means section.
+    input_means: dict[str, np.ndarray] = field(default_factory=dict)
 
     def clipped(self) -> dict[str, float]:
         """Tensors whose threshold cuts into their observed range: name → the fraction of
@@ -103,6 +114,13 @@ def format_table(table: CalibrationTable) -> str:
             raise CalibrationError(f"tensor {name!r} has a non-finite range {values}; "
                                    "list it in `skipped` instead")
         lines.append(" ".join([name, *(repr(float(v)) for v in values)]))
+    if table.input_means:
+        lines.append(f"#{MEANS_SECTION}")
+        lines.append("# node shape values (the mean input each kernel tap reads)")
+        for name, means in table.input_means.items():
+            _check_name(name)
+            shape = ",".join(str(d) for d in means.shape)
+            lines.append(" ".join([name, shape, *(f"{v:.7g}" for v in means.ravel())]))
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +142,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
     skipped: dict[str, str] = {}
     ranges: dict[str, TensorRange] = {}
     first_line: dict[str, int] = {}
+    means: dict[str, np.ndarray] = {}
     section: str | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -131,11 +150,16 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
             continue
         if _SECTION.match(line):
             section = line[1:].split()[0]
-            log.warning("%s:%d: ignoring section %r of the calibration table",
-                        source, number, section)
+            if section != MEANS_SECTION:
+                log.warning("%s:%d: ignoring section %r of the calibration table",
+                            source, number, section)
             continue
         if line.startswith("#"):
             _read_comment(line, header, skipped)
+            continue
+        if section == MEANS_SECTION:
+            name, array = _parse_means(line, source, number)
+            means[name] = array
             continue
         if section is not None:
             continue
@@ -152,7 +176,23 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
         bins=_header_int(header, ("bins", "histogram number"), source),
         percentile=_header_float(header, "percentile", source),
         skipped=skipped,
+        input_means=means,
     )
+
+
+def _parse_means(line: str, source: str, number: int) -> tuple[str, np.ndarray]:
+    fields = line.split()
+    try:
+        shape = tuple(int(d) for d in fields[1].split(","))
+        values = np.array([float(v) for v in fields[2:]], np.float64)
+    except (IndexError, ValueError) as err:
+        raise CalibrationError(f"{source}:{number}: a #{MEANS_SECTION} line reads 'node "
+                               f"shape values...', found {line[:80]!r}") from err
+    if values.size != math.prod(shape) or not np.isfinite(values).all():
+        raise CalibrationError(f"{source}:{number}: node {fields[0]!r}: expected "
+                               f"{math.prod(shape)} finite values for shape {shape}, "
+                               f"found {values.size}")
+    return fields[0], values.reshape(shape)
 
 
 def _read_comment(line: str, header: dict[str, str], skipped: dict[str, str]) -> None:

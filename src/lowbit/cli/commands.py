@@ -123,8 +123,9 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
                    "samples), .npy, a folder of .npz/.npy samples, or a folder of images")
     p.add_argument("-o", "--output", required=True, help="the calibration table to write")
     p.add_argument("--num", type=int, help="use the first NUM samples (default: all)")
-    p.add_argument("--method", default="minmax", choices=METHODS,
-                   help="how to choose each tensor's range (default: minmax)")
+    p.add_argument("--method", default="auto", choices=METHODS,
+                   help="how to choose each tensor's range (default: auto, the candidate "
+                   "threshold with the least quantization error per tensor)")
     p.add_argument("--percentile", type=float, default=99.99,
                    help="percentile of |x| for --method percentile (default 99.99)")
     p.add_argument("--bins", type=int, default=2048, help="histogram bins (default 2048)")
@@ -132,13 +133,18 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
     _add_image_options(p)
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-input-means", action="store_true",
+                   help="leave out each Conv/Gemm's mean input (the table's "
+                   "#lowbit_input_means section), from which deploy corrects biases "
+                   "without data")
 
     def run(args: argparse.Namespace) -> int:
         table = api.calibrate(
             args.model, args.dataset, num=args.num, method=args.method,
             percentile=args.percentile, bins=args.bins, output=args.output,
             input_shapes=parse_shapes(args.input_shapes), image_options=_image_options(args),
-            threads=args.threads, progress=not args.no_progress)
+            threads=args.threads, progress=not args.no_progress,
+            input_means=not args.no_input_means)
         console.print(f"calibrated {len(table.ranges)} tensors on {table.num_samples} samples "
                       f"({table.method}); wrote {args.output}")
         for name, reason in table.skipped.items():
@@ -283,9 +289,13 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
                    help="F16/BF16: make the model's inputs and outputs the low type too")
     p.add_argument("--keep-float", help="F16/BF16: op types or node names to keep F32 "
                    "(replaces the default Softmax,LogSoftmax,LayerNormalization,ReduceMean,...)")
-    p.add_argument("--bias-correction", metavar="DATASET",
-                   help="INT8: remove the per-channel mean shift that weight rounding causes, "
-                   "measured on the first 32 samples of DATASET (e.g. the calibration data)")
+    correction = p.add_mutually_exclusive_group()
+    correction.add_argument("--bias-correction", metavar="DATASET",
+                            help="INT8: remove the per-channel mean shift that weight rounding "
+                            "causes, measured on the first 32 samples of DATASET (default: "
+                            "from the mean inputs the calibration table holds)")
+    correction.add_argument("--no-bias-correction", action="store_true",
+                            help="INT8: keep the biases as they are")
     p.add_argument("--backend", default="ort", help="engine for validation: ort (default) or "
                    "openvino (pip install 'lowbit[openvino]')")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
@@ -304,7 +314,8 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             per_channel=not args.per_tensor, format=args.format,
             quantize_table=args.quantize_table, method=args.method,
             keep_io_types=not args.no_keep_io_types, keep_float=keep_float,
-            backend=args.backend, bias_correction=args.bias_correction,
+            backend=args.backend,
+            bias_correction=False if args.no_bias_correction else args.bias_correction,
             input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range,
             block_size=args.block_size, algorithm=args.algorithm,
             calibration_data=args.calibration_data, symmetric_weights=args.symmetric_weights,
@@ -586,8 +597,8 @@ def _demo(sub: argparse._SubParsersAction) -> None:
                        "table.")
     p.add_argument("--workdir", default="lowbit-demo", help="folder for the files each stage "
                    "writes (default ./lowbit-demo)")
-    p.add_argument("--method", default="minmax", choices=METHODS,
-                   help="calibration method (default minmax)")
+    p.add_argument("--method", default="auto", choices=METHODS,
+                   help="calibration method (default auto)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs for the bench stage")
 
     def run(args: argparse.Namespace) -> int:

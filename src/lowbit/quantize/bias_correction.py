@@ -2,6 +2,8 @@
 
     model, report = correct_biases(canonical, samples, QuantizeSettings())
     report.summary()    # "bias correction: 52 ops, mean |shift| 0.0123 removed"
+    model, report = correct_biases_from_means(canonical, table.input_means,
+                                              table.num_samples, QuantizeSettings())
 
 Quantizing W to W_q changes each output channel c by (W_q − W)·x, whose mean over
 the calibration data, E[(W_q − W)·x]_c, is a systematic shift (Nagel et al.,
@@ -10,6 +12,10 @@ with a constant weight (Conv, Gemm), a copy of the op with weight ΔW = W_q − 
 input, and a ReduceMean keeps only its per-channel mean. The shifts are averaged
 over the samples and subtracted from the float biases (a bias is added where the op
 had none) before the model is quantized.
+
+The op is linear in its input, so the same shift follows from the mean input each
+kernel tap reads, which ``lowbit calibrate`` stores in the table: deploy then corrects
+biases by default, without the data (``correct_biases_from_means``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lowbit.calibration.input_means import mean_input_ops, mean_shift
 from lowbit.errors import DatasetError
 from lowbit.quantize.params import WeightQuant, quantize_weight
 from lowbit.quantize.settings import QuantizeSettings
@@ -83,6 +90,50 @@ def correct_biases(model: onnx.ModelProto, samples: Iterable[Mapping[str, np.nda
     report = BiasCorrection(len(targets), float(flat.mean()), float(flat.max()), count)
     log.info(report.summary())
     return corrected, report
+
+
+def correct_biases_from_means(model: onnx.ModelProto, means: Mapping[str, np.ndarray],
+                              samples: int, settings: QuantizeSettings, *,
+                              weights: Mapping[str, WeightQuant] | None = None,
+                              exclude: Iterable[str] = ()
+                              ) -> tuple[onnx.ModelProto, BiasCorrection]:
+    """As correct_biases, with the shifts computed from the mean input taps a calibration
+    table holds (lowbit.calibration.input_means) instead of a pass over samples:
+    E[op(x, ΔW)] = Σ ΔW · M, exact since the op is linear in x. Nodes in ``exclude``
+    (kept float by a qtable) and nodes the table has no means for are left alone."""
+    inits = {init.name: init for init in model.graph.initializer}
+    ops = mean_input_ops(model)
+    skip = set(exclude)
+    corrected = onnx.ModelProto()
+    corrected.CopyFrom(model)
+    nodes = {node.name: node for node in corrected.graph.node}
+    shifts = []
+    for node in model.graph.node:
+        target = None if node.name in skip or node.name not in means or node.name not in ops \
+            else _target(node, inits, settings, weights or {})
+        if target is None:
+            continue
+        op, m = ops[node.name], np.asarray(means[node.name])
+        expected = (target.weight.shape[1] * _group(node), *op.kernel) \
+            if op.op_type == "Conv" else (target.weight.shape[1 if _attr(node, "transB") else 0],)
+        if m.shape != expected:
+            log.warning("bias correction: the table's means for %s have shape %s, the op "
+                        "reads %s; left uncorrected", node.name, m.shape, expected)
+            continue
+        shift = mean_shift(target.delta, op, m, group=_group(node),
+                           trans_b=bool(_attr(node, "transB")))
+        _apply(corrected, nodes[node.name], shift.astype(np.float32))
+        shifts.append(shift)
+    if not shifts:
+        return model, BiasCorrection(0, 0.0, 0.0, samples)
+    flat = np.abs(np.concatenate(shifts))
+    report = BiasCorrection(len(shifts), float(flat.mean()), float(flat.max()), samples)
+    log.info(report.summary())
+    return corrected, report
+
+
+def _group(node: onnx.NodeProto) -> int:
+    return int(_attr(node, "group", 1))
 
 
 def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
