@@ -26,6 +26,7 @@ from input Hessians collected in one ORT pass (hessian.py).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -182,24 +183,29 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
         raise UnsupportedOpError(
             "--quantize W4 found no MatMul or Gemm with a constant 2-D float32 weight to "
             f"quantize{found}")
-    hessians: Mapping[str, np.ndarray] = {}
+    hessians: dict[str, np.ndarray] = {}
     used = 0
     if settings.algorithm == "gptq":
         if samples is None:
             raise UsageError("--algorithm gptq needs calibration samples (--calibration-data)")
         collected = collect_hessians(model, [t.input for t in targets], samples,
                                      total=total_samples, progress=progress)
-        hessians, used = collected.hessians, collected.samples
+        hessians, used = dict(collected.hessians), collected.samples
     out = onnx.ModelProto()
     out.CopyFrom(model)
     names = _Names(out)
     replacements: dict[str, list[onnx.NodeProto]] = {}
     inverses: dict[str, InverseHessian] = {}
+    readers = Counter(t.input for t in targets)
     with progress_bar("GPTQ layers", progress and settings.algorithm == "gptq",
                       len(targets)) as advance:
         for target in targets:
             quant = _quantize(target, settings, hessians, inverses)
             replacements[target.node.output[0]] = [_nbits_node(out, target, quant, names)]
+            readers[target.input] -= 1
+            if not readers[target.input]:  # its last reader: free the K×K matrices
+                inverses.pop(target.input, None)
+                hessians.pop(target.input, None)
             advance(1)
     _replace_nodes(out, replacements)
     _drop_unused_initializers(out, {t.node.input[1] for t in targets} |
