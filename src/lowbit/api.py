@@ -459,6 +459,9 @@ def deploy(
         raise UsageError("--dynamic, --smooth and --quantize-attention apply to --quantize "
                          "INT8 only")
     elif precision == "W4":
+        if quantize_table is not None:
+            raise UsageError("--quantize-table applies to --quantize INT8 only; W4 quantizes "
+                             "every MatMul with a constant weight")
         w4 = _build_w4(canonical, WeightOnlySettings(
             block_size=block_size, algorithm=algorithm, symmetric=symmetric_weights,
             act_order=act_order), calibration_data)

@@ -225,6 +225,7 @@ def test_cli_deploy_w4(mlp_files: Path, capsys: pytest.CaptureFixture[str]):
     (["--act-order"], "act-order applies to --algorithm gptq only"),
     (["--model", "conv.onnx"], "found no MatMul or Gemm with a constant"),
     (["--bias-correction", "DATA"], "--bias-correction applies to --quantize INT8 only"),
+    (["--quantize-table", "DATA"], "--quantize-table applies to --quantize INT8 only"),
 ])
 def test_cli_w4_mistakes_exit_2_and_write_nothing(mlp_files: Path, args: list[str],
                                                   message: str,
