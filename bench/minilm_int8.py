@@ -88,6 +88,9 @@ def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[
         "lowbit-smooth-0.5": deploy("lowbit-smooth-0.5", smooth="0.5", smooth_data=calib),
         "lowbit-smooth-auto": deploy("lowbit-smooth-auto", smooth="auto", smooth_data=calib),
         "lowbit-dynamic": deploy("lowbit-dynamic", dynamic=True),
+        "lowbit-static-full-range": deploy("lowbit-static-full-range", weight_range="full"),
+        "lowbit-dynamic-full-range": deploy("lowbit-dynamic-full-range", dynamic=True,
+                                            weight_range="full"),
         "lowbit-dynamic-smooth-auto": deploy("lowbit-dynamic-smooth-auto", dynamic=True,
                                              smooth="auto", smooth_data=calib),
     }

@@ -170,8 +170,8 @@ class _DynamicRewriter:
             zero = np.zeros(scale.shape, np.int8)
             names = (self._unique(f"{name}_quantized"), self._unique(f"{name}_scale"),
                      self._unique(f"{name}_zero_point"))
-            for tensor_name, value in zip(names, (wq.q, scale.astype(np.float32), zero),
-                                          strict=True):
+            arrays: tuple[np.ndarray, ...] = (wq.q, scale.astype(np.float32), zero)
+            for tensor_name, value in zip(names, arrays, strict=True):
                 self.graph.initializer.append(numpy_helper.from_array(value, tensor_name))
             self.weights[key] = names
         return self.weights[key]

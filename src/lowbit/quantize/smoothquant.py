@@ -384,7 +384,7 @@ class _Editor:
             node = self.producer.get(name)
             if node is None or node.op_type != op:
                 return None
-            if op == "Transpose" and list(_attr(node, "perm") or []) != [0, 2, 1, 3]:
+            if op == "Transpose" and _attr(node, "perm") != [0, 2, 1, 3]:
                 return None
             chain.append(node)
             name = node.input[1] if op == "MatMul" else node.input[0]
