@@ -102,3 +102,18 @@ def test_deploy_dynamic_needs_no_calibration_table(block, tmp_path):
         lowbit.deploy(src, quantize="INT8", dynamic=True, bias_correction=data,
                       output=tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_cli_deploy_dynamic_and_a_smooth_usage_error(block, tmp_path, capsys):
+    from lowbit.cli.main import main
+
+    src = tmp_path / "block.onnx"
+    onnx.save(block, src)
+    out = tmp_path / "cli.onnx"
+    assert main(["deploy", str(src), "--dynamic", "--quantize-attention", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "dynamic INT8" in printed and "8/8 conv/matmul/gemm run as integer" in printed
+    assert main(["deploy", str(src), "--dynamic", "--smooth", "auto",
+                 "-o", str(tmp_path / "none.onnx")]) == 2
+    assert "--smooth needs --smooth-data" in capsys.readouterr().err
+    assert not (tmp_path / "none.onnx").exists()
