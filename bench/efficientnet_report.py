@@ -18,7 +18,14 @@ Steps, all in one process:
    top-5 overlap (|top5 F32 ∩ top5 INT8| / 5, averaged), mean logit cosine; and the
    named photos' top-5, F32 beside the first lowbit INT8;
 5. ``lowbit.bench``: F32, the first lowbit INT8 and ORT MinMax INT8 interleaved at
-   batch 1 and 8, ``--threads`` threads.
+   batch 1 and 8, ``--threads`` threads (plus the W4A8 models with ``--weight-bits 4``).
+
+Issue 6 parts 3-4, on the first method's table: ``--equalize`` adds per-tensor (and
+per-channel) INT8 with cross-layer equalization (ReLU6 pairs bounded by the data, and
+the ReLU6→Relu variant with its float model's own agreement), with bias correction too
+when ``--bias-correction`` is given; ``--adaround`` adds per-channel INT8 with AdaRound;
+``--weight-bits 4`` adds W4A8 (nearest, and AdaRound with ``--adaround``), stored as int8
+at the model's opset 17 and as int4 in an opset-21 copy (for size and speed).
 
 The crops all come from seven photos (bench/photos.py), so held-out crops are new
 views of the calibration photos, not new photos: agreement here measures how
@@ -151,6 +158,79 @@ def lowbit_variants(f32: Path, calib_npz: Path, methods: list[str], per_tensor: 
     return variants
 
 
+def accuracy_variants(f32: Path, calib_npz: Path, method: str, samples: int, out: Path,
+                      args: argparse.Namespace) -> list[Variant]:
+    """Equalization, AdaRound and W4A8 variants (issue 6 parts 3-4) on one method's table."""
+    table = out / f"lite0.{method}.calib"
+    wanted: list[tuple[str, dict]] = []
+    if args.equalize:
+        wanted += [("per-tensor + CLE", {"per_channel": False, "equalize": calib_npz}),
+                   ("per-tensor + CLE (ReLU6→Relu)", {"per_channel": False, "equalize": calib_npz,
+                                                          "equalize_relu6": "relu"}),
+                   ("per-channel + CLE", {"equalize": calib_npz})]
+        if args.bias_correction:
+            wanted += [("per-tensor + CLE + bias correction",
+                        {"per_channel": False, "equalize": calib_npz, "bias_correction": calib_npz})]
+    if args.adaround:
+        wanted += [("per-channel + AdaRound", {"adaround": calib_npz})]
+    if args.weight_bits == 4:
+        wanted += [("W4A8 per-channel", {"weight_bits": 4})]
+        if args.bias_correction:
+            wanted += [("W4A8 per-channel + bias correction",
+                        {"weight_bits": 4, "bias_correction": calib_npz})]
+        if args.adaround:
+            wanted += [("W4A8 per-channel + AdaRound", {"weight_bits": 4, "adaround": calib_npz})]
+    variants = []
+    for label, options in wanted:
+        start = time.perf_counter()
+        path = out / f"lite0.lowbit.{method}.{_slug(label)}.onnx"
+        result = lowbit.deploy(f32, quantize="INT8", calibration_table=table, output=path,
+                               adaround_iterations=args.adaround_iterations, **options)
+        seconds = time.perf_counter() - start
+        for note in result.notes:
+            log.info("  %s: %s", label, note)
+        variants.append(Variant(f"lowbit {method} {label}", "lowbit", method, label, samples,
+                                path, seconds))
+        log.info("lowbit %s %s: %.1f s", method, label, seconds)
+    if args.weight_bits == 4:
+        variants.append(_int4_copy(f32, table, out, method, samples))
+    return variants
+
+
+def _int4_copy(f32: Path, table: Path, out: Path, method: str, samples: int) -> Variant:
+    """W4A8 of an opset-21 copy of the model: the weights are then stored as int4."""
+    import onnx
+    from onnx import version_converter
+
+    opset21 = out / "lite0.f32.opset21.onnx"
+    converted = version_converter.convert_version(onnx.load(str(f32)), 21)
+    converted.ir_version = 10
+    onnx.save(converted, str(opset21))
+    start = time.perf_counter()
+    path = out / f"lite0.lowbit.{method}.w4a8_int4.onnx"
+    lowbit.deploy(opset21, quantize="INT8", calibration_table=table, output=path, weight_bits=4)
+    label = "W4A8 per-channel, int4 storage (opset 21)"
+    return Variant(f"lowbit {method} {label}", "lowbit", method, label, samples, path,
+                   time.perf_counter() - start)
+
+
+def relu_float_variant(f32: Path, calib_npz: Path, out: Path) -> Variant:
+    """The float model after ReLU6→Relu + CLE, to show what that replacement alone costs."""
+    import onnx
+
+    from lowbit.quantize.equalize import EqualizeSettings, equalize_layers
+
+    model, _ = equalize_layers(onnx.load(str(f32)), EqualizeSettings(relu6="relu"))
+    path = out / "lite0.f32.relu_cle.onnx"
+    onnx.save(model, str(path))
+    return Variant("F32 after ReLU6→Relu + CLE (no quantization)", "float", "-", "-", 0, path,
+                   0.0)
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()
+
+
 def ort_variants(f32: Path, calib: np.ndarray, methods: list[str], out: Path) -> list[Variant]:
     variants = []
     for method in methods:
@@ -250,6 +330,15 @@ def parse_args() -> argparse.Namespace:
                         help="also deploy lowbit INT8 with --bias-correction (calibration data)")
     parser.add_argument("--per-tensor", action="store_true",
                         help="also deploy lowbit INT8 with per-tensor weight scales")
+    parser.add_argument("--equalize", action="store_true",
+                        help="also deploy with cross-layer equalization (per-tensor, "
+                             "per-channel, ReLU6→Relu; + bias correction with --bias-correction)")
+    parser.add_argument("--adaround", action="store_true",
+                        help="also deploy per-channel INT8 (and W4A8) with AdaRound")
+    parser.add_argument("--adaround-iterations", type=int, default=1000,
+                        help="AdaRound steps per layer")
+    parser.add_argument("--weight-bits", type=int, choices=(4, 8), default=8,
+                        help="4: also deploy W4A8 (int8 storage, and int4 at opset 21)")
     parser.add_argument("--calib", type=int, default=200, help="calibration crops (seed 0)")
     parser.add_argument("--eval", type=int, default=300, help="held-out crops (seed 1)")
     parser.add_argument("--threads", type=int, default=2)
@@ -292,6 +381,9 @@ def main() -> None:
 
     variants = lowbit_variants(f32, calib_npz, args.methods, args.per_tensor, args.calib, out,
                                args.bias_correction)
+    variants += accuracy_variants(f32, calib_npz, args.methods[0], args.calib, out, args)
+    if args.equalize:
+        variants.append(relu_float_variant(f32, calib_npz, out))
     variants += ort_variants(f32, calib, args.ort_methods, out)
     reference = run_model(f32, held_out, args.threads)
     rows = accuracy_rows(variants, reference, held_out, args.threads)
@@ -299,6 +391,9 @@ def main() -> None:
 
     timed = [("F32", f32), (variants[0].label, variants[0].path)]
     timed += [(v.label, v.path) for v in variants if v.quantizer == "ORT" and v.method == "minmax"]
+    timed += [(v.label, v.path) for v in variants
+              if v.granularity.startswith("W4A8") and "AdaRound" not in v.granularity
+              and "bias" not in v.granularity]
     batches = (1, 8)
     comparison = lowbit.bench([p for _, p in timed], BenchSettings(
         batches=batches, threads=args.threads, repeats=args.repeats))
