@@ -142,7 +142,7 @@ def equalize_layers(model: onnx.ModelProto, settings: EqualizeSettings | None = 
     found = find_pairs(model)
     maxima = dict(channel_max or {})
     bounds: dict[int, np.ndarray] = {}  # pair index → current pre-activation max per channel
-    pairs = []
+    pairs: list[_Pair] = []
     for pair in found:
         if pair.relu6 and settings.relu6 == "bound":
             measured = maxima.get(pair.link(nodes))
@@ -199,7 +199,7 @@ def find_pairs(model: onnx.ModelProto) -> list[_Pair]:
             return None
         return readers[0]
 
-    pairs = []
+    pairs: list[_Pair] = []
     for index, node in enumerate(nodes):
         if not _is_conv_with_weights(node, inits):
             continue
