@@ -419,7 +419,8 @@ def deploy(
         rounded: dict[str, WeightQuant] | None = None
         if adaround is not None:
             rounded, note = _adaround(canonical, adaround, int8_settings,
-                                      AdaRoundSettings(iterations=adaround_iterations))
+                                      AdaRoundSettings(iterations=adaround_iterations),
+                                      calibration_table)
             accuracy_notes.append(note)
         correction = None
         if dynamic:
@@ -661,13 +662,22 @@ def _equalize(canonical: onnx.ModelProto,
 
 
 def _adaround(canonical: onnx.ModelProto, dataset: str | Path, settings: QuantizeSettings,
-              options: AdaRoundSettings) -> tuple[dict[str, WeightQuant], str]:
+              options: AdaRoundSettings,
+              calibration_table: str | Path | CalibrationTable | None
+              ) -> tuple[dict[str, WeightQuant], str]:
+    """Learned rounding, each layer fitted to what it reads in the quantized model."""
     require_torch()  # before any data is read
+    if calibration_table is None:
+        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
+    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+        read_table(calibration_table)
+    _check_table_matches(table, canonical, calibration_table)
     data = open_dataset(dataset, input_specs(canonical))
     samples = list(_finite_samples_limited(data, ADAROUND_SAMPLES))
     if not samples:
         raise DatasetError(f"--adaround: the data set {dataset} has no samples")
-    weights, report = learn_rounding(canonical, samples, settings, options)
+    weights, report = learn_rounding(canonical, samples, settings, options,
+                                     ranges=table.ranges, skipped=table.skipped)
     return weights, report.summary()
 
 

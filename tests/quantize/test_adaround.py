@@ -59,6 +59,7 @@ def test_im2col_columns_reproduce_the_convolution():
     sample = _samples(1)
     inputs = collect_inputs(model, list(layers.values()), sample, columns=10_000,
                             gram_up_to=0)  # keep the columns themselves
+    assert inputs["conv1"].quantized is None
     w1 = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w1"))
     columns = inputs["conv1"].columns  # every output position of the one sample, shuffled
     assert columns is not None and columns.shape == (1, 4 * 7, 27)
@@ -73,16 +74,39 @@ def test_im2col_columns_reproduce_the_convolution():
     assert np.array_equal(from_matrix(weight_matrix(w1, layers["conv1"]), layers["conv1"]), w1)
 
 
-def test_gram_and_columns_give_the_same_error():
+def test_quantized_inputs_are_read_at_the_same_positions():
+    model = small_net()
+    sample = _samples(1)
+    layers = find_layers(model)
+    qdq = quantize_qdq(model, minmax_ranges(model, sample[0]), QuantizeSettings()).model
+    inputs = collect_inputs(model, layers, sample, columns=16, gram_up_to=0, quantized=qdq)
+    x, x_hat = inputs["conv2"].columns, inputs["conv2"].quantized
+    assert x is not None and x_hat is not None and x.shape == x_hat.shape
+    assert not np.array_equal(x, x_hat)
+    np.testing.assert_allclose(x_hat, x, atol=0.05 * float(np.abs(x).max()))
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_gram_and_columns_give_the_same_error(asymmetric):
+    """E||W x − W̃ x̂||² from the second moments equals the mean over the columns."""
     rng = np.random.default_rng(0)
-    columns = rng.normal(size=(2, 300, 5)).astype(np.float32)
-    gram = np.einsum("gpk,gpl->gkl", columns, columns) / 300
-    delta = rng.normal(size=(2, 3, 5)).astype(np.float32)
+    x = rng.normal(size=(2, 300, 5)).astype(np.float32)
+    x_hat = (x + rng.normal(0, 0.1, x.shape)).astype(np.float32) if asymmetric else x
+
+    def moment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (np.einsum("gpk,gpl->gkl", a.astype(np.float64), b) / 300).astype(np.float32)
+
+    grams = LayerInputs(300, gram=moment(x, x), cross=moment(x, x_hat) if asymmetric else None,
+                        gram_quantized=moment(x_hat, x_hat) if asymmetric else None)
+    columns = LayerInputs(300, columns=x, quantized=x_hat if asymmetric else None)
     torch = require_torch()
-    by_gram = adaround_module._error_function(torch, LayerInputs(300, gram=gram), 64)
-    by_columns = adaround_module._error_function(torch, LayerInputs(300, columns=columns), 64)
-    t = torch.from_numpy(delta)
-    assert float(by_gram(t)) == pytest.approx(float(by_columns(t)), rel=1e-4)
+    w = torch.from_numpy(rng.normal(size=(2, 3, 5)).astype(np.float32))
+    w_tilde = w + torch.from_numpy(rng.normal(0, 0.05, (2, 3, 5)).astype(np.float32))
+    by_gram = adaround_module._error_function(torch, grams, 64, w)
+    by_columns = adaround_module._error_function(torch, columns, 64, w)
+    assert float(by_gram(w_tilde)) == pytest.approx(float(by_columns(w_tilde)), rel=1e-4)
+    if asymmetric:  # x̂ ≠ x: even W itself has an error
+        assert float(by_columns(w)) > 0
 
 
 @pytest.mark.parametrize(("qmax", "at_most"), [(7, 0.7), (63, 0.8)])
@@ -108,17 +132,20 @@ def test_learned_rounding_beats_nearest_on_held_out_columns(qmax, at_most):
     assert result.adaround_error < result.nearest_error
 
 
-def test_deployed_model_uses_the_learned_integers_and_is_closer_to_float():
+@pytest.mark.parametrize("quantized_inputs", [False, True])
+def test_deployed_model_uses_the_learned_integers_and_is_closer_to_float(quantized_inputs):
     model = small_net()
     settings = QuantizeSettings(weight_bits=4)
     samples = _samples(40)
-    weights, report = adaround(model, samples, settings, FAST, progress=False)
-    assert {r.node for r in report.layers} == {"conv1", "conv2", "fc"}
-    assert report.samples == 40 and report.bits == 4
-    assert all(r.used == (r.adaround_error < r.nearest_error) for r in report.layers)
-    assert any(r.used for r in report.layers) and "4-bit weights" in report.summary()
     feeds = {"x": np.concatenate([s["x"] for s in samples])}
     ranges = minmax_ranges(model, feeds)
+    weights, report = adaround(model, samples, settings, FAST, progress=False,
+                               ranges=ranges if quantized_inputs else None)
+    assert {r.node for r in report.layers} == {"conv1", "conv2", "fc"}
+    assert report.samples == 40 and report.bits == 4
+    assert report.quantized_inputs == quantized_inputs
+    assert all(r.used == (r.adaround_error < r.nearest_error) for r in report.layers)
+    assert any(r.used for r in report.layers) and "4-bit weights" in report.summary()
     learned = quantize_qdq(model, ranges, settings, weights=weights).model
     plain = quantize_qdq(model, ranges, settings).model
     for name, quant in weights.items():

@@ -4,6 +4,7 @@
     inputs = collect_inputs(model, layers, samples, columns=2048)
     inputs["conv1"].columns                           # [G, P, K] float32, or None and
     inputs["conv1"].gram                              # [G, K, K] = mean of x xᵀ
+    # with quantized=qdq_model: x̂, what the layer reads in the quantized model, too
     w = weight_matrix(weight, layers[0])              # [G, O/G, K]: out = x @ wᵀ
 
 One ONNX Runtime pass exposes each layer's input tensor; from each sample a random
@@ -118,79 +119,123 @@ def from_matrix(matrix: np.ndarray, layer: Layer) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LayerInputs:
-    """A layer's sampled inputs: the columns themselves or their second moment."""
+    """A layer's sampled inputs x (float model) and, when a quantized model was given,
+    x̂ (what the layer reads there) at the same positions: the columns themselves, or
+    their second moments."""
 
-    count: int                           # columns sampled
-    columns: np.ndarray | None = None    # [G, P, K]
-    gram: np.ndarray | None = None       # [G, K, K], mean of x xᵀ over the columns
-    validation: LayerInputs | None = None  # the same, from held-out samples
+    count: int                              # columns sampled
+    columns: np.ndarray | None = None       # x [G, P, K]
+    gram: np.ndarray | None = None          # E[x xᵀ] [G, K, K]
+    quantized: np.ndarray | None = None     # x̂ [G, P, K]
+    cross: np.ndarray | None = None         # E[x x̂ᵀ] [G, K, K]
+    gram_quantized: np.ndarray | None = None  # E[x̂ x̂ᵀ] [G, K, K]
+    validation: LayerInputs | None = None   # the same, from held-out samples
 
 
 def collect_inputs(model: onnx.ModelProto, layers: Sequence[Layer],
                    samples: Sequence[Mapping[str, np.ndarray]], *, columns: int = 2048,
-                   gram_up_to: int = 256, seed: int = 0, holdout: int = 0
-                   ) -> dict[str, LayerInputs]:
+                   gram_up_to: int = 256, seed: int = 0, holdout: int = 0,
+                   quantized: onnx.ModelProto | None = None) -> dict[str, LayerInputs]:
     """Node name → its sampled inputs (about ``columns`` columns, evenly over the
-    samples), in one ONNX Runtime pass. With ``holdout`` n > 1, every n-th sample goes
-    to ``validation`` instead."""
+    samples), in one ONNX Runtime pass (two with ``quantized``: the same model in QDQ
+    form, whose nodes keep their names, so x̂ is read at the same positions). With
+    ``holdout`` n > 1, every n-th sample goes to ``validation`` instead."""
     if not samples:
         raise DatasetError("collecting layer inputs needs samples; the data set has none")
-    graph_inputs = {value.name for value in model.graph.input}
-    fetch = sorted({layer.input for layer in layers if layer.input not in graph_inputs})
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {value.name for value in probe.graph.output}
-    for name in fetch:
-        if name not in existing:
-            probe.graph.output.append(helper.make_tensor_value_info(
-                name, onnx.TensorProto.FLOAT, None))
-    session = create_session(probe)
-    feeds_names = {i.name for i in session.get_inputs()}
-    rng = np.random.default_rng(seed)
+    float_run = _InputRunner(model, {layer.node: layer.input for layer in layers})
+    quant_run = None
+    if quantized is not None:
+        readers = {node.name: node.input[0] for node in quantized.graph.node if node.input}
+        quant_run = _InputRunner(quantized, {layer.node: readers[layer.node] for layer in layers
+                                             if layer.node in readers})
     training = {i for i in range(len(samples)) if holdout <= 1 or i % holdout != holdout - 1}
     per_sample = max(1, math.ceil(columns / len(training)))
     train = _Accumulator(layers, gram_up_to)
     held = _Accumulator(layers, gram_up_to)
     for index, sample in enumerate(samples):
-        feeds = {k: v for k, v in sample.items() if k in feeds_names}
-        values = dict(zip(fetch, session.run(fetch, feeds), strict=True)) if fetch else {}
-        values.update({k: np.asarray(v, np.float32) for k, v in feeds.items()})
+        xs = float_run.run(sample)
+        x_hats = quant_run.run(sample) if quant_run is not None else {}
         target = train if index in training else held
-        for layer in layers:
-            x = values.get(layer.input)
-            if x is not None:
-                target.add(layer, _columns(x.astype(np.float32), layer, per_sample, rng))
+        for number, layer in enumerate(layers):
+            x = xs.get(layer.node)
+            if x is None or (quant_run is not None and layer.node not in x_hats):
+                continue
+            # The same generator state for x and x̂: the same output positions.
+            key = [seed, index, number]
+            cols = _columns(x, layer, per_sample, np.random.default_rng(key))
+            cols_q = _columns(x_hats[layer.node], layer, per_sample, np.random.default_rng(key)) \
+                if quant_run is not None else None
+            target.add(layer, cols, cols_q)
     validation = held.result()
     return {node: replace(inputs, validation=validation.get(node))
             for node, inputs in train.result().items()}
 
 
+class _InputRunner:
+    """Runs a model and returns, per layer, the tensor it reads (a graph input is fed)."""
+
+    def __init__(self, model: onnx.ModelProto, inputs: Mapping[str, str]) -> None:
+        graph_inputs = {value.name for value in model.graph.input}
+        self.inputs = dict(inputs)
+        self.fetch = sorted({t for t in inputs.values() if t not in graph_inputs})
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        existing = {value.name for value in probe.graph.output}
+        for name in self.fetch:
+            if name not in existing:
+                probe.graph.output.append(helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, None))
+        self.session = create_session(probe)
+        self.feeds = {i.name for i in self.session.get_inputs()}
+
+    def run(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: v for k, v in sample.items() if k in self.feeds}
+        values = dict(zip(self.fetch, self.session.run(self.fetch, feeds), strict=True)) \
+            if self.fetch else {}
+        values.update({k: np.asarray(v, np.float32) for k, v in feeds.items()})
+        return {node: values[t].astype(np.float32) for node, t in self.inputs.items()
+                if t in values}
+
+
 class _Accumulator:
-    """Columns, or the sum of x xᵀ, per layer."""
+    """Columns, or the sums of x xᵀ (and x x̂ᵀ, x̂ x̂ᵀ), per layer."""
 
     def __init__(self, layers: Sequence[Layer], gram_up_to: int) -> None:
         self.gram_up_to = gram_up_to
-        self.parts: dict[str, list[np.ndarray]] = {layer.node: [] for layer in layers}
-        self.grams: dict[str, np.ndarray] = {}
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {
+            layer.node: [] for layer in layers}
+        self.sums: dict[str, list[np.ndarray | None]] = {}
         self.counts: dict[str, int] = {layer.node: 0 for layer in layers}
 
-    def add(self, layer: Layer, cols: np.ndarray) -> None:  # cols [G, p, K]
-        self.counts[layer.node] += cols.shape[1]
-        if cols.shape[2] <= self.gram_up_to:
-            gram = np.einsum("gpk,gpl->gkl", cols.astype(np.float64), cols)
-            grams = self.grams
-            grams[layer.node] = grams[layer.node] + gram if layer.node in grams else gram
-        else:
-            self.parts[layer.node].append(cols)
+    def add(self, layer: Layer, cols: np.ndarray, cols_q: np.ndarray | None) -> None:
+        self.counts[layer.node] += cols.shape[1]  # cols [G, p, K]
+        if cols.shape[2] > self.gram_up_to:
+            self.parts[layer.node].append((cols, cols_q))
+            return
+        x = cols.astype(np.float64)
+        terms: list[np.ndarray | None] = [np.einsum("gpk,gpl->gkl", x, x), None, None]
+        if cols_q is not None:
+            x_hat = cols_q.astype(np.float64)
+            terms[1] = np.einsum("gpk,gpl->gkl", x, x_hat)
+            terms[2] = np.einsum("gpk,gpl->gkl", x_hat, x_hat)
+        before = self.sums.get(layer.node)
+        self.sums[layer.node] = terms if before is None else [
+            None if a is None or b is None else a + b for a, b in zip(before, terms, strict=True)]
 
     def result(self) -> dict[str, LayerInputs]:
         out = {}
         for node, count in self.counts.items():
-            if node in self.grams:
-                out[node] = LayerInputs(count, gram=(self.grams[node] / count).astype(
-                    np.float32))
+            if node in self.sums:
+                gram, cross, gram_q = (None if t is None else (t / count).astype(np.float32)
+                                       for t in self.sums[node])
+                out[node] = LayerInputs(count, gram=gram, cross=cross, gram_quantized=gram_q)
             elif self.parts[node]:
-                out[node] = LayerInputs(count, columns=np.concatenate(self.parts[node], axis=1))
+                parts = self.parts[node]
+                quantized = None if parts[0][1] is None else np.concatenate(
+                    [q for _, q in parts if q is not None], axis=1)
+                out[node] = LayerInputs(count, columns=np.concatenate([c for c, _ in parts],
+                                                                      axis=1),
+                                        quantized=quantized)
         return out
 
 
