@@ -65,6 +65,7 @@ class CalibrationTable:
     # Conv/Gemm node → its mean input taps (lowbit.calibration.input_means), for bias
     # correction at deploy time; written as the table's #lowbit_input_means section.
     input_means: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # "# note: …" lines (auto's output check)
 
     def clipped(self) -> dict[str, float]:
         """Tensors whose threshold cuts into their observed range: name → the fraction of
@@ -87,7 +88,7 @@ class CalibrationTable:
                      f"{100 * cut[worst]:.1f} % on {worst})")
         elif self.ranges:
             text += f"; none of {len(self.ranges)} tensors clipped"
-        return text
+        return "; ".join([text, *self.notes])
 
 
 def write_table(table: CalibrationTable, path: str | Path) -> Path:
@@ -103,6 +104,7 @@ def format_table(table: CalibrationTable) -> str:
     if table.percentile is not None:
         lines.append(f"# percentile: {table.percentile!r}")
     lines.append(f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}")
+    lines += [f"# note: {' '.join(note.split())}" for note in table.notes]
     for name, reason in table.skipped.items():
         _check_name(name)
         lines.append(f"# skipped: {name} {' '.join(reason.split()) or 'unknown'}")
@@ -143,6 +145,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
     ranges: dict[str, TensorRange] = {}
     first_line: dict[str, int] = {}
     means: dict[str, np.ndarray] = {}
+    notes: list[str] = []
     section: str | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -155,7 +158,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
                             source, number, section)
             continue
         if line.startswith("#"):
-            _read_comment(line, header, skipped)
+            _read_comment(line, header, skipped, notes)
             continue
         if section == MEANS_SECTION:
             name, array = _parse_means(line, source, number)
@@ -177,6 +180,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
         percentile=_header_float(header, "percentile", source),
         skipped=skipped,
         input_means=means,
+        notes=notes,
     )
 
 
@@ -195,12 +199,15 @@ def _parse_means(line: str, source: str, number: int) -> tuple[str, np.ndarray]:
     return fields[0], values.reshape(shape)
 
 
-def _read_comment(line: str, header: dict[str, str], skipped: dict[str, str]) -> None:
+def _read_comment(line: str, header: dict[str, str], skipped: dict[str, str],
+                  notes: list[str]) -> None:
     match = _HEADER.match(line)
     if match is None:
         return
     key, value = match.group(1).strip().lower(), match.group(2).strip()
-    if key == "skipped":
+    if key == "note":
+        notes.append(value)
+    elif key == "skipped":
         name, _, reason = value.partition(" ")
         if name:
             skipped[name] = reason.strip()

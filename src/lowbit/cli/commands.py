@@ -133,6 +133,10 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
     _add_image_options(p)
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--check-samples", type=int, default=32, metavar="N",
+                   help="auto: build the INT8 model for 5 blends between auto's thresholds "
+                   "and minmax and keep the one with the best output SQNR on the first N "
+                   "samples (default 32; 0 skips the check)")
     p.add_argument("--no-input-means", action="store_true",
                    help="leave out each Conv/Gemm's mean input (the table's "
                    "#lowbit_input_means section), from which deploy corrects biases "
@@ -144,7 +148,7 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
             percentile=args.percentile, bins=args.bins, output=args.output,
             input_shapes=parse_shapes(args.input_shapes), image_options=_image_options(args),
             threads=args.threads, progress=not args.no_progress,
-            input_means=not args.no_input_means)
+            input_means=not args.no_input_means, check_samples=args.check_samples)
         console.print(f"calibrated {len(table.ranges)} tensors on {table.num_samples} samples "
                       f"({table.method}); wrote {args.output}")
         for name, reason in table.skipped.items():

@@ -1,0 +1,74 @@
+"""auto's output check: blends between its per-tensor thresholds and minmax, chosen by the
+INT8 model's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import lowbit
+from lowbit.calibration.collect import collect_ranges
+from lowbit.calibration.observers import CalibrationSettings, TensorRange
+from lowbit.calibration.table import read_table
+from lowbit.errors import UsageError
+from lowbit.passes import canonicalize
+from lowbit.quantize.auto_check import ALPHAS, blend, check_auto_table, with_alpha
+from lowbit.quantize.qdq import quantize_qdq
+from lowbit.quantize.settings import QuantizeSettings
+from lowbit.runtime.ort import create_session
+from tests.models import small_resnet
+
+
+def test_blend_runs_from_the_threshold_to_the_max() -> None:
+    rng = TensorRange(2.0, -1.0, 6.0)
+    assert blend(rng, 0.0).threshold == 2.0
+    assert blend(rng, 0.5).threshold == 4.0
+    assert blend(rng, 1.0).threshold == 6.0  # minmax's threshold
+    assert blend(TensorRange(3.0, -3.0, 1.0), 1.0).threshold == 3.0  # never past the max
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    model, _ = canonicalize(small_resnet())
+    x = np.random.default_rng(3).normal(size=(48, 3, 16, 16)).astype(np.float32)
+    return model, [{"input": x[i:i + 1]} for i in range(len(x))]
+
+
+def test_the_check_scores_every_blend_with_the_real_quantizer(resnet) -> None:
+    model, samples = resnet
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    check = check_auto_table(model, samples[:16], table)
+    assert check is not None and set(check.sqnr) == set(ALPHAS) and check.samples == 16
+    assert check.sqnr[check.alpha] == max(check.sqnr.values())
+    # α = 1 is minmax: its score is the INT8 minmax model's output SQNR on those samples
+    minmax = collect_ranges(model, samples, CalibrationSettings("minmax"), progress=False)
+    for name, rng in minmax.ranges.items():
+        assert with_alpha(table, 1.0).ranges[name].threshold == pytest.approx(rng.threshold)
+    quantized = quantize_qdq(model, minmax.ranges, QuantizeSettings()).model
+    x = np.concatenate([s["input"] for s in samples[:16]]).astype(np.float64)
+    ref = create_session(model).run(None, {"input": x.astype(np.float32)})[0]
+    out = create_session(quantized).run(None, {"input": x.astype(np.float32)})[0]
+    sqnr = 10 * np.log10((ref.astype(np.float64) ** 2).sum()
+                         / ((ref - out).astype(np.float64) ** 2).sum())
+    assert check.sqnr[1.0] == pytest.approx(sqnr, abs=0.05)
+    assert f"chose α={check.alpha:g}" in check.summary()
+
+
+def test_calibrate_auto_writes_the_check_into_the_table(resnet, tmp_path: Path) -> None:
+    model, samples = resnet
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", input=np.concatenate([s["input"] for s in samples]))
+    lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", output=tmp_path / "a.calib",
+                     check_samples=8, progress=False)
+    table = read_table(tmp_path / "a.calib")
+    assert len(table.notes) == 1 and table.notes[0].startswith("auto output check on 8")
+    assert table.notes[0] in table.summary()
+    lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", output=tmp_path / "b.calib",
+                     check_samples=0, progress=False)
+    assert read_table(tmp_path / "b.calib").notes == []
+    with pytest.raises(UsageError, match="--check-samples"):
+        lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", check_samples=-1,
+                         progress=False)
