@@ -68,6 +68,7 @@ from lowbit.passes import optimize as optimize_graph
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.adaround import AdaRoundSettings, require_torch
 from lowbit.quantize.adaround import adaround as learn_rounding
+from lowbit.quantize.auto_check import CHECK_SAMPLES, check_auto_table, with_alpha
 from lowbit.quantize.bias_correction import correct_biases, correct_biases_from_means
 from lowbit.quantize.dynamic import NOTE as DYNAMIC_NOTE
 from lowbit.quantize.dynamic import quantize_dynamic
@@ -287,12 +288,15 @@ def calibrate(
     threads: int | None = None,
     progress: bool = True,
     input_means: bool = True,
+    check_samples: int = CHECK_SAMPLES,
 ) -> CalibrationTable:
     """Stream ``num`` samples (all when None) through the model and write the table.
 
     An image-folder ``dataset`` is preprocessed with ``image_options``, or without them as
     the model's meta file (lowbit.io.meta) says. With ``input_means`` the table also
-    keeps each Conv/Gemm's mean input, from which deploy corrects biases without data."""
+    keeps each Conv/Gemm's mean input, from which deploy corrects biases without data.
+    Method auto ends with an output check on the first ``check_samples`` samples
+    (lowbit.quantize.auto_check; 0 skips it)."""
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
     if num is not None and num <= 0:
         raise UsageError(f"--num must be a positive number of samples, got {num}")
@@ -302,6 +306,14 @@ def calibrate(
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
                            threads=threads, input_means=input_means)
+    if check_samples < 0:
+        raise UsageError(f"--check-samples must be 0 or more, got {check_samples}")
+    if method == "auto" and check_samples:
+        feeds = list(_finite_samples_limited(samples, min(check_samples, table.num_samples)))
+        check = check_auto_table(canonical, feeds, table, threads=threads)
+        if check is not None:
+            table = with_alpha(table, check.alpha)
+            table.notes.append(check.summary())
     if output is not None:
         write_table(table, output)
     return table
@@ -582,6 +594,9 @@ def _correct_from_table(canonical: onnx.ModelProto, table: CalibrationTable,
     corrected, report = correct_biases_from_means(canonical, table.input_means,
                                                   table.num_samples, settings,
                                                   weights=rounded, exclude=kept)
+    if report.ops == 0:
+        return corrected, ("bias correction: nothing to correct (no quantized Conv or Gemm "
+                           "with a constant weight and the table's input means)")
     return corrected, f"{report.summary()}, from the calibration table's input means"
 
 
