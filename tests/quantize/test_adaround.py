@@ -139,8 +139,10 @@ def test_deployed_model_uses_the_learned_integers_and_is_closer_to_float(quantiz
     samples = _samples(40)
     feeds = {"x": np.concatenate([s["x"] for s in samples])}
     ranges = minmax_ranges(model, feeds)
-    weights, report = adaround(model, samples, settings, FAST, progress=False,
-                               ranges=ranges if quantized_inputs else None)
+    options = AdaRoundSettings(iterations=300,
+                               inputs="quantized" if quantized_inputs else "float")
+    weights, report = adaround(model, samples, settings, options, progress=False,
+                               ranges=ranges)
     assert {r.node for r in report.layers} == {"conv1", "conv2", "fc"}
     assert report.samples == 40 and report.bits == 4
     assert report.quantized_inputs == quantized_inputs
@@ -182,3 +184,8 @@ def test_settings_are_validated():
         AdaRoundSettings(iterations=0)
     with pytest.raises(UsageError):
         AdaRoundSettings(warmup=1.0)
+    with pytest.raises(UsageError, match="float or quantized"):
+        AdaRoundSettings(inputs="fp32")
+    with pytest.raises(UsageError, match="needs the calibration ranges"):
+        adaround(small_net(), _samples(2), QuantizeSettings(), AdaRoundSettings(
+            inputs="quantized"))

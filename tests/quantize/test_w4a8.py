@@ -111,3 +111,27 @@ def test_given_weights_with_another_axis_fall_back_to_nearest(x):
                        weights={"w1": per_tensor}).model  # per-channel settings: axis 0
     np.testing.assert_array_equal(numpy_helper.to_array(_weight_init(out, "w1")),
                                   quantize_weight(weight, 0, qmax=7).q)
+
+
+def test_given_weights_keep_their_integers_where_the_bias_fits(x):
+    """A channel of near-zero weights with a large bias needs a raised scale for its int32
+    bias: only that channel is re-rounded, the others keep the given integers."""
+    model = conv_net(17)
+    inits = {i.name: i for i in model.graph.initializer}
+    weight = numpy_helper.to_array(inits["w1"]).copy()
+    weight[2] *= 1e-6
+    bias = numpy_helper.to_array(inits["b1"]).copy()
+    bias[2] = 50.0
+    inits["w1"].CopyFrom(numpy_helper.from_array(weight, "w1"))
+    inits["b1"].CopyFrom(numpy_helper.from_array(bias, "b1"))
+    nearest = quantize_weight(weight, 0, qmax=7)
+    flipped = np.where(nearest.q > -7, nearest.q - 1, nearest.q).astype(np.int8)
+    out = quantize_qdq(model, minmax_ranges(model, {"x": x}), QuantizeSettings(weight_bits=4),
+                       weights={"w1": WeightQuant(flipped, nearest.scale, 0)}).model
+    stored = numpy_helper.to_array(_weight_init(out, "w1"))
+    scale = numpy_helper.to_array(next(i for i in out.graph.initializer
+                                       if i.name == "w1_scale"))
+    others = np.arange(16) != 2
+    np.testing.assert_array_equal(stored[others], flipped[others])
+    assert scale[2] > 5 * nearest.scale[2]
+    np.testing.assert_array_equal(scale[others], nearest.scale[others])

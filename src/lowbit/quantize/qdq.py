@@ -366,11 +366,24 @@ class _QdqRewriter:
                         "(axis %s, shape %s); rounding to nearest", value.name, given.axis,
                         tuple(given.q.shape), axis, shape)
             return None
-        if min_scale is not None and np.any(np.asarray(min_scale) > given.scale):
+        if min_scale is None or not np.any(np.asarray(min_scale) > given.scale):
+            return given
+        if axis is None:
             log.warning("%s: the given weight scale is too small for the int32 bias; rounding "
                         "to nearest with a raised scale", value.name)
             return None
-        return given
+        # Only the channels whose int32 bias would overflow are re-rounded, with the raised
+        # scale (near-zero weights and a sizeable bias); the others keep the given integers.
+        assert value.const_value is not None
+        weight = value.const_value.numpy().astype(np.float32)
+        raised = quantize_weight(weight, axis, min_scale, qmax=self.settings.weight_qmax)
+        low = np.asarray(min_scale) > given.scale
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        q = np.where(low.reshape(shape), raised.q, given.q).astype(given.q.dtype)
+        log.info("%s: %d channel(s) re-rounded to nearest with a raised scale so the int32 "
+                 "bias fits", value.name, int(low.sum()))
+        return WeightQuant(q, np.where(low, raised.scale, given.scale).astype(np.float32), axis)
 
     def _quantize_bias(self, node: ir.Node, index: int, role: InputRole) -> None:
         bias_value = node.inputs[index]
