@@ -72,3 +72,44 @@ def test_calibrate_auto_writes_the_check_into_the_table(resnet, tmp_path: Path) 
     with pytest.raises(UsageError, match="--check-samples"):
         lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", check_samples=-1,
                          progress=False)
+
+
+def test_padded_positions_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transformer's outputs at masked positions are noise nobody reads: scoring them
+    with garbage must not change the SQNRs of the check."""
+    from tests.quantize.tiny_transformer import tiny_block, token_samples
+
+    model, _ = canonicalize(tiny_block())
+    samples = token_samples(8)
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    check = check_auto_table(model, samples, table, alphas=(0.0, 1.0))
+    assert check is not None and all(15 < s < 90 for s in check.sqnr.values()), check.sqnr
+    from lowbit.quantize import auto_check
+
+    real_session = auto_check.create_session
+
+    class Padded:  # the INT8 sessions return garbage where the mask is 0
+        def __init__(self, model, threads=None):
+            self.inner = real_session(model, threads=threads)
+            self.get_outputs, self.get_inputs = self.inner.get_outputs, self.inner.get_inputs
+
+        def run(self, names, feeds):
+            out = self.inner.run(names, feeds)
+            if "attention_mask" in feeds and len(self.inner.get_outputs()) and self.int8:
+                pad = feeds["attention_mask"] == 0
+                out = [np.where(pad[..., None], 1e3, o) for o in out]
+            return out
+
+    calls = {"n": 0}
+
+    def session(model, threads=None):
+        calls["n"] += 1
+        wrapped = Padded(model, threads)
+        wrapped.int8 = calls["n"] > 1  # the first session is the float reference
+        return wrapped
+
+    monkeypatch.setattr(auto_check, "create_session", session)
+    noisy = check_auto_table(model, samples, table, alphas=(0.0, 1.0))
+    assert noisy is not None
+    for alpha, sqnr in check.sqnr.items():
+        assert noisy.sqnr[alpha] == pytest.approx(sqnr, abs=1e-9)
