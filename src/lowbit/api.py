@@ -180,6 +180,8 @@ def transform(
     source = model if isinstance(model, str | Path) else None  # a module object: no file
     where = str(model) if source is not None else f"the {type(model).__name__} module"
     canonical, report = canonicalize(imported.model, input_shapes=input_shapes)
+    if input_shapes:
+        _check_runs_at_shapes(canonical, input_shapes)
     optimized = None
     if optimize:
         optimized = optimize_graph(canonical, [p.name for p in chosen])
@@ -300,7 +302,7 @@ def calibrate(
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
     if num is not None and num <= 0:
         raise UsageError(f"--num must be a positive number of samples, got {num}")
-    source = load_model(model)
+    source = _load_float_model(model, "calibrate")
     canonical, _ = canonicalize(source, input_shapes=input_shapes)
     image_options = _image_options_for(model, image_options, dataset, source)
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
@@ -404,7 +406,8 @@ def deploy(
     if backend == "openvino":
         require_openvino()  # before anything is written
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
-    canonical, _ = canonicalize(load_model(model), input_shapes=input_shapes)
+    _check_not_overwriting(model, output)
+    canonical, _ = canonicalize(_load_float_model(model, "deploy"), input_shapes=input_shapes)
     correction_data = bias_correction if isinstance(bias_correction, (str, Path)) else None
     # Validation compares with this float model, not with the equalized/corrected one the
     # accuracy algorithms below quantize (those change the float function on purpose).
@@ -582,6 +585,10 @@ def _correct_from_table(canonical: onnx.ModelProto, table: CalibrationTable,
     if changed_by is not None:
         return canonical, (f"no bias correction from the calibration table: {changed_by} "
                            "changes the layers' inputs; pass --bias-correction DATASET")
+    inits = {init.name for init in canonical.graph.initializer}
+    if not any(node.op_type in ("Conv", "Gemm") and len(node.input) > 1
+               and node.input[1] in inits for node in canonical.graph.node):
+        return canonical, "bias correction: nothing to correct (no Conv or Gemm with constant weights)"
     if not table.input_means:
         return canonical, ("no bias correction: the calibration table holds no input means "
                            "(made with --no-input-means, by an older lowbit or by tpu-mlir); "
@@ -748,7 +755,7 @@ def qtable(
                                 weight_range=weight_range)
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
         read_table(calibration_table)
-    canonical, _ = canonicalize(load_model(model))
+    canonical, _ = canonicalize(_load_float_model(model, "qtable"))
     _check_table_matches(table, canonical, calibration_table)
     dataset_ = open_dataset(dataset, input_specs(canonical))
     samples = list(_finite_samples_limited(dataset_, num if num is not None else len(dataset_)))
@@ -1033,6 +1040,9 @@ def _check_table_matches(table: CalibrationTable, model: onnx.ModelProto,
                          source: object) -> None:
     names = {o for node in model.graph.node for o in node.output}
     names |= {i.name for i in model.graph.input}
+    if not table.ranges:
+        raise CalibrationError(f"calibration table {source} holds no tensor ranges; give the "
+                               f"table lowbit calibrate wrote for this model")
     unknown = [name for name in table.ranges if name not in names]
     # A table made for this model names only its tensors; a few shared names (an "input", an
     # "a") must not make another model's table look like it belongs here.
@@ -1044,6 +1054,44 @@ def _check_table_matches(table: CalibrationTable, model: onnx.ModelProto,
     if unknown:
         log.warning("calibration table %s names %d tensor(s) not in the model, e.g. '%s'; "
                     "they are ignored", source, len(unknown), unknown[0])
+
+
+def _load_float_model(path: str | Path, stage: str) -> onnx.ModelProto:
+    """The model at ``path``, refused when it is already quantized or converted: calibrating
+    or quantizing it again would quantize nothing, or quantize quantization noise."""
+    model = load_model(path)
+    precision = precision_of(model)
+    if precision != "F32":
+        raise UsageError(f"{path} is already {precision}, not a float F32 model; {stage} takes "
+                         f"the float model (e.g. transform's model.f32.onnx)")
+    return model
+
+
+def _check_not_overwriting(model: str | Path, output: str | Path) -> None:
+    if Path(output).resolve() == Path(model).resolve():
+        raise UsageError(f"-o {output} is the input model; write the result to another file")
+
+
+def _check_runs_at_shapes(model: onnx.ModelProto, input_shapes: Shapes) -> None:
+    """Shape inference accepts shapes that contradict a model's weights (3 channels into a
+    1-channel Conv); running it once on zeros does not."""
+    feeds = {}
+    for spec in input_specs(model):
+        if any(not isinstance(d, int) or d <= 0 for d in spec.shape):
+            return  # a dynamic axis left: nothing to run at
+        feeds[spec.name] = np.zeros(spec.shape, spec.dtype)
+    try:
+        run_samples(model, [feeds])
+    except ModelError as err:
+        raise UsageError(f"the model does not run at --input-shapes {_shapes_text(input_shapes)}:"
+                         f" {err}") from err
+
+
+def _shapes_text(input_shapes: Shapes) -> str:
+    if isinstance(input_shapes, Mapping):
+        return ";".join(f"{name}:{','.join(map(str, shape))}"
+                        for name, shape in input_shapes.items())
+    return str([list(shape) for shape in input_shapes]).replace(" ", "")
 
 
 def _check_model(model: onnx.ModelProto, what: str) -> None:

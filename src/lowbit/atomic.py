@@ -25,8 +25,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path} is a directory; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a file where a folder should be, a read-only or virtual folder
+        raise UsageError(f"cannot write {path}: {err.strerror or err} "
+                         f"({err.filename or path.parent})") from err
     os.close(fd)
     tmp = Path(name)
     try:

@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from lowbit import api
-from lowbit.data import save_npz_dataset
+from lowbit.data import ImageOptions, save_npz_dataset
 from lowbit.errors import LowbitError
 
 log = logging.getLogger(__name__)
 
 VALIDATION_SAMPLES = 100
 ASSETS = ("mnist_lenet.onnx", "mnist_calib.npz", "mnist_test.npz")
+# How the digits were made (examples/mnist/train.py): grey pixels / 255.
+PREPROCESSING = ImageOptions(mean=(0.0,), scale=(1 / 255,), pixel_format="gray")
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,23 @@ def asset_path(name: str) -> Path:
 
 
 def run_demo_flow(workdir: Path, *, method: str = "auto", repeats: int = 20,
-                  on_stage: Callable[[str], None] = log.info) -> DemoResult:
+                  on_stage: Callable[[str], None] = log.info,
+                  on_deployed: Callable[[api.DeployResult], None] | None = None) -> DemoResult:
+    """Run the four stages in ``workdir``; ``on_stage`` gets a line as each starts and
+    ``on_deployed`` the deploy result as soon as it is there."""
     workdir.mkdir(parents=True, exist_ok=True)
-    model, calib, test = (asset_path(name) for name in ASSETS)
-    with np.load(test) as data:
+    model = asset_path(ASSETS[0])
+    # The data sets go beside the stages' files, so the README's commands run on them.
+    with np.load(asset_path(ASSETS[1])) as data:
+        calib = save_npz_dataset(workdir / "calib.npz", {key: data[key] for key in data.files})
+    with np.load(asset_path(ASSETS[2])) as data:
+        test = save_npz_dataset(workdir / "test.npz", {key: data[key] for key in data.files})
         x_path = save_npz_dataset(workdir / "x.npz",
                                   {"input": data["input"][:VALIDATION_SAMPLES]})
 
     on_stage("1/4 transform: check, clean up, record reference outputs")
-    f32 = api.transform(model, workdir / "model.f32.onnx", test_input=x_path)
+    f32 = api.transform(model, workdir / "model.f32.onnx", test_input=x_path,
+                        image_options=PREPROCESSING)
     on_stage(f"    {f32.report.summary()} → {f32.path}")
 
     on_stage(f"2/4 calibrate: 200 training digits, method {method}")
@@ -64,6 +74,8 @@ def run_demo_flow(workdir: Path, *, method: str = "auto", repeats: int = 20,
     deployed = api.deploy(f32.path, quantize="INT8", calibration_table=workdir / "model.calib",
                           output=workdir / "model.int8.onnx", test_input=x_path,
                           test_reference=f32.reference_path, tolerance="0.99,0.90")
+    if on_deployed is not None:
+        on_deployed(deployed)
 
     on_stage("4/4 report: accuracy on 1,000 held-out digits, speed at batch 1 and 32, "
              "layer-by-layer compare")

@@ -606,11 +606,13 @@ def _demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed runs for the bench stage")
 
     def run(args: argparse.Namespace) -> int:
+        def deployed(result: api.DeployResult) -> None:
+            deploy_summary(result)
+            if result.validation is not None:
+                console.print(validation_table(result.validation))
+
         result = run_demo_flow(Path(args.workdir), method=args.method, repeats=args.repeats,
-                               on_stage=console.print)
-        deploy_summary(result.deploy)
-        if result.deploy.validation is not None:
-            console.print(validation_table(result.deploy.validation))
+                               on_stage=console.print, on_deployed=deployed)
         console.print(report_table(result.report.rows))
         console.print(f"report: {result.report.files.html} and {result.report.files.markdown}")
         console.print(f"files of every stage are in {result.workdir}/")

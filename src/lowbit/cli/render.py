@@ -49,7 +49,7 @@ def deploy_summary(result: DeployResult) -> None:
     else:
         console.print("left float: none")
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", soft_wrap=True, markup=False)
     if result.advice is not None:
         console.print(f"ONNX Runtime: {result.advice.summary()}")
         for op in result.advice.float_ops:
