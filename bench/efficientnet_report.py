@@ -150,7 +150,7 @@ def lowbit_variants(f32: Path, calib_npz: Path, methods: list[str], per_tensor: 
             path = out / f"lite0.lowbit.{method}.{gran.replace(' ', '_')}.int8.onnx"
             lowbit.deploy(f32, quantize="INT8", calibration_table=table, output=path,
                           per_channel=per_channel,
-                          bias_correction=calib_npz if corrected else None)
+                          bias_correction=calib_npz if corrected else False)
             seconds = calib_seconds + time.perf_counter() - start
             variants.append(Variant(f"lowbit {method} {gran}", "lowbit", method, gran, samples,
                                     path, seconds))
@@ -173,6 +173,9 @@ def accuracy_variants(f32: Path, calib_npz: Path, method: str, samples: int, out
                         {"per_channel": False, "equalize": calib_npz, "bias_correction": calib_npz})]
     if args.adaround:
         wanted += [("per-channel + AdaRound", {"adaround": calib_npz})]
+        if args.bias_correction:
+            wanted += [("per-channel + AdaRound + bias correction",
+                        {"adaround": calib_npz, "bias_correction": calib_npz})]
     if args.weight_bits == 4:
         wanted += [("W4A8 per-channel", {"weight_bits": 4})]
         if args.bias_correction:
@@ -180,10 +183,15 @@ def accuracy_variants(f32: Path, calib_npz: Path, method: str, samples: int, out
                         {"weight_bits": 4, "bias_correction": calib_npz})]
         if args.adaround:
             wanted += [("W4A8 per-channel + AdaRound", {"weight_bits": 4, "adaround": calib_npz})]
+            if args.bias_correction:
+                wanted += [("W4A8 per-channel + AdaRound + bias correction",
+                            {"weight_bits": 4, "adaround": calib_npz,
+                             "bias_correction": calib_npz})]
     variants = []
     for label, options in wanted:
         start = time.perf_counter()
         path = out / f"lite0.lowbit.{method}.{_slug(label)}.onnx"
+        options = {"bias_correction": False, **options}  # each algorithm alone unless asked
         result = lowbit.deploy(f32, quantize="INT8", calibration_table=table, output=path,
                                adaround_iterations=args.adaround_iterations, **options)
         seconds = time.perf_counter() - start
@@ -208,7 +216,8 @@ def _int4_copy(f32: Path, table: Path, out: Path, method: str, samples: int) -> 
     onnx.save(converted, str(opset21))
     start = time.perf_counter()
     path = out / f"lite0.lowbit.{method}.w4a8_int4.onnx"
-    lowbit.deploy(opset21, quantize="INT8", calibration_table=table, output=path, weight_bits=4)
+    lowbit.deploy(opset21, quantize="INT8", calibration_table=table, output=path, weight_bits=4,
+                  bias_correction=False)
     label = "W4A8 per-channel, int4 storage (opset 21)"
     return Variant(f"lowbit {method} {label}", "lowbit", method, label, samples, path,
                    time.perf_counter() - start)
