@@ -116,6 +116,12 @@ def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
                                    needs=("equalize",)),
         "default+ada": LowbitConfig("lowbit default + adaround", "auto", {"adaround": calib},
                                     needs=("adaround",)),
+        "w4a8": LowbitConfig("lowbit W4A8 default (--weight-bits 4)", "auto",
+                             {"weight_bits": 4}),
+        "w4a8 auto": LowbitConfig("lowbit W4A8 auto, no bias correction", "auto",
+                                  {"weight_bits": 4, **off}),
+        "w4a8+ada": LowbitConfig("lowbit W4A8 default + adaround", "auto",
+                                 {"weight_bits": 4, "adaround": calib}, needs=("adaround",)),
         "pt auto": LowbitConfig("lowbit auto, per-tensor", "auto",
                                 {"per_channel": False, **off}),
         "pt default": LowbitConfig("lowbit default, per-tensor", "auto",
@@ -132,8 +138,8 @@ def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
 
 DEFAULT_LABEL = "lowbit default (auto + bias correction from the table)"
 DEFAULT_LOWBIT = ("minmax", "percentile", "kl", "mse", "auto", "default", "auto+bc",
-                  "auto+eq", "auto+eq+bc", "default+ada", "pt auto", "pt default",
-                  "pt auto+eq", "pt auto+eq+bc")
+                  "auto+eq", "auto+eq+bc", "default+ada", "w4a8", "w4a8 auto", "w4a8+ada",
+                  "pt auto", "pt default", "pt auto+eq", "pt auto+eq+bc")
 
 
 @dataclass(frozen=True)
@@ -237,10 +243,15 @@ class _ListReader(CalibrationDataReader):
         return next(self._items, None)
 
 
-def ort_variant(bench: Bench, method: str, reduce_range: bool, out: Path) -> Variant:
+def ort_variant(bench: Bench, method: str, reduce_range: bool, out: Path,
+                int4: bool = False) -> Variant:
+    """ORT ``quantize_static`` QDQ, per channel; ``int4`` gives W4A8 (QInt4 weights, which
+    ORT stores as int4 DequantizeLinear, com.microsoft below opset 21)."""
     suffix = "" if reduce_range else ", full-range weights"
-    label = f"ORT {method}{' reduce_range' if reduce_range else suffix}"
-    path = out / f"{bench.name}.ort.{method}{'.rr' if reduce_range else ''}.int8.onnx"
+    label = (f"ORT {method} W4A8 (QInt4 weights)" if int4
+             else f"ORT {method}{' reduce_range' if reduce_range else suffix}")
+    kind = "w4a8" if int4 else "int8"
+    path = out / f"{bench.name}.ort.{method}{'.rr' if reduce_range else ''}.{kind}.onnx"
     name = input_specs(load_model(bench.f32))[0].name
     samples = [bench.calib[i:i + 1] for i in range(len(bench.calib))]
     start = time.perf_counter()
@@ -248,7 +259,8 @@ def ort_variant(bench: Bench, method: str, reduce_range: bool, out: Path) -> Var
         quantize_static(str(bench.f32), str(path), _Reader(name, samples),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=ORT_METHODS[method])
+                        weight_type=QuantType.QInt4 if int4 else QuantType.QInt8,
+                        calibrate_method=ORT_METHODS[method])
     return Variant(label, path, time.perf_counter() - start)
 
 
@@ -430,6 +442,9 @@ def measure(bench: Bench, args: argparse.Namespace, out: Path) -> ModelResult:
     if "minmax" in args.ort:
         variants.append(_guard(lambda: ort_variant(bench, "minmax", False, out),
                                "ORT minmax, full-range weights"))
+    for method in args.ort_w4:
+        variants.append(_guard(lambda m=method: ort_variant(bench, m, False, out, int4=True),
+                               f"ORT {method} W4A8"))
     if args.nncf:
         variants.append(nncf_variant(bench, "first_layer_only", out))
         variants.append(nncf_variant(bench, "enable", out))
@@ -492,6 +507,9 @@ def parse_args() -> argparse.Namespace:
                         help="lowbit rows, comma-separated (default: all); '' for none")
     parser.add_argument("--ort", default="minmax,entropy,percentile",
                         help="ORT calibrators, comma-separated; '' for none")
+    parser.add_argument("--ort-w4", default="",
+                        help="ORT calibrators to run again with QInt4 weights (W4A8), "
+                             "comma-separated")
     parser.add_argument("--no-nncf", dest="nncf", action="store_false", help="skip NNCF")
     parser.add_argument("--no-speed", dest="speed", action="store_false",
                         help="skip the interleaved timing")
@@ -508,9 +526,11 @@ def parse_args() -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.lowbit = [m.strip() for m in args.lowbit.split(",") if m.strip()]
     args.ort = [m.strip().lower() for m in args.ort.split(",") if m.strip()]
+    args.ort_w4 = [m.strip().lower() for m in args.ort_w4.split(",") if m.strip()]
     for values, allowed, option in ((args.models, MODELS, "--models"),
                                     (args.lowbit, DEFAULT_LOWBIT, "--lowbit"),
-                                    (args.ort, tuple(ORT_METHODS), "--ort")):
+                                    (args.ort, tuple(ORT_METHODS), "--ort"),
+                                    (args.ort_w4, tuple(ORT_METHODS), "--ort-w4")):
         unknown = [v for v in values if v not in allowed]
         if unknown:
             parser.error(f"{option}: unknown {unknown}; choose from {', '.join(allowed)}")

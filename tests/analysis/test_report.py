@@ -78,3 +78,16 @@ def test_build_rows_from_bench_and_eval():
     assert no_eval[0].top1 is None and no_eval[0].speedup == pytest.approx(0.4)
     with pytest.raises(UsageError, match="2 models but 1 eval"):
         build_rows([("F32", "a.onnx"), ("INT8", "b.onnx")], evals[:1], bench)
+
+
+def test_a_report_without_f32_names_its_baseline(tmp_path):
+    bench = BenchComparison((
+        BenchResult("m.int8.onnx", 1_000, (BatchTiming(1, 0.5, 0.5, 2000.0),
+                                           BatchTiming(8, 2.0, 2.5, 4000.0))),
+        BenchResult("m.f16.onnx", 2_000, (BatchTiming(1, 1.0, 1.0, 1000.0),
+                                          BatchTiming(8, 4.0, 5.0, 2000.0)))))
+    rows = build_rows([("INT8", "w/m.int8.onnx"), ("F16", "w/m.f16.onnx")], None, bench)
+    assert rows[1].speedup == pytest.approx(0.5)
+    text = write_report(rows, tmp_path, title="t").markdown.read_text()
+    assert "speed-up vs INT8 (m.int8.onnx) | output cos vs INT8 (m.int8.onnx) |" in text
+    assert "vs F32" not in text

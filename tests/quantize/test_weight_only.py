@@ -239,3 +239,14 @@ def test_cli_w4_mistakes_exit_2_and_write_nothing(mlp_files: Path, args: list[st
     assert code == 2 and message in text
     assert len(text.strip().splitlines()) == 1 and "Traceback" not in text
     assert not out.exists()
+
+
+def test_convs_are_reported_left_float_with_the_way_to_quantize_them():
+    from lowbit.quantize.weight_only import find_targets
+    from tests.models import small_resnet
+
+    targets, left = find_targets(small_resnet())
+    assert [t.node.name for t in targets] == ["fc"]
+    convs = [d for d in left if d.op_type == "Conv"]
+    assert [d.name for d in convs] == ["stem_conv", "conv1", "conv2"]
+    assert all("--weight-bits 4" in d.reason for d in convs)

@@ -61,6 +61,7 @@ class ReportRow:
     throughput_batch: int
     speedup: float
     cos_vs_f32: float | None
+    baseline: str = "F32"  # the row speed-up and cosine compare against
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def build_rows(
                          f"{len(models)} rows")
     batch = max(t.batch for t in bench.results[f32_index].timings)
     base = bench.results[f32_index].timing(batch).throughput
+    precision, path = models[f32_index]
+    baseline = "F32" if precision == "F32" else f"{precision} ({Path(path).name})"
     rows = []
     for index, (precision, path) in enumerate(models):
         timed = bench.results[index]
@@ -102,7 +105,7 @@ def build_rows(
             top1=metrics.get("top1"), top5=metrics.get("top5"),
             latency_b1_ms=timed.timing(1).median_ms, throughput=throughput,
             throughput_batch=batch, speedup=throughput / base if base > 0 else math.nan,
-            cos_vs_f32=metrics.get("cos")))
+            cos_vs_f32=metrics.get("cos"), baseline=baseline))
     return rows
 
 
@@ -132,7 +135,13 @@ def table_header(rows: Sequence[ReportRow]) -> list[str]:
     batches = {row.throughput_batch for row in rows}
     throughput = f"throughput b{batches.pop()}" if len(batches) == 1 else "throughput"
     return ["precision", "size MB", "top-1", "top-5", "latency b1 ms",
-            f"{throughput} (samples/s)", "speed-up vs F32", "output cos vs F32"]
+            f"{throughput} (samples/s)", f"speed-up vs {baseline_of(rows)}",
+            f"output cos vs {baseline_of(rows)}"]
+
+
+def baseline_of(rows: Sequence[ReportRow]) -> str:
+    """What the rows' speed-up and cosine compare against (F32 unless no variant is)."""
+    return rows[0].baseline if rows else "F32"
 
 
 def table_cells(row: ReportRow, uniform_batch: bool = True) -> list[str]:
@@ -198,8 +207,9 @@ def _model_notes(rows: Sequence[ReportRow]) -> list[str]:
 
 def _write_charts(rows: Sequence[ReportRow], out: Path) -> list[tuple[Path, str]]:
     labels = [row.precision for row in rows]
-    charts = [(_chart(labels, [row.speedup for row in rows], "speed-up vs F32",
-                      "x (throughput / F32)", out / "speedup.png"), "speed-up vs F32")]
+    base = baseline_of(rows)
+    charts = [(_chart(labels, [row.speedup for row in rows], f"speed-up vs {base}",
+                      f"x (throughput / {base})", out / "speedup.png"), f"speed-up vs {base}")]
     scored = [row for row in rows if row.top1 is not None]
     if scored:
         values = [row.top1 for row in scored if row.top1 is not None]

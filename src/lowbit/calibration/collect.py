@@ -102,7 +102,8 @@ def collect_ranges(
     stream = samples if num_samples is None else itertools.islice(samples, num_samples)
     count = 0
     with _progress_bar(progress, _total(samples, num_samples)) as advance:
-        for group in _groups(_checked(stream, specs), max_batch if batching else 1):
+        source = getattr(samples, "source", None)
+        for group in _groups(_checked(stream, specs, source), max_batch if batching else 1):
             for feeds, values in runner.run(group):
                 for name in tensors.inputs:
                     observers[name].update(feeds[name])
@@ -298,21 +299,25 @@ def _summary_model(model: onnx.ModelProto, outputs: Mapping[str, int], *, with_v
     return summary, summaries
 
 
-def _checked(samples: Iterable[Sample], specs: list[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
-    """Samples as feed dicts of the model's dtypes; missing, misshapen or NaN inputs raise."""
+def _checked(samples: Iterable[Sample], specs: list[TensorSpec],
+             source: object = None) -> Iterator[dict[str, np.ndarray]]:
+    """Samples as feed dicts of the model's dtypes; missing, misshapen or NaN inputs raise,
+    naming the data set's ``source`` (its file or folder) when known."""
+    where = f" in {source}" if source else ""
     for index, sample in enumerate(samples):
         feeds: dict[str, np.ndarray] = {}
         for spec in specs:
             if spec.name not in sample:
-                raise DatasetError(f"sample {index} has no input {spec.name!r} "
+                raise DatasetError(f"sample {index}{where} has no input {spec.name!r} "
                                    f"(found {', '.join(map(repr, sample)) or 'nothing'})")
             value = np.asarray(sample[spec.name])
             if value.dtype.kind == "f" and not np.isfinite(value).all():
-                raise DatasetError(f"sample {index}: input {spec.name!r} contains NaN or Inf")
+                raise DatasetError(f"sample {index}{where}: input {spec.name!r} contains NaN "
+                                   "or Inf")
             if value.dtype != spec.dtype and np.can_cast(value.dtype, spec.dtype, "same_kind"):
                 value = value.astype(spec.dtype)  # float64 data for a float32 model, say
             if not spec.matches(value.shape):
-                raise DatasetError(f"sample {index}: input {spec.name!r} expected shape "
+                raise DatasetError(f"sample {index}{where}: input {spec.name!r} expected shape "
                                    f"{spec.shape_text()}, found {list(value.shape)}")
             feeds[spec.name] = value
         yield feeds

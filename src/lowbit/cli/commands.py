@@ -63,7 +63,7 @@ def _transform(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                    help="import: torch's ONNX exporter for PyTorch models (default auto)")
     p.add_argument("--passes", help="graph passes to run after the clean-up, comma-separated "
-                   f"(default: {','.join(DEFAULT_PASSES)})")
+                   f"(default: {', '.join(DEFAULT_PASSES)})")
     p.add_argument("--no-optimize", action="store_true",
                    help="run no graph passes beyond the clean-up")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -12,9 +13,10 @@ from lowbit.analysis.bench import BenchComparison
 from lowbit.analysis.classify import Classification
 from lowbit.analysis.evaluate import EvalReport, format_metric
 from lowbit.analysis.layerwise import LayerReport
-from lowbit.analysis.report import ReportRow
+from lowbit.analysis.report import ReportRow, baseline_of
 from lowbit.analysis.validate import ValidationReport
 from lowbit.api import DeployResult
+from lowbit.quantize.qdq import NodeDecision
 from lowbit.quantize.qtable import LossRow
 
 # Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
@@ -44,8 +46,8 @@ def deploy_summary(result: DeployResult) -> None:
                       + ", ".join(f"{n} {op}" for op, n in sorted(removed.items())))
     if result.left_float:
         console.print(f"left float ({len(result.left_float)}):")
-        for decision in result.left_float:
-            console.print(f"  {decision.op_type} {decision.name}: {decision.reason}")
+        for line in left_float_lines(result.left_float):
+            console.print(line, soft_wrap=True, markup=False)
     else:
         console.print("left float: none")
     for note in result.notes:
@@ -54,6 +56,23 @@ def deploy_summary(result: DeployResult) -> None:
         console.print(f"ONNX Runtime: {result.advice.summary()}")
         for op in result.advice.float_ops:
             console.print(f"  {op.op_type} {op.name} runs as {op.kernel or 'float'}: {op.reason}")
+
+
+def left_float_lines(decisions: Sequence[NodeDecision], shown: int = 3) -> list[str]:
+    """One line per (op type, reason); a group of more than ``shown`` ops names the first
+    ``shown`` and counts the rest, so a transformer's hundreds of float ops stay readable."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for decision in decisions:
+        groups.setdefault((decision.op_type, decision.reason), []).append(decision.name)
+    lines = []
+    for (op_type, reason), names in groups.items():
+        if len(names) == 1:
+            lines.append(f"  {op_type} {names[0]}: {reason}")
+            continue
+        listed = ", ".join(names[:shown]) + (f", … (+{len(names) - shown})"
+                                             if len(names) > shown else "")
+        lines.append(f"  {len(names)} {op_type} ({listed}): {reason}")
+    return lines
 
 
 def bench_table(comparison: BenchComparison) -> Table:
@@ -109,7 +128,8 @@ def report_table(rows: tuple[ReportRow, ...] | list[ReportRow]) -> Table:
     table = Table(title="size | accuracy | speed")
     batch = rows[0].throughput_batch if rows else 0
     for column in ("precision", "size MB", "top-1 %", "top-5 %", "latency b1 ms",
-                   f"throughput b{batch} /s", "speed-up", "cos vs F32"):
+                   f"throughput b{batch} /s", f"speed-up vs {baseline_of(rows)}",
+                   f"cos vs {baseline_of(rows)}"):
         table.add_column(column, justify="left" if column == "precision" else "right")
 
     def fmt(value: float | None, spec: str) -> str:

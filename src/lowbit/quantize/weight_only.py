@@ -120,6 +120,9 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1e3:.1f} kB"
 
 
+WEIGHTED_NOT_MATMUL = ("Conv", "ConvTranspose")
+
+
 def find_targets(model: onnx.ModelProto) -> tuple[list[WeightTarget], list[NodeDecision]]:
     """The MatMul/Gemm nodes whose weight can go to 4 bits, and the others with reasons."""
     inits = {init.name: init for init in model.graph.initializer}
@@ -127,6 +130,11 @@ def find_targets(model: onnx.ModelProto) -> tuple[list[WeightTarget], list[NodeD
     targets: list[WeightTarget] = []
     left: list[NodeDecision] = []
     for node in model.graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in WEIGHTED_NOT_MATMUL:
+            left.append(NodeDecision(node.name, node.op_type,
+                                     "W4 weight-only covers MatMul/Gemm; its weights stay F32 "
+                                     "(--quantize INT8 --weight-bits 4 gives 4-bit conv weights)"))
+            continue
         if node.domain not in ("", "ai.onnx") or node.op_type not in ("MatMul", "Gemm"):
             continue
         found = _target(node, inits, graph_inputs)

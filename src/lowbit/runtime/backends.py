@@ -76,7 +76,7 @@ def _make_ort(model: ModelSource, threads: int | None, precision: str | None) ->
 
 def check_ort_precision(where: str, declared: str, precision: str | None) -> None:
     """ORT computes the float parts of a graph in its declared float type; refuse other hints."""
-    floats = "F32" if declared.startswith("INT8") else declared
+    floats = "F32" if declared.startswith(("INT8", "W4")) else declared
     if precision is not None and precision != floats:
         raise UsageError(f"ONNX Runtime computes {where} in {declared}, the precision its graph "
                          f"declares; precision {precision} needs backend openvino (or a model "
@@ -149,9 +149,12 @@ def require_openvino() -> None:
 
 
 def graph_precision(model: ModelSource) -> str:
-    """The precision a graph declares: "INT8 (QDQ)", "INT8 (QOperator)", "F16", "BF16" or "F32"."""
+    """The precision a graph declares: "INT8 (QDQ)", "INT8 (QOperator)", "W4 (MatMulNBits)",
+    "F16", "BF16" or "F32"."""
     proto = _proto_without_data(model)
     ops = {node.op_type for node in proto.graph.node}
+    if "MatMulNBits" in ops:
+        return "W4 (MatMulNBits)"
     if ops & _QOPERATOR_OPS:
         return "INT8 (QOperator)"
     if _QDQ_OPS <= ops:
