@@ -36,3 +36,10 @@ class UnsupportedOpError(LowbitError):
 
 class UsageError(LowbitError):
     """An option or argument has a value lowbit cannot use."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of lowbit's optional extras, from a source checkout or an
+    installed package (torch first, pinned, for the extras that pull it in)."""
+    first = "pip install torch==2.13.0, then " if extra in ("torch", "bench") else ""
+    return f"{first}pip install '.[{extra}]' in lowbit's source folder (or 'lowbit[{extra}]')"

@@ -116,5 +116,5 @@ def test_adaround_without_torch_names_the_extra(files: Path, monkeypatch: pytest
     capsys.readouterr()
     assert main(["deploy", str(files / "m.onnx"), "--calibration-table", str(files / "m.calib"),
                  "-o", str(out), "--adaround", str(files / "calib.npz")]) == 2
-    assert "pip install 'lowbit[torch]'" in capsys.readouterr().err
+    assert "pip install torch==2.13.0, then pip install '.[torch]'" in capsys.readouterr().err
     assert not out.exists()

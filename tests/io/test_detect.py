@@ -119,7 +119,7 @@ def test_a_missing_extra_is_named(tmp_path: Path) -> None:
     importer = Importer(name="never-registered", label="Imaginary (.imag)",
                         detect=lambda p: True, convert=lambda p, o: None,  # type: ignore[arg-type,return-value]
                         extra="imaginary", modules=("lowbit_no_such_package",))
-    with pytest.raises(UsageError, match=r"pip install 'lowbit\[imaginary\]'"):
+    with pytest.raises(UsageError, match=r"pip install '\.\[imaginary\]' in lowbit's source folder"):
         importer.require()
 
 

@@ -90,4 +90,5 @@ def test_openvino_not_installed_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
     with pytest.raises(UsageError) as info:
         make_runner(small_resnet(), backend="openvino")
-    assert str(info.value) == "OpenVINO is not installed: pip install 'lowbit[openvino]'"
+    assert str(info.value) == ("OpenVINO is not installed: pip install '.[openvino]' in lowbit's "
+                               "source folder (or 'lowbit[openvino]')")

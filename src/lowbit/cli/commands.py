@@ -235,8 +235,8 @@ def _add_conv_accuracy_options(p: argparse.ArgumentParser) -> None:
                        "replaces ReLU6 by Relu first, which changes the function")
     group.add_argument("--adaround", metavar="DATASET",
                        help="learn each weight's rounding up or down (AdaRound) on the first "
-                       "128 samples of DATASET, layer by layer; needs torch "
-                       "(pip install 'lowbit[torch]'); minutes on CPU")
+                       "128 samples of DATASET, layer by layer; minutes on CPU; needs the "
+                       "torch extra (pip install torch==2.13.0, then pip install '.[torch]')")
     group.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
                        help="--adaround: optimisation steps per layer (default 1000; fewer "
                        "is faster and rounds less well)")
@@ -301,7 +301,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
     correction.add_argument("--no-bias-correction", action="store_true",
                             help="INT8: keep the biases as they are")
     p.add_argument("--backend", default="ort", help="engine for validation: ort (default) or "
-                   "openvino (pip install 'lowbit[openvino]')")
+                   "openvino (the openvino extra: pip install '.[openvino]')")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
     _add_weight_range(p)
     _add_weight_only(p)

@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.calibration.observers import TensorRange
-from lowbit.errors import UsageError
+from lowbit.errors import UsageError, install_hint
 from lowbit.quantize.layer_inputs import (
     Layer,
     LayerInputs,
@@ -74,7 +74,7 @@ from lowbit.quantize.settings import QuantizeSettings
 log = logging.getLogger(__name__)
 
 ZETA, GAMMA = 1.1, -0.1
-TORCH_HINT = "pip install 'lowbit[torch]'"
+TORCH_HINT = install_hint("torch")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import onnx
 
-from lowbit.errors import ModelError, UsageError
+from lowbit.errors import ModelError, UsageError, install_hint
 
 ModelSource = str | Path | bytes | onnx.ModelProto
 
@@ -145,7 +145,7 @@ def require_openvino() -> None:
     try:
         import openvino  # noqa: F401
     except ImportError as err:
-        raise UsageError("OpenVINO is not installed: pip install 'lowbit[openvino]'") from err
+        raise UsageError(f"OpenVINO is not installed: {install_hint('openvino')}") from err
 
 
 def graph_precision(model: ModelSource) -> str:

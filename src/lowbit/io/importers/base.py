@@ -21,7 +21,7 @@ from typing import Any
 
 import onnx
 
-from lowbit.errors import UsageError
+from lowbit.errors import UsageError, install_hint
 
 # The opset lowbit exports and converts to. 17 is the newest opset every converter here
 # writes (tf2onnx 1.17 tops out at 18, torch's TorchScript exporter at 20) and the one
@@ -110,7 +110,7 @@ class Importer:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
         if missing:
             raise UsageError(f"reading {self.label} models needs {', '.join(missing)}: "
-                             f"pip install 'lowbit[{self.extra}]'")
+                             f"{install_hint(self.extra or '')}")
 
 
 _REGISTRY: dict[str, Importer] = {}

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from lowbit.errors import ModelError, UsageError
+from lowbit.errors import ModelError, UsageError, install_hint
 from lowbit.io.importers.base import (
     ImportedModel,
     Importer,
@@ -89,7 +89,7 @@ def convert_torchscript(path: Path, options: ImportOptions) -> ImportedModel:
 def import_module(module: Any, options: ImportOptions) -> ImportedModel:
     """An ``nn.Module`` or ``ScriptModule`` object, traced on ``options.example``."""
     if importlib.util.find_spec("torch") is None:
-        raise UsageError("importing a PyTorch module needs torch: pip install 'lowbit[torch]'")
+        raise UsageError(f"importing a PyTorch module needs torch: {install_hint('torch')}")
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -164,7 +164,7 @@ def _choose_exporter(asked: str, scripted: bool, source: str) -> str:
             raise UsageError(f"--exporter dynamo cannot export {source}: torch.export does not "
                              "capture TorchScript; use --exporter torchscript (or auto)")
         if not has_onnxscript:
-            raise UsageError("--exporter dynamo needs onnxscript: pip install 'lowbit[torch]'")
+            raise UsageError(f"--exporter dynamo needs onnxscript: {install_hint('torch')}")
         return "dynamo"
     if asked == "torchscript" or scripted or not has_onnxscript:
         return "torchscript"
