@@ -29,9 +29,10 @@ from lowbit.passes import DEFAULT_PASSES
 
 def _transform(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transform", help="import and clean up a model, record its preprocessing",
-                       description="Import a model (ONNX, PyTorch, TensorFlow), fix its input "
-                       "shapes, move weights held in Constant nodes into initializers, remove "
-                       "Identity and Dropout, fold BatchNormalization, and write it with "
+                       description="Import a model (ONNX, PyTorch, TensorFlow, Keras, TFLite), fix "
+                       "its input shapes, move weights held in Constant nodes into initializers, "
+                       "remove Identity and Dropout, fold BatchNormalization, run the graph "
+                       "passes (--passes), and write it with "
                        "NAME.meta.json beside it (inputs, outputs, source, and the image "
                        "preprocessing given here, which calibrate, eval, classify and report "
                        "then read). With --test-input, also write the exact inputs fed "
@@ -262,8 +263,9 @@ def _image_options(args: argparse.Namespace) -> ImageOptions | None:
 def _deploy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="quantize a model and validate it against float",
                        description="Rewrite the model to INT8 QDQ (ONNX Runtime fuses it into "
-                       "integer kernels; a qtable keeps chosen ops at F32/F16/BF16) or to F16/"
-                       "BF16, write it, and with --test-input compare its outputs "
+                       "integer kernels; a qtable keeps chosen ops at F32/F16/BF16), to F16/"
+                       "BF16 or to W4 (4-bit weight-only MatMuls), write it, and with "
+                       "--test-input compare its outputs "
                        "with the reference. Exit code 1 when a tolerance fails (the model is "
                        "still written).")
     p.add_argument("model", help="the float ONNX model")
@@ -271,8 +273,8 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
                    help="target precision (default INT8; W4: 4-bit weight-only MatMuls as "
                    "ONNX Runtime's MatMulNBits, activations stay float)")
     p.add_argument("--calibration-table", help="table written by calibrate (needed for INT8)")
-    p.add_argument("--quantize-table", help="mixed precision: a qtable of 'op_name PRECISION' "
-                   "lines (F32, F16, BF16) keeping those ops out of INT8")
+    p.add_argument("--quantize-table", help="INT8 only: mixed precision from a qtable of "
+                   "'op_name PRECISION' lines (F32, F16, BF16) keeping those ops out of INT8")
     p.add_argument("-o", "--output", required=True, help="the quantized model to write")
     p.add_argument("--test-input", help="data set to validate on")
     p.add_argument("--test-reference", help="reference outputs (.npz); default: run the float "
@@ -382,14 +384,15 @@ def _compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure latency and throughput on ONNX Runtime",
+    p = sub.add_parser("bench", help="measure latency and throughput on ONNX Runtime or "
+                       "OpenVINO",
                        description="Time a model at each batch size (median and p90 over "
                        "repeated runs after warm-up). With --vs, both models run interleaved "
                        "in one process and the speed-up is printed.")
     p.add_argument("model", help="the model to time")
     p.add_argument("--vs", help="a second model to compare with (e.g. the float original)")
     p.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--threads", type=int, help="engine threads (ONNX Runtime: intra-op)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs (default 20)")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
@@ -398,7 +401,8 @@ def _bench(sub: argparse._SubParsersAction) -> None:
                    "BF16 on AVX512-BF16/AMX CPUs; lowbit sets F32 explicitly otherwise)")
     p.add_argument("--profile", action="store_true",
                    help="also print ORT's per-op time table (op type | ms | calls | share) for "
-                   "the optimized graph it really runs, at each batch size")
+                   "the optimized graph it really runs, at each batch size (always ONNX "
+                   "Runtime, whatever --backend)")
 
     def run(args: argparse.Namespace) -> int:
         models = [args.model] + ([args.vs] if args.vs else [])
@@ -595,15 +599,17 @@ def _explain(sub: argparse._SubParsersAction) -> None:
 
 def _demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole flow on the MNIST model shipped with lowbit",
-                       description="transform → calibrate → deploy (validated) → accuracy on "
-                       "1,000 held-out digits → bench, on a LeNet-shaped MNIST CNN that ships "
+                       description="transform → calibrate → deploy (validated on 100 held-out "
+                       "digits) → report (accuracy on 1,000 held-out digits, speed at batch 1 "
+                       "and 32, layer-by-layer compare), on a LeNet-shaped MNIST CNN that ships "
                        "with the package, ending with a precision | size | accuracy | speed "
-                       "table.")
+                       "table. The data sets and every stage's file stay in --workdir.")
     p.add_argument("--workdir", default="lowbit-demo", help="folder for the files each stage "
                    "writes (default ./lowbit-demo)")
     p.add_argument("--method", default="auto", choices=METHODS,
                    help="calibration method (default auto)")
-    p.add_argument("--repeats", type=int, default=20, help="timed runs for the bench stage")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size in the "
+                   "report stage")
 
     def run(args: argparse.Namespace) -> int:
         def deployed(result: api.DeployResult) -> None:
