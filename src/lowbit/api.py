@@ -58,6 +58,7 @@ from lowbit.io.meta import (
     ModelMeta,
     describe_model,
     find_meta,
+    load_meta_for,
     meta_path,
     resolve_image_options,
     write_meta,
@@ -190,11 +191,19 @@ def transform(
     test_path = Path(test_input) if test_input is not None else None
     image_test = test_path is not None and test_path.is_file() and is_image_file(test_path)
     preprocessing = None
-    if image_options is not None or fuse_preprocess or image_test:
+    carried = _carried_meta(source, image_options, fuse_preprocess)
+    if carried is not None and fuse_preprocess:  # fuse what the meta file records
+        image_options, carried = carried.preprocessing, None
+    if carried is not None:  # a model lowbit wrote, transformed again: keep what it says
+        preprocessing = carried.preprocessing
+    elif image_options is not None or fuse_preprocess or image_test:
         preprocessing = _preprocessing_for(canonical, image_options, where)
     final = canonical
     fused_ops: tuple[str, ...] = ()
-    if fuse_preprocess:
+    if carried is not None and carried.fused:
+        fuse_preprocess, fused_layout = True, carried.fused_layout or fused_layout
+        fused_ops = ("already in the graph (its meta file says so)",)
+    elif fuse_preprocess:
         assert preprocessing is not None
         fused = fuse_preprocess_graph(canonical, preprocessing, layout=fused_layout)
         final, _ = canonicalize(fused.model)
@@ -220,8 +229,28 @@ def transform(
             path.parent / "ref_outputs.npz"
         save_npz_dataset(reference_input_path, fed)
         save_npz_dataset(reference_path, reference)
+    notes = imported.notes
+    if carried is not None and source is not None:
+        notes = (*notes, f"preprocessing carried over from {find_meta(source)}")
     return TransformResult(path, report, reference_path, written_meta, meta,
-                           reference_input_path, fused_ops, imported.notes, optimized)
+                           reference_input_path, fused_ops, tuple(notes), optimized)
+
+
+def _carried_meta(source: str | Path | None, given: ImageOptions | None,
+                  fuse: bool) -> ModelMeta | None:
+    """The meta file beside an ONNX ``source`` when it records preprocessing and the
+    user gave none: transforming lowbit's own output again keeps it (and a graph that
+    already has its preprocessing fused is not fused twice)."""
+    if source is None or given is not None or not Path(source).is_file():
+        return None
+    meta = load_meta_for(source)
+    if meta is None or meta.preprocessing is None:
+        return None
+    if fuse and meta.fused:
+        raise UsageError(f"{source}: its meta file says the preprocessing is already fused "
+                         "into the graph; drop --fuse-preprocess")
+    log.info("preprocessing carried over from the meta file of %s", source)
+    return meta
 
 
 def _preprocessing_for(model: onnx.ModelProto, options: ImageOptions | None,
@@ -483,6 +512,9 @@ def deploy(
             act_order=act_order), calibration_data)
         built = _Built(w4.model, w4.quantized, w4.left_float)
     else:
+        if quantize_table is not None:
+            raise UsageError(f"--quantize-table applies to --quantize INT8 only; for "
+                             f"{precision}, --keep-float names the ops that stay F32")
         settings = FloatSettings(precision=precision, method=method,
                                  keep_io_types=keep_io_types,
                                  keep_float=DEFAULT_KEEP_FLOAT if keep_float is None

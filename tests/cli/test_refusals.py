@@ -84,3 +84,13 @@ def test_an_output_folder_that_cannot_be_made(work, tmp_path, capsys):
     blocker.write_text("not a folder")
     _refused(["transform", str(work / "model.onnx"), "-o", str(blocker / "x.onnx")], capsys,
              "cannot write", "afile")
+
+
+def test_a_qtable_with_f16(work, tmp_path, capsys):
+    qtable = tmp_path / "m.qtable"
+    qtable.write_text("# lowbit qtable v1\nfc F32\n")
+    out = tmp_path / "m.f16.onnx"
+    _refused(["deploy", str(work / "model.onnx"), "--quantize", "F16", "--quantize-table",
+              str(qtable), "-o", str(out)], capsys, "--quantize-table applies to --quantize "
+             "INT8 only", "--keep-float")
+    assert not out.exists()

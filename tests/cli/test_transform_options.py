@@ -226,3 +226,36 @@ def test_a_meta_file_of_another_version_stops_calibrate_and_classify(files: Path
         code, text = run_cli(argv, capsys)
         assert code == 2 and "version 9; this lowbit reads version 1" in text, text
     assert not (tmp_path / "t.calib").exists()
+
+
+def test_transforming_lowbits_own_output_keeps_its_preprocessing(files: Path, tmp_path: Path,
+                                                                capsys):
+    first, again = tmp_path / "a" / "model.f32.onnx", tmp_path / "b" / "model.f32.onnx"
+    code, text = run_cli(["transform", files / "model.onnx", "-o", first, "--mean", "1,2,3",
+                          "--scale", "0.5", "--crop", "16"], capsys)
+    assert code == 0, text
+    code, text = run_cli(["transform", first, "-o", again], capsys)
+    assert code == 0, text
+    kept = meta_of(again.with_name("model.meta.json"))["preprocessing"]
+    assert kept == meta_of(first.with_name("model.meta.json"))["preprocessing"]
+    assert kept["mean"] == [1.0, 2.0, 3.0]
+    # Options given again replace what the meta file says.
+    code, text = run_cli(["transform", first, "-o", tmp_path / "c" / "m.onnx", "--mean", "9"],
+                         capsys)
+    assert code == 0, text
+    assert meta_of(tmp_path / "c" / "m.meta.json")["preprocessing"]["mean"] == [9.0]
+
+
+def test_a_fused_model_transformed_again_stays_fused_once(files: Path, tmp_path: Path, capsys):
+    fused, again = tmp_path / "a" / "model.f32.onnx", tmp_path / "b" / "model.f32.onnx"
+    code, text = run_cli(["transform", files / "model.onnx", "-o", fused, "--mean", "127",
+                          "--scale", "0.0078125", "--fuse-preprocess"], capsys)
+    assert code == 0, text
+    code, text = run_cli(["transform", fused, "-o", again], capsys)
+    assert code == 0, text
+    meta = meta_of(again.with_name("model.meta.json"))
+    assert meta["preprocessing"]["fused"] is True and meta["inputs"][0]["type"] == "uint8"
+    code, text = run_cli(["transform", fused, "-o", tmp_path / "c" / "m.onnx",
+                          "--fuse-preprocess"], capsys)
+    assert code == 2 and "already fused" in text
+    assert not (tmp_path / "c" / "m.onnx").exists()

@@ -175,7 +175,7 @@ def test_missing_torch_is_a_usage_error_naming_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
-    with pytest.raises(UsageError, match=r"pip install 'lowbit\[torch\]'"):
+    with pytest.raises(UsageError, match=r"pip install torch==2.13.0, then pip install '\.\[torch\]'"):
         adaround(small_net(), _samples(2), QuantizeSettings())
 
 

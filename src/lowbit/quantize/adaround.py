@@ -210,7 +210,8 @@ def adaround(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]]
             log.debug("adaround %s: error %.4g → %.4g", layer.node, result.nearest_error,
                       result.adaround_error)
             advance()
-    report = AdaRoundReport(tuple(rows), len(samples), options.columns, 4 if qmax <= 7 else 8,
+    bits = int(qmax).bit_length() + 1  # symmetric grid: 7 → 4 bits, 63 → 7, 127 → 8
+    report = AdaRoundReport(tuple(rows), len(samples), options.columns, bits,
                             time.perf_counter() - start, quantized is not None)
     log.info(report.summary())
     return weights, report
