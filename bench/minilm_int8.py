@@ -93,6 +93,9 @@ def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[
                                             weight_range="full"),
         "lowbit-dynamic-smooth-auto": deploy("lowbit-dynamic-smooth-auto", dynamic=True,
                                              smooth="auto", smooth_data=calib),
+        "lowbit-w4a8": deploy("lowbit-w4a8", method="auto", weight_bits=4),
+        "lowbit-w4a8-smooth-auto": deploy("lowbit-w4a8-smooth-auto", method="auto",
+                                          weight_bits=4, smooth="auto", smooth_data=calib),
     }
 
 
