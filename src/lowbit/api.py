@@ -381,7 +381,7 @@ def deploy(
     smooth_data: str | Path | None = None,
     equalize: bool | str | Path = False,
     equalize_relu6: str = "bound",
-    adaround: str | Path | None = None,
+    adaround: str | Path | bool | None = None,
     adaround_iterations: int = 1000,
     weight_bits: int = 8,
 ) -> DeployResult:
@@ -414,12 +414,18 @@ def deploy(
     activations at run time instead (no calibration table; lowbit.quantize.dynamic).
     ``smooth`` (α in [0, 1] or "auto") applies SmoothQuant first, with per-channel
     maxima and the re-calibration of the smoothed tensors measured on the first 128
-    samples of ``smooth_data`` (lowbit.quantize.smoothquant).
+    samples of ``smooth_data`` (default ``calibration_data``; lowbit.quantize.smoothquant).
 
-    ``equalize`` (a data set, or True for the ``adaround``/``bias_correction`` one)
+    ``calibration_data`` is the data set of every algorithm here that needs one and is
+    not given its own: GPTQ, SmoothQuant, AdaRound (``adaround=True``) and equalization
+    (``equalize=True``); given where none of them runs, it is refused, not ignored.
+
+    ``equalize`` (a data set, or True for the ``adaround``/``bias_correction``/
+    ``calibration_data`` one)
     applies cross-layer equalization to Conv pairs first and re-measures the ranges it
     changes on as many samples as the table was made from (lowbit.quantize.equalize;
-    ``equalize_relu6`` "bound" or "relu"). ``adaround`` (a data set) learns each weight's
+    ``equalize_relu6`` "bound" or "relu"). ``adaround`` (a data set, or True for
+    ``calibration_data``) learns each weight's
     rounding on its first 128 samples, ``adaround_iterations`` steps per layer
     (lowbit.quantize.adaround; needs torch).
     ``weight_bits`` 4 gives W4A8: weights on the [−7, 7] grid, stored as int4 where the
@@ -438,6 +444,8 @@ def deploy(
     _check_not_overwriting(model, output)
     canonical, _ = canonicalize(_load_float_model(model, "deploy"), input_shapes=input_shapes)
     correction_data = bias_correction if isinstance(bias_correction, (str, Path)) else None
+    adaround, smooth_data = _shared_data(precision, calibration_data, adaround, smooth,
+                                         smooth_data, equalize)
     # Validation compares with this float model, not with the equalized/corrected one the
     # accuracy algorithms below quantize (those change the float function on purpose).
     float_model = canonical
@@ -458,7 +466,7 @@ def deploy(
         if equalize:
             canonical, calibration_table, note = _equalize(
                 canonical, calibration_table, equalize, equalize_relu6,
-                adaround or correction_data)
+                adaround or correction_data or calibration_data)
             accuracy_notes.append(note)
         rounded: dict[str, WeightQuant] | None = None
         if adaround is not None:
@@ -639,6 +647,31 @@ def _correct_from_table(canonical: onnx.ModelProto, table: CalibrationTable,
     return corrected, f"{report.summary()}, from the calibration table's input means"
 
 
+def _shared_data(precision: str, data: str | Path | None, adaround: str | Path | bool | None,
+                 smooth: object, smooth_data: str | Path | None, equalize: object
+                 ) -> tuple[str | Path | None, str | Path | None]:
+    """``calibration_data`` is the data set of every algorithm that needs one and was not
+    given its own: AdaRound (``adaround=True``), SmoothQuant, equalization, GPTQ. Returns
+    (adaround, smooth_data) resolved; data nothing asked for is refused, not ignored."""
+    if adaround is False:
+        adaround = None
+    if adaround is True:
+        if data is None:
+            raise UsageError("--adaround needs a data set: --adaround DATASET or "
+                             "--calibration-data DATASET")
+        adaround = data
+    if smooth is not None and smooth_data is None:
+        smooth_data = data
+    if data is not None and precision in ("INT8", "F16", "BF16") and not (
+            adaround == data or (smooth is not None and smooth_data == data)
+            or equalize is True):
+        raise UsageError(f"--calibration-data {data} is not used: it feeds --adaround, "
+                         "--smooth and --equalize (INT8) and --algorithm gptq (W4), none of "
+                         "which is asked for (INT8 activation ranges come from "
+                         "--calibration-table: run lowbit calibrate)")
+    return adaround, smooth_data
+
+
 def _build_w4(canonical: onnx.ModelProto, settings: WeightOnlySettings,
               calibration_data: str | Path | None) -> WeightOnlyResult:
     if settings.algorithm != "gptq":
@@ -673,7 +706,8 @@ def _smooth(canonical: onnx.ModelProto,
             ) -> tuple[onnx.ModelProto, CalibrationTable | None, str]:
     """SmoothQuant before INT8: the smoothed model, its re-measured table, the note."""
     if smooth_data is None:
-        raise UsageError("--smooth needs --smooth-data DATASET (e.g. the calibration data): "
+        raise UsageError("--smooth needs --smooth-data or --calibration-data DATASET (e.g. "
+                         "the calibration data): "
                          "SmoothQuant measures per-channel activation maxima on it")
     table = None
     if not dynamic:
@@ -698,8 +732,8 @@ def _equalize(canonical: onnx.ModelProto,
     source = other_data if equalize is True else equalize
     if source is None:
         raise UsageError("--equalize needs a data set to re-measure the ranges it changes: "
-                         "--equalize DATASET (e.g. the calibration data), or --adaround / "
-                         "--bias-correction data")
+                         "--equalize DATASET (e.g. the calibration data), or --adaround, "
+                         "--bias-correction or --calibration-data data")
     if calibration_table is None:
         raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \

@@ -89,6 +89,8 @@ def test_weight_bits_4_and_adaround(files: Path, capsys: pytest.CaptureFixture[s
     (["--equalize", "missing.npz"], "missing.npz"),
     (["--weight-bits", "4", "--quantize", "F16"], "apply to --quantize INT8 only"),
     (["--adaround", "calib.npz", "--dynamic"], "do not combine with --dynamic"),
+    (["--adaround"], "--adaround needs a data set: --adaround DATASET or --calibration-data"),
+    (["--calibration-data", "calib.npz"], "is not used: it feeds --adaround, --smooth"),
 ])
 def test_mistakes_exit_2_with_one_line(files: Path, capsys: pytest.CaptureFixture[str],
                                        extra: list[str], message: str) -> None:
@@ -118,3 +120,23 @@ def test_adaround_without_torch_names_the_extra(files: Path, monkeypatch: pytest
                  "-o", str(out), "--adaround", str(files / "calib.npz")]) == 2
     assert "pip install torch==2.13.0, then pip install '.[torch]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_calibration_data_feeds_adaround_and_equalize(files: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """One data set for every algorithm: the same model as when each is given it."""
+    data = str(files / "calib.npz")
+    capsys.readouterr()
+    assert main(_deploy(files, "m", "shared.onnx", "--calibration-data", data, "--adaround",
+                        "--equalize", "--adaround-iterations", "50")) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: adaround (" in out and "note: equalization: 2 conv pairs" in out
+    assert main(_deploy(files, "m", "own.onnx", "--adaround", data, "--equalize", data,
+                        "--adaround-iterations", "50")) == 0
+
+    def weights(name: str) -> dict[str, np.ndarray]:
+        return {i.name: numpy_helper.to_array(i) for i in onnx.load(files / name).graph.initializer}
+
+    shared, own = weights("shared.onnx"), weights("own.onnx")
+    assert shared.keys() == own.keys()
+    assert all(np.array_equal(shared[k], own[k]) for k in shared)

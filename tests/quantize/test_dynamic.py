@@ -117,3 +117,18 @@ def test_cli_deploy_dynamic_and_a_smooth_usage_error(block, tmp_path, capsys):
                  "-o", str(tmp_path / "none.onnx")]) == 2
     assert "--smooth needs --smooth-data" in capsys.readouterr().err
     assert not (tmp_path / "none.onnx").exists()
+
+
+def test_smooth_reads_calibration_data_when_it_has_no_data_of_its_own(block, tmp_path):
+    src = tmp_path / "block.onnx"
+    onnx.save(block, src)
+    data = tmp_path / "x.npz"
+    samples = token_samples(4, seed=3)
+    np.savez(data, **{k: np.concatenate([s[k] for s in samples]) for k in samples[0]})
+    shared = lowbit.deploy(src, quantize="INT8", dynamic=True, smooth=0.5,
+                           calibration_data=data, output=tmp_path / "shared.onnx")
+    own = lowbit.deploy(src, quantize="INT8", dynamic=True, smooth=0.5, smooth_data=data,
+                        output=tmp_path / "own.onnx")
+    assert shared.notes == own.notes and any(n.startswith("SmoothQuant") for n in own.notes)
+    assert [(i.name, i.raw_data) for i in onnx.load(tmp_path / "shared.onnx").graph.initializer] \
+        == [(i.name, i.raw_data) for i in onnx.load(tmp_path / "own.onnx").graph.initializer]

@@ -197,7 +197,9 @@ def _add_weight_only(p: argparse.ArgumentParser) -> None:
                        help="rtn: round to nearest (default, no data); gptq: compensate "
                        "rounding with input statistics from --calibration-data")
     group.add_argument("--calibration-data", metavar="DATASET",
-                       help="gptq: inputs like those the model will see (first 128 samples)")
+                       help="inputs like those the model will see, for every algorithm that "
+                       "needs data and is not given its own: --algorithm gptq, --smooth, "
+                       "--adaround, --equalize (first 128 samples)")
     group.add_argument("--symmetric-weights", action="store_true",
                        help="no zero points (codes -7..7) instead of a 4-bit zero point per "
                        "block")
@@ -216,10 +218,12 @@ def _add_transformer_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--smooth", metavar="ALPHA|auto",
                        help="SmoothQuant before INT8: move activation outliers into the "
                        "weights with strength ALPHA in [0, 1] (0.5 in the paper), or auto: "
-                       "the best of 0.3..0.8 by output SQNR; needs --smooth-data")
+                       "the best of 0.3..0.8 by output SQNR; needs --smooth-data or "
+                       "--calibration-data")
     group.add_argument("--smooth-data", metavar="DATASET",
                        help="--smooth: samples (e.g. the calibration data; first 128) for the "
-                       "per-channel maxima and the re-calibration of the smoothed tensors")
+                       "per-channel maxima and the re-calibration of the smoothed tensors "
+                       "(default: --calibration-data)")
 
 
 def _add_conv_accuracy_options(p: argparse.ArgumentParser) -> None:
@@ -228,15 +232,17 @@ def _add_conv_accuracy_options(p: argparse.ArgumentParser) -> None:
                        help="cross-layer equalization of Conv→Conv pairs (incl. depthwise) "
                        "before quantizing, so one weight scale suits every channel (helps "
                        "--per-tensor most); the ranges it changes are re-measured on DATASET "
-                       "(default: the --adaround or --bias-correction data) with the table's "
+                       "(default: the --adaround, --bias-correction or --calibration-data "
+                       "data) with the table's "
                        "method and sample count")
     group.add_argument("--equalize-relu6", choices=("bound", "relu"), default="bound",
                        help="pairs through ReLU6: bound (default) equalizes only channels "
                        "that stay below 6 on the data, so the function is kept; relu "
                        "replaces ReLU6 by Relu first, which changes the function")
-    group.add_argument("--adaround", metavar="DATASET",
+    group.add_argument("--adaround", nargs="?", const=True, default=None, metavar="DATASET",
                        help="learn each weight's rounding up or down (AdaRound) on the first "
-                       "128 samples of DATASET, layer by layer; minutes on CPU; needs the "
+                       "128 samples of DATASET (default: --calibration-data), layer by layer; "
+                       "minutes on CPU; needs the "
                        "torch extra (pip install torch==2.13.0, then pip install '.[torch]')")
     group.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
                        help="--adaround: optimisation steps per layer (default 1000; fewer "
