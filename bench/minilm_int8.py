@@ -151,6 +151,30 @@ def _ort_variants(work: Path, f32: Path, calib_arrays: dict[str, np.ndarray]
     }
 
 
+def _nncf_variants(work: Path, f32: Path, calib_arrays: dict[str, np.ndarray]
+                   ) -> dict[str, Callable[[], Variant]]:
+    """NNCF's post-training quantization (ONNX backend) on the same 100 sentences:
+    its defaults, and ``model_type=TRANSFORMER`` (its transformer scheme: SmoothQuant,
+    LayerNorm/Softmax kept float)."""
+    def build(name: str, transformer: bool) -> Callable[[], Variant]:
+        def run() -> Variant:
+            import nncf
+            import onnx
+
+            start = time.perf_counter()
+            rows = [{k: v[i:i + 1] for k, v in calib_arrays.items()}
+                    for i in range(len(calib_arrays["input_ids"]))]
+            options = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+            quantized = nncf.quantize(onnx.load(str(f32)), nncf.Dataset(rows),
+                                      subset_size=len(rows), **options)
+            out = work / f"{name}.onnx"
+            onnx.save(quantized, str(out))
+            return Variant(name, out, time.perf_counter() - start)
+        return run
+
+    return {"nncf": build("nncf", False), "nncf-transformer": build("nncf-transformer", True)}
+
+
 def _rows(names: list[str], variants: dict[str, Variant], embeddings: dict[str, np.ndarray],
           kernels: dict[str, str], bench: object) -> Iterator[list[str]]:
     ref = embeddings["float"]
@@ -197,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         "float": lambda: Variant("float", f32, 0.0)}
     builders.update(_lowbit_variants(work, f32, calib))
     builders.update(_ort_variants(work, f32, calib_arrays))
+    builders.update(_nncf_variants(work, f32, calib_arrays))
     wanted = ["float"] + [n for n in (args.only or ",".join(builders)).split(",")
                           if n and n != "float"]
     variants: dict[str, Variant] = {}
