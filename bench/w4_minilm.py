@@ -114,6 +114,37 @@ def _ort(work: Path, f32: Path, block: int, calib_encoded: dict[str, np.ndarray]
     return Variant(f"ORT {algorithm} b{block}", out, time.perf_counter() - start)
 
 
+def _nncf(work: Path, f32: Path, block: int, calib_encoded: dict[str, np.ndarray] | None
+          ) -> Variant | str:
+    """NNCF's ``compress_weights`` (ONNX backend), INT4 asymmetric in groups of ``block``,
+    ``ratio=1`` (its default ``all_layers=False`` keeps the embeddings and the last layer
+    8-bit; with ``all_layers`` its blocked DequantizeLinear of the 512-row position table
+    fails in ORT 1.32); with data, its AWQ + scale estimation."""
+    try:
+        import nncf
+        from onnx import version_converter
+    except ImportError as err:
+        return f"NNCF not importable: {err}"
+    kind = "awq+se" if calib_encoded is not None else "data-free"
+    out = work / f"nncf_{kind.replace('+', '_')}{block}.onnx"
+    start = time.perf_counter()
+    try:
+        model = version_converter.convert_version(onnx.load(str(f32)), 21)  # int4 DQ
+        options: dict[str, object] = {}
+        if calib_encoded is not None:
+            rows = [{k: v[i:i + 1] for k, v in calib_encoded.items()}
+                    for i in range(len(calib_encoded["input_ids"]))]
+            options = {"dataset": nncf.Dataset(rows), "awq": True, "scale_estimation": True}
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM,
+                                           group_size=block, ratio=1.0,
+                                           **options)
+        onnx.save(compressed, str(out))
+    except Exception as err:  # noqa: BLE001 (report why NNCF's path did not run)
+        return f"NNCF {kind} b{block} did not run: {type(err).__name__}: {err}"
+    return Variant(f"NNCF compress_weights INT4_ASYM {kind} b{block}", out,
+                   time.perf_counter() - start)
+
+
 def _with_accuracy_level(variant: Variant, level: int) -> Variant:
     """The same model with MatMulNBits' accuracy_level set: 4 lets ORT quantize A to int8
     per block inside the kernel (an integer dot product; no longer weight-only math)."""
@@ -135,7 +166,10 @@ def _add(variants: list[Variant], failures: list[str], made: Variant | str) -> N
 
 def _count(path: Path) -> str:
     ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
-    return f"{ops.count('MatMulNBits')} MatMulNBits, {ops.count('MatMul')} MatMul"
+    text = f"{ops.count('MatMulNBits')} MatMulNBits, {ops.count('MatMul')} MatMul"
+    if "DequantizeLinear" in ops:
+        text += f", {ops.count('DequantizeLinear')} DequantizeLinear"
+    return text
 
 
 def main() -> None:
@@ -146,6 +180,9 @@ def main() -> None:
     parser.add_argument("--work", help="folder for the models (default: a temporary one)")
     parser.add_argument("--no-ort-gptq", action="store_true", help="skip ORT's GPTQ")
     parser.add_argument("--no-speed", action="store_true", help="accuracy and size only")
+    parser.add_argument("--nncf-only", action="store_true",
+                        help="only NNCF's compress_weights rows beside lowbit's rtn and gptq "
+                        "at the first block size")
     parser.add_argument("--markdown", help="also write the tables to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -167,16 +204,23 @@ def main() -> None:
 
     variants: list[Variant] = []
     failures: list[str] = []
+    first = blocks[0]
+    if args.nncf_only:
+        variants.append(_lowbit(work, f32, calib, "rtn", first))
+        variants.append(_lowbit(work, f32, calib, "gptq", first))
+        _add(variants, failures, _nncf(work, f32, first, None))
+        _add(variants, failures, _nncf(work, f32, first, minilm.tokenize(calib_texts)))
+        blocks = []
     for block in blocks:
         variants.append(_lowbit(work, f32, calib, "rtn", block))
         variants.append(_lowbit(work, f32, calib, "gptq", block))
         _add(variants, failures, _ort(work, f32, block, None))
-    first = blocks[0]
-    variants.append(_lowbit(work, f32, calib, "rtn", first, symmetric=True))
-    variants.append(_lowbit(work, f32, calib, "gptq", first, symmetric=True))
-    variants.append(_lowbit(work, f32, calib, "gptq", first, act_order=True))
-    variants.append(_with_accuracy_level(variants[0], 4))
-    if not args.no_ort_gptq:
+    if blocks:
+        variants.append(_lowbit(work, f32, calib, "rtn", first, symmetric=True))
+        variants.append(_lowbit(work, f32, calib, "gptq", first, symmetric=True))
+        variants.append(_lowbit(work, f32, calib, "gptq", first, act_order=True))
+        variants.append(_with_accuracy_level(variants[0], 4))
+    if blocks and not args.no_ort_gptq:
         _add(variants, failures, _ort(work, f32, first, minilm.tokenize(calib_texts)))
 
     lines = [(f"# W4 weight-only on all-MiniLM-L6-v2, {datetime.date.today()}, ORT "
@@ -186,9 +230,15 @@ def main() -> None:
              "| variant | graph | file MB | embedding cos mean | cos min | quantize s |",
              "|---|---|---|---|---|---|",
              f"| F32 | {_count(f32)} | {f32.stat().st_size / 1e6:.1f} | 1.000000 | 1.000000 | |"]
-    for variant in variants:
-        cos = minilm.cosines(reference, minilm.embed(variant.path, encoded,
-                                                     threads=args.threads))
+    for variant in list(variants):
+        try:
+            cos = minilm.cosines(reference, minilm.embed(variant.path, encoded,
+                                                         threads=args.threads))
+        except Exception as err:  # noqa: BLE001 (a quantizer's model ORT cannot run)
+            failures.append(f"{variant.label} does not run: {type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200]}")
+            variants.remove(variant)
+            continue
         lines.append(f"| {variant.label} | {_count(variant.path)} | "
                      f"{variant.path.stat().st_size / 1e6:.1f} | {cos.mean():.6f} | "
                      f"{cos.min():.6f} | {variant.seconds:.1f} |")
@@ -197,8 +247,8 @@ def main() -> None:
 
     if not args.no_speed:
         timed = [f32] + [v.path for v in variants if v.label in
-                         {f"lowbit rtn b{b}" for b in blocks} | {f"ORT rtn b{first}"}
-                         or v.label.endswith("accuracy_level=4")]
+                         {f"lowbit rtn b{b}" for b in blocks or [first]} | {f"ORT rtn b{first}"}
+                         or v.label.endswith("accuracy_level=4") or v.label.startswith("NNCF")]
         comparison = bench_models(timed, BenchSettings(batches=(1, 8), threads=args.threads,
                                                        repeats=args.repeats, warmup=3),
                                   progress=False)
