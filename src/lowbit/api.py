@@ -374,6 +374,7 @@ def deploy(
     algorithm: str = "rtn",
     calibration_data: str | Path | None = None,
     symmetric_weights: bool = False,
+    float_embeddings: bool = False,
     act_order: bool = False,
     quantize_attention: bool = False,
     dynamic: bool = False,
@@ -406,7 +407,8 @@ def deploy(
     lowbit.quantize.weight_only): ``algorithm`` "rtn" rounds to nearest, "gptq" corrects
     the rounding with input statistics from the first 128 samples of
     ``calibration_data``; ``symmetric_weights`` drops the zero points; ``act_order``
-    (GPTQ) visits the inputs with most energy first.
+    (GPTQ) visits the inputs with most energy first. Large embedding tables go int8 per
+    hidden channel unless ``float_embeddings``.
 
     Transformers (lowbit.quantize.transformer): INT8 quantizes the MatMul/Gemm weights
     and their inputs and keeps LayerNorm, Softmax, GELU and the elementwise ops float;
@@ -446,6 +448,9 @@ def deploy(
     correction_data = bias_correction if isinstance(bias_correction, (str, Path)) else None
     adaround, smooth_data = _shared_data(precision, calibration_data, adaround, smooth,
                                          smooth_data, equalize)
+    if float_embeddings and precision != "W4":
+        raise UsageError("--float-embeddings applies to --quantize W4 (INT8 stores large "
+                         "embedding tables int8)")
     # Validation compares with this float model, not with the equalized/corrected one the
     # accuracy algorithms below quantize (those change the float function on purpose).
     float_model = canonical
@@ -517,7 +522,7 @@ def deploy(
                              "every MatMul with a constant weight")
         w4 = _build_w4(canonical, WeightOnlySettings(
             block_size=block_size, algorithm=algorithm, symmetric=symmetric_weights,
-            act_order=act_order), calibration_data)
+            act_order=act_order, embeddings=not float_embeddings), calibration_data)
         built = _Built(w4.model, w4.quantized, w4.left_float)
     else:
         if quantize_table is not None:

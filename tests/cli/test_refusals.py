@@ -94,3 +94,11 @@ def test_a_qtable_with_f16(work, tmp_path, capsys):
               str(qtable), "-o", str(out)], capsys, "--quantize-table applies to --quantize "
              "INT8 only", "--keep-float")
     assert not out.exists()
+
+
+def test_float_embeddings_outside_w4(work, tmp_path, capsys):
+    out = tmp_path / "m.int8.onnx"
+    _refused(["deploy", str(work / "model.onnx"), "--calibration-table",
+              str(work / "model.calib"), "--float-embeddings", "-o", str(out)], capsys,
+             "--float-embeddings applies to --quantize W4")
+    assert not out.exists()

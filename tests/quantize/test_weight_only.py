@@ -250,3 +250,31 @@ def test_convs_are_reported_left_float_with_the_way_to_quantize_them():
     convs = [d for d in left if d.op_type == "Conv"]
     assert [d.name for d in convs] == ["stem_conv", "conv1", "conv2"]
     assert all("--weight-bits 4" in d.reason for d in convs)
+
+
+def embedding_mlp(vocab: int = 4096, hidden: int = 64) -> onnx.ModelProto:
+    """ids [N, 8] → Gather(table [vocab, hidden]) → MatMul hidden×32."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["e"], name="embed"),
+             helper.make_node("MatMul", ["e", "w"], ["y"], name="fc")]
+    return make_model(
+        nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 32])],
+        [init("table", rng.normal(size=(vocab, hidden)).astype(np.float32)),
+         init("w", (rng.normal(size=(hidden, 32)) / 8).astype(np.float32))])
+
+
+@pytest.mark.parametrize("embeddings", [True, False])
+def test_embedding_tables_go_int8_unless_kept_float(embeddings: bool):
+    model = embedding_mlp()
+    result = quantize_weight_only(model, WeightOnlySettings(embeddings=embeddings))
+    onnx.checker.check_model(result.model, full_check=True)
+    tables = {i.name: i for i in result.model.graph.initializer}
+    assert ("table" in tables) != embeddings  # the float table is gone when quantized
+    assert result.embeddings == (("embed",) if embeddings else ())
+    assert ("1 embedding table(s) int8" in result.summary(1, 1)) == embeddings
+    ids = np.random.default_rng(5).integers(0, 4096, size=(2, 8)).astype(np.int64)
+    got = create_session(result.model).run(["y"], {"ids": ids})[0]
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    want = inits["table"][ids] @ inits["w"]
+    assert np.abs(got - want).max() / np.abs(want).max() < 0.1  # 4-bit weights, 8-bit table

@@ -200,6 +200,9 @@ def _add_weight_only(p: argparse.ArgumentParser) -> None:
                        help="inputs like those the model will see, for every algorithm that "
                        "needs data and is not given its own: --algorithm gptq, --smooth, "
                        "--adaround, --equalize (first 128 samples)")
+    group.add_argument("--float-embeddings", action="store_true",
+                       help="keep large embedding tables (a Gather's constant [V, H]) float; "
+                       "by default they are stored int8 per hidden channel")
     group.add_argument("--symmetric-weights", action="store_true",
                        help="no zero points (codes -7..7) instead of a 4-bit zero point per "
                        "block")
@@ -331,6 +334,7 @@ def _deploy(sub: argparse._SubParsersAction) -> None:
             input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range,
             block_size=args.block_size, algorithm=args.algorithm,
             calibration_data=args.calibration_data, symmetric_weights=args.symmetric_weights,
+            float_embeddings=args.float_embeddings,
             act_order=args.act_order, quantize_attention=args.quantize_attention,
             dynamic=args.dynamic, smooth=args.smooth, smooth_data=args.smooth_data,
             equalize=args.equalize, equalize_relu6=args.equalize_relu6,

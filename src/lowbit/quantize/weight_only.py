@@ -45,6 +45,7 @@ from lowbit.quantize.blockwise import (
 from lowbit.quantize.gptq import DAMP, InverseHessian, gptq_quantize, inverse_hessian
 from lowbit.quantize.hessian import collect_hessians, progress_bar
 from lowbit.quantize.qdq import NodeDecision
+from lowbit.quantize.transformer import quantize_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class WeightOnlySettings:
     "gptq". symmetric: no zero points (codes −7..7 around MatMulNBits' default 8)
     instead of a 4-bit zero point per block. act_order (GPTQ): visit K in decreasing
     input energy. damp (GPTQ): dampening, a fraction of mean(diag H). samples (GPTQ):
-    the most calibration samples used.
+    the most calibration samples used. embeddings: also store large embedding tables
+    (a Gather's constant [V, H]) as int8 per hidden channel, as static INT8 does.
     """
 
     block_size: int = 32
@@ -70,6 +72,7 @@ class WeightOnlySettings:
     act_order: bool = False
     damp: float = DAMP
     samples: int = GPTQ_SAMPLES
+    embeddings: bool = True  # large Gather tables stored int8 (lowbit.quantize.transformer)
 
     def __post_init__(self) -> None:
         check_block_size(self.block_size)
@@ -101,6 +104,7 @@ class WeightOnlyResult:
     left_float: tuple[NodeDecision, ...]
     settings: WeightOnlySettings
     samples: int = 0  # calibration samples GPTQ used
+    embeddings: tuple[str, ...] = ()  # the Gather nodes whose tables went int8
 
     def summary(self, before_bytes: int, after_bytes: int) -> str:
         ops: dict[str, int] = {}
@@ -111,8 +115,10 @@ class WeightOnlyResult:
         how = s.algorithm + (f" on {self.samples} samples" if s.algorithm == "gptq" else "")
         if s.act_order:
             how += ", act-order"
+        tables = (f"; {len(self.embeddings)} embedding table(s) int8"
+                  if self.embeddings else "")
         return (f"W4 weight-only: {counted}, block {s.block_size} "
-                f"({'symmetric' if s.symmetric else 'asymmetric'}), {how}, file "
+                f"({'symmetric' if s.symmetric else 'asymmetric'}), {how}{tables}, file "
                 f"{_size(before_bytes)} → {_size(after_bytes)}")
 
 
@@ -216,12 +222,14 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
                 hessians.pop(target.input, None)
             advance(1)
     _replace_nodes(out, replacements)
-    _drop_unused_initializers(out, {t.node.input[1] for t in targets} |
+    tables = {n.input[0] for n in out.graph.node if n.op_type == "Gather" and n.input}
+    gathers = tuple(quantize_embeddings(out)) if settings.embeddings else ()
+    _drop_unused_initializers(out, {t.node.input[1] for t in targets} | tables |
                                    {t.node.input[2] for t in targets if len(t.node.input) > 2})
     if not any(o.domain == MS_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     quantized = tuple(NodeDecision(t.node.name, t.node.op_type) for t in targets)
-    return WeightOnlyResult(out, quantized, tuple(left), settings, used)
+    return WeightOnlyResult(out, quantized, tuple(left), settings, used, gathers)
 
 
 def _quantize(target: WeightTarget, settings: WeightOnlySettings,
