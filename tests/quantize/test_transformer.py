@@ -204,3 +204,26 @@ def test_embedding_tables_are_stored_int8_and_dequantized_after_the_lookup():
 def test_the_attention_mask_input_is_found(block):
     model, _ = block
     assert attention_mask_input(model) == "attention_mask"
+
+
+def test_a_qtable_keeps_the_transformer_scope_around_its_float_islands(block):
+    """Mixed precision on a transformer: the qtable's ops stay float and everything the
+    scope keeps float (LayerNorm, Softmax, GELU, residual Adds) stays float too."""
+    from lowbit.quantize.mixed import deploy_mixed
+
+    model, table = block
+    mixed = deploy_mixed(model, table.ranges, QuantizeSettings(), {"q_proj": "F32"},
+                         skipped=table.skipped)
+    q = mixed.model
+    onnx.checker.check_model(q)
+    assert {d.name for d in mixed.quantized} == LINEAR - {"q_proj"}
+    assert not reads_dequantized(q, "q_proj", 1)  # its weight stays float
+    for name in ("ln0", "ln1", "ln2", "softmax", "gelu_erf", "gelu_mul", "residual1"):
+        node = next(n for n in q.graph.node if n.name == name)
+        assert not any(reads_dequantized(q, name, i) for i in range(len(node.input))), name
+    plain, _ = quantize_int8(model, table.ranges, QuantizeSettings(), skipped=table.skipped)
+    feeds = stack(token_samples(6, seed=7))
+    for i in range(6):
+        sample = {k: v[i:i + 1] for k, v in feeds.items()}
+        want = run(model, sample)
+        assert cosine(want, run(q, sample)) >= cosine(want, run(plain.model, sample)) - 1e-3

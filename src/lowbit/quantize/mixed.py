@@ -29,9 +29,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.observers import TensorRange
 from lowbit.quantize.params import WeightQuant
-from lowbit.quantize.qdq import QuantizeResult, quantize_qdq
+from lowbit.quantize.qdq import QuantizeResult
 from lowbit.quantize.qtable import QTable, resolve_qtable
 from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.transformer import quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,11 @@ def deploy_mixed(
     notes: list[str] = []
     keep = _demote_unsupported(model, resolve_qtable(qtable, model), notes)
     keep = _with_activations(model, keep)
-    result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=keep, weights=weights)
+    # A transformer keeps its scope (LayerNorm, Softmax, residual Adds float) around the
+    # qtable's islands: quantize_int8 merges the two.
+    result, scope_notes = quantize_int8(model, ranges, settings, skipped=skipped,
+                                        weights=weights, keep=keep)
+    notes.extend(scope_notes)
     out = result.model
     low = {name: p for name, p in keep.items() if p in _LOW_TYPES}
     if low:

@@ -141,17 +141,21 @@ def transformer_scope(model: onnx.ModelProto, *, quantize_attention: bool = Fals
 
 def quantize_int8(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
                   settings: QuantizeSettings, *, skipped: Mapping[str, str] | None = None,
-                  weights: Mapping[str, WeightQuant] | None = None
+                  weights: Mapping[str, WeightQuant] | None = None,
+                  keep: Mapping[str, str] | None = None
                   ) -> tuple[QuantizeResult, list[str]]:
     """INT8 QDQ for any graph: a transformer gets the scope above, other graphs the plain
-    rewrite (lowbit.quantize.qdq). Returns the result and notes for the deploy report."""
+    rewrite (lowbit.quantize.qdq). ``keep`` (node → precision, a qtable's) leaves more
+    nodes out of INT8, inside the transformer scope too. Returns the result and notes for
+    the deploy report."""
     scope = transformer_scope(model, quantize_attention=settings.quantize_attention,
                               ranges=ranges, max_abs_range=settings.max_abs_range)
     if scope is None:
-        return quantize_qdq(model, ranges, settings, skipped=skipped, weights=weights), []
+        return quantize_qdq(model, ranges, settings, skipped=skipped, weights=weights,
+                            keep=keep), []
     model = keep_bias_adds_apart(model, scope)
-    result = quantize_qdq(model, ranges, settings, skipped=skipped, keep=scope.keep_float,
-                          weights=weights)
+    result = quantize_qdq(model, ranges, settings, skipped=skipped,
+                          keep={**scope.keep_float, **(keep or {})}, weights=weights)
     unshare_float_readers(result.model, {d.name for d in result.quantized})
     embeddings = set(quantize_embeddings(result.model))
     left = [NodeDecision(d.name, d.op_type, scope.keep_float.get(d.name, d.reason))
