@@ -227,3 +227,29 @@ def test_a_qtable_keeps_the_transformer_scope_around_its_float_islands(block):
         sample = {k: v[i:i + 1] for k, v in feeds.items()}
         want = run(model, sample)
         assert cosine(want, run(q, sample)) >= cosine(want, run(plain.model, sample)) - 1e-3
+
+
+def test_sensitivity_and_search_score_only_the_real_tokens(block):
+    """Outputs at padded positions (attention mask 0) are read by nothing downstream: the
+    qtable's scores must not count them."""
+    from lowbit.quantize.search import output_cosine
+    from lowbit.quantize.sensitivity import _score
+    from lowbit.quantize.transformer import real_token_masks
+
+    model, _ = block
+    feeds = token_samples(4)
+    masks = real_token_masks(model, feeds)
+    assert all(m is not None and np.array_equal(m, f["attention_mask"].astype(bool))
+               for m, f in zip(masks, feeds, strict=True))
+    assert masks[1] is not None and not masks[1].all()  # the padded sample
+    rng = np.random.default_rng(0)
+    reference = [[rng.normal(size=(1, m.shape[1], 8))] for m in masks if m is not None]
+    garbled = []
+    for ref, mask in zip(reference, masks, strict=True):
+        out = ref[0].copy()
+        out[~mask] = 1e3  # wrong only where the padding is
+        garbled.append([out])
+    assert output_cosine(reference, garbled, masks) == pytest.approx(1.0)
+    assert output_cosine(reference, garbled) < 0.9
+    assert _score(reference, garbled, masks)[1] == pytest.approx(1.0)
+    assert _score(reference, garbled)[1] < 0.9

@@ -35,7 +35,7 @@ from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import LowbitError
 from lowbit.quantize.bias_correction import correct_biases_from_means
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.quantize.transformer import attention_mask_input, quantize_int8
+from lowbit.quantize.transformer import quantize_int8, real_token_masks, real_tokens
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
     inputs = {i.name for i in reference.get_inputs()}
     runs = [{k: v for k, v in f.items() if k in inputs} for f in feeds]
     expected = [reference.run(names, run) for run in runs]
-    mask_name = attention_mask_input(model)  # padded positions are not scored
-    masks = [np.asarray(run[mask_name]).astype(bool) if mask_name in run else None
-             for run in runs] if mask_name else [None] * len(runs)
+    masks = real_token_masks(model, runs)  # padded positions are not scored
     if not all(np.asarray(v).dtype.kind == "f" for v in expected[0]):
         return None
     scores: dict[float, float] = {}
@@ -105,9 +103,7 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
         signal = noise = 0.0
         for run, want, mask in zip(runs, expected, masks, strict=True):
             for a, b in zip(want, session.run(names, run), strict=True):
-                a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-                if mask is not None and mask.ndim == 2 and a64.shape[:2] == mask.shape:
-                    a64, b64 = a64[mask], b64[mask]
+                a64, b64 = real_tokens(a, mask), real_tokens(b, mask)
                 finite = np.isfinite(a64) & np.isfinite(b64)
                 signal += float((a64[finite] ** 2).sum())
                 noise += float(((a64[finite] - b64[finite]) ** 2).sum())

@@ -38,6 +38,7 @@ from lowbit.quantize.mixed import deploy_mixed
 from lowbit.quantize.qtable import FLOAT_PRECISIONS, QTable
 from lowbit.quantize.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.transformer import real_token_masks, real_tokens
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ class _Judge:
         self.cache: dict[frozenset[str], float] = {}
         self.trials = -1  # the all-INT8 set is not counted against max_steps
         self.reference = self._run(model)
+        self.masks = real_token_masks(model, feeds)  # a transformer's padding not scored
         self.passes = float(len(feeds))
         self.labels = self._labels(labels)
         self.reference_top1 = self._top1(self.reference) if self.labels is not None else 0.0
@@ -238,7 +240,7 @@ class _Judge:
 
     def _measure(self, outputs: list[list[np.ndarray]]) -> float:
         if self.target.metric == "cos":
-            return output_cosine(self.reference, outputs)
+            return output_cosine(self.reference, outputs, self.masks)
         return 100.0 * (self.reference_top1 - self._top1(outputs))
 
     def _top1(self, outputs: list[list[np.ndarray]]) -> float:
@@ -247,11 +249,14 @@ class _Judge:
         return float(np.mean(predicted == self.labels))
 
 
-def output_cosine(reference: list[list[np.ndarray]], outputs: list[list[np.ndarray]]) -> float:
-    """Mean over samples of the cosine between all outputs of a sample, flattened together."""
+def output_cosine(reference: list[list[np.ndarray]], outputs: list[list[np.ndarray]],
+                  masks: list[np.ndarray | None] | None = None) -> float:
+    """Mean over samples of the cosine between all outputs of a sample, flattened together
+    (at the real tokens only where ``masks`` say: lowbit.quantize.transformer)."""
     values = []
-    for ref, out in zip(reference, outputs, strict=True):
-        a = np.concatenate([np.asarray(r, np.float64).ravel() for r in ref])
-        b = np.concatenate([np.asarray(o, np.float64).ravel() for o in out])
+    for ref, out, mask in zip(reference, outputs, masks or [None] * len(reference),
+                              strict=True):
+        a = np.concatenate([real_tokens(r, mask).ravel() for r in ref])
+        b = np.concatenate([real_tokens(o, mask).ravel() for o in out])
         values.append(cosine(a, b))
     return float(np.mean(values))

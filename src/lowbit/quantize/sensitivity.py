@@ -43,6 +43,7 @@ from lowbit.quantize.qdq import quantize_qdq
 from lowbit.quantize.qtable import LossRow
 from lowbit.quantize.rules import OutputMode, rule_for
 from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.transformer import real_token_masks, real_tokens
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def rank_sensitivity(
     total_cost = sum(costs.values()) or 1.0
     reference_session = create_session(model)
     reference = [reference_session.run(None, dict(f)) for f in feeds]
+    masks = real_token_masks(model, feeds)  # a transformer's padded positions not scored
     output_names = [o.name for o in reference_session.get_outputs()]
     passes, runs = float(len(feeds)), len(feeds)
 
@@ -129,7 +131,7 @@ def rank_sensitivity(
             outputs = _run_suffix(suffix, base_values, output_names, feeds)
             passes += len(feeds) * sum(costs.get(n, 0.0) for n in suffix.nodes) / total_cost
         runs += len(feeds)
-        sqnr, cos = _score(reference, outputs)
+        sqnr, cos = _score(reference, outputs, masks)
         measured.append((name, op_type, sqnr, cos))
     measured.sort(key=lambda row: (-row[2], -row[3]))
     rows = [LossRow(order, name, op_type, sqnr, cos)
@@ -270,14 +272,16 @@ def _run_suffix(suffix: _Suffix, base_values: list[dict[str, np.ndarray]],
     return results
 
 
-def _score(reference: list[list[np.ndarray]],
-           outputs: list[list[np.ndarray]]) -> tuple[float, float]:
-    """Pooled SQNR (dB) over every output of every sample; mean per-sample cosine."""
+def _score(reference: list[list[np.ndarray]], outputs: list[list[np.ndarray]],
+           masks: list[np.ndarray | None] | None = None) -> tuple[float, float]:
+    """Pooled SQNR (dB) over every output of every sample; mean per-sample cosine; at the
+    real tokens only where ``masks`` (lowbit.quantize.transformer.real_token_masks) say."""
     signal = noise = 0.0
     cosines = []
-    for ref, out in zip(reference, outputs, strict=True):
-        a = np.concatenate([np.asarray(r, np.float64).ravel() for r in ref])
-        b = np.concatenate([np.asarray(o, np.float64).ravel() for o in out])
+    for ref, out, mask in zip(reference, outputs, masks or [None] * len(reference),
+                              strict=True):
+        a = np.concatenate([real_tokens(r, mask).ravel() for r in ref])
+        b = np.concatenate([real_tokens(o, mask).ravel() for o in out])
         signal += float(np.sum(a * a))
         noise += float(np.sum((a - b) ** 2))
         cosines.append(cosine(a, b))

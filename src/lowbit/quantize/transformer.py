@@ -38,7 +38,7 @@ bias there, so the bias is given the same values as [1, …, 1, N]
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -164,6 +164,26 @@ def quantize_int8(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
     quantized = [*result.quantized, *(NodeDecision(n, "Gather") for n in sorted(embeddings))]
     return replace(result, left_float=left, quantized=quantized), \
         [scope.note(settings.quantize_attention, len(embeddings))]
+
+
+def real_token_masks(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]
+                     ) -> list[np.ndarray | None]:
+    """Per feed, the [batch, sequence] mask of a transformer's real tokens (its attention
+    mask ≠ 0), or None: what scores of the model's outputs should look at, since nothing
+    downstream reads the padded positions."""
+    name = attention_mask_input(model)
+    if name is None:
+        return [None] * len(feeds)
+    return [np.asarray(feed[name]).astype(bool) if name in feed else None for feed in feeds]
+
+
+def real_tokens(value: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``value`` (float64) at the real tokens only, when its first two axes are the mask's
+    [batch, sequence]; else all of it."""
+    array = np.asarray(value, np.float64)
+    if mask is not None and mask.ndim == 2 and array.shape[:2] == mask.shape:
+        return array[mask]
+    return array
 
 
 def attention_mask_input(model: onnx.ModelProto) -> str | None:
