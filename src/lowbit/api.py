@@ -735,7 +735,7 @@ def _equalize(canonical: onnx.ModelProto,
     changed ranges re-measured, the note."""
     settings = EqualizeSettings(relu6=relu6)
     source = other_data if equalize is True else equalize
-    if source is None:
+    if source is None or source is False:
         raise UsageError("--equalize needs a data set to re-measure the ranges it changes: "
                          "--equalize DATASET (e.g. the calibration data), or --adaround, "
                          "--bias-correction or --calibration-data data")
@@ -1150,7 +1150,8 @@ def _check_runs_at_shapes(model: onnx.ModelProto, input_shapes: Shapes) -> None:
     for spec in input_specs(model):
         if any(not isinstance(d, int) or d <= 0 for d in spec.shape):
             return  # a dynamic axis left: nothing to run at
-        feeds[spec.name] = np.zeros(spec.shape, spec.dtype)
+        shape = tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]
+        feeds[spec.name] = np.zeros(shape, spec.dtype)
     try:
         run_samples(model, [feeds])
     except ModelError as err:

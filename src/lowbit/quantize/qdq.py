@@ -378,9 +378,9 @@ class _QdqRewriter:
         weight = value.const_value.numpy().astype(np.float32)
         raised = quantize_weight(weight, axis, min_scale, qmax=self.settings.weight_qmax)
         low = np.asarray(min_scale) > given.scale
-        shape = [1] * weight.ndim
-        shape[axis] = -1
-        q = np.where(low.reshape(shape), raised.q, given.q).astype(given.q.dtype)
+        mask_shape: list[int] = [1] * weight.ndim
+        mask_shape[axis] = -1
+        q = np.where(low.reshape(mask_shape), raised.q, given.q).astype(given.q.dtype)
         log.info("%s: %d channel(s) re-rounded to nearest with a raised scale so the int32 "
                  "bias fits", value.name, int(low.sum()))
         return WeightQuant(q, np.where(low, raised.scale, given.scale).astype(np.float32), axis)
