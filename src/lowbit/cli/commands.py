@@ -190,16 +190,16 @@ def _add_weight_range(p: argparse.ArgumentParser) -> None:
 
 def _add_weight_only(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("W4 (4-bit weight-only MatMul, --quantize W4)")
+    p.add_argument("--calibration-data", metavar="DATASET",
+                   help="inputs like those the model will see, for every algorithm that "
+                   "needs data and is not given its own: --algorithm gptq, --smooth, "
+                   "--adaround, --equalize (first 128 samples)")
     group.add_argument("--block-size", type=int, default=32,
                        help="rows of K that share one scale (16, 32, 64, 128 or 256; "
                        "default 32)")
     group.add_argument("--algorithm", choices=("rtn", "gptq"), default="rtn",
                        help="rtn: round to nearest (default, no data); gptq: compensate "
                        "rounding with input statistics from --calibration-data")
-    group.add_argument("--calibration-data", metavar="DATASET",
-                       help="inputs like those the model will see, for every algorithm that "
-                       "needs data and is not given its own: --algorithm gptq, --smooth, "
-                       "--adaround, --equalize (first 128 samples)")
     group.add_argument("--float-embeddings", action="store_true",
                        help="keep large embedding tables (a Gather's constant [V, H]) float; "
                        "by default they are stored int8 per hidden channel")
