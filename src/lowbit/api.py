@@ -597,11 +597,7 @@ def _build_int8(canonical: onnx.ModelProto,
                 quantize_table: str | Path | QTable | None,
                 settings: QuantizeSettings,
                 weights: Mapping[str, WeightQuant] | None = None) -> _Built:
-    if calibration_table is None:
-        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
-    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
-        read_table(calibration_table)
-    _check_table_matches(table, canonical, calibration_table)
+    table = _required_table(calibration_table, canonical)
     notes: list[str] = []
     result: QuantizeResult
     if quantize_table is not None:
@@ -616,6 +612,17 @@ def _build_int8(canonical: onnx.ModelProto,
     out = to_qoperator(result.model) if settings.format == "qoperator" else result.model
     return _Built(out, tuple(result.quantized), tuple(result.left_float), tuple(result.removed),
                   dict(result.float_tensors), (table.summary(), *notes))
+
+
+def _required_table(calibration_table: str | Path | CalibrationTable | None,
+                    canonical: onnx.ModelProto) -> CalibrationTable:
+    """The INT8 calibration table, read and checked against the model; its absence is a
+    usage error."""
+    if calibration_table is None:
+        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
+    table = _read_table(calibration_table)
+    _check_table_matches(table, canonical, calibration_table)
+    return table
 
 
 def _read_table(table: str | Path | CalibrationTable) -> CalibrationTable:
@@ -716,11 +723,7 @@ def _smooth(canonical: onnx.ModelProto,
                          "SmoothQuant measures per-channel activation maxima on it")
     table = None
     if not dynamic:
-        if calibration_table is None:
-            raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
-        table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
-            read_table(calibration_table)
-        _check_table_matches(table, canonical, calibration_table)
+        table = _required_table(calibration_table, canonical)
     data = open_dataset(smooth_data, input_specs(canonical))
     samples = list(_finite_samples_limited(data, SMOOTH_SAMPLES))
     outcome = smooth_for_int8(canonical, table, samples, alpha, settings, dynamic=dynamic)
@@ -739,11 +742,7 @@ def _equalize(canonical: onnx.ModelProto,
         raise UsageError("--equalize needs a data set to re-measure the ranges it changes: "
                          "--equalize DATASET (e.g. the calibration data), or --adaround, "
                          "--bias-correction or --calibration-data data")
-    if calibration_table is None:
-        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
-    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
-        read_table(calibration_table)
-    _check_table_matches(table, canonical, calibration_table)
+    table = _required_table(calibration_table, canonical)
     data = open_dataset(source, input_specs(canonical))
     count = table.num_samples if table.num_samples > 0 else len(data)
     maxima = measure_channel_max(canonical, _finite_samples_limited(data, count)) \
@@ -760,11 +759,7 @@ def _adaround(canonical: onnx.ModelProto, dataset: str | Path, settings: Quantiz
               ) -> tuple[dict[str, WeightQuant], str]:
     """Learned rounding, each layer fitted to what it reads in the quantized model."""
     require_torch()  # before any data is read
-    if calibration_table is None:
-        raise UsageError("--quantize INT8 needs --calibration-table (run lowbit calibrate)")
-    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
-        read_table(calibration_table)
-    _check_table_matches(table, canonical, calibration_table)
+    table = _required_table(calibration_table, canonical)
     data = open_dataset(dataset, input_specs(canonical))
     samples = list(_finite_samples_limited(data, ADAROUND_SAMPLES))
     if not samples:

@@ -86,12 +86,17 @@ def test_gemm_with_transposed_weight_and_bias_keeps_its_numbers():
         assert np.abs(expected - full).max() > 2 * np.abs(expected - actual).max()
 
 
-def test_deploy_dynamic_needs_no_calibration_table(block, tmp_path):
-    src = tmp_path / "block.onnx"
+def _block_files(block, tmp_path, seed):
+    """The block as block.onnx and four token samples as x.npz."""
+    src, data = tmp_path / "block.onnx", tmp_path / "x.npz"
     onnx.save(block, src)
-    data = tmp_path / "x.npz"
-    samples = token_samples(4, seed=2)
+    samples = token_samples(4, seed=seed)
     np.savez(data, **{k: np.concatenate([s[k] for s in samples]) for k in samples[0]})
+    return src, data
+
+
+def test_deploy_dynamic_needs_no_calibration_table(block, tmp_path):
+    src, data = _block_files(block, tmp_path, seed=2)
     result = lowbit.deploy(src, quantize="INT8", dynamic=True, output=tmp_path / "dyn.onnx",
                            test_input=data, tolerance="0.99,0.8")
     assert result.passed and result.path.exists()
@@ -120,11 +125,7 @@ def test_cli_deploy_dynamic_and_a_smooth_usage_error(block, tmp_path, capsys):
 
 
 def test_smooth_reads_calibration_data_when_it_has_no_data_of_its_own(block, tmp_path):
-    src = tmp_path / "block.onnx"
-    onnx.save(block, src)
-    data = tmp_path / "x.npz"
-    samples = token_samples(4, seed=3)
-    np.savez(data, **{k: np.concatenate([s[k] for s in samples]) for k in samples[0]})
+    src, data = _block_files(block, tmp_path, seed=3)
     shared = lowbit.deploy(src, quantize="INT8", dynamic=True, smooth=0.5,
                            calibration_data=data, output=tmp_path / "shared.onnx")
     own = lowbit.deploy(src, quantize="INT8", dynamic=True, smooth=0.5, smooth_data=data,
