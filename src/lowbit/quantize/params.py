@@ -3,6 +3,7 @@
     p = activation_params(-1.0, 3.0, "uint8")     # QuantParams(scale=0.0157, zero_point=64, ...)
     q = quantize(x, p); x_hat = dequantize(q, p)  # |x - x_hat| <= scale/2 inside the range
     w = quantize_weight(weight, axis=0)           # symmetric int8 per output channel
+    w = quantize_weight_paired(matmul_weight)     # 8 bits, int16-safe pairs along K (non-VNNI)
     b = quantize_bias(bias, input_scale, w.scale) # int32, scale = s_in * s_w
 
 Zero is always exactly representable: the range is widened to include 0 and the
@@ -19,6 +20,11 @@ QMIN_QMAX = {"uint8": (0, 255), "int8": (-128, 127)}
 # A span this small has no float32 scale that resolves it.
 _MIN_SPAN = 1e-30
 WEIGHT_QMAX = 127  # symmetric weights use [-127, 127] so that -w is representable
+# On x86 without VNNI, U8S8 kernels add the products of K rows 2i and 2i+1 in a
+# saturating int16: 255·|q0 + q1| ≤ 32767 needs |q0 + q1| ≤ 128 (lowbit.runtime.ort).
+PAIR_LIMIT = 128
+# Column scales tried by quantize_weight_paired, as fractions of the full-range scale's qmax.
+_PAIRED_QMAX_STEPS = (127, 124, 120, 116, 112, 106, 100, 92, 84, 76, 63)
 
 
 @dataclass(frozen=True)
@@ -131,3 +137,71 @@ def bias_safe_weight_scale(bias: np.ndarray, input_scale: float) -> np.ndarray:
     with a 2x margin."""
     limit = float(np.iinfo(np.int32).max) / 2
     return (np.abs(np.asarray(bias, np.float64)) / (input_scale * limit)).astype(np.float32)
+
+
+def quantize_weight_paired(weight: np.ndarray, min_scale: np.ndarray | float | None = None, *,
+                           qmax: int = WEIGHT_QMAX, limit: int = PAIR_LIMIT) -> WeightQuant:
+    """Symmetric int8 per column of a MatMul weight ``[K, N]`` such that every pair of rows
+    (2i, 2i+1) keeps |q[2i] + q[2i+1]| ≤ ``limit`` in each column.
+
+    That is the condition under which the uint8×int8 kernels of x86 CPUs without VNNI,
+    which add such pairs of products in a saturating int16, stay exact for any uint8
+    input (255 · 128 = 32640): an alternative to 7-bit weights that keeps the 8th bit
+    for all but the rare same-sign pairs near the column maximum. A violating pair is
+    moved to the nearest integer point with |q0 + q1| = ``limit`` (the projection of
+    the unrounded values onto that line, rounded along it), and each column with such a
+    pair takes the scale, among a few from the full-range one to the 7-bit one, with the
+    least squared error after those projections; the other columns are exactly the
+    full-range weights. Opposite-sign pairs cannot overflow and are left alone.
+    """
+    w = np.asarray(weight, np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"paired weights need a 2-D [K, N] weight, got shape {w.shape}")
+    k = w.shape[0]
+    padded = np.concatenate([w, np.zeros((1, w.shape[1]), np.float32)]) if k % 2 else w
+    absmax = np.abs(padded).max(axis=0) if padded.size else np.zeros(w.shape[1], np.float32)
+    best_q: np.ndarray | None = None
+    best_scale = np.ones(w.shape[1], np.float32)
+    best_error = np.full(w.shape[1], np.inf)
+    floor = None if min_scale is None else np.asarray(min_scale, np.float32)
+    for steps in _PAIRED_QMAX_STEPS:
+        scale = np.where(absmax > 0, absmax / min(steps, qmax), 1.0).astype(np.float32)
+        if floor is not None:
+            scale = np.maximum(scale, floor).astype(np.float32)
+        target = padded / scale
+        q, moved_now = _paired_round(target, qmax, limit)
+        if best_q is None:
+            moved = moved_now
+        error = np.sum(np.square(q - target) * np.square(scale), axis=0)
+        better = error < best_error
+        if best_q is not None:  # a column no pair overflows at full range keeps that scale
+            better &= moved
+        if best_q is None:
+            best_q = q
+        else:
+            best_q[:, better] = q[:, better]
+        best_scale = np.where(better, scale, best_scale).astype(np.float32)
+        best_error = np.where(better, error, best_error)
+    assert best_q is not None
+    return WeightQuant(best_q[:k].astype(np.int8), best_scale, 1)
+
+
+def _paired_round(target: np.ndarray, qmax: int, limit: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest integers in [−qmax, qmax], then every same-sign pair of rows (2i, 2i+1)
+    whose magnitudes sum over ``limit`` projected onto |q0| + |q1| = ``limit``; also
+    which columns had such a pair."""
+    q = np.clip(np.rint(target), -qmax, qmax)
+    t0, t1 = target[0::2], target[1::2]
+    q0, q1 = q[0::2], q[1::2]
+    sign = np.sign(q0)
+    bad = (sign * np.sign(q1) > 0) & (np.abs(q0) + np.abs(q1) > limit)
+    if np.any(bad):
+        a0, a1 = np.abs(t0), np.abs(t1)
+        # Continuous projection onto a0 + a1 = limit, kept inside [limit − qmax, qmax].
+        p0 = np.clip(a0 - (a0 + a1 - limit) / 2, limit - qmax, qmax)
+        r0 = np.rint(p0)
+        q0[bad] = (sign * r0)[bad]
+        q1[bad] = (sign * (limit - r0))[bad]
+        q[0::2], q[1::2] = q0, q1
+    return q, np.any(bad, axis=0)

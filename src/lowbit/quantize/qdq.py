@@ -44,6 +44,7 @@ from lowbit.quantize.params import (
     bias_scale,
     quantize_bias,
     quantize_weight,
+    quantize_weight_paired,
 )
 from lowbit.quantize.rules import InputRole, OpRule, OutputMode, Role, rule_for
 from lowbit.quantize.settings import QuantizeSettings
@@ -129,7 +130,7 @@ class _QdqRewriter:
         self.removed: list[NodeDecision] = []
         self.float_tensors: dict[str, str] = {}
         self._quantized_nodes: set[ir.Node] = set()
-        self._weight_cache: dict[tuple[str, int | None, bytes | None], ir.Value] = {}
+        self._weight_cache: dict[tuple[str, int | None, bytes | None, bool], ir.Value] = {}
         self._param_values: dict[QuantParams, tuple[ir.Value, ir.Value]] = {}
         self._names: set[str] = {v.name for v in _all_values(graph) if v.name}
 
@@ -326,9 +327,14 @@ class _QdqRewriter:
         if not self.settings.per_channel:
             axis = None
         floor_key = None if min_scale is None else min_scale.tobytes()
-        key = (value.name or "", axis, floor_key)
+        paired = (node.op_type == "MatMul" and axis == 1 and len(value.const_value.shape) == 2
+                  and self.settings.paired_matmul_weights)
+        key = (value.name or "", axis, floor_key, paired)
         if key not in self._weight_cache:
             wq = self._given_weight(value, axis, min_scale)
+            if wq is None and paired:
+                wq = quantize_weight_paired(value.const_value.numpy().astype(np.float32),
+                                            min_scale)
             if wq is None:
                 weight = value.const_value.numpy().astype(np.float32)
                 qmax = self.settings.weight_qmax

@@ -11,7 +11,7 @@ from lowbit.errors import UsageError
 
 ACTIVATION_TYPES = ("uint8", "int8")
 FORMATS = ("qdq", "qoperator")
-WEIGHT_RANGES = ("auto", "full", "reduced")
+WEIGHT_RANGES = ("auto", "full", "reduced", "paired")
 WEIGHT_BITS = (4, 8)
 FULL_WEIGHT_QMAX = 127    # symmetric int8 weights use [-127, 127] so that -w is representable
 REDUCED_WEIGHT_QMAX = 63  # 7 bits: 2·255·63 fits the int16 pair sums of x86 U8S8 kernels
@@ -30,7 +30,12 @@ class QuantizeSettings:
     weight_range: "full" uses int8 weights in [−127, 127]; "reduced" uses [−63, 63]
     (ORT's reduce_range), which x86 CPUs without VNNI need: their U8S8 kernels add
     pairs of uint8·int8 products in saturating int16, and 2·255·127 overflows it.
-    "auto" (the default) asks ONNX Runtime on this machine (``int8_saturates``).
+    "paired" keeps 8-bit weights for MatMul (the transformer's linear layers), with every
+    pair of K rows (2i, 2i+1) limited to |q0 + q1| ≤ 128 so that those int16 sums cannot
+    overflow (lowbit.quantize.params.quantize_weight_paired), and 7 bits elsewhere (Conv
+    and Gemm pack their weights differently). "auto" (the default) asks ONNX Runtime on
+    this machine: full where its kernels are exact (``int8_saturates``), else paired where
+    the MatMul probe confirms the pair layout (``matmul_pairs_saturate``), else reduced.
 
     weight_bits: 8 (the default) or 4 (W4A8: weights symmetric in [−7, 7], activations
     still 8-bit; −8 is left unused so that −w is representable, as −128 is for int8).
@@ -76,7 +81,18 @@ class QuantizeSettings:
             from lowbit.runtime.ort import int8_saturates  # an ORT probe, run once
 
             return int8_saturates()
-        return self.weight_range == "reduced"
+        return self.weight_range in ("reduced", "paired")
+
+    @property
+    def paired_matmul_weights(self) -> bool:
+        """Whether MatMul weights use 8 bits with int16-safe K pairs (see ``weight_range``)."""
+        if self.weight_bits == 4 or self.weight_range in ("full", "reduced"):
+            return False
+        if self.weight_range == "paired":
+            return True
+        from lowbit.runtime.ort import matmul_pairs_saturate
+
+        return self.reduced_range and matmul_pairs_saturate()
 
     @property
     def weight_qmax(self) -> int:

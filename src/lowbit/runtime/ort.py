@@ -98,6 +98,52 @@ class OrtRunner:
 
 
 @functools.cache
+def matmul_pairs_saturate() -> bool:
+    """Whether ONNX Runtime's uint8×int8 MatMul on this CPU saturates exactly in the int16
+    sums of K rows (2i, 2i+1), and only there: the layout lowbit's paired 8-bit weights
+    (lowbit.quantize.params.quantize_weight_paired) are made for.
+
+    Three QDQ MatMuls of one all-255 row with K = 4 tell: weights 127 in rows 0 and 1
+    must saturate (a pair), 127 in rows 1 and 2 must not (two pairs), and 127 + 1 in
+    rows 0 and 1 (the pair limit, 255·128 = 32640) must be exact. Any other answer (a
+    VNNI CPU, a different kernel packing) returns False."""
+    cases = {(127, 127, 0, 0): False, (0, 127, 127, 0): True, (127, 1, 0, 0): True}
+    for rows, must_be_exact in cases.items():
+        exact = 255.0 * sum(rows)
+        value = _u8s8_matmul(np.array(rows, np.int8).reshape(4, 1))
+        if (abs(value - exact) < 0.5) != must_be_exact:
+            log.info("ONNX Runtime U8S8 MatMul probe: rows %s gave %.0f (exact %.0f): not the "
+                     "paired layout", rows, value, exact)
+            return False
+    log.info("ONNX Runtime U8S8 MatMul probe: int16 pair sums over K rows (2i, 2i+1)")
+    return True
+
+
+def _u8s8_matmul(weight: np.ndarray) -> float:
+    """One all-255 uint8 row times an int8 ``[K, 1]`` weight (scales 1) through a QDQ MatMul
+    that ONNX Runtime runs as an integer kernel."""
+    k = weight.shape[0]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "one", "zero_u8"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "one", "zero_u8"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "one", "zero_s8"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "u8s8_matmul_probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+         numpy_helper.from_array(np.array(0, np.uint8), "zero_u8"),
+         numpy_helper.from_array(weight.astype(np.int8), "w"),
+         numpy_helper.from_array(np.array(0, np.int8), "zero_s8")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    session = create_session(model, threads=1)
+    return float(session.run(None, {"x": np.full((1, 1, k), 255.0, np.float32)})[0].item())
+
+
+@functools.cache
 def int8_saturates() -> bool:
     """Whether ONNX Runtime's uint8×int8 kernels on this CPU saturate with full-range
     int8 weights.
