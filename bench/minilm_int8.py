@@ -84,6 +84,10 @@ def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[
     return {
         "lowbit-static": deploy("lowbit-static"),
         "lowbit-static-auto": deploy("lowbit-static-auto", method="auto"),
+        "lowbit-auto-no-smooth": deploy("lowbit-auto-no-smooth", method="auto", smooth="off"),
+        "lowbit-auto-7bit": deploy("lowbit-auto-7bit", method="auto", weight_range="reduced"),
+        "lowbit-auto-7bit-no-smooth": deploy("lowbit-auto-7bit-no-smooth", method="auto",
+                                             weight_range="reduced", smooth="off"),
         "lowbit-static-attention": deploy("lowbit-static-attention", quantize_attention=True),
         "lowbit-smooth-0.5": deploy("lowbit-smooth-0.5", smooth="0.5", smooth_data=calib),
         "lowbit-smooth-auto": deploy("lowbit-smooth-auto", smooth="auto", smooth_data=calib),

@@ -93,8 +93,14 @@ from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
 from lowbit.quantize.search import SearchResult, Target, search_mixed
 from lowbit.quantize.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.quantize.smoothquant import SMOOTH_SAMPLES, smooth_for_int8
-from lowbit.quantize.transformer import quantize_int8
+from lowbit.quantize.smoothquant import (
+    DEFAULT_ALPHA,
+    SMOOTH_SAMPLES,
+    parse_alpha,
+    smooth_for_int8,
+    smooth_from_table,
+)
+from lowbit.quantize.transformer import quantize_int8, transformer_scope
 from lowbit.quantize.weight_only import WeightOnlyResult, WeightOnlySettings, quantize_weight_only
 from lowbit.runtime.backends import check_backend, make_runner, require_openvino
 
@@ -319,13 +325,16 @@ def calibrate(
     threads: int | None = None,
     progress: bool = True,
     input_means: bool = True,
+    channel_ranges: bool = True,
     check_samples: int = CHECK_SAMPLES,
 ) -> CalibrationTable:
     """Stream ``num`` samples (all when None) through the model and write the table.
 
     An image-folder ``dataset`` is preprocessed with ``image_options``, or without them as
     the model's meta file (lowbit.io.meta) says. With ``input_means`` the table also
-    keeps each Conv/Gemm's mean input, from which deploy corrects biases without data.
+    keeps each Conv/Gemm's mean input, from which deploy corrects biases without data;
+    with ``channel_ranges`` the per-channel min/max of each MatMul/Gemm input, from which
+    deploy smooths a transformer (SmoothQuant) without data.
     Method auto ends with an output check on the first ``check_samples`` samples
     (lowbit.quantize.auto_check; 0 skips it)."""
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
@@ -336,7 +345,8 @@ def calibrate(
     image_options = _image_options_for(model, image_options, dataset, source)
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
-                           threads=threads, input_means=input_means)
+                           threads=threads, input_means=input_means,
+                           channel_ranges=channel_ranges)
     if check_samples < 0:
         raise UsageError(f"--check-samples must be 0 or more, got {check_samples}")
     if method == "auto" and check_samples:
@@ -398,9 +408,10 @@ def deploy(
     from the mean inputs the calibration table holds (``lowbit calibrate`` stores them),
     skipped with a note when the table has none or ``equalize``/``smooth`` change the
     layers' inputs; a data set measures it on its first 32 samples instead; False turns
-    it off. ``weight_range`` "auto" gives INT8 weights 7 bits
-    where ONNX Runtime's integer kernels on this CPU would saturate with 8 (x86 without
-    VNNI), "full" or "reduced" force one or the other.
+    it off. ``weight_range`` "auto" gives INT8 weights 8 bits where ONNX Runtime's
+    integer kernels on this CPU are exact; where they would saturate (x86 without VNNI),
+    MatMul weights keep 8 bits with int16-safe pairs of K rows ("paired") and Conv/Gemm
+    weights use 7 bits; "full", "reduced" (7 bits everywhere) or "paired" force one.
 
     W4 quantizes the weights of MatMul (and Gemm) nodes to 4 bits in blocks of
     ``block_size`` along K, as ONNX Runtime's MatMulNBits (activations stay float; see
@@ -414,9 +425,13 @@ def deploy(
     and their inputs and keeps LayerNorm, Softmax, GELU and the elementwise ops float;
     ``quantize_attention`` also quantizes Q·Kᵀ and P·V. ``dynamic`` quantizes
     activations at run time instead (no calibration table; lowbit.quantize.dynamic).
-    ``smooth`` (α in [0, 1] or "auto") applies SmoothQuant first, with per-channel
-    maxima and the re-calibration of the smoothed tensors measured on the first 128
-    samples of ``smooth_data`` (default ``calibration_data``; lowbit.quantize.smoothquant).
+    ``smooth`` (α in [0, 1], "auto" or "off") applies SmoothQuant first
+    (lowbit.quantize.smoothquant): by default (None) static INT8 of a transformer smooths
+    at α 0.8 with the per-channel ranges ``lowbit calibrate`` keeps in the table, from
+    which the smoothed tensors' ranges follow exactly (no data); a number α does the
+    same, or, given ``smooth_data`` (default ``calibration_data``), measures maxima and
+    re-calibrates the smoothed tensors on its first 128 samples; "auto" searches α on
+    that data.
 
     ``calibration_data`` is the data set of every algorithm here that needs one and is
     not given its own: GPTQ, SmoothQuant, AdaRound (``adaround=True``) and equalization
@@ -446,7 +461,8 @@ def deploy(
     _check_not_overwriting(model, output)
     canonical, _ = canonicalize(_load_float_model(model, "deploy"), input_shapes=input_shapes)
     correction_data = bias_correction if isinstance(bias_correction, (str, Path)) else None
-    adaround, smooth_data = _shared_data(precision, calibration_data, adaround, smooth,
+    adaround, smooth_data = _shared_data(precision, calibration_data, adaround,
+                                         None if _smoothing_off(smooth) else smooth,
                                          smooth_data, equalize)
     if float_embeddings and precision != "W4":
         raise UsageError("--float-embeddings applies to --quantize W4 (INT8 stores large "
@@ -464,9 +480,11 @@ def deploy(
             raise UsageError("--equalize, --adaround and --weight-bits 4 need a calibration "
                              "table: they do not combine with --dynamic")
         smoothing = None
-        if smooth is not None:
-            canonical, calibration_table, smoothing = _smooth(
+        if not _smoothing_off(smooth):
+            smoothed, calibration_table, smoothing = _smooth(
                 canonical, calibration_table, smooth, smooth_data, int8_settings, dynamic)
+            changed = smoothed is not canonical
+            canonical = smoothed
         accuracy_notes: list[str] = []
         if equalize:
             canonical, calibration_table, note = _equalize(
@@ -493,7 +511,7 @@ def deploy(
                 canonical, _read_table(calibration_table), int8_settings, rounded,
                 quantize_table,
                 changed_by="--equalize" if equalize else
-                "--smooth" if smooth is not None else None)
+                "SmoothQuant" if smoothing is not None and changed else None)
             accuracy_notes.append(note)
         if not dynamic:
             built = _build_int8(canonical, calibration_table, quantize_table, int8_settings,
@@ -507,13 +525,13 @@ def deploy(
         if correction is not None:
             built = replace(built, notes=(*built.notes, correction.summary()))
         if int8_settings.reduced_range:
-            built = replace(built, notes=(*built.notes, _REDUCED_RANGE_NOTE))
+            built = replace(built, notes=(*built.notes, _reduced_range_note(int8_settings)))
     elif correction_data is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
     elif equalize or adaround is not None or weight_bits != 8:
         raise UsageError("--equalize, --adaround and --weight-bits apply to --quantize INT8 "
                          "only")
-    elif dynamic or smooth is not None or quantize_attention:
+    elif dynamic or (smooth is not None and not _smoothing_off(smooth)) or quantize_attention:
         raise UsageError("--dynamic, --smooth and --quantize-attention apply to --quantize "
                          "INT8 only")
     elif precision == "W4":
@@ -576,10 +594,13 @@ def deploy(
                         built.float_tensors, validation, advice, tuple(notes))
 
 
-_REDUCED_RANGE_NOTE = (
-    "weights use 7 bits (−63..63): ONNX Runtime's uint8×int8 kernels on this CPU (x86 "
-    "without VNNI) saturate with full-range int8 weights; --weight-range full for a target "
-    "with VNNI or ARM")
+def _reduced_range_note(settings: QuantizeSettings) -> str:
+    which = ("MatMul weights use 8 bits with every pair of K rows (2i, 2i+1) summing to at "
+             "most 128 in magnitude, Conv and Gemm weights 7 bits (−63..63)"
+             if settings.paired_matmul_weights else "weights use 7 bits (−63..63)")
+    return (f"{which}: ONNX Runtime's uint8×int8 kernels on this CPU (x86 without VNNI) add "
+            "pairs of products in a saturating int16, which full-range int8 weights overflow; "
+            "--weight-range full for a target with VNNI or ARM")
 
 
 @dataclass(frozen=True)
@@ -634,13 +655,13 @@ def _correct_from_table(canonical: onnx.ModelProto, table: CalibrationTable,
                         quantize_table: str | Path | QTable | None, changed_by: str | None
                         ) -> tuple[onnx.ModelProto, str]:
     """Bias correction from the table's mean inputs, and the note that says what it did."""
-    if changed_by is not None:
-        return canonical, (f"no bias correction from the calibration table: {changed_by} "
-                           "changes the layers' inputs; pass --bias-correction DATASET")
     inits = {init.name for init in canonical.graph.initializer}
     if not any(node.op_type in ("Conv", "Gemm") and len(node.input) > 1
                and node.input[1] in inits for node in canonical.graph.node):
         return canonical, "bias correction: nothing to correct (no Conv or Gemm with constant weights)"
+    if changed_by is not None:
+        return canonical, (f"no bias correction from the calibration table: {changed_by} "
+                           "changes the layers' inputs; pass --bias-correction DATASET")
     if not table.input_means:
         return canonical, ("no bias correction: the calibration table holds no input means "
                            "(made with --no-input-means, by an older lowbit or by tpu-mlir); "
@@ -712,21 +733,54 @@ def _build_dynamic(canonical: onnx.ModelProto, settings: QuantizeSettings, table
                   notes=tuple(notes))
 
 
+def _smoothing_off(smooth: str | float | bool | None) -> bool:
+    return smooth is False or (isinstance(smooth, str) and smooth.strip().lower() == "off")
+
+
 def _smooth(canonical: onnx.ModelProto,
-            calibration_table: str | Path | CalibrationTable | None, alpha: str | float,
-            smooth_data: str | Path | None, settings: QuantizeSettings, dynamic: bool
-            ) -> tuple[onnx.ModelProto, CalibrationTable | None, str]:
-    """SmoothQuant before INT8: the smoothed model, its re-measured table, the note."""
+            calibration_table: str | Path | CalibrationTable | None,
+            alpha: str | float | None, smooth_data: str | Path | None,
+            settings: QuantizeSettings, dynamic: bool
+            ) -> tuple[onnx.ModelProto, str | Path | CalibrationTable | None, str | None]:
+    """SmoothQuant before INT8: the smoothed model, its table (smoothed tensors' ranges
+    re-measured or derived), the note; the model and table unchanged (note None or why)
+    when nothing is smoothed.
+
+    ``alpha`` None is deploy's default: static INT8 of a transformer smooths at
+    DEFAULT_ALPHA from the table's channel ranges. An explicit α without a data set uses
+    those ranges too; "auto", or any α with ``smooth_data``, measures on the data."""
+    if alpha is None:
+        if dynamic or settings.weight_bits != 8 or calibration_table is None \
+                or transformer_scope(canonical) is None:
+            return canonical, calibration_table, None
+        table = _required_table(calibration_table, canonical)
+        done = smooth_from_table(canonical, table, DEFAULT_ALPHA)
+        if done is None:
+            return canonical, table, (
+                "no SmoothQuant: the calibration table holds no channel ranges (made with "
+                "--no-channel-ranges, by an older lowbit or by tpu-mlir); re-run lowbit "
+                "calibrate, or pass --smooth ALPHA --smooth-data DATASET")
+        return done[0].model, done[1], (
+            f"{done[0].summary()}; from the calibration table's channel ranges (the default "
+            "for transformers; --smooth off turns it off)")
+    chosen = parse_alpha(alpha)
+    if smooth_data is None and chosen is not None and calibration_table is not None:
+        table = _required_table(calibration_table, canonical)
+        done = smooth_from_table(canonical, table, chosen)
+        if done is not None:
+            return done[0].model, None if dynamic else done[1], (
+                f"{done[0].summary()}; from the calibration table's channel ranges")
     if smooth_data is None:
         raise UsageError("--smooth needs --smooth-data or --calibration-data DATASET (e.g. "
-                         "the calibration data): "
-                         "SmoothQuant measures per-channel activation maxima on it")
-    table = None
-    if not dynamic:
-        table = _required_table(calibration_table, canonical)
+                         "the calibration data), or for a number α a calibration table with "
+                         "channel ranges (lowbit calibrate writes them): SmoothQuant needs "
+                         "per-channel activation maxima" +
+                         ("; --smooth auto also scores each α on the data"
+                          if chosen is None else ""))
+    measured = None if dynamic else _required_table(calibration_table, canonical)
     data = open_dataset(smooth_data, input_specs(canonical))
     samples = list(_finite_samples_limited(data, SMOOTH_SAMPLES))
-    outcome = smooth_for_int8(canonical, table, samples, alpha, settings, dynamic=dynamic)
+    outcome = smooth_for_int8(canonical, measured, samples, alpha, settings, dynamic=dynamic)
     return outcome.result.model, outcome.table, outcome.summary()
 
 

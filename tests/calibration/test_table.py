@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lowbit.calibration.observers import TensorRange
@@ -124,3 +125,31 @@ def test_bad_header_value(tmp_path: Path) -> None:
     path.write_text("# samples: many\nx 1 -1 1\n")
     with pytest.raises(CalibrationError, match="samples"):
         read_table(path)
+
+
+def test_channel_ranges_round_trip_as_float32(tmp_path: Path) -> None:
+    table = _table()
+    low = np.array([-1.5, -0.25, 0.0], np.float32).astype(np.float64)
+    high = np.array([2.0, 0.3333333432674408, 7.25], np.float64)
+    table.channel_ranges = {"ln/out": (low, high)}
+    back = read_table(write_table(table, tmp_path / "m.calib"))
+    assert back.ranges == table.ranges  # the section follows the ranges, which still read
+    assert list(back.channel_ranges) == ["ln/out"]
+    np.testing.assert_array_equal(back.channel_ranges["ln/out"][0].astype(np.float32), low)
+    np.testing.assert_array_equal(back.channel_ranges["ln/out"][1].astype(np.float32), high)
+
+
+@pytest.mark.parametrize(("line", "what"), [
+    ("t 2 -1 -1 1", "expected 4 finite values for 2 channels, found 3"),
+    ("t two -1 1", "reads 'tensor channels min... max...'"),
+    ("t 1 2 1", "a channel's min exceeds its max"),
+    ("t 1 nan 1", "finite values"),
+])
+def test_malformed_channel_line_names_file_and_line(tmp_path: Path, line: str,
+                                                    what: str) -> None:
+    path = tmp_path / "bad.calib"
+    path.write_text(f"# lowbit calibration table v1\n# method: kl\nx 1 -1 1\n"
+                    f"#lowbit_channel_ranges\n{line}\n")
+    with pytest.raises(CalibrationError) as err:
+        read_table(path)
+    assert f"{path}:5:" in str(err.value) and what in str(err.value)

@@ -18,6 +18,7 @@ from lowbit.quantize.smoothquant import (
     recalibrate,
     smooth,
     smooth_for_int8,
+    smooth_from_table,
 )
 from lowbit.quantize.transformer import quantize_int8
 from lowbit.runtime.ort import create_session
@@ -144,10 +145,92 @@ def test_deploy_smooth_writes_the_note_and_checks_its_options(outliers, tmp_path
                            smooth_data=data, output=tmp_path / "m.int8.onnx", test_input=data)
     assert result.passed
     assert result.notes[0].startswith("SmoothQuant: α=0.5, 1 MatMuls")
-    with pytest.raises(UsageError, match="--smooth-data"):
-        lowbit.deploy(src, calibration_table=tmp_path / "m.calib", smooth="0.5",
+    # A number α needs no data: the table's channel ranges give the maxima.
+    tabled = lowbit.deploy(src, calibration_table=tmp_path / "m.calib", smooth="0.5",
+                           output=tmp_path / "m.table.onnx", test_input=data)
+    assert tabled.passed
+    assert tabled.notes[0].startswith("SmoothQuant: α=0.5, 1 MatMuls")
+    assert "from the calibration table's channel ranges" in tabled.notes[0]
+    with pytest.raises(UsageError, match="--smooth-data"):  # auto scores α on data
+        lowbit.deploy(src, calibration_table=tmp_path / "m.calib", smooth="auto",
+                      output=tmp_path / "x.onnx")
+    lowbit.calibrate(src, data, output=tmp_path / "bare.calib", progress=False,
+                     channel_ranges=False)
+    with pytest.raises(UsageError, match="channel ranges"):
+        lowbit.deploy(src, calibration_table=tmp_path / "bare.calib", smooth="0.5",
                       output=tmp_path / "x.onnx")
     with pytest.raises(UsageError, match=r"\[0, 1\]"):
         lowbit.deploy(src, calibration_table=tmp_path / "m.calib", smooth="1.5",
                       smooth_data=data, output=tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_table_keeps_each_linear_input_s_channel_extremes(outliers):
+    model, calib, _ = outliers
+    table = collect_ranges(model, calib, CalibrationSettings(), progress=False,
+                           channel_ranges=True)
+    assert set(table.channel_ranges) == {"h"}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info("h", onnx.TensorProto.FLOAT,
+                                                                 None))
+    values = np.concatenate([run(probe, s)[-1].reshape(-1, 64) for s in calib])
+    low, high = table.channel_ranges["h"]
+    np.testing.assert_allclose(low, values.min(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(high, values.max(axis=0), rtol=1e-6)
+    assert not collect_ranges(model, calib, CalibrationSettings(), progress=False).channel_ranges
+
+
+def test_smoothing_from_the_table_derives_the_ranges_the_data_would_give():
+    """Every fold kind (inserted Mul, value projection, LayerNorm) on the tiny block: the
+    derived ranges of the smoothed MatMul inputs are the ones minmax measures on the
+    smoothed model, and the tensors it cannot derive leave the table."""
+    model = canonicalize(tiny_block())[0]
+    calib = token_samples(8)
+    settings = CalibrationSettings(method="minmax")
+    table = collect_ranges(model, calib, settings, progress=False, channel_ranges=True)
+    done = smooth_from_table(model, table, 0.8)
+    assert done is not None
+    result, derived = done
+    measured = collect_ranges(result.model, calib, settings, progress=False,
+                              skip_derived=False)
+    nodes = {n.name: n for n in result.model.graph.node}
+    inputs = {nodes[m].input[0] for g in result.groups for m in g.matmuls}
+    assert len(result.groups) == 4 and len(inputs) == 4
+    for name in inputs:
+        want, got = measured.ranges[name], derived.ranges[name]
+        assert got.min == pytest.approx(want.min, rel=1e-5, abs=1e-6), name
+        assert got.max == pytest.approx(want.max, rel=1e-5, abs=1e-6), name
+    stale = (result.changed - inputs) & set(table.ranges)
+    assert stale and not stale & set(derived.ranges)
+    assert all("SmoothQuant" in derived.skipped[name] for name in stale)
+    assert smooth_from_table(model, collect_ranges(model, calib, settings, progress=False),
+                             0.8) is None  # no channel ranges, nothing to smooth with
+
+
+def test_deploy_smooths_a_transformer_by_default_from_the_table(tmp_path):
+    model = canonicalize(tiny_block())[0]
+    src, data = tmp_path / "block.onnx", tmp_path / "x.npz"
+    onnx.save(model, src)
+    samples = token_samples(8)
+    np.savez(data, **{k: np.concatenate([s[k] for s in samples]) for k in samples[0]})
+    lowbit.calibrate(src, data, output=tmp_path / "b.calib", progress=False)
+    default = lowbit.deploy(src, calibration_table=tmp_path / "b.calib",
+                            output=tmp_path / "default.onnx", test_input=data)
+    assert default.notes[0].startswith("SmoothQuant: α=0.8, 6 MatMuls")
+    assert "the default for transformers" in default.notes[0]
+    off = lowbit.deploy(src, calibration_table=tmp_path / "b.calib", smooth="off",
+                        output=tmp_path / "off.onnx", test_input=data)
+    assert not any("SmoothQuant" in note for note in off.notes)
+    test = token_samples(4, seed=21)
+    ref = [run(model, s)[0] for s in test]
+    err = {name: np.mean([sqnr(r, run(onnx.load(tmp_path / f"{name}.onnx"), s)[0])
+                          for r, s in zip(ref, test, strict=True)])
+           for name in ("default", "off")}
+    assert err["default"] > err["off"] + 3, err  # dB: the planted outlier channels
+    lowbit.calibrate(src, data, output=tmp_path / "bare.calib", progress=False,
+                     channel_ranges=False)
+    bare = lowbit.deploy(src, calibration_table=tmp_path / "bare.calib",
+                         output=tmp_path / "bare.onnx")
+    assert any(note.startswith("no SmoothQuant: the calibration table holds no channel")
+               for note in bare.notes)

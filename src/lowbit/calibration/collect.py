@@ -36,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lowbit.calibration.channel_ranges import ChannelExtremes, linear_inputs
 from lowbit.calibration.derived import derived_ranges
 from lowbit.calibration.input_means import MeanInputOp, mean_input_ops, patch_means
 from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
@@ -78,11 +79,14 @@ def collect_ranges(
     max_batch: int = 8,
     skip_derived: bool = True,
     input_means: bool = False,
+    channel_ranges: bool = False,
 ) -> CalibrationTable:
     """Stream samples through the model and return the calibration table of its activations.
 
     With ``input_means`` the table also holds each Conv/Gemm's mean input taps
-    (lowbit.calibration.input_means), from which deploy corrects biases without data."""
+    (lowbit.calibration.input_means), from which deploy corrects biases without data;
+    with ``channel_ranges`` the per-channel min/max of every MatMul/Gemm input
+    (lowbit.calibration.channel_ranges), from which deploy smooths without data."""
     if max_batch < 1:
         raise UsageError(f"max_batch must be at least 1, got {max_batch}")
     specs = input_specs(model)
@@ -92,8 +96,11 @@ def collect_ranges(
     summary_model, summaries = _summary_model(model, tensors.outputs, with_values=with_values)
     means = _MeanSums(model, mean_input_ops(model) if input_means else {})
     summary_model = means.extend(summary_model)
+    extremes = ChannelExtremes(model, linear_inputs(model) if channel_ranges else {})
+    summary_model = extremes.extend(summary_model)
     session = create_session(summary_model.SerializeToString(), threads=threads)
-    fetch = [name for s in summaries.values() for name in s.fetch] + means.fetch
+    fetch = [name for s in summaries.values() for name in s.fetch] + means.fetch + \
+        extremes.fetch
     batching = max_batch > 1 and all(
         len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in specs)
 
@@ -109,6 +116,7 @@ def collect_ranges(
                     observers[name].update(feeds[name])
                 fetched = dict(zip(fetch, values, strict=True))
                 means.add(feeds, fetched)
+                extremes.add(feeds, fetched)
                 for name, summary in summaries.items():
                     observers[name].update_summary(
                         float(fetched[summary.min]), float(fetched[summary.max]),
@@ -120,6 +128,7 @@ def collect_ranges(
         raise DatasetError("data set has no samples")
     table = _table(observers, tensors.skipped, settings, count)
     table.input_means = means.result(count)
+    table.channel_ranges = extremes.result()
     return table
 
 

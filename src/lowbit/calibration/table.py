@@ -26,7 +26,10 @@ of tensor lines is kept and such sections are skipped with a warning.
 lowbit's own section ``#lowbit_input_means`` (written by ``lowbit calibrate``) follows
 the ranges: one line per Conv/Gemm node, ``node shape values…``, the mean input each
 kernel tap reads over the calibration samples (lowbit.calibration.input_means), from
-which deploy corrects biases without the data set.
+which deploy corrects biases without the data set. ``#lowbit_channel_ranges`` holds,
+per run-time input of a MatMul/Gemm, ``tensor K min_1…min_K max_1…max_K``: its
+per-channel extremes (lowbit.calibration.channel_ranges), from which deploy applies
+SmoothQuant and derives the smoothed tensors' ranges without the data set.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 VERSION_LINE = "# lowbit calibration table v1"
 MEANS_SECTION = "lowbit_input_means"
+CHANNELS_SECTION = "lowbit_channel_ranges"
 _SECTION = re.compile(r"#[^\s#]")
 _HEADER = re.compile(r"#\s*([A-Za-z][A-Za-z _]*?)\s*:\s*(.*)$")
 
@@ -65,6 +69,9 @@ class CalibrationTable:
     # Conv/Gemm node → its mean input taps (lowbit.calibration.input_means), for bias
     # correction at deploy time; written as the table's #lowbit_input_means section.
     input_means: dict[str, np.ndarray] = field(default_factory=dict)
+    # MatMul/Gemm input tensor → per-channel (min, max) over the samples, for SmoothQuant
+    # at deploy time (lowbit.calibration.channel_ranges); the #lowbit_channel_ranges section.
+    channel_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # "# note: …" lines (auto's output check)
 
     def clipped(self) -> dict[str, float]:
@@ -123,6 +130,13 @@ def format_table(table: CalibrationTable) -> str:
             _check_name(name)
             shape = ",".join(str(d) for d in means.shape)
             lines.append(" ".join([name, shape, *(f"{v:.7g}" for v in means.ravel())]))
+    if table.channel_ranges:
+        lines.append(f"#{CHANNELS_SECTION}")
+        lines.append("# tensor channels min… max… (per channel of the last axis)")
+        for name, (low, high) in table.channel_ranges.items():
+            _check_name(name)
+            lines.append(" ".join([name, str(low.size), *(f"{v:.9g}" for v in low),
+                                   *(f"{v:.9g}" for v in high)]))
     return "\n".join(lines) + "\n"
 
 
@@ -145,6 +159,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
     ranges: dict[str, TensorRange] = {}
     first_line: dict[str, int] = {}
     means: dict[str, np.ndarray] = {}
+    channels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     notes: list[str] = []
     section: str | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -153,7 +168,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
             continue
         if _SECTION.match(line):
             section = line[1:].split()[0]
-            if section != MEANS_SECTION:
+            if section not in (MEANS_SECTION, CHANNELS_SECTION):
                 log.warning("%s:%d: ignoring section %r of the calibration table",
                             source, number, section)
             continue
@@ -163,6 +178,10 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
         if section == MEANS_SECTION:
             name, array = _parse_means(line, source, number)
             means[name] = array
+            continue
+        if section == CHANNELS_SECTION:
+            name, extremes = _parse_channels(line, source, number)
+            channels[name] = extremes
             continue
         if section is not None:
             continue
@@ -180,8 +199,29 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
         percentile=_header_float(header, "percentile", source),
         skipped=skipped,
         input_means=means,
+        channel_ranges=channels,
         notes=notes,
     )
+
+
+def _parse_channels(line: str, source: str, number: int
+                    ) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+    fields = line.split()
+    try:
+        count = int(fields[1])
+        values = np.array([float(v) for v in fields[2:]], np.float64)
+    except (IndexError, ValueError) as err:
+        raise CalibrationError(f"{source}:{number}: a #{CHANNELS_SECTION} line reads 'tensor "
+                               f"channels min... max...', found {line[:80]!r}") from err
+    if count < 1 or values.size != 2 * count or not np.isfinite(values).all():
+        raise CalibrationError(f"{source}:{number}: tensor {fields[0]!r}: expected "
+                               f"{2 * max(count, 0)} finite values for {count} channels, "
+                               f"found {values.size}")
+    low, high = values[:count], values[count:]
+    if np.any(low > high):
+        raise CalibrationError(f"{source}:{number}: tensor {fields[0]!r}: a channel's min "
+                               f"exceeds its max")
+    return fields[0], (low, high)
 
 
 def _parse_means(line: str, source: str, number: int) -> tuple[str, np.ndarray]:

@@ -142,6 +142,10 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
                    help="leave out each Conv/Gemm's mean input (the table's "
                    "#lowbit_input_means section), from which deploy corrects biases "
                    "without data")
+    p.add_argument("--no-channel-ranges", action="store_true",
+                   help="leave out the per-channel min/max of each MatMul/Gemm input (the "
+                   "table's #lowbit_channel_ranges section), from which deploy applies "
+                   "SmoothQuant to transformers without data")
 
     def run(args: argparse.Namespace) -> int:
         table = api.calibrate(
@@ -149,7 +153,8 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
             percentile=args.percentile, bins=args.bins, output=args.output,
             input_shapes=parse_shapes(args.input_shapes), image_options=_image_options(args),
             threads=args.threads, progress=not args.no_progress,
-            input_means=not args.no_input_means, check_samples=args.check_samples)
+            input_means=not args.no_input_means, channel_ranges=not args.no_channel_ranges,
+            check_samples=args.check_samples)
         console.print(f"calibrated {len(table.ranges)} tensors on {table.num_samples} samples "
                       f"({table.method}); wrote {args.output}")
         for name, reason in table.skipped.items():
@@ -182,10 +187,13 @@ def _add_image_options(p: argparse.ArgumentParser, *, recorded: bool = False) ->
 
 
 def _add_weight_range(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weight-range", choices=("auto", "full", "reduced"), default="auto",
+    p.add_argument("--weight-range", choices=("auto", "full", "reduced", "paired"),
+                   default="auto",
                    help="INT8 weights: full (−127..127), reduced (7 bits, −63..63: x86 CPUs "
-                   "without VNNI saturate with full-range weights) or auto (default: reduced "
-                   "when ONNX Runtime's kernels on this machine saturate)")
+                   "without VNNI saturate with full-range weights), paired (MatMul weights 8 "
+                   "bits with each pair of K rows 2i, 2i+1 summing to at most 128, which those "
+                   "CPUs add exactly; Conv/Gemm 7 bits) or auto (default: full where ONNX "
+                   "Runtime's kernels here are exact, else paired, else reduced)")
 
 
 def _add_weight_only(p: argparse.ArgumentParser) -> None:
@@ -218,11 +226,13 @@ def _add_transformer_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--dynamic", action="store_true",
                        help="quantize activations at run time (DynamicQuantizeLinear → "
                        "MatMulInteger); weights int8 offline; no --calibration-table needed")
-    group.add_argument("--smooth", metavar="ALPHA|auto",
+    group.add_argument("--smooth", metavar="ALPHA|auto|off",
                        help="SmoothQuant before INT8: move activation outliers into the "
-                       "weights with strength ALPHA in [0, 1] (0.5 in the paper), or auto: "
-                       "the best of 0.3..0.8 by output SQNR; needs --smooth-data or "
-                       "--calibration-data")
+                       "weights with strength ALPHA in [0, 1] (0.5 in the paper), from the "
+                       "calibration table's channel ranges or --smooth-data; auto: the best "
+                       "of 0.3..0.8 by output SQNR (needs --smooth-data or "
+                       "--calibration-data); off: none. Default: α 0.8 from the table for a "
+                       "transformer's static INT8, off otherwise")
     group.add_argument("--smooth-data", metavar="DATASET",
                        help="--smooth: samples (e.g. the calibration data; first 128) for the "
                        "per-channel maxima and the re-calibration of the smoothed tensors "

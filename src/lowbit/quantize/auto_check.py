@@ -11,7 +11,8 @@ the features that fire), and others gain more than it says. So auto tries blends
 between its per-tensor choice T_auto and the observed max M,
 T = T_auto + α·(M − T_auto) for α in ALPHAS — α = 1 is minmax — builds for each the
 INT8 model deploy builds by default (this module calls the same quantizer, with bias
-correction from the table's input means), and keeps the one whose outputs have the best
+correction from the table's input means, or for a transformer SmoothQuant from the
+table's channel ranges), and keeps the one whose outputs have the best
 SQNR against float on the first samples (a transformer's padded positions, where its
 attention mask is 0, are not scored: nothing downstream reads them). α = 1 is among them, so on those samples auto
 is never worse than minmax.
@@ -35,7 +36,13 @@ from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import LowbitError
 from lowbit.quantize.bias_correction import correct_biases_from_means
 from lowbit.quantize.settings import QuantizeSettings
-from lowbit.quantize.transformer import quantize_int8, real_token_masks, real_tokens
+from lowbit.quantize.smoothquant import DEFAULT_ALPHA, smooth_from_table
+from lowbit.quantize.transformer import (
+    quantize_int8,
+    real_token_masks,
+    real_tokens,
+    transformer_scope,
+)
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -80,7 +87,11 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
         return None
     settings = settings or QuantizeSettings()
     corrected = model
-    if table.input_means:
+    # Deploy smooths a transformer's static INT8 from the table's channel ranges by default
+    # (and then corrects no bias from the table): so does the model scored here.
+    smoothing = settings.weight_bits == 8 and bool(table.channel_ranges) and \
+        transformer_scope(model) is not None
+    if table.input_means and not smoothing:
         corrected, _ = correct_biases_from_means(model, table.input_means, table.num_samples,
                                                  settings)
     reference = create_session(model, threads=threads)
@@ -93,9 +104,14 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
         return None
     scores: dict[float, float] = {}
     for alpha in alphas:
-        ranges = with_alpha(table, alpha).ranges
+        blended, scored = with_alpha(table, alpha), corrected
+        if smoothing:
+            done = smooth_from_table(corrected, blended, DEFAULT_ALPHA)
+            if done is not None:
+                scored, blended = done[0].model, done[1]
         try:
-            result, _ = quantize_int8(corrected, ranges, settings, skipped=table.skipped)
+            result, _ = quantize_int8(scored, blended.ranges, settings,
+                                      skipped=blended.skipped)
             session = create_session(result.model, threads=threads)
         except LowbitError as err:  # a blend deploy cannot build is not chosen
             log.warning("auto output check: α=%g failed: %s", alpha, err)

@@ -41,14 +41,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lowbit.calibration.channel_ranges import linear_weight_layout
 from lowbit.calibration.collect import collect_ranges
-from lowbit.calibration.observers import CalibrationSettings
+from lowbit.calibration.observers import CalibrationSettings, TensorRange
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs
@@ -81,6 +82,7 @@ class SmoothResult:
     changed: frozenset[str]           # tensors whose values differ from the original's
     range_before: float               # max over groups of max|X|
     range_after: float                # the same after smoothing
+    scales: Mapping[str, np.ndarray] = field(default_factory=dict)  # group tensor → s
 
     @property
     def num_matmuls(self) -> int:
@@ -123,30 +125,10 @@ def find_groups(model: onnx.ModelProto) -> list[SmoothGroup]:
     initializers = {i.name: i for i in model.graph.initializer}
     groups: dict[str, list[str]] = {}
     for node in model.graph.node:
-        if not _weight_layout(node, initializers) or not node.name:
+        if not linear_weight_layout(node, initializers) or not node.name:
             continue
         groups.setdefault(node.input[0], []).append(node.name)
     return [SmoothGroup(tensor, tuple(names)) for tensor, names in groups.items()]
-
-
-def _weight_layout(node: onnx.NodeProto, initializers: Mapping[str, onnx.TensorProto]
-                   ) -> str | None:
-    """'kn' for a weight [K, N] (MatMul, Gemm), 'nk' for Gemm with transB; else None."""
-    if node.domain not in ("", "ai.onnx") or len(node.input) < 2:
-        return None
-    weight = initializers.get(node.input[1])
-    if weight is None or len(weight.dims) != 2 or node.input[0] in initializers:
-        return None
-    if weight.data_type != TensorProto.FLOAT:
-        return None
-    if node.op_type == "MatMul":
-        return "kn"
-    if node.op_type == "Gemm":
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("transA", 0):
-            return None
-        return "nk" if attrs.get("transB", 0) else "kn"
-    return None
 
 
 def channel_maxima(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
@@ -162,7 +144,7 @@ def channel_maxima(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
     for index, group in enumerate(groups):
         node = nodes[group.matmuls[0]]
         weight = numpy_helper.to_array(initializers[node.input[1]])
-        k = weight.shape[1] if _weight_layout(node, initializers) == "nk" else weight.shape[0]
+        k = weight.shape[1] if linear_weight_layout(node, initializers) == "nk" else weight.shape[0]
         tag = f"lowbit_smooth_{index}"
         shape = numpy_helper.from_array(np.array([-1, k], np.int64), f"{tag}_shape")
         probe.graph.initializer.append(shape)
@@ -230,6 +212,7 @@ def smooth(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
     out.CopyFrom(model)
     editor = _Editor(out)
     done: list[SmoothGroup] = []
+    scales: dict[str, np.ndarray] = {}
     changed: set[str] = set()
     before = after = 0.0
     for group in groups:
@@ -246,8 +229,9 @@ def smooth(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
         before = max(before, float(act.max()))
         after = max(after, float((act / scale).max()))
         done.append(SmoothGroup(group.tensor, group.matmuls, fold))
+        scales[group.tensor] = scale
     editor.finish()
-    return SmoothResult(out, alpha, tuple(done), frozenset(changed), before, after)
+    return SmoothResult(out, alpha, tuple(done), frozenset(changed), before, after, scales)
 
 
 def _smoothing_scale(act: np.ndarray, w_max: np.ndarray, alpha: float) -> np.ndarray:
@@ -280,7 +264,7 @@ class _Editor:
     # -- weights -----------------------------------------------------------------------
 
     def _layout(self, name: str) -> str:
-        layout = _weight_layout(self.nodes[name], self.init)
+        layout = linear_weight_layout(self.nodes[name], self.init)
         assert layout is not None
         return layout
 
@@ -363,7 +347,7 @@ class _Editor:
                 return None
             changed.add(others[0])
             node = inner
-        if node.op_type != "MatMul" or _weight_layout(node, self.init) != "kn":
+        if node.op_type != "MatMul" or linear_weight_layout(node, self.init) != "kn":
             return None
         bias = numpy_helper.to_array(self.init[bias_node.input[bias_index]]) \
             if bias_node is not None else None
@@ -476,6 +460,48 @@ def recalibrate(table: CalibrationTable, smoothed: SmoothResult, samples: Sequen
             skipped[name] = fresh.skipped[name]
     return CalibrationTable(ranges, table.method, table.num_samples, table.bins,
                             table.percentile, skipped)
+
+
+DEFAULT_ALPHA = 0.8  # deploy's default for transformers (bench/minilm_int8.py)
+
+
+def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: float
+                      ) -> tuple[SmoothResult, CalibrationTable] | None:
+    """Smooth ``model`` at ``alpha`` with the per-channel ranges ``lowbit calibrate`` keeps in
+    the table (no data): the maxima are max(|min_j|, |max_j|), and each smoothed MatMul
+    input's range is derived exactly, min(X/s) = min_j(min_j / s_j) and max likewise.
+    Other tensors smoothing changes (a value projection's output, the attention chain
+    after it) have no such derivation: their ranges leave the table and they stay float,
+    with that reason. None when the table has no channel range for any group."""
+    groups = [g for g in find_groups(model) if g.tensor in table.channel_ranges]
+    if not groups:
+        return None
+    maxima = {g.tensor: np.maximum(np.abs(table.channel_ranges[g.tensor][0]),
+                                   np.abs(table.channel_ranges[g.tensor][1]))
+              for g in groups}
+    result = smooth(model, groups, maxima, alpha)
+    nodes = {n.name: n for n in result.model.graph.node}
+    ranges = dict(table.ranges)
+    skipped = dict(table.skipped)
+    channels = dict(table.channel_ranges)
+    derived: set[str] = set()
+    for group in result.groups:
+        scale = result.scales[group.tensor].astype(np.float64)
+        low, high = table.channel_ranges[group.tensor]
+        low, high = low / scale, high / scale
+        tensor = nodes[group.matmuls[0]].input[0]  # X itself, or the inserted Mul's output
+        rmin, rmax = float(low.min()), float(high.max())
+        ranges[tensor] = TensorRange(max(abs(rmin), abs(rmax)), rmin, rmax)
+        channels.pop(group.tensor, None)
+        channels[tensor] = (low, high)
+        derived.add(tensor)
+    for name in result.changed - derived:
+        channels.pop(name, None)
+        if ranges.pop(name, None) is not None:
+            skipped[name] = ("changed by SmoothQuant and not derivable from the table's channel "
+                             "ranges: give --smooth-data to re-measure it")
+    return result, replace(table, ranges=ranges, skipped=skipped, channel_ranges=channels,
+                           input_means=dict(table.input_means), notes=list(table.notes))
 
 
 def parse_alpha(value: str | float) -> float | None:
