@@ -113,3 +113,23 @@ def test_padded_positions_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> Non
     assert noisy is not None
     for alpha, sqnr in check.sqnr.items():
         assert noisy.sqnr[alpha] == pytest.approx(sqnr, abs=1e-9)
+
+
+def test_a_transformer_whose_default_is_all_smoothed_is_checked_without_smoothing() -> None:
+    """On the tiny block every quantized MatMul input is smoothed by deploy's default, whose
+    ranges then come from the channel ranges alone: the blend is scored on the model
+    deploy builds with --smooth off, where it matters."""
+    from tests.quantize.tiny_transformer import tiny_block, token_samples
+
+    model = canonicalize(tiny_block())[0]
+    samples = token_samples(8)
+    settings = CalibrationSettings(method="auto")
+    with_channels = collect_ranges(model, samples, settings, progress=False,
+                                   channel_ranges=True)
+    check = check_auto_table(model, samples, with_channels)
+    assert check is not None and check.unsmoothed
+    assert len(set(check.sqnr.values())) > 1 and "--smooth off" in check.summary()
+    without = check_auto_table(model, samples,
+                               collect_ranges(model, samples, settings, progress=False))
+    assert without is not None and not without.unsmoothed
+    assert without.sqnr == check.sqnr  # the same unsmoothed models, scored alike

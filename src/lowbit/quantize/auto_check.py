@@ -12,7 +12,8 @@ between its per-tensor choice T_auto and the observed max M,
 T = T_auto + α·(M − T_auto) for α in ALPHAS — α = 1 is minmax — builds for each the
 INT8 model deploy builds by default (this module calls the same quantizer, with bias
 correction from the table's input means, or for a transformer SmoothQuant from the
-table's channel ranges), and keeps the one whose outputs have the best
+table's channel ranges; when smoothing derives every range that model uses, as on an
+all-MatMul transformer, the blends are scored without it, for ``--smooth off``), and keeps the one whose outputs have the best
 SQNR against float on the first samples (a transformer's padded positions, where its
 attention mask is 0, are not scored: nothing downstream reads them). α = 1 is among them, so on those samples auto
 is never worse than minmax.
@@ -58,11 +59,16 @@ class AutoCheck:
     alpha: float
     sqnr: Mapping[float, float]
     samples: int
+    unsmoothed: bool = False  # scored without SmoothQuant (the default did not depend on α)
 
     def summary(self) -> str:
         scores = ", ".join(f"{a:g}: {s:.1f}" for a, s in self.sqnr.items())
-        return (f"auto output check on {self.samples} samples chose α={self.alpha:g} "
+        text = (f"auto output check on {self.samples} samples chose α={self.alpha:g} "
                 f"(INT8 output SQNR dB by α {scores}; α=1 is minmax)")
+        if self.unsmoothed:
+            text += ("; scored with --smooth off: the default's smoothing derives every "
+                     "range it uses")
+        return text
 
 
 def blend(rng: TensorRange, alpha: float) -> TensorRange:
@@ -91,7 +97,7 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
     # (and then corrects no bias from the table): so does the model scored here.
     smoothing = settings.weight_bits == 8 and bool(table.channel_ranges) and \
         transformer_scope(model) is not None
-    if table.input_means and not smoothing:
+    if table.input_means:
         corrected, _ = correct_biases_from_means(model, table.input_means, table.num_samples,
                                                  settings)
     reference = create_session(model, threads=threads)
@@ -102,32 +108,46 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
     masks = real_token_masks(model, runs)  # padded positions are not scored
     if not all(np.asarray(v).dtype.kind == "f" for v in expected[0]):
         return None
-    scores: dict[float, float] = {}
-    for alpha in alphas:
-        blended, scored = with_alpha(table, alpha), corrected
-        if smoothing:
-            done = smooth_from_table(corrected, blended, DEFAULT_ALPHA)
-            if done is not None:
-                scored, blended = done[0].model, done[1]
-        try:
-            result, _ = quantize_int8(scored, blended.ranges, settings,
-                                      skipped=blended.skipped)
-            session = create_session(result.model, threads=threads)
-        except LowbitError as err:  # a blend deploy cannot build is not chosen
-            log.warning("auto output check: α=%g failed: %s", alpha, err)
-            continue
-        signal = noise = 0.0
-        for run, want, mask in zip(runs, expected, masks, strict=True):
-            for a, b in zip(want, session.run(names, run), strict=True):
-                a64, b64 = real_tokens(a, mask), real_tokens(b, mask)
-                finite = np.isfinite(a64) & np.isfinite(b64)
-                signal += float((a64[finite] ** 2).sum())
-                noise += float(((a64[finite] - b64[finite]) ** 2).sum())
-        scores[alpha] = 10 * math.log10(signal / noise) if noise > 0 and signal > 0 \
-            else math.inf
+    def score(smooth: bool) -> dict[float, float]:
+        scores: dict[float, float] = {}
+        base = model if smooth else corrected
+        for alpha in alphas:
+            blended, scored = with_alpha(table, alpha), base
+            if smooth:
+                done = smooth_from_table(base, blended, DEFAULT_ALPHA)
+                if done is not None:
+                    scored, blended = done[0].model, done[1]
+            try:
+                result, _ = quantize_int8(scored, blended.ranges, settings,
+                                          skipped=blended.skipped)
+                session = create_session(result.model, threads=threads)
+            except LowbitError as err:  # a blend deploy cannot build is not chosen
+                log.warning("auto output check: α=%g failed: %s", alpha, err)
+                continue
+            signal = noise = 0.0
+            for run, want, mask in zip(runs, expected, masks, strict=True):
+                for a, b in zip(want, session.run(names, run), strict=True):
+                    a64, b64 = real_tokens(a, mask), real_tokens(b, mask)
+                    finite = np.isfinite(a64) & np.isfinite(b64)
+                    signal += float((a64[finite] ** 2).sum())
+                    noise += float(((a64[finite] - b64[finite]) ** 2).sum())
+            scores[alpha] = 10 * math.log10(signal / noise) if noise > 0 and signal > 0 \
+                else math.inf
+        return scores
+
+    scores = score(smoothing)
+    if smoothing and len(set(scores.values())) <= 1:
+        # Smoothing derived every range the default model uses (all-MatMul transformers):
+        # the blend only matters to a deploy with --smooth off, so score that one.
+        log.info("auto output check: the smoothed default does not depend on the blend; "
+                 "scoring the unsmoothed model (--smooth off)")
+        scores = score(False)
+        unsmoothed = True
+    else:
+        unsmoothed = False
     if not scores:
         return None
     best = max(scores, key=lambda a: (scores[a], -a))  # a tie keeps the smaller α
-    check = AutoCheck(best, scores, len(feeds))
+    check = AutoCheck(best, scores, len(feeds), unsmoothed)
     log.info(check.summary())
     return check
