@@ -12,6 +12,13 @@ min over the 300 sentences), the file size, how many of the 48 MatMuls ORT runs 
 integer kernels, and the speed ratio to F32 at batch 1 and 8, all variants timed
 interleaved in one process (lowbit.analysis.bench, medians).
 
+``lowbit-static-auto`` is lowbit's defaults (``lowbit calibrate`` with method auto, then
+``lowbit deploy``: SmoothQuant at α 0.8 from the table's channel ranges, paired 8-bit
+MatMul weights on a CPU without VNNI); ``lowbit-auto-no-smooth`` (``--smooth off``),
+``lowbit-auto-7bit`` (``--weight-range reduced``) and ``lowbit-auto-7bit-no-smooth`` (both:
+the defaults before either existed) take them apart; ``lowbit-table-smooth-A`` smooths
+at α = A from the table; ``lowbit-static`` is the defaults on a minmax table.
+
 ORT variants use ``reduce_range=True`` (7-bit weights), as lowbit does on a CPU
 without VNNI (``QuantizeSettings.weight_qmax`` = 63 there): with full-range weights,
 ORT's uint8×int8 kernels saturate on such CPUs, which would be an unfair handicap.
@@ -89,6 +96,9 @@ def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[
         "lowbit-auto-7bit-no-smooth": deploy("lowbit-auto-7bit-no-smooth", method="auto",
                                              weight_range="reduced", smooth="off"),
         "lowbit-static-attention": deploy("lowbit-static-attention", quantize_attention=True),
+        **{f"lowbit-table-smooth-{a}": deploy(f"lowbit-table-smooth-{a}", method="auto",
+                                              smooth=a)
+           for a in ("0.5", "0.6", "0.7", "0.9")},
         "lowbit-smooth-0.5": deploy("lowbit-smooth-0.5", smooth="0.5", smooth_data=calib),
         "lowbit-smooth-auto": deploy("lowbit-smooth-auto", smooth="auto", smooth_data=calib),
         "lowbit-dynamic": deploy("lowbit-dynamic", dynamic=True),
