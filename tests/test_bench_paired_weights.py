@@ -10,7 +10,7 @@ import lowbit
 from tests.quantize.tiny_transformer import tiny_block, token_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import paired_weights  # noqa: E402
+import paired_weights
 
 
 def test_the_bench_reports_pairs_and_errors_after_the_default_smoothing(tmp_path, capsys):
