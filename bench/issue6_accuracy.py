@@ -304,7 +304,7 @@ def lowbit_variant(bench: Bench, key: str, config: LowbitConfig, out: Path,
     result = lowbit.deploy(bench.f32, quantize="INT8", calibration_table=table_path,
                            output=path, **config.deploy)  # type: ignore[arg-type]
     note = "; ".join(n if len(n) <= 110 else n[:107] + "…" for n in result.notes
-                     if not n.startswith(("weights use 7 bits", "activation ranges")))
+                     if not n.startswith(("weights: ", "activation ranges")))
     return Variant(config.label, path, calib_seconds + time.perf_counter() - start, note)
 
 

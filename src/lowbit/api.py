@@ -86,7 +86,7 @@ from lowbit.quantize.floats import (
     convert_float,
 )
 from lowbit.quantize.mixed import deploy_mixed
-from lowbit.quantize.params import WeightQuant
+from lowbit.quantize.params import WeightQuant, weight_kind
 from lowbit.quantize.qdq import NodeDecision, QuantizeResult, stores_int4
 from lowbit.quantize.qoperator import to_qoperator
 from lowbit.quantize.qtable import QTable, read_qtable, write_qtable
@@ -410,8 +410,9 @@ def deploy(
     layers' inputs; a data set measures it on its first 32 samples instead; False turns
     it off. ``weight_range`` "auto" gives INT8 weights 8 bits where ONNX Runtime's
     integer kernels on this CPU are exact; where they would saturate (x86 without VNNI),
-    MatMul weights keep 8 bits with int16-safe pairs of K rows ("paired") and Conv/Gemm
-    weights use 7 bits; "full", "reduced" (7 bits everywhere) or "paired" force one.
+    MatMul, Gemm and Conv weights keep 8 bits with int16-safe pairs of K rows ("paired"),
+    depthwise Conv weights full range, where probes confirm the kernels' layout, and other
+    weights 7 bits; "full", "reduced" (7 bits everywhere) or "paired" force one.
 
     W4 quantizes the weights of MatMul (and Gemm) nodes to 4 bits in blocks of
     ``block_size`` along K, as ONNX Runtime's MatMulNBits (activations stay float; see
@@ -525,7 +526,8 @@ def deploy(
         if correction is not None:
             built = replace(built, notes=(*built.notes, correction.summary()))
         if int8_settings.reduced_range:
-            built = replace(built, notes=(*built.notes, _reduced_range_note(int8_settings)))
+            built = replace(built, notes=(*built.notes,
+                                             _reduced_range_note(int8_settings, canonical)))
     elif correction_data is not None:
         raise UsageError("--bias-correction applies to --quantize INT8 only")
     elif equalize or adaround is not None or weight_bits != 8:
@@ -594,11 +596,32 @@ def deploy(
                         built.float_tensors, validation, advice, tuple(notes))
 
 
-def _reduced_range_note(settings: QuantizeSettings) -> str:
-    which = ("MatMul weights use 8 bits with every pair of K rows (2i, 2i+1) summing to at "
-             "most 128 in magnitude, Conv and Gemm weights 7 bits (−63..63)"
-             if settings.paired_matmul_weights else "weights use 7 bits (−63..63)")
-    return (f"{which}: ONNX Runtime's uint8×int8 kernels on this CPU (x86 without VNNI) add "
+def _reduced_range_note(settings: QuantizeSettings, model: onnx.ModelProto) -> str:
+    """Which weights use which grid on this CPU, for the kinds of weights the model has."""
+    inits = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    kinds: dict[str, str] = {}
+    for node in model.graph.node:
+        if len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        shape = inits[node.input[1]]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not
+                                                 attrs.get("transB", 0)) else 0
+        kind, _ = weight_kind(node.op_type, shape, axis if settings.per_channel else None,
+                              int(attrs.get("group", 1)))
+        if node.op_type in ("MatMul", "Gemm", "Conv"):
+            kinds.setdefault(kind, settings.weight_grid(kind) if settings.per_channel
+                             else "reduced")
+    words = {"paired": "8 bits with every pair of K rows (2i, 2i+1) at most 128 in magnitude",
+             "full": "8 bits (no pair sums)", "reduced": "7 bits (−63..63)"}
+    names = {"DepthwiseConv": "depthwise Conv"}
+    by_grid: dict[str, list[str]] = {}
+    for kind, grid in kinds.items():
+        by_grid.setdefault(grid, []).append(names.get(kind, kind))
+    which = "; ".join(f"{', '.join(sorted(k))} {words.get(g, g)}"
+                      for g, k in sorted(by_grid.items())) or "7 bits (−63..63)"
+    return (f"weights: {which}: ONNX Runtime's uint8×int8 kernels on this CPU (x86 without "
+            "VNNI) add "
             "pairs of products in a saturating int16, which full-range int8 weights overflow; "
             "--weight-range full for a target with VNNI or ARM")
 

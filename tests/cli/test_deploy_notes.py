@@ -57,7 +57,7 @@ OPTIONS = {
     "weight bits": (["--weight-bits", "4"], "W4A8: weights 4-bit"),
     "smooth": (["--smooth", "0.5", "--smooth-data", "{d}/calib.npz"], "SmoothQuant: α=0.5"),
     "dynamic": (["--dynamic"], "dynamic INT8"),
-    "weight range": (["--weight-range", "reduced"], "weights use 7 bits"),
+    "weight range": (["--weight-range", "reduced"], "weights: Gemm, MatMul 7 bits"),
     "W4": (["--quantize", "W4"], "W4"),
 }
 

@@ -7,10 +7,12 @@ from hypothesis import strategies as st
 from lowbit.quantize.params import (
     activation_params,
     dequantize,
+    limit_pairs,
     quantize,
     quantize_bias,
     quantize_weight,
     quantize_weight_paired,
+    weight_kind,
 )
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
@@ -137,3 +139,43 @@ def test_paired_weights_leave_opposite_signs_and_fix_same_sign_pairs():
     assert wq.q[0, 0] == 127 and wq.q[1, 0] == -127
     assert abs(int(wq.q[0, 1]) + int(wq.q[1, 1])) <= 128
     np.testing.assert_allclose(wq.q[:, 1] * wq.scale[1], w[:, 1], atol=0.02)
+
+
+def test_paired_conv_weights_pair_rows_of_k_in_kernel_then_channel_order():
+    rng = np.random.default_rng(5)
+    w = np.abs(rng.standard_normal((6, 3, 3, 3))).astype(np.float32)  # [O, I, kh, kw]
+    wq = quantize_weight_paired(w, layout="conv")
+    assert wq.q.shape == w.shape and wq.axis == 0 and wq.scale.shape == (6,)
+    k_rows = wq.q.astype(np.int64).transpose(2, 3, 1, 0).reshape(27, 6)  # K = (kh, kw, c)
+    assert _same_sign_pair_sums(k_rows).max() <= 128
+    assert _same_sign_pair_sums(quantize_weight(w, 0).q.transpose(2, 3, 1, 0)
+                                .reshape(27, 6)).max() > 128  # full range would overflow
+    np.testing.assert_allclose(wq.q * wq.scale.reshape(-1, 1, 1, 1), w,
+                               atol=float(wq.scale.max()) * 8)
+
+
+def test_paired_transposed_gemm_weights_pair_along_their_second_axis():
+    rng = np.random.default_rng(6)
+    w = np.abs(rng.standard_normal((5, 33))).astype(np.float32)  # [N, K]
+    wq = quantize_weight_paired(w, layout="nk")
+    assert wq.axis == 0 and wq.scale.shape == (5,)
+    assert _same_sign_pair_sums(wq.q.T).max() <= 128
+
+
+def test_limit_pairs_keeps_other_integers_and_fixes_the_overflowing_pairs():
+    w = np.array([[1.0, 0.2], [1.0, -0.2], [0.3, 0.2], [0.1, -0.2]], np.float32)
+    learned = quantize_weight(w, 1)
+    learned.q[2, 0] += 1  # a rounding choice another algorithm made
+    fixed = limit_pairs(learned, w, "kn")
+    assert abs(int(fixed.q[0, 0]) + int(fixed.q[1, 0])) <= 128  # 127 + 127 projected
+    np.testing.assert_array_equal(fixed.q[2:], learned.q[2:])
+    np.testing.assert_array_equal(fixed.q[:, 1], learned.q[:, 1])
+    np.testing.assert_array_equal(fixed.scale, learned.scale)
+
+
+def test_weight_kind_tells_depthwise_from_grouped_and_layouts():
+    assert weight_kind("MatMul", (64, 32), 1) == ("MatMul", "kn")
+    assert weight_kind("Gemm", (32, 64), 0) == ("Gemm", "nk")
+    assert weight_kind("Conv", (16, 1, 3, 3), 0, group=16) == ("DepthwiseConv", None)
+    assert weight_kind("Conv", (16, 4, 3, 3), 0, group=4) == ("Conv", "conv")
+    assert weight_kind("Conv", (16, 8, 3, 3), None) == ("Conv", None)  # per tensor

@@ -190,10 +190,11 @@ def _add_weight_range(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-range", choices=("auto", "full", "reduced", "paired"),
                    default="auto",
                    help="INT8 weights: full (−127..127), reduced (7 bits, −63..63: x86 CPUs "
-                   "without VNNI saturate with full-range weights), paired (MatMul weights 8 "
-                   "bits with each pair of K rows 2i, 2i+1 summing to at most 128, which those "
-                   "CPUs add exactly; Conv/Gemm 7 bits) or auto (default: full where ONNX "
-                   "Runtime's kernels here are exact, else paired, else reduced)")
+                   "without VNNI saturate with full-range weights), paired (MatMul, Gemm, "
+                   "Conv weights 8 bits with each pair of K rows 2i, 2i+1 summing to at most "
+                   "128, which those CPUs add exactly; depthwise Conv full range) or auto "
+                   "(default: full where ONNX Runtime's kernels here are exact, else paired "
+                   "where its probes confirm the layout, else reduced)")
 
 
 def _add_weight_only(p: argparse.ArgumentParser) -> None:

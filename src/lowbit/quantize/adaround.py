@@ -67,7 +67,13 @@ from lowbit.quantize.layer_inputs import (
     weight_matrix,
     weight_of,
 )
-from lowbit.quantize.params import WeightQuant, quantize_weight
+from lowbit.quantize.params import (
+    GRID_QMAX,
+    WeightQuant,
+    limit_pairs,
+    quantize_weight_on,
+    weight_kind,
+)
 from lowbit.quantize.qdq import quantize_qdq
 from lowbit.quantize.settings import QuantizeSettings
 
@@ -184,8 +190,8 @@ def adaround(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]]
     inputs = collect_inputs(model, layers, samples, columns=options.columns,
                             gram_up_to=options.batch, seed=options.seed,
                             holdout=options.holdout, quantized=quantized)
-    qmax = settings.weight_qmax
     weights: dict[str, WeightQuant] = {}
+    grids: set[str] = set()
     rows: list[LayerRounding] = []
     with _progress_bar(progress, len(layers)) as advance:
         for index, layer in enumerate(layers):
@@ -195,22 +201,33 @@ def adaround(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]]
                 continue
             weight = weight_of(model, layer)
             axis = layer.axis if settings.per_channel else None
-            nearest = quantize_weight(weight, axis, qmax=qmax)
+            # The grid deploy uses for this weight; paired weights learn on ±127 and then
+            # have their few overflowing pairs of K rows projected.
+            kind, layout = weight_kind(layer.op_type, layer.shape, axis, layer.group)
+            grid = settings.weight_grid(kind)
+            grids.add(grid)
+            qmax = GRID_QMAX[grid] if grid != "paired" or layout is not None and axis is not None \
+                else GRID_QMAX["reduced"]
+            nearest = quantize_weight_on(grid, weight, axis, layout)
             matrix = weight_matrix(weight, layer)
             scale = _scale_matrix(nearest.scale, layer, weight.shape, axis)
             result = optimize_rounding(matrix, data, scale, qmax, options,
                                        seed=options.seed + index)
             used = result.adaround_error < result.nearest_error
             q = from_matrix(result.q, layer).astype(np.int8) if used else nearest.q
-            changed = float(np.mean(q != nearest.q))
-            weights[layer.weight] = WeightQuant(q, nearest.scale, axis)
+            learned = WeightQuant(q, nearest.scale, axis)
+            if used and grid == "paired" and layout is not None and axis is not None:
+                learned = limit_pairs(learned, weight, layout)
+            changed = float(np.mean(learned.q != nearest.q))
+            weights[layer.weight] = learned
             rows.append(LayerRounding(layer.node, layer.weight, result.nearest_error,
                                       result.adaround_error if used else result.nearest_error,
                                       changed, used))
             log.debug("adaround %s: error %.4g → %.4g", layer.node, result.nearest_error,
                       result.adaround_error)
             advance()
-    bits = int(qmax).bit_length() + 1  # symmetric grid: 7 → 4 bits, 63 → 7, 127 → 8
+    # symmetric grids: ±7 → 4 bits, ±63 → 7, ±127 (full or paired) → 8
+    bits = max((int(GRID_QMAX[g]).bit_length() + 1 for g in grids), default=8)
     report = AdaRoundReport(tuple(rows), len(samples), options.columns, bits,
                             time.perf_counter() - start, quantized is not None)
     log.info(report.summary())

@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.input_means import mean_input_ops, mean_shift
 from lowbit.errors import DatasetError
-from lowbit.quantize.params import WeightQuant, quantize_weight
+from lowbit.quantize.params import WeightQuant, quantize_weight_on, weight_kind
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
 
@@ -152,7 +152,10 @@ def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
     axis_used = axis if settings.per_channel else None
     quant = given.get(node.input[1])
     if quant is None or quant.axis != axis_used or quant.q.shape != weight.shape:
-        quant = quantize_weight(weight, axis_used, qmax=settings.weight_qmax)
+        # The weights deploy will write (lowbit.quantize.qdq picks them the same way).
+        kind, layout = weight_kind(node.op_type, weight.shape, axis_used,
+                                   int(_attr(node, "group", 1)))
+        quant = quantize_weight_on(settings.weight_grid(kind), weight, axis_used, layout)
     shape = [1] * weight.ndim
     if settings.per_channel:
         shape[axis] = -1

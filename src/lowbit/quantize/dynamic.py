@@ -13,9 +13,9 @@ MatMulIntegerToFloat / DynamicQuantizeMatMul):
     MatMulInteger(X_q, W_q, x_zero_point, w_zero_point) ─ Cast(float) ─ Mul(x_scale·w_scale)
 
 W_q is symmetric int8 per output column (``settings.per_channel``) in
-[−``settings.weight_qmax``, ``weight_qmax``], or 8 bits with int16-safe K pairs where
-ORT's uint8×int8 kernels saturate on this CPU (x86 without VNNI;
-``settings.paired_matmul_weights``), as for static INT8. A Gemm's bias C is added
+on the grid ``settings.weight_grid("MatMul")`` gives: 8 bits, or 8 bits with int16-safe
+pairs of K rows where ORT's uint8×int8 kernels saturate on this CPU (x86 without VNNI),
+as for static INT8. A Gemm's bias C is added
 in float after the Mul. In a transformer graph (lowbit.quantize.transformer) the same
 scope applies as for static INT8: with ``settings.quantize_attention`` the attention
 MatMuls get both operands quantized at run time (uint8 × uint8), large embedding tables
@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.errors import UsageError
-from lowbit.quantize.params import quantize_weight, quantize_weight_paired
+from lowbit.quantize.params import quantize_weight_on, weight_kind
 from lowbit.quantize.qdq import NodeDecision, QuantizeResult
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.quantize.transformer import quantize_embeddings, transformer_scope
@@ -166,8 +166,8 @@ class _DynamicRewriter:
             if transposed:
                 array = array.T  # MatMulInteger needs B as [K, N]
             axis = 1 if self.settings.per_channel else None
-            wq = (quantize_weight_paired(array) if axis == 1 and self.settings.paired_matmul_weights
-                  else quantize_weight(array, axis, qmax=self.settings.weight_qmax))
+            kind, layout = weight_kind("MatMul", array.shape, axis)  # runs as MatMulInteger
+            wq = quantize_weight_on(self.settings.weight_grid(kind), array, axis, layout)
             scale = wq.scale if axis is not None else wq.scale.reshape(())
             zero = np.zeros(scale.shape, np.int8)
             names = (self._unique(f"{name}_quantized"), self._unique(f"{name}_scale"),

@@ -4,6 +4,7 @@
     q = quantize(x, p); x_hat = dequantize(q, p)  # |x - x_hat| <= scale/2 inside the range
     w = quantize_weight(weight, axis=0)           # symmetric int8 per output channel
     w = quantize_weight_paired(matmul_weight)     # 8 bits, int16-safe pairs along K (non-VNNI)
+    w = quantize_weight_on(settings.weight_grid("Conv"), conv_weight, 0, "conv")
     b = quantize_bias(bias, input_scale, w.scale) # int32, scale = s_in * s_w
 
 Zero is always exactly representable: the range is widened to include 0 and the
@@ -139,10 +140,45 @@ def bias_safe_weight_scale(bias: np.ndarray, input_scale: float) -> np.ndarray:
     return (np.abs(np.asarray(bias, np.float64)) / (input_scale * limit)).astype(np.float32)
 
 
+LAYOUTS = ("kn", "nk", "conv")
+GRID_QMAX = {"full": WEIGHT_QMAX, "paired": WEIGHT_QMAX, "reduced": 63, "int4": 7}
+
+
+def weight_kind(op_type: str, shape: tuple[int, ...], axis: int | None, group: int = 1
+                ) -> tuple[str, str | None]:
+    """What lowbit.quantize.settings.QuantizeSettings.weight_grid needs to know of a weight:
+    its kind ("MatMul", "Gemm", "Conv", "DepthwiseConv" or the op type) and, where the
+    paired grid applies, its layout for quantize_weight_paired (None otherwise)."""
+    if op_type == "MatMul" and len(shape) == 2 and axis == 1:
+        return "MatMul", "kn"
+    if op_type == "Gemm" and len(shape) == 2 and axis in (0, 1):
+        return "Gemm", "kn" if axis == 1 else "nk"
+    if op_type == "Conv" and len(shape) >= 3 and axis == 0:
+        if group > 1 and shape[1] == 1 and shape[0] == group:
+            return "DepthwiseConv", None
+        return "Conv", "conv"
+    return op_type, None
+
+
+def quantize_weight_on(grid: str, weight: np.ndarray, axis: int | None, layout: str | None,
+                       min_scale: np.ndarray | float | None = None) -> WeightQuant:
+    """A weight on ``grid`` ("full", "paired", "reduced", "int4"; see
+    QuantizeSettings.weight_grid): paired where a layout and a per-channel axis allow it,
+    else symmetric per channel (or per tensor) in ±GRID_QMAX[grid]."""
+    if grid == "paired" and layout is not None and axis is not None:
+        return quantize_weight_paired(weight, min_scale, layout=layout)
+    qmax = GRID_QMAX["reduced" if grid == "paired" else grid]
+    return quantize_weight(weight, axis, min_scale, qmax=qmax)
+
+
 def quantize_weight_paired(weight: np.ndarray, min_scale: np.ndarray | float | None = None, *,
-                           qmax: int = WEIGHT_QMAX, limit: int = PAIR_LIMIT) -> WeightQuant:
-    """Symmetric int8 per column of a MatMul weight ``[K, N]`` such that every pair of rows
-    (2i, 2i+1) keeps |q[2i] + q[2i+1]| ≤ ``limit`` in each column.
+                           layout: str = "kn", qmax: int = WEIGHT_QMAX,
+                           limit: int = PAIR_LIMIT) -> WeightQuant:
+    """Symmetric int8 per output channel such that every pair of K rows (2i, 2i+1) keeps
+    |q[2i] + q[2i+1]| ≤ ``limit`` for each output channel. ``layout`` says where K is:
+    "kn" a MatMul/Gemm weight ``[K, N]`` (scales along axis 1), "nk" a Gemm weight with
+    transB ``[N, K]``, "conv" a Conv weight ``[O, I, kh, kw]`` whose K runs over kh, kw,
+    then I, as x86 kernels lay it out (scales along axis 0 for both).
 
     That is the condition under which the uint8×int8 kernels of x86 CPUs without VNNI,
     which add such pairs of products in a saturating int16, stay exact for any uint8
@@ -154,9 +190,8 @@ def quantize_weight_paired(weight: np.ndarray, min_scale: np.ndarray | float | N
     least squared error after those projections; the other columns are exactly the
     full-range weights. Opposite-sign pairs cannot overflow and are left alone.
     """
-    w = np.asarray(weight, np.float32)
-    if w.ndim != 2:
-        raise ValueError(f"paired weights need a 2-D [K, N] weight, got shape {w.shape}")
+    original = np.asarray(weight, np.float32)
+    w = _as_kn(original, layout)
     k = w.shape[0]
     padded = np.concatenate([w, np.zeros((1, w.shape[1]), np.float32)]) if k % 2 else w
     absmax = np.abs(padded).max(axis=0) if padded.size else np.zeros(w.shape[1], np.float32)
@@ -183,15 +218,41 @@ def quantize_weight_paired(weight: np.ndarray, min_scale: np.ndarray | float | N
         best_scale = np.where(better, scale, best_scale).astype(np.float32)
         best_error = np.where(better, error, best_error)
     assert best_q is not None
-    return WeightQuant(best_q[:k].astype(np.int8), best_scale, 1)
+    q = _from_kn(best_q[:k].astype(np.int8), layout, original.shape)
+    return WeightQuant(q, best_scale, 1 if layout == "kn" else 0)
+
+
+def _as_kn(weight: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "kn" and weight.ndim == 2:
+        return weight
+    if layout == "nk" and weight.ndim == 2:
+        return weight.T
+    if layout == "conv" and weight.ndim >= 3:
+        order = (*range(2, weight.ndim), 1, 0)  # [*kernel, I, O]
+        return weight.transpose(order).reshape(-1, weight.shape[0])
+    raise ValueError(f"no paired layout {layout!r} for a weight of shape {weight.shape}")
+
+
+def _from_kn(q: np.ndarray, layout: str, shape: tuple[int, ...]) -> np.ndarray:
+    if layout == "kn":
+        return q
+    if layout == "nk":
+        return q.T
+    kernel = shape[2:]
+    return q.reshape(*kernel, shape[1], shape[0]).transpose(
+        len(kernel) + 1, len(kernel), *range(len(kernel)))
 
 
 def _paired_round(target: np.ndarray, qmax: int, limit: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest integers in [−qmax, qmax], then every same-sign pair of rows (2i, 2i+1)
     whose magnitudes sum over ``limit`` projected onto |q0| + |q1| = ``limit``; also
-    which columns had such a pair."""
-    q = np.clip(np.rint(target), -qmax, qmax)
+    which columns had such a pair. ``target`` (w / scale) has an even number of rows."""
+    return _project_pairs(np.clip(np.rint(target), -qmax, qmax), target, qmax, limit)
+
+
+def _project_pairs(q: np.ndarray, target: np.ndarray, qmax: int, limit: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
     t0, t1 = target[0::2], target[1::2]
     q0, q1 = q[0::2], q[1::2]
     sign = np.sign(q0)
@@ -205,3 +266,19 @@ def _paired_round(target: np.ndarray, qmax: int, limit: int
         q1[bad] = (sign * (limit - r0))[bad]
         q[0::2], q[1::2] = q0, q1
     return q, np.any(bad, axis=0)
+
+
+def limit_pairs(quant: WeightQuant, weight: np.ndarray, layout: str, *,
+                qmax: int = WEIGHT_QMAX, limit: int = PAIR_LIMIT) -> WeightQuant:
+    """``quant`` (integers chosen another way, e.g. by AdaRound, with per-channel scales)
+    with its overflowing same-sign pairs of K rows projected as quantize_weight_paired
+    does; every other integer is kept."""
+    w = _as_kn(np.asarray(weight, np.float32), layout)
+    q = _as_kn(np.asarray(quant.q, np.float64), layout)
+    target = w / quant.scale.reshape(1, -1)
+    if q.shape[0] % 2:
+        pad = np.zeros((1, q.shape[1]))
+        q, target = np.concatenate([q, pad]), np.concatenate([target, pad])
+    projected, _ = _project_pairs(q.copy(), target, qmax, limit)
+    out = _from_kn(projected[:w.shape[0]].astype(np.int8), layout, np.shape(weight))
+    return WeightQuant(out, quant.scale, quant.axis)

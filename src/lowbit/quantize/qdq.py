@@ -43,8 +43,8 @@ from lowbit.quantize.params import (
     bias_safe_weight_scale,
     bias_scale,
     quantize_bias,
-    quantize_weight,
-    quantize_weight_paired,
+    quantize_weight_on,
+    weight_kind,
 )
 from lowbit.quantize.rules import InputRole, OpRule, OutputMode, Role, rule_for
 from lowbit.quantize.settings import QuantizeSettings
@@ -130,7 +130,7 @@ class _QdqRewriter:
         self.removed: list[NodeDecision] = []
         self.float_tensors: dict[str, str] = {}
         self._quantized_nodes: set[ir.Node] = set()
-        self._weight_cache: dict[tuple[str, int | None, bytes | None, bool], ir.Value] = {}
+        self._weight_cache: dict[tuple[str, int | None, bytes | None, str], ir.Value] = {}
         self._param_values: dict[QuantParams, tuple[ir.Value, ir.Value]] = {}
         self._names: set[str] = {v.name for v in _all_values(graph) if v.name}
 
@@ -327,20 +327,18 @@ class _QdqRewriter:
         if not self.settings.per_channel:
             axis = None
         floor_key = None if min_scale is None else min_scale.tobytes()
-        paired = (node.op_type == "MatMul" and axis == 1 and len(value.const_value.shape) == 2
-                  and self.settings.paired_matmul_weights)
-        key = (value.name or "", axis, floor_key, paired)
+        group = node.attributes.get_int("group", 1) if node.op_type == "Conv" else 1
+        shape = tuple(d if isinstance(d, int) else -1 for d in value.const_value.shape)
+        kind, layout = weight_kind(node.op_type, shape, axis, group)
+        grid = self.settings.weight_grid(kind)
+        key = (value.name or "", axis, floor_key, grid)
         if key not in self._weight_cache:
-            wq = self._given_weight(value, axis, min_scale)
-            if wq is None and paired:
-                wq = quantize_weight_paired(value.const_value.numpy().astype(np.float32),
-                                            min_scale)
+            wq = self._given_weight(value, axis, min_scale, grid, layout)
             if wq is None:
                 weight = value.const_value.numpy().astype(np.float32)
-                qmax = self.settings.weight_qmax
-                wq = quantize_weight(weight, axis, min_scale, qmax=qmax)
+                wq = quantize_weight_on(grid, weight, axis, layout, min_scale)
                 raised = 0 if min_scale is None else int(np.sum(
-                    min_scale > quantize_weight(weight, axis, qmax=qmax).scale))
+                    min_scale > quantize_weight_on(grid, weight, axis, layout).scale))
                 if raised:
                     log.info("%s: raised the weight scale of %d channel(s) so the int32 bias "
                              "fits", value.name, raised)
@@ -360,8 +358,8 @@ class _QdqRewriter:
             dq_out.meta["lowbit_weight_scale"] = wq.scale
         node.replace_input_with(index, self._weight_cache[key])
 
-    def _given_weight(self, value: ir.Value, axis: int | None, min_scale: np.ndarray | None
-                      ) -> WeightQuant | None:
+    def _given_weight(self, value: ir.Value, axis: int | None, min_scale: np.ndarray | None,
+                      grid: str, layout: str | None) -> WeightQuant | None:
         """The precomputed integers for this weight, when they fit its axis and bias floor."""
         given = self.given_weights.get(value.name or "")
         if given is None:
@@ -382,7 +380,7 @@ class _QdqRewriter:
         # scale (near-zero weights and a sizeable bias); the others keep the given integers.
         assert value.const_value is not None
         weight = value.const_value.numpy().astype(np.float32)
-        raised = quantize_weight(weight, axis, min_scale, qmax=self.settings.weight_qmax)
+        raised = quantize_weight_on(grid, weight, axis, layout, min_scale)
         low = np.asarray(min_scale) > given.scale
         mask_shape: list[int] = [1] * weight.ndim
         mask_shape[axis] = -1

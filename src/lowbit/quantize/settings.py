@@ -30,12 +30,13 @@ class QuantizeSettings:
     weight_range: "full" uses int8 weights in [−127, 127]; "reduced" uses [−63, 63]
     (ORT's reduce_range), which x86 CPUs without VNNI need: their U8S8 kernels add
     pairs of uint8·int8 products in saturating int16, and 2·255·127 overflows it.
-    "paired" keeps 8-bit weights for MatMul (the transformer's linear layers), with every
-    pair of K rows (2i, 2i+1) limited to |q0 + q1| ≤ 128 so that those int16 sums cannot
-    overflow (lowbit.quantize.params.quantize_weight_paired), and 7 bits elsewhere (Conv
-    and Gemm pack their weights differently). "auto" (the default) asks ONNX Runtime on
-    this machine: full where its kernels are exact (``int8_saturates``), else paired where
-    the MatMul probe confirms the pair layout (``matmul_pairs_saturate``), else reduced.
+    "paired" keeps 8-bit weights for MatMul, Gemm and Conv, with every pair of K rows
+    (2i, 2i+1) limited to |q0 + q1| ≤ 128 so that those int16 sums cannot overflow
+    (lowbit.quantize.params.quantize_weight_paired), full-range depthwise Conv weights
+    (summed in int32) and 7 bits elsewhere. "auto" (the default) asks ONNX Runtime on this
+    machine: full where its kernels are exact (``int8_saturates``), else, per kind, paired
+    (or full for depthwise) where a probe confirms the layout (``u8s8_layouts``), else
+    reduced. ``weight_grid`` tells the grid of each kind.
 
     weight_bits: 8 (the default) or 4 (W4A8: weights symmetric in [−7, 7], activations
     still 8-bit; −8 is left unused so that −w is representable, as −128 is for int8).
@@ -83,16 +84,22 @@ class QuantizeSettings:
             return int8_saturates()
         return self.weight_range in ("reduced", "paired")
 
-    @property
-    def paired_matmul_weights(self) -> bool:
-        """Whether MatMul weights use 8 bits with int16-safe K pairs (see ``weight_range``)."""
-        if self.weight_bits == 4 or self.weight_range in ("full", "reduced"):
-            return False
-        if self.weight_range == "paired":
-            return True
-        from lowbit.runtime.ort import matmul_pairs_saturate
+    def weight_grid(self, kind: str) -> str:
+        """The grid of a weight of ``kind`` (lowbit.quantize.params.weight_kind: "MatMul",
+        "Gemm", "Conv", "DepthwiseConv" or another op type): "full" (±127), "paired"
+        (±127 with int16-safe pairs of K rows), "reduced" (±63) or "int4" (±7)."""
+        if self.weight_bits == 4:
+            return "int4"
+        if self.weight_range in ("full", "reduced"):
+            return self.weight_range
+        if not self.reduced_range:
+            return "full"  # auto, on a CPU whose kernels are exact
+        from lowbit.runtime.ort import PAIRED_KINDS, u8s8_layouts
 
-        return self.reduced_range and matmul_pairs_saturate()
+        layouts = PAIRED_KINDS if self.weight_range == "paired" else u8s8_layouts()
+        if kind == "DepthwiseConv":
+            return "full" if kind in layouts else "reduced"
+        return "paired" if kind in layouts else "reduced"
 
     @property
     def weight_qmax(self) -> int:

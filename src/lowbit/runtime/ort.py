@@ -97,50 +97,110 @@ class OrtRunner:
         return dict(zip(names, values, strict=True))
 
 
+PAIRED_KINDS = frozenset({"MatMul", "Gemm", "Conv", "DepthwiseConv"})
+
+
 @functools.cache
-def matmul_pairs_saturate() -> bool:
-    """Whether ONNX Runtime's uint8×int8 MatMul on this CPU saturates exactly in the int16
-    sums of K rows (2i, 2i+1), and only there: the layout lowbit's paired 8-bit weights
-    (lowbit.quantize.params.quantize_weight_paired) are made for.
+def u8s8_layouts() -> frozenset[str]:
+    """Which of ONNX Runtime's uint8×int8 kernels on this CPU lowbit's paired 8-bit weights
+    (lowbit.quantize.params.quantize_weight_paired) fit: "MatMul", "Gemm" and "Conv" where
+    the kernel saturates in the int16 sum of K rows 2i and 2i+1 and nowhere else (a Conv's
+    K runs over kernel rows, columns, then input channels), and "DepthwiseConv" where a
+    depthwise Conv is exact with full-range weights (its kernel sums in int32).
 
-    Three QDQ MatMuls of one all-255 row with K = 4 tell: weights 127 in rows 0 and 1
-    must saturate (a pair), 127 in rows 1 and 2 must not (two pairs), and 127 + 1 in
-    rows 0 and 1 (the pair limit, 255·128 = 32640) must be exact. Any other answer (a
-    VNNI CPU, a different kernel packing) returns False."""
-    cases = {(127, 127, 0, 0): False, (0, 127, 127, 0): True, (127, 1, 0, 0): True}
-    for rows, must_be_exact in cases.items():
-        exact = 255.0 * sum(rows)
-        value = _u8s8_matmul(np.array(rows, np.int8).reshape(4, 1))
-        if (abs(value - exact) < 0.5) != must_be_exact:
-            log.info("ONNX Runtime U8S8 MatMul probe: rows %s gave %.0f (exact %.0f): not the "
-                     "paired layout", rows, value, exact)
-            return False
-    log.info("ONNX Runtime U8S8 MatMul probe: int16 pair sums over K rows (2i, 2i+1)")
-    return True
+    Each is told by tiny QDQ models of all-255 inputs and weights 127: a pair must
+    saturate (255·254 > 32767), two rows that are not a pair must not. A CPU with VNNI
+    saturates nowhere and gets an empty set here (``int8_saturates`` covers it)."""
+    found = set()
+    pair, split = _matmul_value([127, 127, 0, 0]), _matmul_value([0, 127, 127, 0])
+    if _saturated(pair, 64770) and not _saturated(split, 64770):
+        found.add("MatMul")
+    pair, split = _gemm_value([127, 127, 0, 0]), _gemm_value([0, 127, 127, 0])
+    if _saturated(pair, 64770) and not _saturated(split, 64770):
+        found.add("Gemm")
+    # 3 input channels, 3×3 kernel: K index 3·(3·kh + kw) + c. Rows 2 and 3 (tap 0's
+    # channel 2, tap 1's channel 0) are a pair across taps; rows 1 and 2 are not.
+    pair, split = _conv_value({2: 127, 3: 127}), _conv_value({1: 127, 2: 127})
+    if _saturated(pair, 64770) and not _saturated(split, 64770):
+        found.add("Conv")
+    if not _saturated(_depthwise_value(), 255 * 127 * 9):
+        found.add("DepthwiseConv")
+    log.info("ONNX Runtime U8S8 layouts: int16 pairs of K rows (2i, 2i+1) in %s; depthwise "
+             "Conv %s", ", ".join(sorted(found - {"DepthwiseConv"})) or "none",
+             "exact" if "DepthwiseConv" in found else "saturates")
+    return frozenset(found)
 
 
-def _u8s8_matmul(weight: np.ndarray) -> float:
-    """One all-255 uint8 row times an int8 ``[K, 1]`` weight (scales 1) through a QDQ MatMul
-    that ONNX Runtime runs as an integer kernel."""
-    k = weight.shape[0]
+def _saturated(value: float, exact: float) -> bool:
+    return abs(value - exact) > 0.1 * exact
+
+
+def _qdq_probe(op: helper.NodeProto, x_shape: list[int], weight: np.ndarray,
+               out_scale: float | None, weight_axis: int | None = None) -> float:
+    """The first output value of ``op`` on an all-255 uint8 input and int8 ``weight``
+    (scales 1), as a QDQ graph ONNX Runtime fuses into its integer kernel; with
+    ``out_scale`` the output goes through QuantizeLinear/DequantizeLinear too."""
+    w_scale = np.ones(weight.shape[0], np.float32) if weight_axis == 0 else \
+        np.array(1.0, np.float32)
+    w_zero = np.zeros(w_scale.shape, np.int8)
+    dequantize = helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"])
+    if weight_axis is not None:
+        dequantize.attribute.append(helper.make_attribute("axis", weight_axis))
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "one", "zero_u8"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "one", "zero_u8"], ["xd"]),
-        helper.make_node("DequantizeLinear", ["w", "one", "zero_s8"], ["wd"]),
-        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+        dequantize,
+        op,
     ]
-    graph = helper.make_graph(
-        nodes, "u8s8_matmul_probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1])],
-        [numpy_helper.from_array(np.array(1.0, np.float32), "one"),
-         numpy_helper.from_array(np.array(0, np.uint8), "zero_u8"),
-         numpy_helper.from_array(weight.astype(np.int8), "w"),
-         numpy_helper.from_array(np.array(0, np.int8), "zero_s8")])
+    inits = [numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(0, np.uint8), "zero_u8"),
+             numpy_helper.from_array(weight.astype(np.int8), "w"),
+             numpy_helper.from_array(w_scale, "w_scale"),
+             numpy_helper.from_array(w_zero, "w_zero")]
+    out = "y"
+    if out_scale is not None:
+        inits.append(numpy_helper.from_array(np.array(out_scale, np.float32), "out_scale"))
+        nodes += [helper.make_node("QuantizeLinear", ["y", "out_scale", "zero_u8"], ["yq"]),
+                  helper.make_node("DequantizeLinear", ["yq", "out_scale", "zero_u8"], ["out"])]
+        out = "out"
+    graph = helper.make_graph(nodes, "u8s8_probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                              inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     session = create_session(model, threads=1)
-    return float(session.run(None, {"x": np.full((1, 1, k), 255.0, np.float32)})[0].item())
+    feeds = {"x": np.full(x_shape, 255.0, np.float32)}
+    return float(np.asarray(session.run(None, feeds)[0]).ravel()[0])
+
+
+def _matmul_value(rows: list[int]) -> float:
+    weight = np.array(rows, np.int8).reshape(-1, 1)
+    return _qdq_probe(helper.make_node("MatMul", ["xd", "wd"], ["y"]), [1, 1, len(rows)],
+                      weight, None)
+
+
+def _gemm_value(rows: list[int]) -> float:
+    weight = np.array(rows, np.int8).reshape(1, -1)  # [N, K], transB
+    return _qdq_probe(helper.make_node("Gemm", ["xd", "wd"], ["y"], transB=1),
+                      [1, len(rows)], weight, None)
+
+
+def _conv_value(rows: dict[int, int]) -> float:
+    flat = np.zeros(27, np.int8)  # K order (kh, kw, c) for a [1, 3, 3, 3] weight
+    for index, value in rows.items():
+        flat[index] = value
+    weight = flat.reshape(3, 3, 3).transpose(2, 0, 1)[None]
+    # Output scale 512: 64770 reads back as 65024, a saturated 32767 as 32768.
+    return _qdq_probe(helper.make_node("Conv", ["xd", "wd"], ["y"]), [1, 3, 3, 3], weight,
+                      512.0, weight_axis=0)
+
+
+def _depthwise_value() -> float:
+    weight = np.full((2, 1, 3, 3), 127, np.int8)
+    # Output scale 2048: 291465 reads back as 290816; pair sums saturated give ~163453.
+    return _qdq_probe(helper.make_node("Conv", ["xd", "wd"], ["y"], group=2), [1, 2, 3, 3],
+                      weight, 2048.0, weight_axis=0)
 
 
 @functools.cache
@@ -177,5 +237,5 @@ def int8_saturates() -> bool:
     # 64770/512 rounds to 127 (65024); 32767/512 to 64 (32768).
     saturates = value < 64770 - 512
     log.info("ONNX Runtime U8S8 probe: %.0f (exact 64770): %s", value,
-             "saturates, weights use 7 bits" if saturates else "exact")
+             "saturates: weights use 7 bits or int16-safe pairs" if saturates else "exact")
     return saturates
