@@ -178,4 +178,5 @@ def test_weight_kind_tells_depthwise_from_grouped_and_layouts():
     assert weight_kind("Gemm", (32, 64), 0) == ("Gemm", "nk")
     assert weight_kind("Conv", (16, 1, 3, 3), 0, group=16) == ("DepthwiseConv", None)
     assert weight_kind("Conv", (16, 4, 3, 3), 0, group=4) == ("Conv", "conv")
-    assert weight_kind("Conv", (16, 8, 3, 3), None) == ("Conv", None)  # per tensor
+    assert weight_kind("Conv", (16, 8, 3, 3), None) == ("Conv2d", None)  # per tensor
+    assert weight_kind("Conv", (16, 8, 3), 0) == ("Conv1d", None)  # not probed

@@ -25,6 +25,7 @@ WEIGHT_QMAX = 127  # symmetric weights use [-127, 127] so that -w is representab
 # saturating int16: 255·|q0 + q1| ≤ 32767 needs |q0 + q1| ≤ 128 (lowbit.runtime.ort).
 PAIR_LIMIT = 128
 # Column scales tried by quantize_weight_paired, as fractions of the full-range scale's qmax.
+_REFITS = 2
 _PAIRED_QMAX_STEPS = (127, 124, 120, 116, 112, 106, 100, 92, 84, 76, 63)
 
 
@@ -153,10 +154,12 @@ def weight_kind(op_type: str, shape: tuple[int, ...], axis: int | None, group: i
         return "MatMul", "kn"
     if op_type == "Gemm" and len(shape) == 2 and axis in (0, 1):
         return "Gemm", "kn" if axis == 1 else "nk"
-    if op_type == "Conv" and len(shape) >= 3 and axis == 0:
+    if op_type == "Conv" and len(shape) == 4 and axis == 0:  # 2-D, the layout probed
         if group > 1 and shape[1] == 1 and shape[0] == group:
             return "DepthwiseConv", None
         return "Conv", "conv"
+    if op_type == "Conv":
+        return f"Conv{len(shape) - 2}d", None  # 1-D / 3-D: not probed, 7 bits
     return op_type, None
 
 
@@ -203,10 +206,21 @@ def quantize_weight_paired(weight: np.ndarray, min_scale: np.ndarray | float | N
         scale = np.where(absmax > 0, absmax / min(steps, qmax), 1.0).astype(np.float32)
         if floor is not None:
             scale = np.maximum(scale, floor).astype(np.float32)
-        target = padded / scale
-        q, moved_now = _paired_round(target, qmax, limit)
+        q, moved_now = _paired_round(padded / scale, qmax, limit)
         if best_q is None:
             moved = moved_now
+        elif _REFITS:
+            # Projected pairs shrink: refit the scale to the integers (least squares,
+            # s = <q, w> / <q, q>), then round and project again at that scale.
+            for _ in range(_REFITS):
+                norm = np.sum(q * q, axis=0)
+                fitted = np.where(norm > 0, np.sum(q * padded, axis=0) / np.maximum(norm, 1),
+                                  scale)
+                scale = np.maximum(fitted, absmax / qmax).astype(np.float32)
+                if floor is not None:
+                    scale = np.maximum(scale, floor).astype(np.float32)
+                q, _ = _paired_round(padded / scale, qmax, limit)
+        target = padded / scale
         error = np.sum(np.square(q - target) * np.square(scale), axis=0)
         better = error < best_error
         if best_q is not None:  # a column no pair overflows at full range keeps that scale
