@@ -1,6 +1,7 @@
 """SmoothQuant: same function in float, smaller INT8 error where activations have outliers."""
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -9,7 +10,7 @@ import pytest
 import lowbit
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
-from lowbit.errors import UsageError
+from lowbit.errors import CalibrationError, UsageError
 from lowbit.passes import canonicalize
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.quantize.smoothquant import (
@@ -206,6 +207,12 @@ def test_smoothing_from_the_table_derives_the_ranges_the_data_would_give():
     assert all("SmoothQuant" in derived.skipped[name] for name in stale)
     assert smooth_from_table(model, collect_ranges(model, calib, settings, progress=False),
                              0.8) is None  # no channel ranges, nothing to smooth with
+    tensor = next(iter(table.channel_ranges))
+    low, high = table.channel_ranges[tensor]
+    wrong = replace(table, channel_ranges={**table.channel_ranges,
+                                           tensor: (low[:-1], high[:-1])})
+    with pytest.raises(CalibrationError, match="made for another model"):
+        smooth_from_table(model, wrong, 0.8)
 
 
 def test_deploy_smooths_a_transformer_by_default_from_the_table(tmp_path):

@@ -47,11 +47,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lowbit.calibration.channel_ranges import linear_weight_layout
+from lowbit.calibration.channel_ranges import linear_inputs, linear_weight_layout
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings, TensorRange
 from lowbit.calibration.table import CalibrationTable
-from lowbit.errors import DatasetError, ModelError, UsageError
+from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs
 from lowbit.quantize.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
@@ -476,6 +476,15 @@ def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: fl
     groups = [g for g in find_groups(model) if g.tensor in table.channel_ranges]
     if not groups:
         return None
+    channels = linear_inputs(model)
+    for group in groups:
+        found = table.channel_ranges[group.tensor][0].size
+        if found != channels[group.tensor]:
+            raise CalibrationError(
+                f"the calibration table's channel ranges of {group.tensor!r} have {found} "
+                f"channels, but the model's {group.matmuls[0]} reads "
+                f"{channels[group.tensor]}: the table was made for another model; re-run "
+                "lowbit calibrate")
     maxima = {g.tensor: np.maximum(np.abs(table.channel_ranges[g.tensor][0]),
                                    np.abs(table.channel_ranges[g.tensor][1]))
               for g in groups}
@@ -483,7 +492,7 @@ def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: fl
     nodes = {n.name: n for n in result.model.graph.node}
     ranges = dict(table.ranges)
     skipped = dict(table.skipped)
-    channels = dict(table.channel_ranges)
+    kept_channels = dict(table.channel_ranges)
     derived: set[str] = set()
     for group in result.groups:
         scale = result.scales[group.tensor].astype(np.float64)
@@ -492,15 +501,15 @@ def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: fl
         tensor = nodes[group.matmuls[0]].input[0]  # X itself, or the inserted Mul's output
         rmin, rmax = float(low.min()), float(high.max())
         ranges[tensor] = TensorRange(max(abs(rmin), abs(rmax)), rmin, rmax)
-        channels.pop(group.tensor, None)
-        channels[tensor] = (low, high)
+        kept_channels.pop(group.tensor, None)
+        kept_channels[tensor] = (low, high)
         derived.add(tensor)
     for name in result.changed - derived:
-        channels.pop(name, None)
+        kept_channels.pop(name, None)
         if ranges.pop(name, None) is not None:
             skipped[name] = ("changed by SmoothQuant and not derivable from the table's channel "
                              "ranges: give --smooth-data to re-measure it")
-    return result, replace(table, ranges=ranges, skipped=skipped, channel_ranges=channels,
+    return result, replace(table, ranges=ranges, skipped=skipped, channel_ranges=kept_channels,
                            input_means=dict(table.input_means), notes=list(table.notes))
 
 
