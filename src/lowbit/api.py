@@ -481,11 +481,11 @@ def deploy(
             raise UsageError("--equalize, --adaround and --weight-bits 4 need a calibration "
                              "table: they do not combine with --dynamic")
         smoothing = None
+        smoothed = False  # whether SmoothQuant changed the model (its layers' inputs)
         if not _smoothing_off(smooth):
-            smoothed, calibration_table, smoothing = _smooth(
+            model_out, calibration_table, smoothing = _smooth(
                 canonical, calibration_table, smooth, smooth_data, int8_settings, dynamic)
-            changed = smoothed is not canonical
-            canonical = smoothed
+            smoothed, canonical = model_out is not canonical, model_out
         accuracy_notes: list[str] = []
         if equalize:
             canonical, calibration_table, note = _equalize(
@@ -512,7 +512,7 @@ def deploy(
                 canonical, _read_table(calibration_table), int8_settings, rounded,
                 quantize_table,
                 changed_by="--equalize" if equalize else
-                "SmoothQuant" if smoothing is not None and changed else None)
+                "SmoothQuant" if smoothed else None)
             accuracy_notes.append(note)
         if not dynamic:
             built = _build_int8(canonical, calibration_table, quantize_table, int8_settings,

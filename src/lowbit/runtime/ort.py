@@ -212,28 +212,8 @@ def int8_saturates() -> bool:
     each pair of uint8·int8 products into a saturating int16: 255·127 + 255·127 =
     64770 does not fit. A one-pixel QDQ Conv with two such input channels tells:
     the exact answer is 64770, a saturating kernel gives 32767."""
-    x = numpy_helper.from_array(np.array(1.0, np.float32), "one")
-    zero_u8 = numpy_helper.from_array(np.array(0, np.uint8), "zero_u8")
-    weight = numpy_helper.from_array(np.full((1, 2, 1, 1), 127, np.int8), "w")
-    zero_s8 = numpy_helper.from_array(np.array(0, np.int8), "zero_s8")
-    out_scale = numpy_helper.from_array(np.array(512.0, np.float32), "out_scale")
-    nodes = [
-        helper.make_node("QuantizeLinear", ["x", "one", "zero_u8"], ["xq"]),
-        helper.make_node("DequantizeLinear", ["xq", "one", "zero_u8"], ["xd"]),
-        helper.make_node("DequantizeLinear", ["w", "one", "zero_s8"], ["wd"]),
-        helper.make_node("Conv", ["xd", "wd"], ["y"]),
-        helper.make_node("QuantizeLinear", ["y", "out_scale", "zero_u8"], ["yq"]),
-        helper.make_node("DequantizeLinear", ["yq", "out_scale", "zero_u8"], ["out"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "int8_probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 1, 1])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 1, 1])],
-        [x, zero_u8, weight, zero_s8, out_scale])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
-    session = create_session(model, threads=1)
-    value = float(session.run(None, {"x": np.full((1, 2, 1, 1), 255.0, np.float32)})[0].item())
+    value = _qdq_probe(helper.make_node("Conv", ["xd", "wd"], ["y"]), [1, 2, 1, 1],
+                       np.full((1, 2, 1, 1), 127, np.int8), 512.0)
     # 64770/512 rounds to 127 (65024); 32767/512 to 64 (32768).
     saturates = value < 64770 - 512
     log.info("ONNX Runtime U8S8 probe: %.0f (exact 64770): %s", value,
