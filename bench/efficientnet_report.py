@@ -227,7 +227,7 @@ def relu_float_variant(f32: Path, calib_npz: Path, out: Path) -> Variant:
     """The float model after ReLU6→Relu + CLE, to show what that replacement alone costs."""
     import onnx
 
-    from lowbit.quantize.equalize import EqualizeSettings, equalize_layers
+    from lowbit.quantize.prepare.equalize import EqualizeSettings, equalize_layers
 
     model, _ = equalize_layers(onnx.load(str(f32)), EqualizeSettings(relu6="relu"))
     path = out / "lite0.f32.relu_cle.onnx"

@@ -30,7 +30,7 @@ import lowbit
 from lowbit.analysis.bench import BenchSettings, BenchVariant, bench_models
 from lowbit.analysis.metrics import cosine
 from lowbit.errors import LowbitError
-from lowbit.quantize.qtable import QTable, write_qtable
+from lowbit.quantize.mixed.qtable import QTable, write_qtable
 from lowbit.runtime.backends import make_runner
 from models import BUILDERS, photo_crops, save
 

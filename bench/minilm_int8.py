@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
-    logging.getLogger("lowbit.quantize.smoothquant").setLevel(logging.INFO)
+    logging.getLogger("lowbit.quantize.prepare.smoothquant").setLevel(logging.INFO)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     raw = work / "minilm.raw.onnx"

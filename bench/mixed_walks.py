@@ -37,9 +37,9 @@ from lowbit.analysis.layerwise import compare_layers
 from lowbit.analysis.validate import Tolerance
 from lowbit.calibration.table import read_table
 from lowbit.passes import canonicalize
-from lowbit.quantize.mixed import deploy_mixed
-from lowbit.quantize.sensitivity import candidate_ops
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.mixed.deploy import deploy_mixed
+from lowbit.quantize.mixed.sensitivity import candidate_ops
 from lowbit.runtime.ort import create_session
 
 

@@ -7,7 +7,7 @@ For every MatMul with a constant 2-D weight (after deploy's default SmoothQuant 
 table has channel ranges, as deploy quantizes them), the weight is quantized per output
 column three ways: 7 bits (±63, ORT's reduce_range), full range (±127, which overflows
 the int16 pair sums of x86 CPUs without VNNI) and paired (±127 with every same-sign
-pair of K rows 2i, 2i+1 limited to |q0 + q1| ≤ 128; lowbit.quantize.params). The table
+pair of K rows 2i, 2i+1 limited to |q0 + q1| ≤ 128; lowbit.quantize.int8.params). The table
 gives the share of pairs that overflow at full range and the summed squared weight
 error of each, relative to full range.
 """
@@ -24,8 +24,8 @@ from onnx import numpy_helper
 
 from lowbit.calibration.table import read_table
 from lowbit.passes import canonicalize
-from lowbit.quantize.params import PAIR_LIMIT, quantize_weight, quantize_weight_paired
-from lowbit.quantize.smoothquant import DEFAULT_ALPHA, smooth_from_table
+from lowbit.quantize.int8.params import PAIR_LIMIT, quantize_weight, quantize_weight_paired
+from lowbit.quantize.prepare.smoothquant import DEFAULT_ALPHA, smooth_from_table
 
 
 def _weights(model: onnx.ModelProto) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 
 import lowbit
-from tests.quantize.tiny_transformer import tiny_block, token_samples
+from tests.quantize.int8.tiny_transformer import tiny_block, token_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import paired_weights

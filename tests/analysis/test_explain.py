@@ -12,9 +12,9 @@ from onnx import TensorProto, helper
 from lowbit.analysis.explain import OpAdvice, SpeedAdvice, advise, explain_int8
 from lowbit.analysis.kernels import FLOAT_COMPUTE_OPS
 from lowbit.passes import canonicalize
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.qoperator import to_qoperator
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.qoperator import to_qoperator
+from lowbit.quantize.int8.settings import QuantizeSettings
 from tests.models import init, make_model, minmax_ranges, small_resnet
 
 COMPUTE = {"stem_conv", "conv1", "conv2", "fc"}

@@ -33,8 +33,8 @@ from lowbit.analysis.plots import plot_bars, plot_layers
 from lowbit.analysis.validate import Tolerance
 from lowbit.errors import DatasetError, ModelError
 from lowbit.passes import canonicalize
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
 from tests.models import make_model, minmax_ranges, small_resnet
 
 TOL = Tolerance(0.99, 0.90)

@@ -9,8 +9,8 @@ from onnx import TensorProto, helper
 
 from lowbit.analysis.pairing import TensorPair, pair_model_tensors, pair_tensors
 from lowbit.passes import canonicalize
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
 from tests.models import init, make_model, minmax_ranges, small_resnet
 
 

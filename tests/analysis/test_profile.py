@@ -19,8 +19,8 @@ from lowbit.analysis.profile import (
 )
 from lowbit.errors import UsageError
 from lowbit.passes import canonicalize
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
 from tests.models import make_model, minmax_ranges, small_resnet
 
 

@@ -19,9 +19,9 @@ from onnx import TensorProto, helper
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.passes import canonicalize
-from lowbit.quantize.auto_check import check_auto_table, with_alpha
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.prepare.auto_check import check_auto_table, with_alpha
 from lowbit.runtime.ort import create_session
 from tests.models import init, make_model, small_resnet
 

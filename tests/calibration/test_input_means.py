@@ -12,8 +12,8 @@ from lowbit.calibration.input_means import MeanInputOp, mean_input_ops, patch_me
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import format_table, parse_table
 from lowbit.errors import CalibrationError
-from lowbit.quantize.bias_correction import correct_biases, correct_biases_from_means
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.prepare.bias_correction import correct_biases, correct_biases_from_means
 from tests.models import init, make_model
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from lowbit.quantize.qtable import read_qtable
+from lowbit.quantize.mixed.qtable import read_qtable
 from tests.cli.test_flow import run_cli
 from tests.models import small_resnet
 
@@ -110,7 +110,7 @@ def test_deploy_f16_runs_on_ort_and_bf16_names_the_missing_kernel(
 
 def test_precision_of_tells_each_variant_apart(work: Path) -> None:
     from lowbit.api import precision_of
-    from lowbit.quantize.floats import FloatSettings, convert_float
+    from lowbit.quantize.floats.convert import FloatSettings, convert_float
 
     f32 = onnx.load(str(work / "f32.onnx"))
     assert precision_of(f32) == "F32"

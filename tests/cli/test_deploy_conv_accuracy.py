@@ -13,7 +13,7 @@ from onnx import TensorProto, numpy_helper
 
 import lowbit
 from lowbit.cli.main import main
-from tests.quantize.test_equalize import chain_model
+from tests.quantize.prepare.test_equalize import chain_model
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The terminal summaries stay readable on big models."""
 
 from lowbit.cli.render import left_float_lines
-from lowbit.quantize.qdq import NodeDecision
+from lowbit.quantize.int8.qdq import NodeDecision
 
 
 def test_left_float_groups_ops_by_type_and_reason() -> None:

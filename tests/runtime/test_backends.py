@@ -12,8 +12,8 @@ from lowbit.analysis.bench import BenchSettings, BenchVariant
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import UsageError
 from lowbit.passes import canonicalize
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.runtime.backends import (
     Runner,
     backend_names,

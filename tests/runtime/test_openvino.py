@@ -11,8 +11,8 @@ import pytest
 from lowbit.analysis.bench import BenchSettings, BenchVariant, bench_models
 from lowbit.errors import ModelError
 from lowbit.passes import canonicalize
-from lowbit.quantize.qdq import quantize_qdq
-from lowbit.quantize.settings import QuantizeSettings
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.runtime.backends import Runner, make_runner
 from tests.models import make_model, minmax_ranges, small_resnet
 

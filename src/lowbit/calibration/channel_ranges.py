@@ -6,7 +6,7 @@
     extremes.add(feeds, fetched)            # per run
     extremes.result()                       # {tensor: (min[K], max[K])}
 
-SmoothQuant (lowbit.quantize.smoothquant) divides channel j of a MatMul input X by
+SmoothQuant (lowbit.quantize.prepare.smoothquant) divides channel j of a MatMul input X by
 s_j, computed from max|X_j|. With the per-channel min and max of X, the smoothed
 tensor's range follows exactly: min(X/s) = min_j(min_j / s_j), max likewise (s > 0),
 so deploy can smooth and quantize without the data set again. Channels are the last

@@ -16,8 +16,8 @@ from lowbit.analysis.layerwise import LayerReport
 from lowbit.analysis.report import ReportRow, baseline_of
 from lowbit.analysis.validate import ValidationReport
 from lowbit.api import DeployResult
-from lowbit.quantize.qdq import NodeDecision
-from lowbit.quantize.qtable import LossRow
+from lowbit.quantize.int8.qdq import NodeDecision
+from lowbit.quantize.mixed.qtable import LossRow
 
 # Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)

@@ -103,7 +103,7 @@ PAIRED_KINDS = frozenset({"MatMul", "Gemm", "Conv", "DepthwiseConv"})
 @functools.cache
 def u8s8_layouts() -> frozenset[str]:
     """Which of ONNX Runtime's uint8×int8 kernels on this CPU lowbit's paired 8-bit weights
-    (lowbit.quantize.params.quantize_weight_paired) fit: "MatMul", "Gemm" and "Conv" where
+    (lowbit.quantize.int8.params.quantize_weight_paired) fit: "MatMul", "Gemm" and "Conv" where
     the kernel saturates in the int16 sum of K rows 2i and 2i+1 and nowhere else (a Conv's
     K runs over kernel rows, columns, then input channels), and "DepthwiseConv" where a
     depthwise Conv is exact with full-range weights (its kernel sums in int32).

@@ -1,0 +1,75 @@
+"""lowbit.calibrate: stream a data set through the float model and write the calibration table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lowbit.api.common import (
+    first_samples,
+    image_options_for,
+    load_float_model,
+)
+from lowbit.calibration.collect import collect_ranges
+from lowbit.calibration.observers import CalibrationSettings
+from lowbit.calibration.table import CalibrationTable, write_table
+from lowbit.data import (
+    ImageOptions,
+    open_dataset,
+)
+from lowbit.errors import UsageError
+from lowbit.io.model import input_specs
+from lowbit.passes import canonicalize
+from lowbit.passes.canonical import Shapes
+from lowbit.quantize.prepare.auto_check import CHECK_SAMPLES, check_auto_table, with_alpha
+
+log = logging.getLogger(__name__)
+
+
+def calibrate(
+    model: str | Path,
+    dataset: str | Path,
+    *,
+    num: int | None = None,
+    method: str = "auto",
+    percentile: float = 99.99,
+    bins: int = 2048,
+    output: str | Path | None = None,
+    input_shapes: Shapes | None = None,
+    image_options: ImageOptions | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    input_means: bool = True,
+    channel_ranges: bool = True,
+    check_samples: int = CHECK_SAMPLES,
+) -> CalibrationTable:
+    """Stream ``num`` samples (all when None) through the model and write the table.
+
+    An image-folder ``dataset`` is preprocessed with ``image_options``, or without them as
+    the model's meta file (lowbit.io.meta) says. With ``input_means`` the table also
+    keeps each Conv/Gemm's mean input, from which deploy corrects biases without data;
+    with ``channel_ranges`` the per-channel min/max of each MatMul/Gemm input, from which
+    deploy smooths a transformer (SmoothQuant) without data.
+    Method auto ends with an output check on the first ``check_samples`` samples
+    (lowbit.quantize.prepare.auto_check; 0 skips it)."""
+    settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
+    if num is not None and num <= 0:
+        raise UsageError(f"--num must be a positive number of samples, got {num}")
+    source = load_float_model(model, "calibrate")
+    canonical, _ = canonicalize(source, input_shapes=input_shapes)
+    image_options = image_options_for(model, image_options, dataset, source)
+    samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
+    table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
+                           threads=threads, input_means=input_means,
+                           channel_ranges=channel_ranges)
+    if check_samples < 0:
+        raise UsageError(f"--check-samples must be 0 or more, got {check_samples}")
+    if method == "auto" and check_samples:
+        feeds = list(first_samples(samples, min(check_samples, table.num_samples)))
+        check = check_auto_table(canonical, feeds, table, threads=threads)
+        if check is not None:
+            table = with_alpha(table, check.alpha)
+            table.notes.append(check.summary())
+    if output is not None:
+        write_table(table, output)
+    return table

@@ -1,0 +1,147 @@
+"""What the verbs share: running samples, reading references, checking models and tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from lowbit.calibration.table import CalibrationTable
+from lowbit.data import (
+    Dataset,
+    ImageOptions,
+    check_finite,
+)
+from lowbit.data.images import is_image_file
+from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
+from lowbit.graph import precision_of
+from lowbit.io.meta import (
+    resolve_image_options,
+)
+from lowbit.io.model import load_model
+from lowbit.runtime.backends import make_runner
+
+log = logging.getLogger(__name__)
+
+
+def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[str, np.ndarray]],
+                *, threads: int | None = None, backend: str = "ort",
+                precision: str | None = None) -> dict[str, np.ndarray]:
+    """Run a model sample by sample on ``backend`` and stack each output along axis 0."""
+    runner = make_runner(model, backend=backend, threads=threads, precision=precision)
+    collected: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
+    count = 0
+    for sample in samples:
+        outputs = runner.run({k: v for k, v in sample.items() if k in runner.input_names})
+        for name, value in outputs.items():
+            collected[name].append(value)
+        count += 1
+    if count == 0:
+        raise DatasetError("the data set has no samples")
+    return {name: np.concatenate(values, axis=0) for name, values in collected.items()}
+
+
+def finite_samples(dataset: Dataset) -> Iterator[dict[str, np.ndarray]]:
+    """The data set's samples; a NaN or Inf in one raises DatasetError naming it."""
+    for index, sample in enumerate(dataset):
+        check_finite(sample, index, dataset.source)
+        yield sample
+
+
+def first_samples(dataset: Dataset, limit: int) -> Iterator[dict[str, np.ndarray]]:
+    for index, sample in enumerate(finite_samples(dataset)):
+        if index >= limit:
+            return
+        yield sample
+
+
+def check_samples(dataset: Dataset) -> None:
+    """Read every sample once, so a misshapen or non-finite one fails before anything runs."""
+    for _ in finite_samples(dataset):
+        pass
+
+
+def load_reference(path: str | Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"test reference not found: {path}")
+    try:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as err:
+        raise DatasetError(f"{path} is not a readable .npz file: {err}") from err
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise DatasetError(f"test reference {path} lacks output(s) {', '.join(missing)}; "
+                           f"it has {', '.join(arrays) or 'no arrays'}")
+    return {name: arrays[name] for name in names}
+
+
+def check_table_matches(table: CalibrationTable, model: onnx.ModelProto,
+                         source: object) -> None:
+    names = {o for node in model.graph.node for o in node.output}
+    names |= {i.name for i in model.graph.input}
+    if not table.ranges:
+        raise CalibrationError(f"calibration table {source} holds no tensor ranges; give the "
+                               f"table lowbit calibrate wrote for this model")
+    unknown = [name for name in table.ranges if name not in names]
+    # A table made for this model names only its tensors; a few shared names (an "input", an
+    # "a") must not make another model's table look like it belongs here.
+    if table.ranges and 2 * len(unknown) > len(table.ranges):
+        raise CalibrationError(
+            f"calibration table {source} does not fit this model: {len(unknown)} of its "
+            f"{len(table.ranges)} tensors (e.g. '{unknown[0]}') are not in the model; was it made "
+            f"for another model?")
+    if unknown:
+        log.warning("calibration table %s names %d tensor(s) not in the model, e.g. '%s'; "
+                    "they are ignored", source, len(unknown), unknown[0])
+
+
+def load_float_model(path: str | Path, stage: str) -> onnx.ModelProto:
+    """The model at ``path``, refused when it is already quantized or converted: calibrating
+    or quantizing it again would quantize nothing, or quantize quantization noise."""
+    model = load_model(path)
+    precision = precision_of(model)
+    if precision != "F32":
+        raise UsageError(f"{path} is already {precision}, not a float F32 model; {stage} takes "
+                         f"the float model (e.g. transform's model.f32.onnx)")
+    return model
+
+
+def check_not_overwriting(model: str | Path, output: str | Path) -> None:
+    if Path(output).resolve() == Path(model).resolve():
+        raise UsageError(f"-o {output} is the input model; write the result to another file")
+
+
+def check_model(model: onnx.ModelProto, what: str) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:  # a bug of ours, but say which stage produced it
+        raise ModelError(f"{what} fails the ONNX checker: {str(err).splitlines()[0]}") from err
+
+
+def image_options_for(model: str | Path, given: ImageOptions | None, dataset: str | Path,
+                       proto: onnx.ModelProto | None = None) -> ImageOptions | None:
+    """``given``; else, for a folder of images, the preprocessing of the model's meta file
+    (checked against the model); else None (other data sets need no image options)."""
+    if given is not None:
+        return given
+    folder = Path(dataset)
+    if not folder.is_dir() or not any(is_image_file(p) for p in folder.rglob("*")):
+        return None
+    if proto is None:
+        proto = load_model(model, check=False)
+    return resolve_image_options(model, None, proto)
+
+
+def has_labels(dataset: str | Path) -> bool:
+    path = Path(dataset)
+    if path.is_dir():
+        return any(child.is_dir() for child in path.iterdir())
+    if path.suffix == ".npz" and path.exists():
+        with np.load(path) as data:
+            return bool({"label", "labels"} & set(data.files))
+    return False

@@ -1,0 +1,51 @@
+"""lowbit.compare: two models, tensor by tensor, on the same inputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lowbit.analysis.layerwise import LayerReport, compare_layers, write_csv
+from lowbit.analysis.plots import plot_layers
+from lowbit.analysis.validate import Tolerance
+from lowbit.api.common import (
+    finite_samples,
+)
+from lowbit.data import (
+    open_dataset,
+)
+from lowbit.io.model import input_specs, load_model
+
+log = logging.getLogger(__name__)
+
+
+def compare(
+    reference_model: str | Path,
+    test_model: str | Path,
+    inputs: str | Path,
+    *,
+    tolerance: str | Tolerance | None = None,
+    csv: str | Path | None = None,
+    plot: str | Path | None = None,
+    dump: str | Path | None = None,
+    progress: bool = True,
+) -> LayerReport:
+    """Compare two models tensor by tensor on the same inputs.
+
+    Tensors pair across the graphs by the structure lowbit writes (same names, a
+    QuantizeLinear→DequantizeLinear chain back to the float tensor it stands for,
+    folded BN / removed activations under their original names); each pair gets
+    cosine, euclidean similarity, SQNR and a status, pooled over all samples. The
+    final outputs pair by name, so the last rows are the output check.
+    """
+    tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
+    ref_model = load_model(reference_model)
+    test = load_model(test_model)  # a missing or broken file fails with a clear message
+    samples = open_dataset(inputs, input_specs(ref_model))
+    report = compare_layers(ref_model, test, finite_samples(samples), tol,
+                            dump_dir=Path(dump) if dump else None, progress=progress)
+    if csv is not None:
+        write_csv(report, csv)
+    if plot is not None:
+        plot_layers(report, plot)
+    return report

@@ -1,0 +1,84 @@
+"""lowbit.qtable: rank ops by sensitivity, or search the smallest float set that meets a target."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from lowbit.analysis.labels import load_labels
+from lowbit.api.common import (
+    check_table_matches,
+    first_samples,
+    load_float_model,
+)
+from lowbit.calibration.table import CalibrationTable, read_table
+from lowbit.data import (
+    open_dataset,
+)
+from lowbit.errors import DatasetError
+from lowbit.io.model import input_specs
+from lowbit.passes import canonicalize
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.mixed.qtable import QTable, write_qtable
+from lowbit.quantize.mixed.search import SearchResult, Target, search_mixed
+from lowbit.quantize.mixed.sensitivity import SensitivityResult, rank_sensitivity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QTableResult:
+    path: Path
+    qtable: QTable
+    sensitivity: SensitivityResult | None
+    search: SearchResult | None
+
+
+def qtable(
+    model: str | Path,
+    dataset: str | Path,
+    *,
+    calibration_table: str | Path | CalibrationTable,
+    output: str | Path,
+    num: int | None = 32,
+    target: str | None = None,
+    labels: str | Path | None = None,
+    fallback: str = "F32",
+    activation: str = "uint8",
+    per_channel: bool = True,
+    weight_range: str = "auto",
+) -> QTableResult:
+    """Rank every quantizable op by how much the network output (SQNR against F32)
+    improves when it alone stays float, and write the ranking as a qtable's loss table;
+    with ``target`` (``cos=0.99`` or ``top1-drop=0.5`` with ``labels``), search the
+    smallest set of ``fallback`` ops that meets it, checked by running the mixed model,
+    and write those ops as the qtable's entries."""
+    settings = QuantizeSettings(activation=activation, per_channel=per_channel,
+                                weight_range=weight_range)
+    table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
+        read_table(calibration_table)
+    canonical, _ = canonicalize(load_float_model(model, "qtable"))
+    check_table_matches(table, canonical, calibration_table)
+    dataset_ = open_dataset(dataset, input_specs(canonical))
+    samples = list(first_samples(dataset_, num if num is not None else len(dataset_)))
+    if not samples:
+        raise DatasetError(f"the data set {dataset} has no samples")
+    if target is None:
+        ranking = rank_sensitivity(canonical, table.ranges, settings, samples,
+                                   skipped=table.skipped)
+        result_table = QTable({}, ranking.rows)
+        path = write_qtable(result_table, output)
+        return QTableResult(path, result_table, ranking, None)
+    label_array = None
+    if labels is not None or Path(dataset).suffix == ".npz":
+        try:
+            label_array = load_labels(labels, dataset, len(dataset_))[:len(samples)]
+        except DatasetError:
+            if labels is not None or Target.parse(target).metric == "top1-drop":
+                raise
+    search = search_mixed(canonical, table.ranges, settings, samples, Target.parse(target),
+                          labels=label_array, fallback=fallback.upper(),
+                          skipped=table.skipped)
+    path = write_qtable(search.qtable, output)
+    return QTableResult(path, search.qtable, search.ranking, search)

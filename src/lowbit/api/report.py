@@ -1,0 +1,95 @@
+"""lowbit.report: one table per model, every variant side by side."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lowbit.analysis.bench import BenchSettings, bench_models
+from lowbit.analysis.evaluate import evaluate_models
+from lowbit.analysis.layerwise import LayerReport, compare_layers
+from lowbit.analysis.plots import plot_layers
+from lowbit.analysis.report import ReportFiles, ReportRow, build_rows, write_report
+from lowbit.analysis.validate import Tolerance
+from lowbit.api.common import (
+    first_samples,
+    has_labels,
+    image_options_for,
+)
+from lowbit.data import (
+    ImageOptions,
+    open_dataset,
+)
+from lowbit.errors import UsageError
+from lowbit.graph import precision_of
+from lowbit.io.model import input_specs, load_model
+
+log = logging.getLogger(__name__)
+
+
+def report(
+    variants: Sequence[str | Path],
+    dataset: str | Path,
+    output: str | Path,
+    *,
+    labels: str | Path | None = None,
+    batch: int = 32,
+    repeats: int = 20,
+    threads: int | None = None,
+    num: int | None = None,
+    compare_samples: int = 32,
+    title: str | None = None,
+    backend: str = "ort",
+    image_options: ImageOptions | None = None,
+) -> ReportResult:
+    """One row per model variant: size, accuracy, speed, output cosine vs F32, written
+    as report.md and a self-contained report.html (with the F32→first-quantized-variant
+    layer plot and bar charts of speed and accuracy).
+
+    The precision of each variant is read off its graph (QuantizeLinear → INT8, float16
+    tensors → F16, else F32); the first F32 variant is the baseline. An image-folder
+    data set is preprocessed with ``image_options``, or as the baseline's meta file says.
+    """
+    if not variants:
+        raise UsageError("report needs at least one model")
+    paths = [Path(v) for v in variants]
+    models = [load_model(path) for path in paths]
+    precisions = [precision_of(model) for model in models]
+    base = precisions.index("F32") if "F32" in precisions else 0
+    image_options = image_options_for(paths[base], image_options, dataset, models[base])
+    metrics: tuple[str, ...] = ("cos",)
+    if labels is not None or has_labels(dataset):
+        metrics = ("top1", "top5", "cos")
+    results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
+                              reference=paths[base], threads=threads, num=num, backend=backend,
+                              image_options=image_options)
+    bench = bench_models(paths, BenchSettings(batches=(1, batch), threads=threads,
+                                              repeats=repeats, backend=backend), progress=False)
+    rows = build_rows(list(zip(precisions, paths, strict=True)), results, bench, base)
+    out = Path(output)
+    layers = None
+    plot = None
+    quantized = [i for i, p in enumerate(precisions) if p != "F32"]
+    if quantized and base != quantized[0] and backend == "ort":
+        samples = open_dataset(dataset, input_specs(models[base]), image_options=image_options)
+        layers = compare_layers(models[base], models[quantized[0]],
+                                first_samples(samples, compare_samples), Tolerance(),
+                                progress=False)
+        out.mkdir(parents=True, exist_ok=True)
+        plot = plot_layers(layers, out / "layers.png")
+    notes = [f"{r.model}: {r.metrics}" for r in results if not r.metrics]
+    if layers is not None:
+        notes.append(f"layer by layer, {precisions[base]} vs {precisions[quantized[0]]} on "
+                     f"{layers.samples} samples: {layers.summary()}")
+    files = write_report(rows, out, title=title or f"lowbit report: {paths[base].stem}",
+                         compare_plot=plot, notes=notes)
+    return ReportResult(files, tuple(rows), layers)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    files: ReportFiles
+    rows: tuple[ReportRow, ...]
+    layers: LayerReport | None

@@ -1,0 +1,135 @@
+"""auto's output check: blends between its per-tensor thresholds and minmax, chosen by the
+INT8 model's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import lowbit
+from lowbit.calibration.collect import collect_ranges
+from lowbit.calibration.observers import CalibrationSettings, TensorRange
+from lowbit.calibration.table import read_table
+from lowbit.errors import UsageError
+from lowbit.passes import canonicalize
+from lowbit.quantize.int8.qdq import quantize_qdq
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.prepare.auto_check import ALPHAS, blend, check_auto_table, with_alpha
+from lowbit.runtime.ort import create_session
+from tests.models import small_resnet
+
+
+def test_blend_runs_from_the_threshold_to_the_max() -> None:
+    rng = TensorRange(2.0, -1.0, 6.0)
+    assert blend(rng, 0.0).threshold == 2.0
+    assert blend(rng, 0.5).threshold == 4.0
+    assert blend(rng, 1.0).threshold == 6.0  # minmax's threshold
+    assert blend(TensorRange(3.0, -3.0, 1.0), 1.0).threshold == 3.0  # never past the max
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    model, _ = canonicalize(small_resnet())
+    x = np.random.default_rng(3).normal(size=(48, 3, 16, 16)).astype(np.float32)
+    return model, [{"input": x[i:i + 1]} for i in range(len(x))]
+
+
+def test_the_check_scores_every_blend_with_the_real_quantizer(resnet) -> None:
+    model, samples = resnet
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    check = check_auto_table(model, samples[:16], table)
+    assert check is not None and set(check.sqnr) == set(ALPHAS) and check.samples == 16
+    assert check.sqnr[check.alpha] == max(check.sqnr.values())
+    # α = 1 is minmax: its score is the INT8 minmax model's output SQNR on those samples
+    minmax = collect_ranges(model, samples, CalibrationSettings("minmax"), progress=False)
+    for name, rng in minmax.ranges.items():
+        assert with_alpha(table, 1.0).ranges[name].threshold == pytest.approx(rng.threshold)
+    quantized = quantize_qdq(model, minmax.ranges, QuantizeSettings()).model
+    x = np.concatenate([s["input"] for s in samples[:16]]).astype(np.float64)
+    ref = create_session(model).run(None, {"input": x.astype(np.float32)})[0]
+    out = create_session(quantized).run(None, {"input": x.astype(np.float32)})[0]
+    sqnr = 10 * np.log10((ref.astype(np.float64) ** 2).sum()
+                         / ((ref - out).astype(np.float64) ** 2).sum())
+    assert check.sqnr[1.0] == pytest.approx(sqnr, abs=0.05)
+    assert f"chose α={check.alpha:g}" in check.summary()
+
+
+def test_calibrate_auto_writes_the_check_into_the_table(resnet, tmp_path: Path) -> None:
+    model, samples = resnet
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", input=np.concatenate([s["input"] for s in samples]))
+    lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", output=tmp_path / "a.calib",
+                     check_samples=8, progress=False)
+    table = read_table(tmp_path / "a.calib")
+    assert len(table.notes) == 1 and table.notes[0].startswith("auto output check on 8")
+    assert table.notes[0] in table.summary()
+    lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", output=tmp_path / "b.calib",
+                     check_samples=0, progress=False)
+    assert read_table(tmp_path / "b.calib").notes == []
+    with pytest.raises(UsageError, match="--check-samples"):
+        lowbit.calibrate(tmp_path / "m.onnx", tmp_path / "calib.npz", check_samples=-1,
+                         progress=False)
+
+
+def test_padded_positions_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transformer's outputs at masked positions are noise nobody reads: scoring them
+    with garbage must not change the SQNRs of the check."""
+    from tests.quantize.int8.tiny_transformer import tiny_block, token_samples
+
+    model, _ = canonicalize(tiny_block())
+    samples = token_samples(8)
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    check = check_auto_table(model, samples, table, alphas=(0.0, 1.0))
+    assert check is not None and all(15 < s < 90 for s in check.sqnr.values()), check.sqnr
+    from lowbit.quantize.prepare import auto_check
+
+    real_session = auto_check.create_session
+
+    class Padded:  # the INT8 sessions return garbage where the mask is 0
+        def __init__(self, model, threads=None):
+            self.inner = real_session(model, threads=threads)
+            self.get_outputs, self.get_inputs = self.inner.get_outputs, self.inner.get_inputs
+
+        def run(self, names, feeds):
+            out = self.inner.run(names, feeds)
+            if "attention_mask" in feeds and len(self.inner.get_outputs()) and self.int8:
+                pad = feeds["attention_mask"] == 0
+                out = [np.where(pad[..., None], 1e3, o) for o in out]
+            return out
+
+    calls = {"n": 0}
+
+    def session(model, threads=None):
+        calls["n"] += 1
+        wrapped = Padded(model, threads)
+        wrapped.int8 = calls["n"] > 1  # the first session is the float reference
+        return wrapped
+
+    monkeypatch.setattr(auto_check, "create_session", session)
+    noisy = check_auto_table(model, samples, table, alphas=(0.0, 1.0))
+    assert noisy is not None
+    for alpha, sqnr in check.sqnr.items():
+        assert noisy.sqnr[alpha] == pytest.approx(sqnr, abs=1e-9)
+
+
+def test_a_transformer_whose_default_is_all_smoothed_is_checked_without_smoothing() -> None:
+    """On the tiny block every quantized MatMul input is smoothed by deploy's default, whose
+    ranges then come from the channel ranges alone: the blend is scored on the model
+    deploy builds with --smooth off, where it matters."""
+    from tests.quantize.int8.tiny_transformer import tiny_block, token_samples
+
+    model = canonicalize(tiny_block())[0]
+    samples = token_samples(8)
+    settings = CalibrationSettings(method="auto")
+    with_channels = collect_ranges(model, samples, settings, progress=False,
+                                   channel_ranges=True)
+    check = check_auto_table(model, samples, with_channels)
+    assert check is not None and check.unsmoothed
+    assert len(set(check.sqnr.values())) > 1 and "--smooth off" in check.summary()
+    without = check_auto_table(model, samples,
+                               collect_ranges(model, samples, settings, progress=False))
+    assert without is not None and not without.unsmoothed
+    assert without.sqnr == check.sqnr  # the same unsmoothed models, scored alike
