@@ -3,9 +3,13 @@ tensors, and which precision a model is in.
 
     onnx_opset(model)                         # 17: the default domain's version (0: none)
     names = FreshNames.of(model)              # every name the graph already uses
+    names = FreshNames.of_ir(ir_graph)        # the same for an onnx-ir graph
     names.make("conv1_scale")                 # "conv1_scale", then "conv1_scale_2", ...
     probe = with_outputs(model, ["relu1"])    # a copy whose outputs include inner tensors
+    add_outputs(probe.graph, ["max_0"])       # the same, in place (a probe adding nodes)
+    add_reduce(probe.graph, "ReduceMax", "relu1", "max_0", [0, 2, 3], opset=17)
     precision_of(model)                       # "F32", "F16", "BF16", "INT8", "MIXED", "W4"
+    str(declared_precision(model))            # "INT8 (QDQ)", "W4 (MatMulNBits)", "F16", ...
 
 One module, so that a fresh name, an opset or a precision means the same thing in
 calibrate, the quantizers, compare and report.
@@ -14,12 +18,17 @@ calibrate, the quantizers, compare and report.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+import onnx_ir as ir
+from onnx import TensorProto, helper, numpy_helper
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
-_QUANTIZED_OPS = frozenset({"QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
+AXES_INPUT_OPSET = 18  # ReduceMax/Min/Mean take their axes as an input from this opset
+# Ops that compute in integers themselves (QOperator form, dynamic INT8).
+_QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMulInteger",
                             "ConvInteger", "QGemm", "DynamicQuantizeLinear"})
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
@@ -42,6 +51,15 @@ class FreshNames:
         """Every value, initializer and node name of the graph (subgraphs included)."""
         graph = model.graph if isinstance(model, onnx.ModelProto) else model
         return cls(_graph_names(graph))
+
+    @classmethod
+    def of_ir(cls, graph: ir.Graph) -> FreshNames:
+        """Every value and node name of an onnx-ir graph (subgraph nodes included)."""
+        nodes = list(graph.all_nodes())
+        values = [*graph.inputs, *graph.outputs, *graph.initializers.values()]
+        values += [v for node in nodes for v in (*node.inputs, *node.outputs) if v is not None]
+        names = {node.name for node in nodes} | {value.name for value in values}
+        return cls(name for name in names if name)
 
     def make(self, base: str) -> str:
         """``base`` if free, else ``base_2``, ``base_3``, ..."""
@@ -80,36 +98,86 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str], *,
     their type (UNDEFINED: left for the engine to infer)."""
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
-    present = {o.name for o in exposed.graph.output}
-    for name in names:
-        if name and name not in present:
-            present.add(name)
-            exposed.graph.output.append(
-                helper.make_tensor_value_info(name, elem_type, None)
-                if elem_type != TensorProto.UNDEFINED else onnx.ValueInfoProto(name=name))
+    add_outputs(exposed.graph, names, elem_type=elem_type)
     return exposed
 
 
-def precision_of(model: onnx.ModelProto) -> str:
-    """W4 for MatMulNBits; INT8 when the graph quantizes (MIXED when a conv/matmul keeps
-    float weights, a qtable's float islands); F16/BF16 when its weights are half floats
-    or Cast to them (the cast method keeps F32 weights); else F32."""
+def add_outputs(graph: onnx.GraphProto, names: Sequence[str], *,
+                elem_type: int = TensorProto.UNDEFINED) -> None:
+    """:func:`with_outputs` in place, for a probe that adds its own nodes to its copy."""
+    present = {o.name for o in graph.output}
+    for name in names:
+        if name and name not in present:
+            present.add(name)
+            graph.output.append(
+                helper.make_tensor_value_info(name, elem_type, None)
+                if elem_type != TensorProto.UNDEFINED else onnx.ValueInfoProto(name=name))
+
+
+def add_reduce(graph: onnx.GraphProto, op: str, data: str, output: str, axes: Sequence[int],
+               *, opset: int, keepdims: bool = False) -> None:
+    """Append ``op`` (ReduceMax, ReduceMin, ReduceMean) of ``data`` over ``axes`` to
+    ``graph``: ``axes`` is an attribute below opset 18 (0, no default domain, included)
+    and an input from 18 on, an initializer named ``{output}_axes``."""
+    if opset >= AXES_INPUT_OPSET:
+        axes_name = f"{output}_axes"
+        graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64), axes_name))
+        graph.node.append(helper.make_node(op, [data, axes_name], [output],
+                                           keepdims=int(keepdims)))
+    else:
+        graph.node.append(helper.make_node(op, [data], [output], axes=list(axes),
+                                           keepdims=int(keepdims)))
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision a graph declares: ``name`` "W4", "INT8", "F16", "BF16" or "F32", and
+    for a quantized graph the ``form`` its integers take ("MatMulNBits", "QOperator",
+    "QDQ"); ``str()`` shows both, "INT8 (QDQ)"."""
+
+    name: str
+    form: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.form})" if self.form else self.name
+
+
+def declared_precision(model: onnx.ModelProto) -> Precision:
+    """W4 for MatMulNBits; INT8 for integer ops (QOperator, dynamic) or QuantizeLinear
+    (QDQ); F16/BF16 when the weights or graph inputs/outputs are half floats or a Cast
+    makes them (the cast method keeps F32 weights); else F32."""
     ops = {node.op_type for node in model.graph.node}
     if "MatMulNBits" in ops:
-        return "W4"
-    if ops & _QUANTIZED_OPS:
-        floats = {i.name for i in model.graph.initializer
-                  if i.data_type in _FLOAT_TYPES and len(i.dims) >= 2}
-        casts = {node.input[0] for node in model.graph.node if node.op_type == "Cast"}
-        mixed = any(node.op_type in _WEIGHTED_OPS and len(node.input) > 1
-                    and (node.input[1] in floats or node.input[1] in casts)
-                    for node in model.graph.node)
-        return "MIXED" if mixed else "INT8"
-    types = {init.data_type for init in model.graph.initializer}
-    types |= {attr.i for node in model.graph.node if node.op_type == "Cast"
+        return Precision("W4", "MatMulNBits")
+    if ops & _QOPERATOR_OPS:
+        return Precision("INT8", "QOperator")
+    if "QuantizeLinear" in ops:
+        return Precision("INT8", "QDQ")
+    graph = model.graph
+    types = {init.data_type for init in graph.initializer}
+    types |= {v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)}
+    types |= {attr.i for node in graph.node if node.op_type == "Cast"
               for attr in node.attribute if attr.name == "to"}
     if TensorProto.FLOAT16 in types:
-        return "F16"
+        return Precision("F16")
     if TensorProto.BFLOAT16 in types:
-        return "BF16"
-    return "F32"
+        return Precision("BF16")
+    return Precision("F32")
+
+
+def precision_of(model: onnx.ModelProto) -> str:
+    """:func:`declared_precision`'s name, with MIXED for an INT8 graph in which a
+    conv/matmul keeps float weights (a qtable's float islands)."""
+    precision = declared_precision(model).name
+    if precision == "INT8" and _keeps_float_weights(model.graph):
+        return "MIXED"
+    return precision
+
+
+def _keeps_float_weights(graph: onnx.GraphProto) -> bool:
+    floats = {i.name for i in graph.initializer
+              if i.data_type in _FLOAT_TYPES and len(i.dims) >= 2}
+    casts = {node.input[0] for node in graph.node if node.op_type == "Cast"}
+    return any(node.op_type in _WEIGHTED_OPS and len(node.input) > 1
+               and (node.input[1] in floats or node.input[1] in casts)
+               for node in graph.node)

@@ -42,13 +42,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lowbit.analysis.pairing import TensorPair, check_pairs, pair_model_tensors, tensor_elem_types
+from lowbit.analysis.pairing import TensorPair, check_pairs, pair_model_tensors
 from lowbit.analysis.validate import Tolerance
 from lowbit.errors import DatasetError, ModelError
+from lowbit.graph import with_outputs
 from lowbit.io.model import load_model
 from lowbit.runtime.ort import create_session
 
@@ -283,7 +283,7 @@ class _ExposedModel:
         initializers = {init.name for init in graph.initializer}
         self.inputs = [v.name for v in graph.input if v.name not in initializers]
         self.fetch = sorted({n for n in names if n not in self.inputs})
-        self.session = create_session(_with_outputs(model, self.fetch), threads=threads)
+        self.session = create_session(with_outputs(model, self.fetch), threads=threads)
 
     def run(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [name for name in self.inputs if name not in sample]
@@ -299,18 +299,6 @@ class _ExposedModel:
         result = dict(zip(self.fetch, values, strict=True))
         result.update(feeds)
         return result
-
-
-def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    types = tensor_elem_types(model)
-    existing = {v.name for v in exposed.graph.output}
-    for name in names:
-        if name not in existing:
-            exposed.graph.output.append(helper.make_tensor_value_info(
-                name, types.get(name, onnx.TensorProto.FLOAT), None))
-    return exposed
 
 
 def _as_model(model: ModelLike) -> onnx.ModelProto:

@@ -22,6 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lowbit.graph import add_outputs, add_reduce, onnx_opset
+
 LINEAR_OPS = ("MatMul", "Gemm")
 
 
@@ -68,8 +70,7 @@ class ChannelExtremes:
         self.from_feeds = [t for t in tensors if t in graph_inputs]
         self.outputs = {t: (f"lowbit_channel_min_{i}", f"lowbit_channel_max_{i}")
                         for i, t in enumerate(tensors) if t not in graph_inputs}
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-        self.axes_as_input = opset >= 18
+        self.opset = onnx_opset(model)
         self.low: dict[str, np.ndarray] = {}
         self.high: dict[str, np.ndarray] = {}
         self.broken: set[str] = set()  # a run whose last axis was not K, or not finite
@@ -81,9 +82,6 @@ class ChannelExtremes:
     def extend(self, model: onnx.ModelProto) -> onnx.ModelProto:
         """The summary model with Reshape([-1, K]) → ReduceMin/ReduceMax(axis 0) outputs."""
         graph = model.graph
-        if self.outputs and self.axes_as_input:
-            graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64),
-                                                             "lowbit_channel_axes"))
         for index, (tensor, (low, high)) in enumerate(self.outputs.items()):
             shape = f"lowbit_channel_shape_{index}"
             flat = f"lowbit_channel_flat_{index}"
@@ -91,15 +89,10 @@ class ChannelExtremes:
                 np.array([-1, self.channels[tensor]], np.int64), shape))
             graph.node.append(helper.make_node("Reshape", [tensor, shape], [flat]))
             for op, out in (("ReduceMin", low), ("ReduceMax", high)):
-                if self.axes_as_input:
-                    node = helper.make_node(op, [flat, "lowbit_channel_axes"], [f"{out}_raw"],
-                                            keepdims=0)
-                else:
-                    node = helper.make_node(op, [flat], [f"{out}_raw"], axes=[0], keepdims=0)
-                graph.node.extend([node, helper.make_node("Cast", [f"{out}_raw"], [out],
-                                                          to=TensorProto.FLOAT)])
-                graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT,
-                                                                  None))
+                add_reduce(graph, op, flat, f"{out}_raw", [0], opset=self.opset)
+                graph.node.append(helper.make_node("Cast", [f"{out}_raw"], [out],
+                                                   to=TensorProto.FLOAT))
+        add_outputs(graph, self.fetch, elem_type=TensorProto.FLOAT)
         return model
 
     def add(self, feeds: Mapping[str, np.ndarray], fetched: Mapping[str, np.ndarray]) -> None:

@@ -42,6 +42,7 @@ from lowbit.calibration.input_means import MeanInputOp, mean_input_ops, patch_me
 from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
+from lowbit.graph import add_outputs
 from lowbit.io.model import input_specs
 from lowbit.runtime.ort import create_session
 from lowbit.spec import TensorSpec
@@ -161,7 +162,7 @@ class _MeanSums:
                 helper.make_node("ReduceSum", [tensor, "lowbit_batch_axis"], [f"{out}_raw"],
                                  keepdims=0),
                 helper.make_node("Cast", [f"{out}_raw"], [out], to=TensorProto.FLOAT)])
-            graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+        add_outputs(graph, self.fetch, elem_type=TensorProto.FLOAT)
         return model
 
     def add(self, feeds: Mapping[str, np.ndarray], fetched: Mapping[str, np.ndarray]) -> None:

@@ -32,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.data.images import LAYOUTS, ImageOptions
 from lowbit.errors import UsageError
+from lowbit.graph import FreshNames
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +76,17 @@ def fuse_preprocess(model: onnx.ModelProto, options: ImageOptions, *,
                              f"{options.channels} channel(s); give 1 or {options.channels}")
 
     float_type = value.type.tensor_type.elem_type
-    inner = _fresh_name(out, f"{value.name}_preprocessed")
+    inner = FreshNames.of(out).make(f"{value.name}_preprocessed")
     _rename_uses(graph, value.name, inner)
-    names = _Names(out)
+    names = FreshNames.of(out)
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
     current = value.name
 
     def add(op: str, inputs: list[str], **attrs: Any) -> None:
         nonlocal current
-        output = names.fresh(f"{value.name}_{op.lower()}")
-        nodes.append(helper.make_node(op, inputs, [output], name=names.fresh(
+        output = names.make(f"{value.name}_{op.lower()}")
+        nodes.append(helper.make_node(op, inputs, [output], name=names.make(
             f"preprocess_{op.lower()}"), **attrs))
         current = output
 
@@ -95,17 +96,17 @@ def fuse_preprocess(model: onnx.ModelProto, options: ImageOptions, *,
     np_type = helper.tensor_dtype_to_np_dtype(float_type)
     shape = (1, -1, 1, 1) if model_layout == "nchw" else (-1,)
     if options.pixel_format == "bgr":
-        indices = names.fresh("preprocess_bgr_order")
+        indices = names.make("preprocess_bgr_order")
         inits.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), indices))
         add("Gather", [current, indices], axis=channel_axis)
     mean = np.asarray(options.mean, np_type)
     if np.any(mean != 0):
-        mean_name = names.fresh("preprocess_mean")
+        mean_name = names.make("preprocess_mean")
         inits.append(numpy_helper.from_array(mean.reshape(shape), mean_name))
         add("Sub", [current, mean_name])
     scale = np.asarray(options.scale, np_type)
     if np.any(scale != 1):
-        scale_name = names.fresh("preprocess_scale")
+        scale_name = names.make("preprocess_scale")
         inits.append(numpy_helper.from_array(scale.reshape(shape), scale_name))
         add("Mul", [current, scale_name])
     nodes[-1].output[0] = inner  # the last step writes the tensor the old graph reads
@@ -172,32 +173,3 @@ def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
     for output in graph.output:
         if output.name == old:  # an input passed straight through: keep the graph valid
             raise UsageError(f"--fuse-preprocess: input '{old}' is also a graph output")
-
-
-class _Names:
-    """Names not yet used in the model, for the nodes and tensors added."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        self.used = _all_names(model)
-
-    def fresh(self, base: str) -> str:
-        name, n = base, 1
-        while name in self.used:
-            name, n = f"{base}_{n}", n + 1
-        self.used.add(name)
-        return name
-
-
-def _fresh_name(model: onnx.ModelProto, base: str) -> str:
-    return _Names(model).fresh(base)
-
-
-def _all_names(model: onnx.ModelProto) -> set[str]:
-    graph = model.graph
-    names = {v.name for v in graph.input} | {v.name for v in graph.output}
-    names |= {i.name for i in graph.initializer} | {v.name for v in graph.value_info}
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-        names.add(node.name)
-    return names

@@ -22,6 +22,7 @@ import onnx_ir as ir
 from onnx import version_converter
 
 from lowbit.errors import ModelError, UsageError
+from lowbit.graph import onnx_opset
 from lowbit.passes.finish import MAX_IR_VERSION, finish, infer_shapes
 from lowbit.passes.registry import get_pass
 
@@ -62,9 +63,9 @@ def canonicalize(
     fold_bn: bool = True,
 ) -> tuple[onnx.ModelProto, CanonicalizeReport]:
     report = CanonicalizeReport(nodes_before=len(model.graph.node))
-    report.opset_before = _default_opset(model)
+    report.opset_before = onnx_opset(model)
     model = _upgrade_opset(model)
-    report.opset_after = _default_opset(model)
+    report.opset_after = onnx_opset(model)
     if input_shapes:
         model = _fix_input_shapes(model, input_shapes)
 
@@ -83,15 +84,8 @@ def canonicalize(
     return out, report
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx"):
-            return int(opset.version)
-    return 0
-
-
 def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
-    opset = _default_opset(model)
+    opset = onnx_opset(model)
     if opset >= MIN_OPSET:
         return model
     try:

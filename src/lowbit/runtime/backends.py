@@ -24,15 +24,12 @@ import numpy as np
 import onnx
 
 from lowbit.errors import ModelError, UsageError, install_hint
+from lowbit.graph import declared_precision
 
 ModelSource = str | Path | bytes | onnx.ModelProto
 
 #: Precisions a backend may be asked to compute a float model in.
 PRECISION_HINTS = ("F32", "BF16", "F16")
-
-_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-_QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
-                            "QGemm", "QLinearAdd"})
 
 
 @runtime_checkable
@@ -150,24 +147,8 @@ def require_openvino() -> None:
 
 def graph_precision(model: ModelSource) -> str:
     """The precision a graph declares: "INT8 (QDQ)", "INT8 (QOperator)", "W4 (MatMulNBits)",
-    "F16", "BF16" or "F32"."""
-    proto = _proto_without_data(model)
-    ops = {node.op_type for node in proto.graph.node}
-    if "MatMulNBits" in ops:
-        return "W4 (MatMulNBits)"
-    if ops & _QOPERATOR_OPS:
-        return "INT8 (QOperator)"
-    if _QDQ_OPS <= ops:
-        return "INT8 (QDQ)"
-    types = {init.data_type for init in proto.graph.initializer}
-    # The cast method keeps F32 weights and casts them: the Casts' targets tell.
-    types |= {attr.i for node in proto.graph.node if node.op_type == "Cast"
-              for attr in node.attribute if attr.name == "to"}
-    if onnx.TensorProto.FLOAT16 in types:
-        return "F16"
-    if onnx.TensorProto.BFLOAT16 in types:
-        return "BF16"
-    return "F32"
+    "F16", "BF16" or "F32" (lowbit.graph.declared_precision, shown)."""
+    return str(declared_precision(_proto_without_data(model)))
 
 
 def _proto_without_data(model: ModelSource) -> onnx.ModelProto:

@@ -22,6 +22,7 @@ from typing import Any
 import onnx
 
 from lowbit.errors import UsageError, install_hint
+from lowbit.graph import onnx_opset
 
 # The opset lowbit exports and converts to. 17 is the newest opset every converter here
 # writes (tf2onnx 1.17 tops out at 18, torch's TorchScript exporter at 20) and the one
@@ -86,7 +87,7 @@ class ImportedModel:
 
     @property
     def opset(self) -> int:
-        return default_opset(self.model)
+        return onnx_opset(self.model)
 
 
 Detector = Callable[[Path], bool]
@@ -136,13 +137,6 @@ def refuse_names(options: ImportOptions, label: str) -> None:
                          f"a PyTorch export's); {label} names its own inputs and outputs")
     if options.example is not None:
         raise UsageError(f"example= traces a PyTorch module; {label} needs none")
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx"):
-            return int(opset.version)
-    return 0
 
 
 def first_line(err: BaseException) -> str:

@@ -19,12 +19,12 @@ import onnx
 from onnx import version_converter
 
 from lowbit.errors import ModelError
+from lowbit.graph import onnx_opset
 from lowbit.io.importers.base import (
     MIN_SOURCE_OPSET,
     ImportedModel,
     Importer,
     ImportOptions,
-    default_opset,
     first_line,
     refuse_names,
     register,
@@ -61,7 +61,7 @@ def convert_onnx(path: Path, options: ImportOptions) -> ImportedModel:
 def upgrade_opset(model: onnx.ModelProto, target: int, *, source: str, source_format: str,
                   exporter: str, notes: tuple[str, ...] = ()) -> ImportedModel:
     """Refuse opsets below 11, upgrade those below ``target``, keep newer ones."""
-    opset = default_opset(model)
+    opset = onnx_opset(model)
     if opset == 0:
         raise ModelError(f"{source} imports no default-domain ONNX opset; lowbit needs the "
                          f"standard ONNX operators (opset ≥ {MIN_SOURCE_OPSET})")

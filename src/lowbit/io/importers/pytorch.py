@@ -36,6 +36,7 @@ import numpy as np
 import onnx
 
 from lowbit.errors import ModelError, UsageError, install_hint
+from lowbit.graph import onnx_opset
 from lowbit.io.importers.base import (
     ImportedModel,
     Importer,
@@ -138,7 +139,7 @@ def _export(module: Any, options: ImportOptions, *, source: str,
             model = _export_torchscript(module, example, input_names, options, source)
     finally:
         module.train(was_training)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = onnx_opset(model)
     notes.insert(0, f"exported with torch.onnx ({_EXPORTER_LABEL[exporter]}, opset {opset}) "
                     f"at the example's shapes: {shapes}")
     return upgrade_opset(model, options.target_opset, source=source,

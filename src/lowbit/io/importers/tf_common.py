@@ -26,6 +26,7 @@ from typing import Any
 
 import onnx
 
+from lowbit.graph import onnx_opset
 from lowbit.io.importers.base import ImportedModel, ImportOptions
 from lowbit.io.importers.onnx_model import upgrade_opset
 
@@ -83,7 +84,7 @@ def finish_conversion(proto: onnx.ModelProto, options: ImportOptions, *, source:
                       source_format: str, exporter: str,
                       notes: tuple[str, ...] = ()) -> ImportedModel:
     """Note the layout and the opset written, then bring the opset to the target."""
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = onnx_opset(proto)
     written = f"converted with tf2onnx ({exporter.split('.', 1)[-1]}, opset {opset})"
     layout = _layout_note(proto)
     return upgrade_opset(proto, options.target_opset, source=source,

@@ -42,6 +42,7 @@ import onnx_ir as ir
 from onnx import version_converter
 
 from lowbit.errors import ModelError, UsageError
+from lowbit.graph import declared_precision, onnx_opset
 from lowbit.quantize.floats.rewrite import FloatRewriter
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def convert_float(model: onnx.ModelProto, settings: FloatSettings) -> FloatResul
         model = _upgrade_for_bf16(model)
     ir_model = ir.from_proto(_infer(model, "the model"))
     _check_keep_float(ir_model.graph, settings.keep_float)
-    rewriter = FloatRewriter(ir_model.graph, _default_opset(ir_model), settings.low_type,
+    rewriter = FloatRewriter(ir_model.graph, onnx_opset(model), settings.low_type,
                              method=settings.method, keep_io_types=settings.keep_io_types,
                              keep_float=frozenset(settings.keep_float))
     rewriter.run()
@@ -148,17 +149,9 @@ def check_runs_on_ort(model: onnx.ModelProto, *, run: bool = True) -> str | None
         if run:
             session.run(None, {i.name: _zeros(i) for i in session.get_inputs()})
     except Exception as err:  # noqa: BLE001 (ORT raises unrelated types; any means "no")
-        return _ort_reason(str(err), _precision_of(model))
+        precision = declared_precision(model).name
+        return _ort_reason(str(err), precision if precision in PRECISIONS else "this model's")
     return None
-
-
-def _precision_of(model: onnx.ModelProto) -> str:
-    graph = model.graph
-    types = {t.data_type for t in graph.initializer} | {
-        v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
-    if onnx.TensorProto.BFLOAT16 in types:
-        return "BF16"
-    return "F16" if onnx.TensorProto.FLOAT16 in types else "this model's"
 
 
 def _ort_reason(message: str, precision: str) -> str:
@@ -196,7 +189,7 @@ def _infer(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
 
 def _upgrade_for_bf16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Conv, pooling and HardSwish accept bfloat16 only from opset 22."""
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = onnx_opset(model)
     if opset >= BF16_OPSET:
         return model
     try:
@@ -209,10 +202,6 @@ def _upgrade_for_bf16(model: onnx.ModelProto) -> onnx.ModelProto:
     log.info("BF16: upgraded the model from opset %d to %d", opset, BF16_OPSET)
     upgraded.ir_version = max(upgraded.ir_version, 10)
     return upgraded
-
-
-def _default_opset(model: ir.Model) -> int:
-    return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0)))
 
 
 def _check_keep_float(graph: ir.Graph, keep_float: Sequence[str]) -> None:

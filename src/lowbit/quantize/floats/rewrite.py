@@ -21,6 +21,7 @@ import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
+from lowbit.graph import FreshNames
 from lowbit.quantize.floats.slots import FLOAT, NodePlan, Requirement, plan_node, tensor_dtype
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,13 @@ class FloatRewriter:
         self._original: dict[ir.Value, ir.DataType | None] = {}
         self._casts: dict[tuple[ir.Value, ir.DataType], ir.Value] = {}
         self._cast_nodes: set[ir.Node] = set()
-        self._names: set[str] = set()
+        self._names = FreshNames()
 
     def run(self) -> None:
         self.graph.sort()
         values = self._top_values()
         self._original = {v: tensor_dtype(v) for v in values}
-        self._names = {v.name for v in values if v.name} | {
-            n.name for n in self.graph.all_nodes() if n.name} | {
-            v.name for n in self.graph.all_nodes() for v in n.outputs if v.name}
+        self._names = FreshNames.of_ir(self.graph)
         self._plan()
         self._retype(values)
         for value in values:
@@ -192,7 +191,7 @@ class FloatRewriter:
             if not value.is_graph_input() and not value.is_initializer():
                 # The Cast's output takes the graph output's name.
                 name = value.name or "output"
-                value.name = self._unique(f"{name}_{_SUFFIX[tensor_dtype(value) or FLOAT]}")
+                value.name = self._names.make(f"{name}_{_SUFFIX[tensor_dtype(value) or FLOAT]}")
                 cast.name = name
             self.graph.outputs[index] = cast
 
@@ -201,10 +200,10 @@ class FloatRewriter:
         if key in self._casts:
             return self._casts[key]
         base = value.name or "value"
-        out = ir.Value(name=self._unique(f"{base}_{_SUFFIX[dtype]}"), type=ir.TensorType(dtype),
+        out = ir.Value(name=self._names.make(f"{base}_{_SUFFIX[dtype]}"), type=ir.TensorType(dtype),
                        shape=value.shape.copy() if value.shape is not None else None)
         node = ir.Node("", "Cast", [value], [ir.AttrInt64("to", dtype)], outputs=[out],
-                       name=self._unique(f"{base}_to_{_SUFFIX[dtype]}"))
+                       name=self._names.make(f"{base}_to_{_SUFFIX[dtype]}"))
         producer = value.producer()
         if producer is not None and producer.graph is self.graph:
             self.graph.insert_after(producer, node)
@@ -230,7 +229,7 @@ class FloatRewriter:
             if len(value.uses()) == 1:
                 value.const_value = ir.tensor(clamped.astype(np.float32), name=name)
                 continue
-            copy = ir.Value(name=self._unique(f"{name}_clamped"), type=ir.TensorType(FLOAT),
+            copy = ir.Value(name=self._names.make(f"{name}_clamped"), type=ir.TensorType(FLOAT),
                             shape=value.shape.copy() if value.shape is not None else None,
                             const_value=ir.tensor(clamped.astype(np.float32)))
             copy.const_value = ir.tensor(clamped.astype(np.float32), name=copy.name)
@@ -246,15 +245,6 @@ class FloatRewriter:
         for node in self.graph:
             values.extend(v for v in node.outputs)
         return values
-
-    def _unique(self, name: str) -> str:
-        candidate, counter = name, 1
-        while candidate in self._names:
-            counter += 1
-            candidate = f"{name}_{counter}"
-        self._names.add(candidate)
-        return candidate
-
 
 def _is_constant(value: ir.Value) -> bool:
     producer = value.producer()

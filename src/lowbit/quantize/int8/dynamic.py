@@ -32,6 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.errors import UsageError
+from lowbit.graph import FreshNames
 from lowbit.quantize.int8.embeddings import quantize_embeddings
 from lowbit.quantize.int8.params import quantize_weight_on, weight_kind
 from lowbit.quantize.int8.qdq import NodeDecision, QuantizeResult
@@ -86,8 +87,7 @@ class _DynamicRewriter:
         self.graph = model.graph
         self.settings = settings
         self.init = {i.name: i for i in self.graph.initializer}
-        self.names = set(self.init) | {o for n in self.graph.node for o in n.output} | \
-            {n.name for n in self.graph.node}
+        self.names = FreshNames.of(model)
         self.dynamic: dict[str, tuple[str, str, str]] = {}  # X → (X_q, scale, zero point)
         # Keyed by node position: protobuf hands out a new wrapper object per access.
         self.replacements: dict[int, list[onnx.NodeProto]] = {}  # position → new nodes
@@ -118,7 +118,7 @@ class _DynamicRewriter:
                                      node.output[0] if not bias else None)
         if bias:
             nodes.append(helper.make_node("Add", [nodes[-1].output[0], bias], [node.output[0]],
-                                          name=self._unique(f"{node.name}_bias_add")))
+                                          name=self.names.make(f"{node.name}_bias_add")))
         self.replacements[index] = nodes
         return ""
 
@@ -134,27 +134,27 @@ class _DynamicRewriter:
                         ) -> list[onnx.NodeProto]:
         """ORT's MatMulIntegerToFloat pattern: MatMulInteger → Cast → Mul(a_scale·b_scale)."""
         base = node.name or node.output[0]
-        scales = self._unique(f"{base}_scales")
-        integer = self._unique(f"{base}_int32")
-        as_float = self._unique(f"{base}_int32_float")
-        result = output or self._unique(f"{base}_output")
+        scales = self.names.make(f"{base}_scales")
+        integer = self.names.make(f"{base}_int32")
+        as_float = self.names.make(f"{base}_int32_float")
+        result = output or self.names.make(f"{base}_output")
         return [
             helper.make_node("Mul", [a_scale, b_scale], [scales],
-                             name=self._unique(f"{base}_scales_mul")),
+                             name=self.names.make(f"{base}_scales_mul")),
             helper.make_node("MatMulInteger", [a_q, b_q, a_zero, b_zero], [integer],
-                             name=self._unique(f"{base}_quant")),
+                             name=self.names.make(f"{base}_quant")),
             helper.make_node("Cast", [integer], [as_float], to=TensorProto.FLOAT,
-                             name=self._unique(f"{base}_cast")),
+                             name=self.names.make(f"{base}_cast")),
             helper.make_node("Mul", [as_float, scales], [result],
-                             name=self._unique(f"{base}_output_scale_mul")),
+                             name=self.names.make(f"{base}_output_scale_mul")),
         ]
 
     def _dynamic_input(self, tensor: str, reader: int) -> tuple[str, str, str]:
         if tensor not in self.dynamic:
-            names = (self._unique(f"{tensor}_quantized"), self._unique(f"{tensor}_scale"),
-                     self._unique(f"{tensor}_zero_point"))
+            names = (self.names.make(f"{tensor}_quantized"), self.names.make(f"{tensor}_scale"),
+                     self.names.make(f"{tensor}_zero_point"))
             node = helper.make_node("DynamicQuantizeLinear", [tensor], list(names),
-                                    name=self._unique(f"{tensor}_DynamicQuantizeLinear"))
+                                    name=self.names.make(f"{tensor}_DynamicQuantizeLinear"))
             # Placed before the first reader: the reader's replacement follows it.
             self.before.setdefault(reader, []).append(node)
             self.dynamic[tensor] = names
@@ -171,21 +171,13 @@ class _DynamicRewriter:
             wq = quantize_weight_on(self.settings.weight_grid(kind), array, axis, layout)
             scale = wq.scale if axis is not None else wq.scale.reshape(())
             zero = np.zeros(scale.shape, np.int8)
-            names = (self._unique(f"{name}_quantized"), self._unique(f"{name}_scale"),
-                     self._unique(f"{name}_zero_point"))
+            names = (self.names.make(f"{name}_quantized"), self.names.make(f"{name}_scale"),
+                     self.names.make(f"{name}_zero_point"))
             arrays: tuple[np.ndarray, ...] = (wq.q, scale.astype(np.float32), zero)
             for tensor_name, value in zip(names, arrays, strict=True):
                 self.graph.initializer.append(numpy_helper.from_array(value, tensor_name))
             self.weights[key] = names
         return self.weights[key]
-
-    def _unique(self, name: str) -> str:
-        unique, n = name, 1
-        while unique in self.names:
-            n += 1
-            unique = f"{name}_{n}"
-        self.names.add(unique)
-        return unique
 
     def finish(self) -> None:
         """Swap each rewritten node for its replacement (in place, keeping the order) and

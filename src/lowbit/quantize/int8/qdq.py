@@ -36,6 +36,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from lowbit.calibration.derived import derived_ranges
 from lowbit.calibration.observers import TensorRange
+from lowbit.graph import FreshNames, onnx_opset
 from lowbit.quantize.int8.params import (
     QuantParams,
     WeightQuant,
@@ -106,8 +107,8 @@ def quantize_qdq(
 
 def stores_int4(model: onnx.ModelProto, settings: QuantizeSettings) -> bool:
     """Whether 4-bit weights are stored as int4 (opset 21+, QDQ) rather than int8."""
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return settings.weight_bits == 4 and settings.format == "qdq" and opset >= INT4_OPSET
+    return settings.weight_bits == 4 and settings.format == "qdq" \
+        and onnx_opset(model) >= INT4_OPSET
 
 
 class _QdqRewriter:
@@ -132,7 +133,7 @@ class _QdqRewriter:
         self._quantized_nodes: set[ir.Node] = set()
         self._weight_cache: dict[tuple[str, int | None, bytes | None, str], ir.Value] = {}
         self._param_values: dict[QuantParams, tuple[ir.Value, ir.Value]] = {}
-        self._names: set[str] = {v.name for v in _all_values(graph) if v.name}
+        self._names = FreshNames.of_ir(graph)
 
     # -- decisions ---------------------------------------------------------------------
 
@@ -292,13 +293,13 @@ class _QdqRewriter:
                 self._initializer(f"{base}_zero_point",
                                   np.array(params.zero_point, params.dtype)))
         scale, zero = self._param_values[params]
-        q_out = ir.Value(name=self._unique(f"{base}_quantized"))
-        dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+        q_out = ir.Value(name=self._names.make(f"{base}_quantized"))
+        dq_out = ir.Value(name=self._names.make(f"{base}_dequantized"))
         users = [(user, idx) for user, idx in value.uses()]
         q = ir.Node("", "QuantizeLinear", [value, scale, zero], outputs=[q_out],
-                    name=self._unique(f"{base}_QuantizeLinear"))
+                    name=self._names.make(f"{base}_QuantizeLinear"))
         dq = ir.Node("", "DequantizeLinear", [q_out, scale, zero], outputs=[dq_out],
-                     name=self._unique(f"{base}_DequantizeLinear"))
+                     name=self._names.make(f"{base}_DequantizeLinear"))
         self.graph.extend([q, dq])
         for user, idx in users:
             user.replace_input_with(idx, dq_out)
@@ -349,10 +350,10 @@ class _QdqRewriter:
                                       wq.scale if axis is not None else wq.scale.reshape(()))
             zero = self._initializer(f"{base}_zero_point",
                                      np.zeros(wq.scale.shape if axis is not None else (), storage))
-            dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+            dq_out = ir.Value(name=self._names.make(f"{base}_dequantized"))
             attrs = {"axis": ir.AttrInt64("axis", axis)} if axis is not None else {}
             dq = ir.Node("", "DequantizeLinear", [q, scale, zero], attributes=attrs,
-                         outputs=[dq_out], name=self._unique(f"{base}_DequantizeLinear"))
+                         outputs=[dq_out], name=self._names.make(f"{base}_DequantizeLinear"))
             self.graph.append(dq)
             self._weight_cache[key] = dq_out
             dq_out.meta["lowbit_weight_scale"] = wq.scale
@@ -410,9 +411,9 @@ class _QdqRewriter:
         q = self._initializer(f"{base}_quantized", quantize_bias(bias, in_scale, weight_scale))
         scale = self._initializer(f"{base}_scale", bias_scale(in_scale, weight_scale))
         zero = self._initializer(f"{base}_zero_point", np.zeros(bias.shape, np.int32))
-        dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+        dq_out = ir.Value(name=self._names.make(f"{base}_dequantized"))
         dq = ir.Node("", "DequantizeLinear", [q, scale, zero], attributes={"axis": ir.AttrInt64(
-            "axis", 0)}, outputs=[dq_out], name=self._unique(f"{base}_DequantizeLinear"))
+            "axis", 0)}, outputs=[dq_out], name=self._names.make(f"{base}_DequantizeLinear"))
         self.graph.append(dq)
         node.replace_input_with(index, dq_out)
 
@@ -433,28 +434,19 @@ class _QdqRewriter:
         q = self._initializer(f"{base}_quantized", quantize(array, params))
         scale = self._initializer(f"{base}_scale", np.array(params.scale, np.float32))
         zero = self._initializer(f"{base}_zero_point", np.array(params.zero_point, params.dtype))
-        dq_out = ir.Value(name=self._unique(f"{base}_dequantized"))
+        dq_out = ir.Value(name=self._names.make(f"{base}_dequantized"))
         dq = ir.Node("", "DequantizeLinear", [q, scale, zero], outputs=[dq_out],
-                     name=self._unique(f"{base}_DequantizeLinear"))
+                     name=self._names.make(f"{base}_DequantizeLinear"))
         self.graph.append(dq)
         node.replace_input_with(index, dq_out)
 
     def _initializer(self, name: str, array: np.ndarray) -> ir.Value:
-        name = self._unique(name)
+        name = self._names.make(name)
         value = ir.Value(name=name, shape=ir.Shape(array.shape),
                          type=ir.TensorType(_NP_TO_IR[array.dtype]),
                          const_value=ir.tensor(array, name=name))
         self.graph.register_initializer(value)
         return value
-
-    def _unique(self, name: str) -> str:
-        candidate, n = name, 1
-        while candidate in self._names:
-            n += 1
-            candidate = f"{name}_{n}"
-        self._names.add(candidate)
-        return candidate
-
 
 def _dequantized_scale(value: ir.Value | None) -> float | None:
     """The scale of the DequantizeLinear that produces ``value``, if one does."""
@@ -506,10 +498,3 @@ def _clip_starts_at_zero(node: ir.Node) -> bool:
     if low is None or low.const_value is None:
         return False
     return float(low.const_value.numpy()) == 0.0
-
-
-def _all_values(graph: ir.Graph) -> list[ir.Value]:
-    values = list(graph.inputs) + list(graph.initializers.values())
-    for node in graph:
-        values.extend(node.outputs)
-    return values

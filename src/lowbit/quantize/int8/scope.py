@@ -46,6 +46,7 @@ import onnx
 from onnx import numpy_helper
 
 from lowbit.calibration.observers import TensorRange
+from lowbit.graph import FreshNames
 
 LINEAR_OPS = ("MatMul", "Gemm")
 LAYERNORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization",
@@ -207,16 +208,12 @@ def keep_bias_adds_apart(model: onnx.ModelProto, scope: TransformerScope) -> onn
         return model
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    taken = {i.name for i in out.graph.initializer}
+    names = FreshNames.of(out)
     for node in out.graph.node:
         if node.name not in changes:
             continue
         index, array = changes[node.name]
-        name, n = f"{node.input[index]}_{array.ndim}d", 1
-        while name in taken:
-            n += 1
-            name = f"{node.input[index]}_{array.ndim}d_{n}"
-        taken.add(name)
+        name = names.make(f"{node.input[index]}_{array.ndim}d")
         out.graph.initializer.append(numpy_helper.from_array(array, name))
         node.input[index] = name
     used = {x for n in out.graph.node for x in n.input}

@@ -28,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.observers import TensorRange
+from lowbit.graph import FreshNames, onnx_opset
 from lowbit.quantize.int8.params import WeightQuant
 from lowbit.quantize.int8.qdq import QuantizeResult
 from lowbit.quantize.int8.settings import QuantizeSettings
@@ -102,7 +103,7 @@ def _with_activations(model: onnx.ModelProto, keep: dict[str, str]) -> dict[str,
 def _demote_unsupported(model: onnx.ModelProto, keep: dict[str, str],
                         notes: list[str]) -> dict[str, str]:
     """An op whose schema (at the model's opset) does not allow the low type stays F32."""
-    opset = _opset(model)
+    opset = onnx_opset(model)
     nodes = {node.name: node for node in model.graph.node}
     result = dict(keep)
     for name, precision in keep.items():
@@ -114,10 +115,6 @@ def _demote_unsupported(model: onnx.ModelProto, keep: dict[str, str],
             notes.append(f"{name} ({node.op_type}) kept F32, not {precision}: opset {opset} "
                          f"does not allow {_TYPE_STRS[precision]} for {node.op_type}")
     return result
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
 
 def _schema(node: onnx.NodeProto, opset: int) -> onnx.defs.OpSchema | None:
@@ -159,20 +156,12 @@ def cast_islands(model: onnx.ModelProto, low: Mapping[str, str]) -> onnx.ModelPr
     """Run the nodes named in ``low`` (name → F16/BF16) in that type, with Casts around."""
     model = onnx.shape_inference.infer_shapes(model)
     graph = model.graph
-    opset = _opset(model)
+    opset = onnx_opset(model)
     types = _elem_types(model)
     inits = {init.name: init for init in graph.initializer}
-    names = {o for n in graph.node for o in n.output} | set(inits) | {i.name for i in graph.input}
+    names = FreshNames.of(model)
     low_of: dict[tuple[str, str], str] = {}   # (float32 tensor, precision) → low-type tensor
     new_nodes: list[onnx.NodeProto] = []
-
-    def unique(base: str) -> str:
-        candidate, n = base, 1
-        while candidate in names:
-            n += 1
-            candidate = f"{base}_{n}"
-        names.add(candidate)
-        return candidate
 
     for node in graph.node:
         precision = low.get(node.name)
@@ -186,22 +175,22 @@ def cast_islands(model: onnx.ModelProto, low: Mapping[str, str]) -> onnx.ModelPr
                 continue
             key = (source, precision)
             if key not in low_of:
-                target = unique(f"{source}_{_SUFFIX[precision]}")
+                target = names.make(f"{source}_{_SUFFIX[precision]}")
                 if source in inits:
                     graph.initializer.append(_low_initializer(inits[source], target, precision))
                 else:
                     new_nodes.append(helper.make_node("Cast", [source], [target], to=elem,
-                                                      name=unique(f"{target}_Cast")))
+                                                      name=names.make(f"{target}_Cast")))
                 low_of[key] = target
             node.input[index] = low_of[key]
         new_nodes.append(node)
         for index, output in enumerate(node.output):
             if not output or types.get(output) != TensorProto.FLOAT:
                 continue
-            low_out = unique(f"{output}_{_SUFFIX[precision]}")
+            low_out = names.make(f"{output}_{_SUFFIX[precision]}")
             node.output[index] = low_out
             new_nodes.append(helper.make_node("Cast", [low_out], [output], to=TensorProto.FLOAT,
-                                              name=unique(f"{output}_Cast")))
+                                              name=names.make(f"{output}_Cast")))
             low_of[(output, precision)] = low_out
     del graph.node[:]
     graph.node.extend(_without_unused(new_nodes, {o.name for o in graph.output}))

@@ -38,6 +38,7 @@ from onnx import helper
 from lowbit.analysis.metrics import cosine
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import DatasetError
+from lowbit.graph import with_outputs
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.rules import OutputMode, rule_for
 from lowbit.quantize.int8.scope import real_token_masks, real_tokens
@@ -227,14 +228,8 @@ def _tensor_names(model: onnx.ModelProto) -> set[str]:
 
 def _run_exposed(model: onnx.ModelProto, names: list[str],
                  feeds: list[Sample]) -> list[dict[str, np.ndarray]]:
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    existing = {o.name for o in exposed.graph.output}
-    graph_inputs = {i.name for i in exposed.graph.input}
-    for name in names:
-        if name not in existing and name not in graph_inputs:
-            exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = create_session(exposed)
+    graph_inputs = {i.name for i in model.graph.input}
+    session = create_session(with_outputs(model, [n for n in names if n not in graph_inputs]))
     fetch = [o.name for o in session.get_outputs()]
     values = []
     for feed in feeds:

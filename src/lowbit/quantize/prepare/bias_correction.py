@@ -30,6 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.input_means import mean_input_ops, mean_shift
 from lowbit.errors import DatasetError
+from lowbit.graph import add_reduce, onnx_opset, with_outputs
 from lowbit.quantize.int8.params import WeightQuant, quantize_weight_on, weight_kind
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
@@ -171,10 +172,9 @@ def _attr(node: onnx.NodeProto, name: str, default: float = 0) -> float:
 
 
 def _probe_model(model: onnx.ModelProto, targets: list[_Target]) -> onnx.ModelProto:
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    probe = with_outputs(model, [f"lowbit_shift_{i}" for i in range(len(targets))],
+                         elem_type=TensorProto.FLOAT)
     graph = probe.graph
-    opset = next((o.version for o in probe.opset_import if o.domain in ("", "ai.onnx")), 13)
     graph.initializer.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64),
                                                      "lowbit_nc_rest"))
     for i, target in enumerate(targets):
@@ -186,16 +186,8 @@ def _probe_model(model: onnx.ModelProto, targets: list[_Target]) -> onnx.ModelPr
                                            **attrs))
         # [N, C, ...] → [N, C, rest] → mean over N and rest: one value per channel.
         graph.node.append(helper.make_node("Reshape", [out, "lowbit_nc_rest"], [flat]))
-        shift = f"lowbit_shift_{i}"
-        if opset >= 18:
-            graph.initializer.append(numpy_helper.from_array(np.array([0, 2], np.int64),
-                                                             f"lowbit_axes_{i}"))
-            graph.node.append(helper.make_node("ReduceMean", [flat, f"lowbit_axes_{i}"],
-                                               [shift], keepdims=0))
-        else:
-            graph.node.append(helper.make_node("ReduceMean", [flat], [shift], axes=[0, 2],
-                                               keepdims=0))
-        graph.output.append(helper.make_tensor_value_info(shift, TensorProto.FLOAT, None))
+        add_reduce(graph, "ReduceMean", flat, f"lowbit_shift_{i}", [0, 2],
+                   opset=onnx_opset(model))
     return probe
 
 

@@ -39,7 +39,6 @@ replaces those tensors' ranges.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -52,6 +51,7 @@ from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, UsageError
+from lowbit.graph import FreshNames, add_reduce, onnx_opset, with_outputs
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -240,24 +240,11 @@ def measure_channel_max(model: onnx.ModelProto, samples: Iterable[Mapping[str, n
              for pair in find_pairs(model) if pair.relu6}
     if not links:
         return {}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    graph = probe.graph
-    opset = next((o.version for o in probe.opset_import if o.domain in ("", "ai.onnx")), 13)
-    fetch = []
-    for i, (name, rank) in enumerate(links.items()):
-        axes = [0, *range(2, rank)]
-        out = f"lowbit_channel_max_{i}"
-        if opset >= 18:
-            graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64),
-                                                             f"lowbit_channel_axes_{i}"))
-            graph.node.append(helper.make_node("ReduceMax", [name, f"lowbit_channel_axes_{i}"],
-                                               [out], keepdims=0))
-        else:
-            graph.node.append(helper.make_node("ReduceMax", [name], [out], axes=axes,
-                                               keepdims=0))
-        graph.output.append(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
-        fetch.append(out)
+    fetch = [f"lowbit_channel_max_{i}" for i in range(len(links))]
+    probe = with_outputs(model, fetch, elem_type=onnx.TensorProto.FLOAT)
+    for out, (name, rank) in zip(fetch, links.items(), strict=True):
+        add_reduce(probe.graph, "ReduceMax", name, out, [0, *range(2, rank)],
+                   opset=onnx_opset(model))
     session = create_session(probe)
     inputs = {i.name for i in session.get_inputs()}
     maxima: list[np.ndarray] | None = None
@@ -370,17 +357,12 @@ def _write(model: onnx.ModelProto, pairs: list[_Pair], nodes: list[onnx.NodeProt
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    names = {init.name for init in graph.initializer} | \
-        {o for node in graph.node for o in node.output}
-    counter = itertools.count()
+    names = FreshNames.of(out)
     replaced: set[str] = set()
 
     def add(base: str, array: np.ndarray) -> str:
         replaced.add(base)
-        name = f"{base}_equalized"
-        while name in names:
-            name = f"{base}_equalized_{next(counter)}"
-        names.add(name)
+        name = names.make(f"{base}_equalized")
         graph.initializer.append(numpy_helper.from_array(array, name))
         return name
 

@@ -33,6 +33,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from lowbit.errors import DatasetError
+from lowbit.graph import with_outputs
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -178,14 +179,8 @@ class _InputRunner:
         graph_inputs = {value.name for value in model.graph.input}
         self.inputs = dict(inputs)
         self.fetch = sorted({t for t in inputs.values() if t not in graph_inputs})
-        probe = onnx.ModelProto()
-        probe.CopyFrom(model)
-        existing = {value.name for value in probe.graph.output}
-        for name in self.fetch:
-            if name not in existing:
-                probe.graph.output.append(helper.make_tensor_value_info(
-                    name, onnx.TensorProto.FLOAT, None))
-        self.session = create_session(probe)
+        self.session = create_session(with_outputs(model, self.fetch,
+                                                   elem_type=onnx.TensorProto.FLOAT))
         self.feeds = {i.name for i in self.session.get_inputs()}
 
     def run(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

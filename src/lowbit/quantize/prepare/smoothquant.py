@@ -52,6 +52,7 @@ from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings, TensorRange
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
+from lowbit.graph import FreshNames, add_reduce, onnx_opset, with_outputs
 from lowbit.io.model import input_specs
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
@@ -137,10 +138,9 @@ def channel_maxima(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
     """max|X_j| over all samples and all positions, per channel j of each group's input."""
     initializers = {i.name: i for i in model.graph.initializer}
     nodes = {n.name: n for n in model.graph.node}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    fetch: dict[str, str] = {}
+    fetch = {group.tensor: f"lowbit_smooth_{index}_max" for index, group in enumerate(groups)}
+    probe = with_outputs(model, list(fetch.values()), elem_type=TensorProto.FLOAT)
+    opset = onnx_opset(model)
     for index, group in enumerate(groups):
         node = nodes[group.matmuls[0]]
         weight = numpy_helper.to_array(initializers[node.input[1]])
@@ -148,19 +148,11 @@ def channel_maxima(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
         tag = f"lowbit_smooth_{index}"
         shape = numpy_helper.from_array(np.array([-1, k], np.int64), f"{tag}_shape")
         probe.graph.initializer.append(shape)
-        reduce = (helper.make_node("ReduceMax", [f"{tag}_abs"], [f"{tag}_max"], axes=[0],
-                                   keepdims=0) if opset < 18 else
-                  helper.make_node("ReduceMax", [f"{tag}_abs", f"{tag}_axes"], [f"{tag}_max"],
-                                   keepdims=0))
-        if opset >= 18:
-            probe.graph.initializer.append(
-                numpy_helper.from_array(np.array([0], np.int64), f"{tag}_axes"))
         probe.graph.node.extend([
             helper.make_node("Reshape", [group.tensor, shape.name], [f"{tag}_flat"]),
-            helper.make_node("Abs", [f"{tag}_flat"], [f"{tag}_abs"]), reduce])
-        probe.graph.output.append(helper.make_tensor_value_info(f"{tag}_max", TensorProto.FLOAT,
-                                                                [k]))
-        fetch[group.tensor] = f"{tag}_max"
+            helper.make_node("Abs", [f"{tag}_flat"], [f"{tag}_abs"])])
+        add_reduce(probe.graph, "ReduceMax", f"{tag}_abs", fetch[group.tensor], [0],
+                   opset=opset)
     session = create_session(probe.SerializeToString(), threads=threads)
     names = list(fetch.values())
     maxima: dict[str, np.ndarray] = {}
@@ -257,7 +249,7 @@ class _Editor:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
         self.outputs = {o.name for o in self.graph.output}
-        self.names = set(self.init) | {o for n in self.graph.node for o in n.output}
+        self.names = FreshNames.of(model)
         self.shapes = _inferred_shapes(model)
         self.inserted: list[tuple[onnx.NodeProto, str]] = []  # (Mul, tensor it follows)
 
@@ -286,11 +278,7 @@ class _Editor:
                                                   array * factor)
 
     def _new_initializer(self, name: str, array: np.ndarray) -> str:
-        unique, n = name, 1
-        while unique in self.names:
-            n += 1
-            unique = f"{name}_{n}"
-        self.names.add(unique)
+        unique = self.names.make(name)
         tensor = numpy_helper.from_array(np.asarray(array, np.float32), unique)
         self.graph.initializer.append(tensor)
         self.init[unique] = tensor
@@ -390,21 +378,13 @@ class _Editor:
     def _insert_mul(self, group: SmoothGroup, inverse: np.ndarray) -> tuple[str, set[str]]:
         x = group.tensor
         factor = self._new_initializer(f"{x}_smooth_inverse", inverse)
-        out = self._unique_tensor(f"{x}_smoothed")
-        mul = helper.make_node("Mul", [x, factor], [out], name=self._unique_tensor(
+        out = self.names.make(f"{x}_smoothed")
+        mul = helper.make_node("Mul", [x, factor], [out], name=self.names.make(
             f"{x}_SmoothMul"))
         for name in group.matmuls:
             self.nodes[name].input[0] = out
         self.inserted.append((mul, x))
         return f"Mul {mul.name}", {out}
-
-    def _unique_tensor(self, name: str) -> str:
-        unique, n = name, 1
-        while unique in self.names:
-            n += 1
-            unique = f"{name}_{n}"
-        self.names.add(unique)
-        return unique
 
     def finish(self) -> None:
         """Put each inserted Mul right after the producer of the tensor it reads."""

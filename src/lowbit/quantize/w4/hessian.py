@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.errors import DatasetError, ModelError
+from lowbit.graph import with_outputs
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,10 @@ def collect_hessians(model: onnx.ModelProto, tensors: Sequence[str],
     """Run ``samples`` through ``model`` once and return H of each tensor in ``tensors``."""
     names = list(dict.fromkeys(tensors))
     graph_inputs = {value.name for value in model.graph.input}
-    session = create_session(_probe_model(model, names), threads=threads)
-    feeds_wanted = {i.name for i in session.get_inputs()}
     fetched = [name for name in names if name not in graph_inputs]
+    session = create_session(with_outputs(model, fetched, elem_type=TensorProto.FLOAT),
+                             threads=threads)
+    feeds_wanted = {i.name for i in session.get_inputs()}
     sums: dict[str, np.ndarray] = {}
     rows = dict.fromkeys(names, 0)
     count = 0
@@ -77,17 +79,6 @@ def collect_hessians(model: onnx.ModelProto, tensors: Sequence[str],
     hessians = {name: 2.0 * sums[name] / max(rows[name], 1) for name in names}
     log.info("GPTQ Hessians of %d tensors over %d samples", len(names), count)
     return Hessians(hessians, rows, count)
-
-
-def _probe_model(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    present = {o.name for o in probe.graph.output} | {i.name for i in probe.graph.input}
-    for name in names:
-        if name not in present:
-            probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                                                    None))
-    return probe
 
 
 @contextmanager

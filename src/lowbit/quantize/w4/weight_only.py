@@ -35,6 +35,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.errors import UnsupportedOpError, UsageError
+from lowbit.graph import FreshNames
 from lowbit.quantize.int8.embeddings import quantize_embeddings
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.quantize.w4.blockwise import (
@@ -207,7 +208,7 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
         hessians, used = dict(collected.hessians), collected.samples
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    names = _Names(out)
+    names = FreshNames.of(out)
     replacements: dict[str, list[onnx.NodeProto]] = {}
     inverses: dict[str, InverseHessian] = {}
     readers = Counter(t.input for t in targets)
@@ -245,37 +246,21 @@ def _quantize(target: WeightTarget, settings: WeightOnlySettings,
     return quantize_blocks(target.weight, settings.block_size, symmetric=settings.symmetric)
 
 
-class _Names:
-    """Fresh initializer names, never one already in the graph."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        self.taken = {i.name for i in model.graph.initializer} | {
-            o for node in model.graph.node for o in node.output} | {
-            v.name for v in model.graph.input}
-
-    def fresh(self, base: str) -> str:
-        name, index = base, 1
-        while name in self.taken:
-            name, index = f"{base}_{index}", index + 1
-        self.taken.add(name)
-        return name
-
-
 def _nbits_node(model: onnx.ModelProto, target: WeightTarget, quant: BlockQuant,
-                names: _Names) -> onnx.NodeProto:
+                names: FreshNames) -> onnx.NodeProto:
     packed = pack_nbits(quant)
     base = target.node.name or target.node.input[1]
-    b = names.fresh(f"{base}_w4")
-    scales = names.fresh(f"{base}_w4_scales")
+    b = names.make(f"{base}_w4")
+    scales = names.make(f"{base}_w4_scales")
     inputs = [target.input, b, scales]
     model.graph.initializer.append(numpy_helper.from_array(packed.b, b))
     model.graph.initializer.append(numpy_helper.from_array(packed.scales, scales))
     if packed.zeros is not None:
-        zeros = names.fresh(f"{base}_w4_zeros")
+        zeros = names.make(f"{base}_w4_zeros")
         model.graph.initializer.append(numpy_helper.from_array(packed.zeros, zeros))
         inputs.append(zeros)
     if target.bias is not None:
-        bias = names.fresh(f"{base}_w4_bias")
+        bias = names.make(f"{base}_w4_bias")
         model.graph.initializer.append(numpy_helper.from_array(target.bias, bias))
         inputs += [""] * (5 - len(inputs)) + [bias]  # A, B, scales, zero_points, g_idx, bias
     k, n = quant.shape
