@@ -1,4 +1,5 @@
-"""cosine, euclidean similarity, SQNR and max |error| on examples worked out by hand."""
+"""cosine, euclidean similarity, SQNR, max |error|, top-k, PSNR and SSIM on examples worked
+out by hand or against a direct implementation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from lowbit.analysis.metrics import cosine, euclidean_similarity, max_abs_error, sqnr_db
+from lowbit.analysis.metrics import (
+    cosine,
+    euclidean_similarity,
+    max_abs_error,
+    psnr,
+    sqnr_db,
+    ssim,
+    topk_accuracy,
+)
 
 A = np.array([3.0, -4.0, 12.0], dtype=np.float32)  # |A| = 13
 
@@ -86,3 +95,45 @@ def test_empty_arrays() -> None:
     empty = np.zeros((0, 3))
     assert max_abs_error(empty, empty) == 0.0
     assert cosine(empty, empty) == 1.0
+
+
+def test_topk_breaks_ties_like_argmax():
+    scores = np.array([[1.0, 1.0, 0.0]])
+    assert topk_accuracy(scores, np.array([0]), 1) == 100.0
+    assert topk_accuracy(scores, np.array([1]), 1) == 0.0
+    assert topk_accuracy(scores, np.array([2]), 5) == 100.0  # k is capped at the class count
+
+
+def test_psnr_of_a_known_offset():
+    reference = np.linspace(0.0, 1.0, 64).reshape(1, 8, 8)  # data range 1
+    assert psnr(reference, reference + 0.1) == pytest.approx(20.0)
+
+
+def _ssim_direct(x: np.ndarray, y: np.ndarray, peak: float) -> float:
+    """Wang et al. SSIM of one 2-D image pair, window by window with the 2-D Gaussian."""
+    taps = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    window = np.outer(taps, taps) / np.outer(taps, taps).sum()
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    values = []
+    for i in range(x.shape[0] - 10):
+        for j in range(x.shape[1] - 10):
+            a, b = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+            mu_a, mu_b = (window * a).sum(), (window * b).sum()
+            var_a = (window * (a - mu_a) ** 2).sum()
+            var_b = (window * (b - mu_b) ** 2).sum()
+            cov = (window * (a - mu_a) * (b - mu_b)).sum()
+            values.append((2 * mu_a * mu_b + c1) * (2 * cov + c2)
+                          / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_a_direct_implementation():
+    rng = np.random.default_rng(5)
+    reference = rng.uniform(0, 255, (2, 16, 14, 3))  # NHWC, 3 channels
+    test = np.clip(reference + rng.normal(0, 20, reference.shape), 0, 255)
+    peak = float(reference.max() - reference.min())
+    expected = np.mean([_ssim_direct(reference[n, :, :, c], test[n, :, :, c], peak)
+                        for n in range(2) for c in range(3)])
+    assert ssim(reference, test) == pytest.approx(expected, rel=1e-9)
+    assert ssim(reference, reference) == pytest.approx(1.0)
+    assert ssim(test, reference) < 1.0
