@@ -16,22 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lowbit.errors import ModelError
-from lowbit.io.importers.base import (
-    ImportedModel,
-    Importer,
-    ImportOptions,
-    first_line,
-    refuse_names,
-    register,
-)
+from lowbit.io.importers.base import ImportedModel, Importer, ImportOptions, refuse_names, register
 from lowbit.io.importers.sniff import head, zip_entries
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
-    finish_conversion,
+    convert_with_tf2onnx,
+    load_quietly,
     load_tensorflow,
-    quiet_native_output,
-    tf2onnx_opset,
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -48,27 +39,19 @@ def is_hdf5(path: Path) -> bool:
 
 def convert_keras(path: Path, options: ImportOptions) -> ImportedModel:
     refuse_names(options, "a Keras model")
-    _tf, tf2onnx = load_tensorflow()
+    load_tensorflow()
     import keras
 
-    with quiet_native_output():
-        try:
-            model = keras.models.load_model(str(path), compile=False)
-        except Exception as err:
-            hint = (" (an HDF5 file of weights only? it needs the architecture too: "
-                    "model.save('model.h5'), not save_weights)" if is_hdf5(path) else "")
-            raise ModelError(f"{path} is not a loadable Keras model{hint}: {first_line(err)}"
-                             ) from err
-        try:
-            proto, _ = tf2onnx.convert.from_keras(
-                model, opset=tf2onnx_opset(tf2onnx, options.target_opset))
-        except Exception as err:
-            raise ModelError(f"tf2onnx could not convert the Keras model {path}: "
-                             f"{first_line(err)}") from err
+    hint = (" (an HDF5 file of weights only? it needs the architecture too: "
+            "model.save('model.h5'), not save_weights)" if is_hdf5(path) else "")
+    model = load_quietly(lambda: keras.models.load_model(str(path), compile=False),
+                         f"{path} is not a loadable Keras model{hint}")
     kind = "Keras HDF5" if is_hdf5(path) else "Keras v3 (.keras)"
-    return finish_conversion(proto, options, source=str(path), source_format="keras",
-                             exporter="tf2onnx.from_keras",
-                             notes=(f"{kind} model '{model.name}', Keras {keras.__version__}",))
+    return convert_with_tf2onnx(
+        lambda tf2onnx, opset: tf2onnx.convert.from_keras(model, opset=opset), options,
+        what=f"the Keras model {path}", source=str(path), source_format="keras",
+        exporter="tf2onnx.from_keras",
+        notes=(f"{kind} model '{model.name}', Keras {keras.__version__}",))
 
 
 register(Importer(name="keras", label="Keras (.keras)", detect=is_keras_zip,

@@ -32,10 +32,9 @@ from lowbit.io.importers.base import (
 from lowbit.io.importers.sniff import LEN, VARINT, protobuf_fields
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
-    finish_conversion,
+    convert_with_tf2onnx,
+    load_quietly,
     load_tensorflow,
-    quiet_native_output,
-    tf2onnx_opset,
 )
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -59,13 +58,9 @@ def convert_saved_model(path: Path, options: ImportOptions) -> ImportedModel:
     refuse_names(options, "a SavedModel")
     directory = _saved_model_dir(path)
     assert directory is not None
-    tf, tf2onnx = load_tensorflow()
-    with quiet_native_output():
-        try:
-            loaded = tf.saved_model.load(str(directory))
-        except Exception as err:
-            raise ModelError(f"{directory} is not a loadable SavedModel: {first_line(err)}"
-                             ) from err
+    tf, _ = load_tensorflow()
+    loaded = load_quietly(lambda: tf.saved_model.load(str(directory)),
+                          f"{directory} is not a loadable SavedModel")
     name, function = _serving_signature(loaded, directory)
     args, specs = function.structured_input_signature
     if args:
@@ -78,17 +73,12 @@ def convert_saved_model(path: Path, options: ImportOptions) -> ImportedModel:
     def serve(*tensors: Any) -> Any:
         return function(**dict(zip(keys, tensors, strict=True)))
 
-    opset = tf2onnx_opset(tf2onnx, options.target_opset)
-    with quiet_native_output():
-        try:
-            proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature,
-                                                     opset=opset)
-        except Exception as err:
-            raise ModelError(f"tf2onnx could not convert {directory} (signature '{name}'): "
-                             f"{first_line(err)}") from err
-    return finish_conversion(proto, options, source=str(directory), source_format="savedmodel",
-                             exporter="tf2onnx.from_function",
-                             notes=(f"SavedModel signature '{name}'",))
+    return convert_with_tf2onnx(
+        lambda tf2onnx, opset: tf2onnx.convert.from_function(
+            serve, input_signature=signature, opset=opset), options,
+        what=f"{directory} (signature '{name}')", source=str(directory),
+        source_format="savedmodel", exporter="tf2onnx.from_function",
+        notes=(f"SavedModel signature '{name}'",))
 
 
 def _serving_signature(loaded: Any, directory: Path) -> tuple[str, Any]:
@@ -114,7 +104,7 @@ def is_graph_def(path: Path) -> bool:
 
 
 def convert_graph_def(path: Path, options: ImportOptions) -> ImportedModel:
-    tf, tf2onnx = load_tensorflow()
+    tf, _ = load_tensorflow()
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(path.read_bytes())
@@ -130,17 +120,12 @@ def convert_graph_def(path: Path, options: ImportOptions) -> ImportedModel:
                            "placeholders")
     outputs = _tensor_names(options.output_names, "--outputs", path, nodes, finals,
                             "final nodes")
-    opset = tf2onnx_opset(tf2onnx, options.target_opset)
-    with quiet_native_output():
-        try:
-            proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs,
-                                                      output_names=outputs, opset=opset)
-        except Exception as err:
-            raise ModelError(f"tf2onnx could not convert {path}: {first_line(err)}") from err
-    return finish_conversion(proto, options, source=str(path), source_format="graphdef",
-                             exporter="tf2onnx.from_graph_def",
-                             notes=((f"frozen GraphDef, inputs {', '.join(inputs)}, outputs "
-                                    f"{', '.join(outputs)}"),))
+    return convert_with_tf2onnx(
+        lambda tf2onnx, opset: tf2onnx.convert.from_graph_def(
+            graph_def, input_names=inputs, output_names=outputs, opset=opset),
+        options, what=str(path), source=str(path), source_format="graphdef",
+        exporter="tf2onnx.from_graph_def",
+        notes=(f"frozen GraphDef, inputs {', '.join(inputs)}, outputs {', '.join(outputs)}",))
 
 
 def _final_nodes(graph_def: Any) -> list[str]:

@@ -1,10 +1,12 @@
-"""What the TensorFlow-family importers share: a quiet, lazy TensorFlow and tf2onnx.
+"""What the TensorFlow-family importers share: a quiet, lazy TensorFlow and tf2onnx, and
+one way to load a model and convert it.
 
     tf, tf2onnx = load_tensorflow()      # imported on first use only (~10 s of CPU)
-    with quiet_native_output():
-        proto, _ = tf2onnx.convert.from_tflite(path, opset=opset)
-    return finish_conversion(proto, options, source=..., source_format="tflite",
-                             exporter="tf2onnx.from_tflite")
+    loaded = load_quietly(lambda: tf.saved_model.load(path), f"{path} is not a SavedModel")
+    imported = convert_with_tf2onnx(     # quietly, at the target opset, then finished
+        lambda tf2onnx, opset: tf2onnx.convert.from_tflite(path, opset=opset), options,
+        what=f"the TFLite model {path}", source=path, source_format="tflite",
+        exporter="tf2onnx.from_tflite")
 
 TensorFlow is imported only when a TensorFlow, Keras or TFLite file is given. Its C++
 core writes start-up chatter (CUDA probes, absl notices) straight to file descriptor 2
@@ -21,18 +23,21 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import onnx
 
+from lowbit.errors import ModelError
 from lowbit.graph import onnx_opset
-from lowbit.io.importers.base import ImportedModel, ImportOptions
+from lowbit.io.importers.base import ImportedModel, ImportOptions, first_line
 from lowbit.io.importers.onnx_model import upgrade_opset
 
 log = logging.getLogger(__name__)
 
 TF_MODULES = ("tensorflow", "tf2onnx")
+
+T = TypeVar("T")
 
 
 def load_tensorflow() -> tuple[Any, Any]:
@@ -78,6 +83,32 @@ def tf2onnx_opset(tf2onnx: Any, target: int) -> int:
     """The target opset, or tf2onnx's newest where the target is beyond it."""
     newest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
     return min(target, newest)
+
+
+def load_quietly(load: Callable[[], T], failure: str) -> T:
+    """``load()`` (a model read by TensorFlow or Keras) with its output sent to the debug
+    log; an error is a ModelError, ``failure`` followed by the error's first line."""
+    with quiet_native_output():
+        try:
+            return load()
+        except Exception as err:
+            raise ModelError(f"{failure}: {first_line(err)}") from err
+
+
+def convert_with_tf2onnx(convert: Callable[[Any, int], tuple[onnx.ModelProto, Any]],
+                         options: ImportOptions, *, what: str, source: str, source_format: str,
+                         exporter: str, notes: tuple[str, ...] = ()) -> ImportedModel:
+    """Run one of tf2onnx's converters, ``convert(tf2onnx, opset)`` (its ``(proto, external
+    tensors)``), quietly at the target opset (or tf2onnx's newest), then finish the import;
+    a converter error is a ModelError that names ``what`` was being converted."""
+    _, tf2onnx = load_tensorflow()
+    with quiet_native_output():
+        try:
+            proto, _ = convert(tf2onnx, tf2onnx_opset(tf2onnx, options.target_opset))
+        except Exception as err:
+            raise ModelError(f"tf2onnx could not convert {what}: {first_line(err)}") from err
+    return finish_conversion(proto, options, source=source, source_format=source_format,
+                             exporter=exporter, notes=notes)
 
 
 def finish_conversion(proto: onnx.ModelProto, options: ImportOptions, *, source: str,

@@ -13,23 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lowbit.errors import ModelError
-from lowbit.io.importers.base import (
-    ImportedModel,
-    Importer,
-    ImportOptions,
-    first_line,
-    refuse_names,
-    register,
-)
+from lowbit.io.importers.base import ImportedModel, Importer, ImportOptions, refuse_names, register
 from lowbit.io.importers.sniff import head
-from lowbit.io.importers.tf_common import (
-    TF_MODULES,
-    finish_conversion,
-    load_tensorflow,
-    quiet_native_output,
-    tf2onnx_opset,
-)
+from lowbit.io.importers.tf_common import TF_MODULES, convert_with_tf2onnx
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -40,16 +26,10 @@ def is_tflite(path: Path) -> bool:
 
 def convert_tflite(path: Path, options: ImportOptions) -> ImportedModel:
     refuse_names(options, "a TFLite model")
-    _, tf2onnx = load_tensorflow()
-    with quiet_native_output():
-        try:
-            proto, _ = tf2onnx.convert.from_tflite(
-                str(path), opset=tf2onnx_opset(tf2onnx, options.target_opset))
-        except Exception as err:
-            raise ModelError(f"tf2onnx could not convert the TFLite model {path}: "
-                             f"{first_line(err)}") from err
-    return finish_conversion(proto, options, source=str(path), source_format="tflite",
-                             exporter="tf2onnx.from_tflite")
+    return convert_with_tf2onnx(
+        lambda tf2onnx, opset: tf2onnx.convert.from_tflite(str(path), opset=opset), options,
+        what=f"the TFLite model {path}", source=str(path), source_format="tflite",
+        exporter="tf2onnx.from_tflite")
 
 
 register(Importer(name="tflite", label="TFLite (.tflite)", detect=is_tflite,
