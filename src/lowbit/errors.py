@@ -13,6 +13,9 @@ Messages name the file, tensor or node, what was expected and what was found.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 
 class LowbitError(Exception):
     """Base class of every error lowbit raises for bad input or usage."""
@@ -43,3 +46,26 @@ def install_hint(extra: str) -> str:
     installed package (torch first, pinned, for the extras that pull it in)."""
     first = "pip install torch==2.13.0, then " if extra in ("torch", "bench") else ""
     return f"{first}pip install '.[{extra}]' in lowbit's source folder (or 'lowbit[{extra}]')"
+
+
+class RecipeError(UsageError):
+    """A recipe setting lowbit cannot use. The message names its settings as
+    ``{section.field}`` placeholders, rendered as the recipe's own dotted names by
+    default; the CLI renders them as its flags and the Python API as its keywords
+    (``rendered``), so every caller reads the name they typed."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.rendered(lambda field: field))
+
+    def rendered(self, name_of: Callable[[str], str]) -> str:
+        return _PLACEHOLDER.sub(lambda match: name_of(match.group(1)), self.template)
+
+    def renamed(self, name_of: Callable[[str], str]) -> RecipeError:
+        """The same error with its settings named by ``name_of`` (a keyword, a flag)."""
+        renamed = RecipeError(self.template)
+        renamed.args = (self.rendered(name_of),)
+        return renamed
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z0-9_]+(?:\.[a-z0-9_]+)*)\}")

@@ -87,9 +87,9 @@ def test_weight_bits_4_and_adaround(files: Path, capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize(("extra", "message"), [
     (["--equalize"], "--equalize needs a data set"),
     (["--equalize", "missing.npz"], "missing.npz"),
-    (["--weight-bits", "4", "--quantize", "F16"], "apply to --quantize INT8 only"),
-    (["--adaround", "calib.npz", "--dynamic"], "do not combine with --dynamic"),
-    (["--adaround"], "--adaround needs a data set: --adaround DATASET or --calibration-data"),
+    (["--weight-bits", "4", "--quantize", "F16"], "--weight-bits applies to --quantize INT8 only, not F16"),
+    (["--adaround", "calib.npz", "--dynamic"], "--adaround needs a calibration table: it does not combine with --dynamic"),
+    (["--adaround"], "--adaround needs a data set: --adaround or --calibration-data"),
     (["--calibration-data", "calib.npz"], "is not used: it feeds --adaround, --smooth"),
 ])
 def test_mistakes_exit_2_with_one_line(files: Path, capsys: pytest.CaptureFixture[str],

@@ -19,8 +19,9 @@ from lowbit.api.calibrate import calibrate
 from lowbit.api.classify import classify
 from lowbit.api.common import run_samples
 from lowbit.api.compare import compare
-from lowbit.api.deploy import PRECISIONS, DeployResult, deploy
+from lowbit.api.deploy import PRECISIONS, DeployResult, Rerun, deploy, plan, rerun
 from lowbit.api.evaluate import evaluate
+from lowbit.api.info import ModelInfo, info
 from lowbit.api.qtable import QTableResult, qtable
 from lowbit.api.report import ReportResult, report
 from lowbit.api.transform import TransformResult, transform
@@ -28,6 +29,6 @@ from lowbit.data import Dataset
 from lowbit.graph import precision_of
 
 __all__ = ["PRECISIONS", "Classification", "Dataset", "DeployResult", "EvalReport",
-           "QTableResult", "ReportResult", "TransformResult", "calibrate", "classify",
-           "compare", "deploy", "evaluate", "precision_of", "qtable", "report",
-           "run_samples", "transform"]
+           "ModelInfo", "QTableResult", "ReportResult", "Rerun", "TransformResult",
+           "calibrate", "classify", "compare", "deploy", "evaluate", "info", "plan",
+           "precision_of", "qtable", "report", "rerun", "run_samples", "transform"]

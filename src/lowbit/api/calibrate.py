@@ -5,11 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lowbit.api.common import (
-    first_samples,
-    image_options_for,
-    load_float_model,
-)
+from lowbit.api.common import image_options_for, load_float_model
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable, write_table
@@ -17,6 +13,7 @@ from lowbit.data import (
     ImageOptions,
     open_dataset,
 )
+from lowbit.data.samples import first_samples
 from lowbit.errors import UsageError
 from lowbit.io.model import input_specs
 from lowbit.passes import canonicalize

@@ -23,7 +23,7 @@ from lowbit.io.meta import (
     resolve_image_options,
 )
 from lowbit.io.model import load_model
-from lowbit.runtime.backends import check_backend, require_openvino
+from lowbit.runtime.backends import check_backend
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,7 @@ def classify(
     default ImageNet-1k's for a 1000-score output. With ``output``, the image is also
     written there with the predictions drawn on it.
     """
-    check_backend(backend)
-    if backend == "openvino":
-        require_openvino()
+    check_backend(backend).require()
     proto = load_model(model, check=False)
     options = resolve_image_options(model, image_options, proto)
     if options is None:

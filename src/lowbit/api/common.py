@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from lowbit.calibration.table import CalibrationTable
 from lowbit.data import (
     Dataset,
     ImageOptions,
-    check_finite,
 )
 from lowbit.data.images import is_image_file
-from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
+from lowbit.data.samples import finite_samples
+from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.graph import precision_of
 from lowbit.io.meta import (
     resolve_image_options,
@@ -44,20 +43,6 @@ def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[s
     return {name: np.concatenate(values, axis=0) for name, values in collected.items()}
 
 
-def finite_samples(dataset: Dataset) -> Iterator[dict[str, np.ndarray]]:
-    """The data set's samples; a NaN or Inf in one raises DatasetError naming it."""
-    for index, sample in enumerate(dataset):
-        check_finite(sample, index, dataset.source)
-        yield sample
-
-
-def first_samples(dataset: Dataset, limit: int) -> Iterator[dict[str, np.ndarray]]:
-    for index, sample in enumerate(finite_samples(dataset)):
-        if index >= limit:
-            return
-        yield sample
-
-
 def check_samples(dataset: Dataset) -> None:
     """Read every sample once, so a misshapen or non-finite one fails before anything runs."""
     for _ in finite_samples(dataset):
@@ -78,26 +63,6 @@ def load_reference(path: str | Path, names: Sequence[str]) -> dict[str, np.ndarr
         raise DatasetError(f"test reference {path} lacks output(s) {', '.join(missing)}; "
                            f"it has {', '.join(arrays) or 'no arrays'}")
     return {name: arrays[name] for name in names}
-
-
-def check_table_matches(table: CalibrationTable, model: onnx.ModelProto,
-                         source: object) -> None:
-    names = {o for node in model.graph.node for o in node.output}
-    names |= {i.name for i in model.graph.input}
-    if not table.ranges:
-        raise CalibrationError(f"calibration table {source} holds no tensor ranges; give the "
-                               f"table lowbit calibrate wrote for this model")
-    unknown = [name for name in table.ranges if name not in names]
-    # A table made for this model names only its tensors; a few shared names (an "input", an
-    # "a") must not make another model's table look like it belongs here.
-    if table.ranges and 2 * len(unknown) > len(table.ranges):
-        raise CalibrationError(
-            f"calibration table {source} does not fit this model: {len(unknown)} of its "
-            f"{len(table.ranges)} tensors (e.g. '{unknown[0]}') are not in the model; was it made "
-            f"for another model?")
-    if unknown:
-        log.warning("calibration table %s names %d tensor(s) not in the model, e.g. '%s'; "
-                    "they are ignored", source, len(unknown), unknown[0])
 
 
 def load_float_model(path: str | Path, stage: str) -> onnx.ModelProto:

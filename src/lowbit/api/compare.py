@@ -8,12 +8,10 @@ from pathlib import Path
 from lowbit.analysis.layerwise import LayerReport, compare_layers, write_csv
 from lowbit.analysis.plots import plot_layers
 from lowbit.analysis.validate import Tolerance
-from lowbit.api.common import (
-    finite_samples,
-)
 from lowbit.data import (
     open_dataset,
 )
+from lowbit.data.samples import finite_samples
 from lowbit.io.model import input_specs, load_model
 
 log = logging.getLogger(__name__)

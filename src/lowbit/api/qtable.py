@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lowbit.analysis.labels import load_labels
-from lowbit.api.common import (
-    check_table_matches,
-    first_samples,
-    load_float_model,
-)
+from lowbit.api.common import load_float_model
+from lowbit.calibration.fit import check_table_fits
 from lowbit.calibration.table import CalibrationTable, read_table
 from lowbit.data import (
     open_dataset,
 )
+from lowbit.data.samples import first_samples
 from lowbit.errors import DatasetError
 from lowbit.io.model import input_specs
 from lowbit.passes import canonicalize
@@ -59,7 +57,7 @@ def qtable(
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
         read_table(calibration_table)
     canonical, _ = canonicalize(load_float_model(model, "qtable"))
-    check_table_matches(table, canonical, calibration_table)
+    check_table_fits(table, canonical, calibration_table)
     dataset_ = open_dataset(dataset, input_specs(canonical))
     samples = list(first_samples(dataset_, num if num is not None else len(dataset_)))
     if not samples:

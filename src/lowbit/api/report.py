@@ -13,18 +13,16 @@ from lowbit.analysis.layerwise import LayerReport, compare_layers
 from lowbit.analysis.plots import plot_layers
 from lowbit.analysis.report import ReportFiles, ReportRow, build_rows, write_report
 from lowbit.analysis.validate import Tolerance
-from lowbit.api.common import (
-    first_samples,
-    has_labels,
-    image_options_for,
-)
+from lowbit.api.common import has_labels, image_options_for
 from lowbit.data import (
     ImageOptions,
     open_dataset,
 )
+from lowbit.data.samples import first_samples
 from lowbit.errors import UsageError
 from lowbit.graph import precision_of
 from lowbit.io.model import input_specs, load_model
+from lowbit.runtime.backends import check_backend
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ def report(
     layers = None
     plot = None
     quantized = [i for i, p in enumerate(precisions) if p != "F32"]
-    if quantized and base != quantized[0] and backend == "ort":
+    if quantized and base != quantized[0] and check_backend(backend).inner_tensors:
         samples = open_dataset(dataset, input_specs(models[base]), image_options=image_options)
         layers = compare_layers(models[base], models[quantized[0]],
                                 first_samples(samples, compare_samples), Tolerance(),

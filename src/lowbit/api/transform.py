@@ -11,11 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from lowbit.api.common import (
-    check_model,
-    finite_samples,
-    run_samples,
-)
+from lowbit.api.common import check_model, run_samples
 from lowbit.data import (
     Dataset,
     ImageFolderDataset,
@@ -25,6 +21,7 @@ from lowbit.data import (
 )
 from lowbit.data.fuse_preprocess import fuse_preprocess as fuse_preprocess_graph
 from lowbit.data.images import is_image_file
+from lowbit.data.samples import finite_samples
 from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.io.importers import import_model
 from lowbit.io.meta import (

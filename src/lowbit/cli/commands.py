@@ -10,6 +10,7 @@ from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.explain import explain_int8
 from lowbit.analysis.profile import profile_model
 from lowbit.calibration.observers import METHODS
+from lowbit.cli import deploy as deploy_command
 from lowbit.cli.parsing import parse_floats, parse_ints, parse_shapes
 from lowbit.cli.render import (
     bench_table,
@@ -186,86 +187,6 @@ def _add_image_options(p: argparse.ArgumentParser, *, recorded: bool = False) ->
                        help="the model input's layout (default: told from its shape)")
 
 
-def _add_weight_range(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weight-range", choices=("auto", "full", "reduced", "paired"),
-                   default="auto",
-                   help="INT8 weights: full (−127..127), reduced (7 bits, −63..63: x86 CPUs "
-                   "without VNNI saturate with full-range weights), paired (MatMul, Gemm, "
-                   "Conv weights 8 bits with each pair of K rows 2i, 2i+1 summing to at most "
-                   "128, which those CPUs add exactly; depthwise Conv full range) or auto "
-                   "(default: full where ONNX Runtime's kernels here are exact, else paired "
-                   "where its probes confirm the layout, else reduced)")
-
-
-def _add_weight_only(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("W4 (4-bit weight-only MatMul, --quantize W4)")
-    p.add_argument("--calibration-data", metavar="DATASET",
-                   help="inputs like those the model will see, for every algorithm that "
-                   "needs data and is not given its own: --algorithm gptq, --smooth, "
-                   "--adaround, --equalize (first 128 samples)")
-    group.add_argument("--block-size", type=int, default=32,
-                       help="rows of K that share one scale (16, 32, 64, 128 or 256; "
-                       "default 32)")
-    group.add_argument("--algorithm", choices=("rtn", "gptq"), default="rtn",
-                       help="rtn: round to nearest (default, no data); gptq: compensate "
-                       "rounding with input statistics from --calibration-data")
-    group.add_argument("--float-embeddings", action="store_true",
-                       help="keep large embedding tables (a Gather's constant [V, H]) float; "
-                       "by default they are stored int8 per hidden channel")
-    group.add_argument("--symmetric-weights", action="store_true",
-                       help="no zero points (codes -7..7) instead of a 4-bit zero point per "
-                       "block")
-    group.add_argument("--act-order", action="store_true",
-                       help="gptq: quantize the inputs with most energy first")
-
-
-def _add_transformer_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("transformers (INT8; LayerNorm, Softmax, GELU stay float)")
-    group.add_argument("--quantize-attention", action="store_true",
-                       help="also quantize the run-time x run-time attention MatMuls "
-                       "(Q·Kᵀ and softmax·V); float by default")
-    group.add_argument("--dynamic", action="store_true",
-                       help="quantize activations at run time (DynamicQuantizeLinear → "
-                       "MatMulInteger); weights int8 offline; no --calibration-table needed")
-    group.add_argument("--smooth", metavar="ALPHA|auto|off",
-                       help="SmoothQuant before INT8: move activation outliers into the "
-                       "weights with strength ALPHA in [0, 1] (0.5 in the paper), from the "
-                       "calibration table's channel ranges or --smooth-data; auto: the best "
-                       "of 0.3..0.8 by output SQNR (needs --smooth-data or "
-                       "--calibration-data); off: none. Default: α 0.8 from the table for a "
-                       "transformer's static INT8, off otherwise")
-    group.add_argument("--smooth-data", metavar="DATASET",
-                       help="--smooth: samples (e.g. the calibration data; first 128) for the "
-                       "per-channel maxima and the re-calibration of the smoothed tensors "
-                       "(default: --calibration-data)")
-
-
-def _add_conv_accuracy_options(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("INT8 accuracy: equalization, AdaRound, 4-bit weights")
-    group.add_argument("--equalize", nargs="?", const=True, default=False, metavar="DATASET",
-                       help="cross-layer equalization of Conv→Conv pairs (incl. depthwise) "
-                       "before quantizing, so one weight scale suits every channel (helps "
-                       "--per-tensor most); the ranges it changes are re-measured on DATASET "
-                       "(default: the --adaround, --bias-correction or --calibration-data "
-                       "data) with the table's "
-                       "method and sample count")
-    group.add_argument("--equalize-relu6", choices=("bound", "relu"), default="bound",
-                       help="pairs through ReLU6: bound (default) equalizes only channels "
-                       "that stay below 6 on the data, so the function is kept; relu "
-                       "replaces ReLU6 by Relu first, which changes the function")
-    group.add_argument("--adaround", nargs="?", const=True, default=None, metavar="DATASET",
-                       help="learn each weight's rounding up or down (AdaRound) on the first "
-                       "128 samples of DATASET (default: --calibration-data), layer by layer; "
-                       "minutes on CPU; needs the "
-                       "torch extra (pip install torch==2.13.0, then pip install '.[torch]')")
-    group.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
-                       help="--adaround: optimisation steps per layer (default 1000; fewer "
-                       "is faster and rounds less well)")
-    group.add_argument("--weight-bits", type=int, choices=(4, 8), default=8,
-                       help="INT8 weights at 8 bits (default) or 4 (W4A8: −7..7 per channel, "
-                       "activations 8-bit; stored as int4 at opset 21+, else int8)")
-
-
 def _image_options(args: argparse.Namespace) -> ImageOptions | None:
     given = (args.mean, args.scale, args.pixel_format, args.resize, args.crop,
              args.keep_aspect_ratio, args.layout)
@@ -278,91 +199,6 @@ def _image_options(args: argparse.Namespace) -> ImageOptions | None:
                         crop=parse_ints(args.crop, "--crop") if args.crop else None,
                         keep_aspect_ratio=bool(args.keep_aspect_ratio),
                         layout=args.layout or "auto")
-
-
-def _deploy(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("deploy", help="quantize a model and validate it against float",
-                       description="Rewrite the model to INT8 QDQ (ONNX Runtime fuses it into "
-                       "integer kernels; a qtable keeps chosen ops at F32/F16/BF16), to F16/"
-                       "BF16 or to W4 (4-bit weight-only MatMuls), write it, and with "
-                       "--test-input compare its outputs "
-                       "with the reference. Exit code 1 when a tolerance fails (the model is "
-                       "still written).")
-    p.add_argument("model", help="the float ONNX model")
-    p.add_argument("--quantize", default="INT8", choices=api.PRECISIONS, type=str.upper,
-                   help="target precision (default INT8; W4: 4-bit weight-only MatMuls as "
-                   "ONNX Runtime's MatMulNBits, activations stay float)")
-    p.add_argument("--calibration-table", help="table written by calibrate (needed for INT8)")
-    p.add_argument("--quantize-table", help="INT8 only: mixed precision from a qtable of "
-                   "'op_name PRECISION' lines (F32, F16, BF16) keeping those ops out of INT8")
-    p.add_argument("-o", "--output", required=True, help="the quantized model to write")
-    p.add_argument("--test-input", help="data set to validate on")
-    p.add_argument("--test-reference", help="reference outputs (.npz); default: run the float "
-                   "model on --test-input")
-    p.add_argument("--tolerance", default="0.99,0.90",
-                   help="minimum cosine,euclidean similarity per output (default 0.99,0.90)")
-    p.add_argument("--activation", choices=("uint8", "int8"), default="uint8",
-                   help="activation type: uint8 asymmetric (default, fastest on ORT CPU) or "
-                   "int8 symmetric")
-    p.add_argument("--per-tensor", action="store_true",
-                   help="one weight scale per tensor instead of per output channel")
-    p.add_argument("--format", choices=("qdq", "qoperator"), default="qdq",
-                   help="qdq (default) or qoperator (QLinearConv/QLinearMatMul)")
-    p.add_argument("--method", choices=("cast", "full"), default="cast",
-                   help="F16/BF16: cast (weights stay F32, Casts into the low type) or full "
-                   "(weights stored in the low type, half the file)")
-    p.add_argument("--no-keep-io-types", action="store_true",
-                   help="F16/BF16: make the model's inputs and outputs the low type too")
-    p.add_argument("--keep-float", help="F16/BF16: op types or node names to keep F32 "
-                   "(replaces the default Softmax,LogSoftmax,LayerNormalization,ReduceMean,...)")
-    correction = p.add_mutually_exclusive_group()
-    correction.add_argument("--bias-correction", metavar="DATASET",
-                            help="INT8: remove the per-channel mean shift that weight rounding "
-                            "causes, measured on the first 32 samples of DATASET (default: "
-                            "from the mean inputs the calibration table holds)")
-    correction.add_argument("--no-bias-correction", action="store_true",
-                            help="INT8: keep the biases as they are")
-    p.add_argument("--backend", default="ort", help="engine for validation: ort (default) or "
-                   "openvino (the openvino extra: pip install '.[openvino]')")
-    p.add_argument("--input-shapes", help="fix input shapes, as for transform")
-    _add_weight_range(p)
-    _add_weight_only(p)
-    _add_transformer_options(p)
-    _add_conv_accuracy_options(p)
-
-    def run(args: argparse.Namespace) -> int:
-        keep_float = None if args.keep_float is None else tuple(
-            part.strip() for part in args.keep_float.split(",") if part.strip())
-        result = api.deploy(
-            args.model, quantize=args.quantize, calibration_table=args.calibration_table,
-            output=args.output, test_input=args.test_input, test_reference=args.test_reference,
-            tolerance=args.tolerance, activation=args.activation,
-            per_channel=not args.per_tensor, format=args.format,
-            quantize_table=args.quantize_table, method=args.method,
-            keep_io_types=not args.no_keep_io_types, keep_float=keep_float,
-            backend=args.backend,
-            bias_correction=False if args.no_bias_correction else args.bias_correction,
-            input_shapes=parse_shapes(args.input_shapes), weight_range=args.weight_range,
-            block_size=args.block_size, algorithm=args.algorithm,
-            calibration_data=args.calibration_data, symmetric_weights=args.symmetric_weights,
-            float_embeddings=args.float_embeddings,
-            act_order=args.act_order, quantize_attention=args.quantize_attention,
-            dynamic=args.dynamic, smooth=args.smooth, smooth_data=args.smooth_data,
-            equalize=args.equalize, equalize_relu6=args.equalize_relu6,
-            adaround=args.adaround, adaround_iterations=args.adaround_iterations,
-            weight_bits=args.weight_bits)
-        deploy_summary(result)
-        console.print(f"wrote {result.path}")
-        if result.validation is not None:
-            console.print(validation_table(result.validation))
-            if not result.passed:
-                names = ", ".join(c.name for c in result.validation.failed)
-                console.print(f"[red]validation FAILED[/red] for {names}; the model was written "
-                              f"to {result.path} anyway")
-                return 1
-        return 0
-
-    p.set_defaults(run=run)
 
 
 def _compare(sub: argparse._SubParsersAction) -> None:
@@ -571,7 +407,7 @@ def _qtable(sub: argparse._SubParsersAction) -> None:
                    type=str.upper, help="precision of the ops taken out of INT8 (default F32)")
     p.add_argument("--activation", choices=("uint8", "int8"), default="uint8",
                    help="activation type of the INT8 part")
-    _add_weight_range(p)
+    deploy_command.add_weight_range(p)
 
     def run(args: argparse.Namespace) -> int:
         result = api.qtable(args.model, args.dataset, calibration_table=args.calibration_table,
@@ -651,5 +487,5 @@ def _demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-REGISTRARS = (_transform, _calibrate, _qtable, _deploy, _compare, _eval, _classify, _bench,
-              _explain, _report, _demo)
+REGISTRARS = (_transform, _calibrate, _qtable, deploy_command.register, _compare, _eval,
+              _classify, _bench, _explain, _report, _demo, deploy_command.register_info)

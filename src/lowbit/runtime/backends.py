@@ -54,12 +54,23 @@ RunnerFactory = Callable[[ModelSource, int | None, str | None], Runner]
 
 @dataclass(frozen=True)
 class Backend:
-    """A named engine: ``package`` is the module whose absence means "not installed"."""
+    """A named engine: ``package`` is the module whose absence means "not installed".
+
+    ``cannot_run(model, run)`` says in one line why the engine cannot load (or, with
+    ``run``, run) a model, None when it can; ``inner_tensors``: whether any tensor of a
+    graph can be read back (layer-by-layer compare)."""
 
     name: str
     description: str
     package: str
     factory: RunnerFactory
+    cannot_run: Callable[[onnx.ModelProto, bool], str | None] = lambda model, run: None
+    inner_tensors: bool = False
+
+    def require(self) -> None:
+        """UsageError with the install command when the engine's package is missing."""
+        if self.name == "openvino":
+            require_openvino()
 
 
 def _make_ort(model: ModelSource, threads: int | None, precision: str | None) -> Runner:
@@ -86,8 +97,15 @@ def _make_openvino(model: ModelSource, threads: int | None, precision: str | Non
     return OpenVinoRunner(model, threads=threads, precision=precision)
 
 
+def _ort_cannot_run(model: onnx.ModelProto, run: bool) -> str | None:
+    from lowbit.runtime.ort import cannot_run
+
+    return cannot_run(model, run=run)
+
+
 BACKENDS: dict[str, Backend] = {
-    "ort": Backend("ort", "ONNX Runtime, CPU provider", "onnxruntime", _make_ort),
+    "ort": Backend("ort", "ONNX Runtime, CPU provider", "onnxruntime", _make_ort,
+                   cannot_run=_ort_cannot_run, inner_tensors=True),
     "openvino": Backend("openvino", "OpenVINO, CPU device", "openvino", _make_openvino),
 }
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.errors import ModelError
+from lowbit.graph import declared_precision
 from lowbit.runtime.backends import graph_precision
 
 log = logging.getLogger(__name__)
@@ -219,3 +222,45 @@ def int8_saturates() -> bool:
     log.info("ONNX Runtime U8S8 probe: %.0f (exact 64770): %s", value,
              "saturates: weights use 7 bits or int16-safe pairs" if saturates else "exact")
     return saturates
+
+
+def cannot_run(model: onnx.ModelProto, *, run: bool = True) -> str | None:
+    """None when ORT's CPU provider loads (and, with ``run``, runs) ``model``; else one line.
+
+    The run feeds zeros, with symbolic dimensions set to 1.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ORT warns about every F16 node it wraps in Casts
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        if run:
+            session.run(None, {i.name: _zeros(i) for i in session.get_inputs()})
+    except Exception as err:  # noqa: BLE001 (ORT raises unrelated types; any means "no")
+        precision = declared_precision(model).name
+        return _ort_reason(str(err), precision if precision in ("F16", "BF16")
+                           else "this model's")
+    return None
+
+
+def _ort_reason(message: str, precision: str) -> str:
+    found = re.search(r"Could not find an implementation for (\w+)\((\d+)\) node with name "
+                      r"'([^']*)'", message)
+    if found:
+        op, version, node = found.groups()
+        return (f"ONNX Runtime's CPU provider has no {precision} kernel for {op} (opset {version}, "
+                f"node '{node}'); run it with --backend openvino")
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return "ONNX Runtime cannot run the model: " + (lines[0] if lines else "unknown error")
+
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+               "tensor(bfloat16)": ml_dtypes.bfloat16, "tensor(double)": np.float64,
+               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
+               "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
+def _zeros(node_arg: object) -> np.ndarray:
+    shape = [d if isinstance(d, int) and d >= 0 else 1 for d in node_arg.shape]  # type: ignore[attr-defined]
+    dtype = _ORT_DTYPES.get(node_arg.type, np.float32)  # type: ignore[attr-defined]
+    return np.zeros(shape, dtype=dtype)

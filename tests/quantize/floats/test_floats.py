@@ -17,12 +17,8 @@ from onnx.reference import ReferenceEvaluator
 from lowbit.analysis.metrics import cosine
 from lowbit.errors import UsageError
 from lowbit.passes.canonical import canonicalize
-from lowbit.quantize.floats.convert import (
-    DEFAULT_KEEP_FLOAT,
-    FloatSettings,
-    check_runs_on_ort,
-    convert_float,
-)
+from lowbit.quantize.floats.convert import DEFAULT_KEEP_FLOAT, FloatSettings, convert_float
+from lowbit.runtime.ort import cannot_run as check_runs_on_ort
 from lowbit.runtime.ort import create_session
 from tests.models import init, make_model, small_resnet
 

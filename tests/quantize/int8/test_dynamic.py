@@ -103,7 +103,7 @@ def test_deploy_dynamic_needs_no_calibration_table(block, tmp_path):
     assert any(note.startswith("dynamic INT8") for note in result.notes)
     assert result.advice is not None
     assert sum(op.integer for op in result.advice.ops) == 6
-    with pytest.raises(UsageError, match="--dynamic does not combine"):
+    with pytest.raises(UsageError, match="dynamic does not combine with bias_correction"):
         lowbit.deploy(src, quantize="INT8", dynamic=True, bias_correction=data,
                       output=tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
@@ -120,7 +120,7 @@ def test_cli_deploy_dynamic_and_a_smooth_usage_error(block, tmp_path, capsys):
     assert "dynamic INT8" in printed and "8/8 conv/matmul/gemm run as integer" in printed
     assert main(["deploy", str(src), "--dynamic", "--smooth", "auto",
                  "-o", str(tmp_path / "none.onnx")]) == 2
-    assert "--smooth needs --smooth-data" in capsys.readouterr().err
+    assert "--smooth auto scores each α on data: give --smooth-data" in capsys.readouterr().err
     assert not (tmp_path / "none.onnx").exists()
 
 

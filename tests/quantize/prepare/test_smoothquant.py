@@ -152,7 +152,7 @@ def test_deploy_smooth_writes_the_note_and_checks_its_options(outliers, tmp_path
     assert tabled.passed
     assert tabled.notes[0].startswith("SmoothQuant: α=0.5, 1 MatMuls")
     assert "from the calibration table's channel ranges" in tabled.notes[0]
-    with pytest.raises(UsageError, match="--smooth-data"):  # auto scores α on data
+    with pytest.raises(UsageError, match="smooth_data or calibration_data"):  # auto: data
         lowbit.deploy(src, calibration_table=tmp_path / "m.calib", smooth="auto",
                       output=tmp_path / "x.onnx")
     lowbit.calibrate(src, data, output=tmp_path / "bare.calib", progress=False,

@@ -219,7 +219,7 @@ def test_cli_deploy_w4(mlp_files: Path, capsys: pytest.CaptureFixture[str]):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--block-size", "48"], "block size 48 is not supported"),
+    (["--block-size", "48"], "--block-size must be one of 16, 32, 64, 128, 256; got 48"),
     (["--algorithm", "gptq"], "needs --calibration-data"),
     (["--calibration-data", "DATA"], "--calibration-data is used by --algorithm gptq only"),
     (["--act-order"], "act-order applies to --algorithm gptq only"),

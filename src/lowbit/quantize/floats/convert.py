@@ -5,7 +5,6 @@
     result.converted    # ["conv1", "relu1", ...]: nodes that now compute in float16
     result.kept_float   # [KeptFloat("softmax", "Softmax", "kept float by --keep-float")]
     result.clamped      # [Clamped("w_big", 3)]: F16 weights clamped to ±65504
-    why = check_runs_on_ort(result.model)   # None, or one line saying why ORT cannot run it
 
 Two methods. ``cast`` keeps every weight F32 in the file and puts a Cast to the
 low type after it; ``full`` stores float initializers in the low type, so the file's
@@ -35,14 +34,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import ml_dtypes
-import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx import version_converter
 
 from lowbit.errors import ModelError, UsageError
-from lowbit.graph import declared_precision, onnx_opset
+from lowbit.graph import onnx_opset
 from lowbit.quantize.floats.rewrite import FloatRewriter
 
 log = logging.getLogger(__name__)
@@ -132,51 +129,6 @@ def convert_float(model: onnx.ModelProto, settings: FloatSettings) -> FloatResul
     log.info("%s (%s): %d nodes converted, %d kept F32, %d casts added", settings.precision,
              settings.method, len(rewriter.converted), len(kept), rewriter.casts_added)
     return FloatResult(out, list(rewriter.converted), kept, clamped)
-
-
-def check_runs_on_ort(model: onnx.ModelProto, *, run: bool = True) -> str | None:
-    """None when ORT's CPU provider loads (and, with ``run``, runs) ``model``; else one line.
-
-    The run feeds zeros, with symbolic dimensions set to 1.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # ORT warns about every F16 node it wraps in Casts
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options,
-                                       providers=["CPUExecutionProvider"])
-        if run:
-            session.run(None, {i.name: _zeros(i) for i in session.get_inputs()})
-    except Exception as err:  # noqa: BLE001 (ORT raises unrelated types; any means "no")
-        precision = declared_precision(model).name
-        return _ort_reason(str(err), precision if precision in PRECISIONS else "this model's")
-    return None
-
-
-def _ort_reason(message: str, precision: str) -> str:
-    import re
-
-    found = re.search(r"Could not find an implementation for (\w+)\((\d+)\) node with name "
-                      r"'([^']*)'", message)
-    if found:
-        op, version, node = found.groups()
-        return (f"ONNX Runtime's CPU provider has no {precision} kernel for {op} (opset {version}, "
-                f"node '{node}'); run it with --backend openvino")
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return "ONNX Runtime cannot run the model: " + (lines[0] if lines else "unknown error")
-
-
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-               "tensor(bfloat16)": ml_dtypes.bfloat16, "tensor(double)": np.float64,
-               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
-               "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
-
-
-def _zeros(node_arg: object) -> np.ndarray:
-    shape = [d if isinstance(d, int) and d >= 0 else 1 for d in node_arg.shape]  # type: ignore[attr-defined]
-    dtype = _ORT_DTYPES.get(node_arg.type, np.float32)  # type: ignore[attr-defined]
-    return np.zeros(shape, dtype=dtype)
 
 
 def _infer(model: onnx.ModelProto, what: str) -> onnx.ModelProto:

@@ -1,0 +1,124 @@
+"""A recipe run as a pipeline of small named steps, each ``model → model + notes``.
+
+    context = DeployContext.for_model(recipe, canonical)   # the table read and checked once
+    state = run_steps(context)                             # prepare steps, then one quantizer
+    state.built.model, state.notes, state.applied          # the result and what each step did
+
+A step (lowbit.recipe.steps) says whether the recipe asks for it and rewrites the
+state: the model it passes on, the calibration table (re-measured or derived where it
+changed tensors), learned weights (AdaRound) and the notes deploy prints. The last
+step that applies builds the low-precision model (``state.built``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from lowbit.calibration.fit import check_table_fits
+from lowbit.calibration.table import CalibrationTable, read_table
+from lowbit.data import Dataset, open_dataset
+from lowbit.data.samples import first_samples
+from lowbit.errors import DatasetError
+from lowbit.io.model import input_specs
+from lowbit.quantize.int8.params import WeightQuant
+from lowbit.quantize.int8.qdq import NodeDecision
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.recipe.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a quantizer step made: the model and its per-node decisions."""
+
+    model: onnx.ModelProto
+    quantized: tuple[NodeDecision, ...]
+    left_float: tuple[NodeDecision, ...]
+    removed: tuple[NodeDecision, ...] = ()
+    float_tensors: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeployState:
+    """What flows between steps. ``changed_inputs`` names the step that changed the
+    layers' inputs (then the table's input means no longer describe them)."""
+
+    model: onnx.ModelProto
+    table: CalibrationTable | None = None
+    weights: Mapping[str, WeightQuant] | None = None
+    changed_inputs: str | None = None
+    notes: tuple[str, ...] = ()
+    applied: tuple[str, ...] = ()
+    built: Built | None = None
+    # W4 names the file sizes once the model is written: (float bytes, written) → note
+    size_note: Callable[[int, int], str] | None = None
+
+    def noted(self, *notes: str | None) -> DeployState:
+        return replace(self, notes=(*self.notes, *(n for n in notes if n)))
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    """The recipe, the float model every step starts from and the table, read once."""
+
+    recipe: Recipe
+    float_model: onnx.ModelProto
+    table: CalibrationTable | None
+
+    @classmethod
+    def for_model(cls, recipe: Recipe, model: onnx.ModelProto) -> DeployContext:
+        given = recipe.calibration_table
+        table = read_table(given) if isinstance(given, Path) else given
+        if table is not None:
+            check_table_fits(table, model, given if isinstance(given, Path) else "(in memory)")
+        return cls(recipe, model, table)
+
+    @property
+    def int8(self) -> QuantizeSettings:
+        return self.recipe.int8.settings()
+
+    def data(self, path: Path) -> Dataset:
+        return open_dataset(path, input_specs(self.float_model))
+
+    def samples(self, path: Path, limit: int, what: str) -> list[dict[str, np.ndarray]]:
+        """The first ``limit`` finite samples of ``path``; none is an error naming ``what``."""
+        samples = list(first_samples(self.data(path), limit))
+        if not samples:
+            raise DatasetError(f"{what}: the data set {path} has no samples")
+        return samples
+
+    def stream(self, path: Path, limit: int) -> Iterator[dict[str, np.ndarray]]:
+        return first_samples(self.data(path), limit)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named step: ``applies`` reads the recipe, ``run`` rewrites the state."""
+
+    name: str
+    applies: Callable[[Recipe], bool]
+    run: Callable[[DeployContext, DeployState], DeployState]
+
+
+def run_steps(context: DeployContext, steps: tuple[Step, ...] | None = None) -> DeployState:
+    """Every step the recipe asks for, in registry order, from the float model."""
+    if steps is None:
+        from lowbit.recipe.steps import STEPS
+
+        steps = STEPS
+    state = DeployState(context.float_model, context.table)
+    for step in steps:
+        if step.applies(context.recipe):
+            log.info("deploy step: %s", step.name)
+            state = step.run(context, state)
+            state = replace(state, applied=(*state.applied, step.name))
+    if state.built is None:
+        raise AssertionError("no quantizer step applied to the recipe")  # registry bug
+    return state
