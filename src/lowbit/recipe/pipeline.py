@@ -117,8 +117,9 @@ def run_steps(context: DeployContext, steps: tuple[Step, ...] | None = None) -> 
     for step in steps:
         if step.applies(context.recipe):
             log.info("deploy step: %s", step.name)
-            state = step.run(context, state)
-            state = replace(state, applied=(*state.applied, step.name))
+            done = step.run(context, state)
+            if done is not state:  # a step with nothing to do hands the state back as it is
+                state = replace(done, applied=(*done.applied, step.name))
     if state.built is None:
         raise AssertionError("no quantizer step applied to the recipe")  # registry bug
     return state
