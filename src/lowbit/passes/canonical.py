@@ -3,12 +3,14 @@
     model, report = canonicalize(onnx_model, input_shapes={"input": (1, 3, 224, 224)})
     report.summary()   # "37 → 29 nodes: 2 constants lifted, 8 BN folded, ..."
 
-Steps: upgrade opsets below 13 (so per-channel DequantizeLinear is legal), fix
-the input shapes the user gives, lift weights held in Constant nodes into
-initializers, remove Identity and inference Dropout, fold BatchNormalization
-into Conv/ConvTranspose/Gemm, drop dead nodes, sort, and re-run shape inference.
-Each step is a registered graph pass (lowbit.passes.registry), the same code
-`lowbit.passes.optimize` runs.
+Steps: make negative dims dynamic (paddle2onnx writes ``dim_value: -1`` for a
+dynamic axis; shape inference would compute with it), upgrade opsets below 13 (so
+per-channel DequantizeLinear is legal), fix the input shapes the user gives, lift
+weights held in Constant nodes into initializers, remove Identity and inference
+Dropout, fold BatchNormalization into Conv/ConvTranspose/Gemm, drop dead nodes,
+sort, and re-run shape inference. A graph output whose node a step removes keeps
+the shape it declares (lowbit.passes.rewrite). Each step is a registered graph
+pass (lowbit.passes.registry), the same code `lowbit.passes.optimize` runs.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def canonicalize(
     fold_bn: bool = True,
 ) -> tuple[onnx.ModelProto, CanonicalizeReport]:
     report = CanonicalizeReport(nodes_before=len(model.graph.node))
+    model = _clear_negative_dims(model)
     report.opset_before = onnx_opset(model)
     model = _upgrade_opset(model)
     report.opset_after = onnx_opset(model)
@@ -82,6 +85,26 @@ def canonicalize(
     report.nodes_after = len(out.graph.node)
     log.info("canonicalize: %s", report.summary())
     return out, report
+
+
+def _clear_negative_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with every negative ``dim_value`` of the graph's inputs, outputs and value_info
+    made an unknown dim, as ONNX Runtime reads it (shape inference would carry the -1 into
+    arithmetic: a Conv's output height of 0). ``model`` itself when it has none."""
+    def negative(graph: onnx.GraphProto) -> list[onnx.TensorShapeProto.Dimension]:
+        return [dim for value in (*graph.input, *graph.output, *graph.value_info)
+                if value.type.HasField("tensor_type")
+                for dim in value.type.tensor_type.shape.dim
+                if dim.HasField("dim_value") and dim.dim_value < 0]
+
+    if not negative(model.graph):
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    dims = negative(model.graph)
+    for dim in dims:
+        dim.ClearField("dim_value")
+    log.info("%d negative input/output dims made dynamic", len(dims))
+    return model
 
 
 def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -120,8 +143,10 @@ def _fix_input_shapes(model: onnx.ModelProto, input_shapes: Shapes) -> onnx.Mode
         if name not in inputs:
             raise UsageError(f"--input-shapes names '{name}', but the model's inputs are "
                              f"{', '.join(sorted(inputs))}")
-        dims = inputs[name].type.tensor_type.shape.dim
-        if len(dims) and len(dims) != len(shape):
+        tensor_type = inputs[name].type.tensor_type
+        dims = tensor_type.shape.dim
+        # A declared scalar has a shape with no dims; an input without a shape has any rank.
+        if tensor_type.HasField("shape") and len(dims) != len(shape):
             raise UsageError(f"input '{name}' has rank {len(dims)}, --input-shapes gives "
                              f"{list(shape)} (rank {len(shape)})")
         del dims[:]

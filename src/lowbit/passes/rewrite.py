@@ -179,11 +179,13 @@ def apply_replacement(graph: ir.Graph, match: Match, replacement: Replacement) -
         if new in created or old.is_graph_output():
             old.name = None
             new.name = name
-        if new in created:
-            # A created value keeps the type and shape the old one had (shape inference
-            # may not run before a graph output is written).
-            new.type = new.type or old.type
-            new.shape = new.shape or old.shape
+        if new in created or old.is_graph_output():
+            # The value keeps the type and shape the old one had where it knows none:
+            # shape inference may not run before a graph output is written, and where it
+            # cannot infer the shape (a Reshape to a computed shape) a graph output
+            # without one fails the ONNX checker.
+            new.type = new.type if new.type is not None else old.type
+            new.shape = new.shape if new.shape is not None else old.shape
         ir.convenience.replace_all_uses_with(old, new, replace_graph_outputs=True)
     _remove_dead(graph, [*(p for p in producers if p is not None), *match.nodes.values(),
                          match.root])
