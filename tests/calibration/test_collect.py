@@ -173,7 +173,8 @@ def test_empty_data_set() -> None:
 def test_missing_input_and_wrong_shape() -> None:
     with pytest.raises(DatasetError, match="sample 0 has no input 'x'"):
         collect_ranges(_model(1), [{"y": np.zeros(3)}], CalibrationSettings(), progress=False)
-    with pytest.raises(DatasetError, match=r"input 'x' expected shape \[1,3,8,8\], found"):
+    with pytest.raises(DatasetError, match=r"input 'x' expects \[1,3,8,8\], sample 0 has "
+                                           r"\[1,3,4,4\]"):
         collect_ranges(_model(1), [{"x": np.zeros((1, 3, 4, 4), np.float32)}],
                        CalibrationSettings(), progress=False)
 

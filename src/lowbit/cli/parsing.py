@@ -2,6 +2,8 @@
 
     parse_shapes("[[1,3,224,224]]")          # [(1, 3, 224, 224)]
     parse_shapes("input:1,3,224,224")        # {"input": (1, 3, 224, 224)}
+    parse_shapes("[[1,3,224,224],[]]")       # a second input that is a scalar: ()
+    parse_shapes("x:1,3,48,192;sr:")         # {"x": (1, 3, 48, 192), "sr": ()}
     parse_floats("123.675,116.28,103.53")    # (123.675, 116.28, 103.53)
 """
 
@@ -32,16 +34,17 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]] | list[tuple[in
         name, sep, dims = part.rpartition(":")
         if not sep or not name:
             raise UsageError(f"--input-shapes '{text}': expected NAME:d0,d1,... or [[d0,d1,...]]")
-        shapes[name.strip()] = _dims(dims.split(","), text)
+        shapes[name.strip()] = _dims(dims.split(",") if dims.strip() else [], text)
     return shapes
 
 
 def _dims(values: object, text: str) -> tuple[int, ...]:
+    """The dims of one shape; none at all is a scalar's shape."""
     try:
         dims = tuple(int(v) for v in values)  # type: ignore[attr-defined]
     except (TypeError, ValueError) as err:
         raise UsageError(f"--input-shapes '{text}': dimensions must be integers") from err
-    if not dims or any(d <= 0 for d in dims):
+    if any(d <= 0 for d in dims):
         raise UsageError(f"--input-shapes '{text}': dimensions must be positive")
     return dims
 

@@ -21,9 +21,12 @@ Kinds, chosen by what ``path`` is:
   single 4-D input, preprocessed by :func:`lowbit.data.images.load_image`.
 
 Samples come one at a time (nothing is loaded whole, except a compressed .npz),
-converted to the input's dtype, and shape-checked: a ``None`` or named dimension
-matches anything. ``input_shapes`` replaces the model's shapes (for dynamic H/W).
-NaN/Inf is the consumer's check: :func:`check_finite`.
+held to ONNX Runtime's rules for a feed and no stricter (lowbit.spec.TensorSpec.feed):
+a ``None`` or named dimension matches anything, a 1-element array given for a scalar
+input becomes that scalar (said once at INFO), and data of another dtype is converted
+where no value changes (int64 ids for an int32 input, float64 for float32). A scalar
+input's samples are an array with one value per sample. ``input_shapes`` replaces the
+model's shapes (for dynamic H/W). NaN/Inf is the consumer's check: :func:`check_finite`.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 from lowbit.atomic import atomic_path
 from lowbit.data.images import ImageOptions, is_image_file, load_image
 from lowbit.errors import DatasetError, UsageError
-from lowbit.spec import TensorSpec
+from lowbit.spec import TensorSpec, named_dim_conflict
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,23 @@ class Dataset:
         self.source = source
         self.specs = list(specs)  # with input_shapes applied
         self.names = [spec.name for spec in self.specs]
+        self._told: set[str] = set()  # inputs whose samples' reshaping was logged
+        self._dims_told = False          # whether a named dim given two sizes was logged
+
+    def _feed(self, spec: TensorSpec, array: np.ndarray, where: str) -> np.ndarray:
+        """``array`` as fed for ``spec`` (lowbit.spec.TensorSpec.feed); a reshape to a
+        declared scalar is said once per input."""
+        fed = spec.feed(array, where)
+        if fed.shape != array.shape and spec.name not in self._told:
+            self._told.add(spec.name)
+            log.info("input '%s' is a scalar: its 1-element samples (%s in %s) are fed as "
+                     "scalars", spec.name, _shape_text(array.shape), self.source)
+        elif not spec.shape and fed.size != 1 and spec.name not in self._told:
+            self._told.add(spec.name)
+            log.warning("input '%s' is declared a scalar, but %s has shape %s; fed as it is "
+                        "(ONNX Runtime does not check a scalar input's shape)", spec.name,
+                        where, _shape_text(array.shape))
+        return fed
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -72,7 +92,18 @@ class Dataset:
         if n is not None and n < 0:
             raise UsageError(f"number of samples must be >= 0, got {n}")
         count = len(self) if n is None else min(n, len(self))
-        return (self._load(i) for i in range(count))
+        return (self._sample(i) for i in range(count))
+
+    def _sample(self, index: int) -> Sample:
+        sample = self._load(index)
+        if not self._dims_told:
+            conflict = named_dim_conflict({spec.name: spec.shape for spec in self.specs}, sample)
+            if conflict:
+                self._dims_told = True
+                log.warning("sample %d in %s: %s; ONNX Runtime takes such feeds, but plans "
+                            "memory as if a named dim had one size, so a model may fail to run "
+                            "on them", index, self.source, conflict)
+        return sample
 
     def stacked(self, n: int | None = None) -> Sample:
         """The first ``n`` samples (all if None) concatenated along axis 0, per input."""
@@ -250,7 +281,7 @@ class ArrayDataset(Dataset):
         for spec in self.specs:
             part = self._arrays[spec.name].rows(index, index + 1)
             part = part[0] if self._whole[spec.name] else part
-            sample[spec.name] = np.ascontiguousarray(part, dtype=spec.dtype)
+            sample[spec.name] = self._feed(spec, part, f"sample {index} in {self.source}")
         return sample
 
     def _check_counts(self) -> int:
@@ -273,7 +304,7 @@ class ArrayDataset(Dataset):
         header = self._arrays[spec.name].header
         _check_dtype(header.dtype, spec, f"{self.source}")
         shape = header.shape[1:] if self._whole[spec.name] else (1, *header.shape[1:])
-        if not spec.matches(shape):
+        if spec.feed_shape(shape) is None:
             raise DatasetError(f"input '{spec.name}' expects {spec.shape_text()}, sample 0 in "
                                f"{self.source} has {_shape_text(shape)} (array shape "
                                f"{_shape_text(header.shape)}; its first axis counts the samples)")
@@ -307,10 +338,11 @@ class SampleFolderDataset(Dataset):
         for spec in self.specs:
             lazy = arrays[spec.name]
             _check_dtype(lazy.header.dtype, spec, str(path))
-            if not spec.matches(lazy.header.shape):
+            if spec.feed_shape(lazy.header.shape) is None:  # before the data is read
                 raise DatasetError(f"input '{spec.name}' expects {spec.shape_text()}, sample "
                                    f"{index} in {path} has {_shape_text(lazy.header.shape)}")
-            sample[spec.name] = np.array(lazy.array(), dtype=spec.dtype, order="C")
+            sample[spec.name] = self._feed(spec, np.array(lazy.array()),
+                                           f"sample {index} in {path}")
         return sample
 
 

@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from lowbit.errors import ModelError
 from lowbit.graph import declared_precision
 from lowbit.runtime.backends import graph_precision
+from lowbit.spec import named_dim_conflict
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,11 @@ class OrtRunner:
             values = self.session.run(names, dict(feeds))
         except Exception as err:
             first_line = str(err).strip().splitlines()[0]
-            raise ModelError(f"running the model failed: {first_line}") from err
+            shapes = {i.name: i.shape for i in self.session.get_inputs()}
+            conflict = named_dim_conflict(shapes, feeds)
+            hint = (f" ({conflict}: ONNX Runtime takes a named dim to have one size)"
+                    if conflict else "")
+            raise ModelError(f"running the model failed: {first_line}{hint}") from err
         return dict(zip(names, values, strict=True))
 
 

@@ -86,29 +86,27 @@ def test_padded_positions_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> Non
     assert check is not None and all(15 < s < 90 for s in check.sqnr.values()), check.sqnr
     from lowbit.quantize.prepare import auto_check
 
-    real_session = auto_check.create_session
+    real_runner = auto_check.OrtRunner
 
-    class Padded:  # the INT8 sessions return garbage where the mask is 0
-        def __init__(self, model, threads=None):
-            self.inner = real_session(model, threads=threads)
-            self.get_outputs, self.get_inputs = self.inner.get_outputs, self.inner.get_inputs
+    class Padded(real_runner):  # the INT8 runs return garbage where the mask is 0
+        int8 = False
 
-        def run(self, names, feeds):
-            out = self.inner.run(names, feeds)
-            if "attention_mask" in feeds and len(self.inner.get_outputs()) and self.int8:
+        def run(self, feeds, output_names=None):
+            out = super().run(feeds, output_names)
+            if "attention_mask" in feeds and self.int8:
                 pad = feeds["attention_mask"] == 0
-                out = [np.where(pad[..., None], 1e3, o) for o in out]
+                out = {name: np.where(pad[..., None], 1e3, o) for name, o in out.items()}
             return out
 
     calls = {"n": 0}
 
-    def session(model, threads=None):
+    def runner(model, threads=None):
         calls["n"] += 1
-        wrapped = Padded(model, threads)
-        wrapped.int8 = calls["n"] > 1  # the first session is the float reference
+        wrapped = Padded(model, threads=threads)
+        wrapped.int8 = calls["n"] > 1  # the first runner is the float reference
         return wrapped
 
-    monkeypatch.setattr(auto_check, "create_session", session)
+    monkeypatch.setattr(auto_check, "OrtRunner", runner)
     noisy = check_auto_table(model, samples, table, alphas=(0.0, 1.0))
     assert noisy is not None
     for alpha, sqnr in check.sqnr.items():

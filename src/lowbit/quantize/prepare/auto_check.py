@@ -40,7 +40,7 @@ from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.int8.static import quantize_int8
 from lowbit.quantize.prepare.bias_correction import correct_biases_from_means
 from lowbit.quantize.prepare.smoothquant import DEFAULT_ALPHA, smooth_from_table
-from lowbit.runtime.ort import create_session
+from lowbit.runtime.ort import OrtRunner
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,11 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
     if table.input_means:
         corrected, _ = correct_biases_from_means(model, table.input_means, table.num_samples,
                                                  settings)
-    reference = create_session(model, threads=threads)
-    names = [o.name for o in reference.get_outputs()]
-    inputs = {i.name for i in reference.get_inputs()}
+    reference = OrtRunner(model, threads=threads)  # a run ORT refuses: one-line ModelError
+    names = reference.output_names
+    inputs = set(reference.input_names)
     runs = [{k: v for k, v in f.items() if k in inputs} for f in feeds]
-    expected = [reference.run(names, run) for run in runs]
+    expected = [list(reference.run(run).values()) for run in runs]
     masks = real_token_masks(model, runs)  # padded positions are not scored
     if not all(np.asarray(v).dtype.kind == "f" for v in expected[0]):
         return None
@@ -116,13 +116,13 @@ def check_auto_table(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
             try:
                 result, _ = quantize_int8(scored, blended.ranges, settings,
                                           skipped=blended.skipped)
-                session = create_session(result.model, threads=threads)
+                runner = OrtRunner(result.model, threads=threads)
             except LowbitError as err:  # a blend deploy cannot build is not chosen
                 log.warning("auto output check: α=%g failed: %s", alpha, err)
                 continue
             signal = noise = 0.0
             for run, want, mask in zip(runs, expected, masks, strict=True):
-                for a, b in zip(want, session.run(names, run), strict=True):
+                for a, b in zip(want, runner.run(run, names).values(), strict=True):
                     a64, b64 = real_tokens(a, mask), real_tokens(b, mask)
                     finite = np.isfinite(a64) & np.isfinite(b64)
                     signal += float((a64[finite] ** 2).sum())
