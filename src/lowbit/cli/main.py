@@ -11,7 +11,8 @@
     lowbit demo
 
 Exit codes: 0 done; 1 done but a validation gate failed (the file is still
-written); 2 bad input or usage (nothing written).
+written); 2 bad input or usage (nothing written); 130, 143, 129 stopped by Ctrl-C,
+SIGTERM or SIGHUP (no half-written or temporary file left, earlier files untouched).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from lowbit import __version__
+from lowbit.atomic import Terminated, terminate_cleanly
 from lowbit.cli import commands
 from lowbit.errors import LowbitError
 
@@ -77,13 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args.run(args))
+        with terminate_cleanly():  # SIGTERM/SIGHUP unwind like Ctrl-C: no temp files left
+            return int(args.run(args))
     except LowbitError as err:
         sys.stderr.write(f"lowbit {args.command}: error: {_one_line(err)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except Terminated as err:
+        sys.stderr.write(f"lowbit {args.command}: stopped by {err.signal_name}; files being "
+                         f"written were removed, earlier ones kept\n")
+        return 128 + err.signum
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,11 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
     return model
 
 
+def readable_model(path: str | Path) -> None:
+    """Raise ModelError unless ``path`` reads back as an ONNX model (a save's check)."""
+    load_model(path, check=False)
+
+
 def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     tensors = [t for t in external_data_helper._get_all_tensors(model)
                if external_data_helper.uses_external_data(t)]
@@ -73,8 +79,12 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
 
 
 def save_model(model: onnx.ModelProto, path: str | Path, *,
-               external_data: bool | None = None) -> Path:
-    """Write a model atomically: to a temporary file in the same folder, then rename.
+               external_data: bool | None = None,
+               check: Callable[[Path], object] | None = None) -> Path:
+    """Write a model atomically: to a temporary file in the same folder, synced, then
+    renamed. ``check(tmp)`` runs on the written file before the rename (e.g.
+    ``lowbit.runtime.create_session``: ONNX Runtime loads it); when it raises, the file
+    that was at ``path`` is left as it was.
 
     ``external_data`` None: weights go to ``NAME.data`` beside the file only when the
     model is over 2 GB (protobuf's limit); True or False forces the choice."""
@@ -82,30 +92,38 @@ def save_model(model: onnx.ModelProto, path: str | Path, *,
     if external_data is None:
         external_data = not _small(model)
     if not external_data:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, check=check) as tmp:
             onnx.save_model(model, str(tmp))
         return path
-    _save_with_external_data(model, path)
+    _save_with_external_data(model, path, check)
     return path
 
 
-def _save_with_external_data(model: onnx.ModelProto, path: Path) -> None:
-    """Model and ``NAME.data`` are written in a temporary folder beside the target and
-    moved into place together (onnx appends to an existing data file, so it must start
-    empty). onnx moves the weights out of ``model`` as it writes; they are read back so
-    the caller's model is unchanged."""
+def _save_with_external_data(model: onnx.ModelProto, path: Path,
+                             check: Callable[[Path], object] | None) -> None:
+    """Model and ``NAME.data`` are written in a temporary folder beside the target,
+    checked there, and moved into place together (onnx appends to an existing data file,
+    so it must start empty). onnx moves the weights out of ``model`` as it writes; they
+    are read back so the caller's model is unchanged."""
     data_name = f"{path.name}.data"
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory(
             prefix=f".{path.name}.", dir=path.parent) as folder:
         staged = Path(folder) / path.name
         onnx.save_model(model, str(staged), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=data_name)
+        external_data_helper.load_external_data_for_model(model, folder)
         data = Path(folder) / data_name
+        if check is not None:
+            check(staged)  # the data file beside it, as it will be
         if data.exists():   # absent when every tensor is under onnx's 1 KB threshold
+            fd = os.open(data, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.chmod(data, 0o666 & ~_umask())
             os.replace(data, path.parent / data_name)
         os.replace(staged, tmp)
-        external_data_helper.load_external_data_for_model(model, str(path.parent))
 
 
 def _umask() -> int:
