@@ -75,7 +75,7 @@ def test_output_over_the_input(work, tmp_path, capsys):
     model.write_bytes((work / "model.onnx").read_bytes())
     before = model.read_bytes()
     _refused(["deploy", str(model), "--quantize", "F16", "-o", str(model)], capsys,
-             "is the input model")
+             "is the same file as MODEL")
     assert model.read_bytes() == before
 
 

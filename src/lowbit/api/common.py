@@ -21,6 +21,7 @@ from lowbit.io.meta import (
     resolve_image_options,
 )
 from lowbit.io.model import load_model
+from lowbit.outputs import check_distinct
 from lowbit.runtime.backends import make_runner
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ def load_float_model(path: str | Path, stage: str) -> onnx.ModelProto:
 
 
 def check_not_overwriting(model: str | Path, output: str | Path) -> None:
-    if Path(output).resolve() == Path(model).resolve():
-        raise UsageError(f"-o {output} is the input model; write the result to another file")
+    """-o is not the model (nor a link to it); lowbit.outputs.check_distinct checks more."""
+    check_distinct({"MODEL": model}, {"-o": output})
 
 
 def check_model(model: onnx.ModelProto, what: str) -> None:
