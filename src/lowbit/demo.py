@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from lowbit import api
+from lowbit.api.report import REPORT_FILES
 from lowbit.data import ImageOptions, save_npz_dataset
-from lowbit.errors import LowbitError
+from lowbit.errors import LowbitError, UsageError
+from lowbit.outputs import OutputDir, check_distinct
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ VALIDATION_SAMPLES = 100
 ASSETS = ("mnist_lenet.onnx", "mnist_calib.npz", "mnist_test.npz")
 # How the digits were made (examples/mnist/train.py): grey pixels / 255.
 PREPROCESSING = ImageOptions(mean=(0.0,), scale=(1 / 255,), pixel_format="gray")
+# What the stages write into the work folder (the report's files go into report/).
+WORKDIR_FILES = ("calib.npz", "test.npz", "x.npz", "model.f32.onnx", "model.meta.json",
+                 "ref_inputs.npz", "ref_outputs.npz", "model.calib", "model.int8.onnx",
+                 *(f"report/{name}" for name in REPORT_FILES))
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,12 @@ def run_demo_flow(workdir: Path, *, method: str = "auto", repeats: int = 20,
                   on_deployed: Callable[[api.DeployResult], None] | None = None) -> DemoResult:
     """Run the four stages in ``workdir``; ``on_stage`` gets a line as each starts and
     ``on_deployed`` the deploy result as soon as it is there."""
-    workdir.mkdir(parents=True, exist_ok=True)
     model = asset_path(ASSETS[0])
+    check_distinct({f"demo file {name}": asset_path(name) for name in ASSETS},
+                   {"--workdir": OutputDir(workdir, WORKDIR_FILES)})
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file; give a folder for the demo's files")
+    workdir.mkdir(parents=True, exist_ok=True)
     # The data sets go beside the stages' files, so the README's commands run on them.
     with np.load(asset_path(ASSETS[1])) as data:
         calib = save_npz_dataset(workdir / "calib.npz", {key: data[key] for key in data.files})

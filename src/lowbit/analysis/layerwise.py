@@ -35,7 +35,7 @@ import math
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -47,6 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lowbit.analysis.pairing import TensorPair, check_pairs, pair_model_tensors
 from lowbit.analysis.validate import Tolerance
+from lowbit.atomic import atomic_path
 from lowbit.errors import DatasetError, ModelError
 from lowbit.graph import with_outputs
 from lowbit.io.model import load_model
@@ -262,8 +263,7 @@ CSV_COLUMNS = ("name", "op", "shape", "cosine", "euclid", "sqnr_db", "max_abs_er
 def write_csv(report: LayerReport, path: str | Path) -> Path:
     """One row per compared tensor, in graph order; shape written as 1x16x8x8."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for d in report.diffs:
@@ -319,6 +319,8 @@ class _NpzStream:
         self.zip.close()
 
 
+DUMP_FILES = ("reference.npz", "test.npz")
+
 DumpFn = Callable[[int, Sequence[TensorPair], Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
                   None]
 
@@ -329,20 +331,21 @@ def _dumps(dump_dir: Path | None) -> Iterator[DumpFn]:
         yield lambda *_: None
         return
     dump_dir = Path(dump_dir)
-    dump_dir.mkdir(parents=True, exist_ok=True)
-    ref_file, test_file = _NpzStream(dump_dir / "reference.npz"), _NpzStream(dump_dir / "test.npz")
+    with ExitStack() as stack:  # both files replace the old ones only when the run completes
+        streams = []
+        for name in DUMP_FILES:
+            stream = _NpzStream(stack.enter_context(atomic_path(dump_dir / name)))
+            stack.callback(stream.close)
+            streams.append(stream)
+        ref_file, test_file = streams
 
-    def dump(index: int, pairs: Sequence[TensorPair], ref: Mapping[str, np.ndarray],
-             test: Mapping[str, np.ndarray]) -> None:
-        for pair in pairs:
-            ref_file.write(f"{pair.name}:{index}", ref[pair.name])
-            test_file.write(f"{pair.name}:{index}", test[pair.test_tensor])
+        def dump(index: int, pairs: Sequence[TensorPair], ref: Mapping[str, np.ndarray],
+                 test: Mapping[str, np.ndarray]) -> None:
+            for pair in pairs:
+                ref_file.write(f"{pair.name}:{index}", ref[pair.name])
+                test_file.write(f"{pair.name}:{index}", test[pair.test_tensor])
 
-    try:
         yield dump
-    finally:
-        ref_file.close()
-        test_file.close()
     log.info("wrote per-layer values to %s/{reference,test}.npz", dump_dir)
 
 

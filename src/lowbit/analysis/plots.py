@@ -21,6 +21,8 @@ matplotlib.use("Agg")  # before pyplot: render to files only, never open a windo
 
 import matplotlib.pyplot as plt
 
+from lowbit.atomic import atomic_path
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -95,6 +97,6 @@ def _finite_sqnr(values: list[float]) -> list[float]:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return path

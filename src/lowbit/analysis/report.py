@@ -29,7 +29,7 @@ from pathlib import Path
 from lowbit.analysis.bench import BenchComparison
 from lowbit.analysis.evaluate import EvalReport, EvalResult
 from lowbit.analysis.plots import plot_bars
-from lowbit.atomic import atomic_path, write_text_atomic
+from lowbit.atomic import write_text_atomic
 from lowbit.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -219,9 +219,7 @@ def _write_charts(rows: Sequence[ReportRow], out: Path) -> list[tuple[Path, str]
 
 
 def _chart(labels: list[str], values: list[float], title: str, ylabel: str, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        plot_bars(labels, values, title, ylabel, tmp)
-    return path
+    return plot_bars(labels, values, title, ylabel, path)  # written atomically
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -16,6 +16,7 @@ from lowbit.data import (
 from lowbit.data.samples import first_samples
 from lowbit.errors import UsageError
 from lowbit.io.model import input_specs
+from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.prepare.auto_check import CHECK_SAMPLES, check_auto_table, with_alpha
@@ -49,6 +50,7 @@ def calibrate(
     deploy smooths a transformer (SmoothQuant) without data.
     Method auto ends with an output check on the first ``check_samples`` samples
     (lowbit.quantize.prepare.auto_check; 0 skips it)."""
+    check_distinct({"MODEL": model, "--dataset": dataset}, {"-o": output})
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
     if num is not None and num <= 0:
         raise UsageError(f"--num must be a positive number of samples, got {num}")

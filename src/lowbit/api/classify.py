@@ -23,6 +23,7 @@ from lowbit.io.meta import (
     resolve_image_options,
 )
 from lowbit.io.model import load_model
+from lowbit.outputs import check_distinct
 from lowbit.runtime.backends import check_backend
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ def classify(
     default ImageNet-1k's for a 1000-score output. With ``output``, the image is also
     written there with the predictions drawn on it.
     """
+    check_distinct({"MODEL": model, "--input": image,
+                    "--labels": labels if isinstance(labels, str | Path) else None},
+                   {"--output": output})
     check_backend(backend).require()
     proto = load_model(model, check=False)
     options = resolve_image_options(model, image_options, proto)

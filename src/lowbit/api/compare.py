@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lowbit.analysis.layerwise import LayerReport, compare_layers, write_csv
+from lowbit.analysis.layerwise import DUMP_FILES, LayerReport, compare_layers, write_csv
 from lowbit.analysis.plots import plot_layers
 from lowbit.analysis.validate import Tolerance
 from lowbit.data import (
@@ -13,6 +13,7 @@ from lowbit.data import (
 )
 from lowbit.data.samples import finite_samples
 from lowbit.io.model import input_specs, load_model
+from lowbit.outputs import OutputDir, check_distinct
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ def compare(
     cosine, euclidean similarity, SQNR and a status, pooled over all samples. The
     final outputs pair by name, so the last rows are the output check.
     """
+    check_distinct({"REFERENCE": reference_model, "TEST": test_model, "--inputs": inputs},
+                   {"--csv": csv, "--plot": plot,
+                    "--dump": OutputDir(dump, DUMP_FILES) if dump else None})
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
     ref_model = load_model(reference_model)
     test = load_model(test_model)  # a missing or broken file fails with a clear message

@@ -16,6 +16,7 @@ from lowbit.data import (
 from lowbit.data.samples import first_samples
 from lowbit.errors import DatasetError
 from lowbit.io.model import input_specs
+from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.mixed.qtable import QTable, write_qtable
@@ -52,6 +53,10 @@ def qtable(
     with ``target`` (``cos=0.99`` or ``top1-drop=0.5`` with ``labels``), search the
     smallest set of ``fallback`` ops that meets it, checked by running the mixed model,
     and write those ops as the qtable's entries."""
+    check_distinct({"MODEL": model, "--dataset": dataset, "--labels": labels,
+                    "--calibration-table": None if isinstance(calibration_table,
+                                                              CalibrationTable)
+                    else calibration_table}, {"-o": output})
     settings = QuantizeSettings(activation=activation, per_channel=per_channel,
                                 weight_range=weight_range)
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \

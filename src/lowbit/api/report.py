@@ -22,9 +22,13 @@ from lowbit.data.samples import first_samples
 from lowbit.errors import UsageError
 from lowbit.graph import precision_of
 from lowbit.io.model import input_specs, load_model
+from lowbit.outputs import OutputDir, check_distinct
 from lowbit.runtime.backends import check_backend
 
 log = logging.getLogger(__name__)
+
+# What a report writes into its folder (the charts and the layer plot when it has them).
+REPORT_FILES = ("report.md", "report.html", "speedup.png", "top1.png", "layers.png")
 
 
 def report(
@@ -53,6 +57,9 @@ def report(
     if not variants:
         raise UsageError("report needs at least one model")
     paths = [Path(v) for v in variants]
+    check_distinct({**{f"MODEL {i}": path for i, path in enumerate(paths, 1)},
+                    "--dataset": dataset, "--labels": labels},
+                   {"-o": OutputDir(output, REPORT_FILES)})
     models = [load_model(path) for path in paths]
     precisions = [precision_of(model) for model in models]
     base = precisions.index("F32") if "F32" in precisions else 0

@@ -32,7 +32,8 @@ from lowbit.io.meta import (
     meta_path,
     write_meta,
 )
-from lowbit.io.model import input_specs, save_model
+from lowbit.io.model import input_specs, readable_model, save_model
+from lowbit.outputs import check_distinct
 from lowbit.passes import CanonicalizeReport, OptimizeResult, canonicalize, resolve_passes
 from lowbit.passes import optimize as optimize_graph
 from lowbit.passes.canonical import Shapes
@@ -93,6 +94,7 @@ def transform(
     ``example`` (a tensor or tuple of tensors; see lowbit.io.importers.pytorch).
     """
     chosen = resolve_passes(passes) if optimize else []  # an unknown name fails first
+    _check_outputs(model, output, test_input, reference_input, reference_output)
     imported = import_model(model, example=example, input_names=input_names,
                             output_names=output_names, input_shapes=input_shapes, opset=opset,
                             exporter=exporter)
@@ -137,14 +139,12 @@ def transform(
         samples = _test_samples(final, test_path, meta.feed_options(), image_test)
         fed = _stack_samples(samples)
         reference = run_samples(final, samples)
-    save_model(final, path)
+    save_model(final, path, check=readable_model)
     written_meta = write_meta(meta, meta_path(path))
     reference_path = reference_input_path = None
     if fed is not None and reference is not None:
-        reference_input_path = Path(reference_input) if reference_input else \
-            path.parent / "ref_inputs.npz"
-        reference_path = Path(reference_output) if reference_output else \
-            path.parent / "ref_outputs.npz"
+        reference_input_path, reference_path = _reference_paths(path, reference_input,
+                                                                reference_output)
         save_npz_dataset(reference_input_path, fed)
         save_npz_dataset(reference_path, reference)
     notes = imported.notes
@@ -152,6 +152,29 @@ def transform(
         notes = (*notes, f"preprocessing carried over from {find_meta(source)}")
     return TransformResult(path, report, reference_path, written_meta, meta,
                            reference_input_path, fused_ops, tuple(notes), optimized)
+
+
+def _reference_paths(output: Path, reference_input: str | Path | None,
+                     reference_output: str | Path | None) -> tuple[Path, Path]:
+    """Where the inputs fed and the outputs they gave go (default: beside ``output``)."""
+    return (Path(reference_input) if reference_input else output.parent / "ref_inputs.npz",
+            Path(reference_output) if reference_output else output.parent / "ref_outputs.npz")
+
+
+def _check_outputs(model: object, output: str | Path, test_input: str | Path | None,
+                   reference_input: str | Path | None,
+                   reference_output: str | Path | None) -> None:
+    """No file transform writes may be one it reads, or another it writes."""
+    written: dict[str, str | Path | None] = {"-o": output,
+                                             "-o's meta file": meta_path(output)}
+    if test_input is not None:
+        fed, outputs = _reference_paths(Path(output), reference_input, reference_output)
+        written["--reference-input" if reference_input else
+                "--reference-input (default: beside -o)"] = fed
+        written["--reference-output" if reference_output else
+                "--reference-output (default: beside -o)"] = outputs
+    source = model if isinstance(model, str | Path) else None
+    check_distinct({"MODEL": source, "--test-input": test_input}, written)
 
 
 def _carried_meta(source: str | Path | None, given: ImageOptions | None,

@@ -99,8 +99,9 @@ class CalibrationTable:
 
 
 def write_table(table: CalibrationTable, path: str | Path) -> Path:
-    """Write the table atomically; a tensor name that cannot be written raises CalibrationError."""
-    return write_text_atomic(path, format_table(table))
+    """Write the table atomically, read back before it replaces the file at ``path``; a
+    tensor name that cannot be written raises CalibrationError."""
+    return write_text_atomic(path, format_table(table), check=read_table)
 
 
 def format_table(table: CalibrationTable) -> str:

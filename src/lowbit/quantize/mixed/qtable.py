@@ -79,8 +79,8 @@ def format_qtable(table: QTable) -> str:
 
 
 def write_qtable(table: QTable, path: str | Path) -> Path:
-    """Write the table atomically (temp file in the same folder, then rename)."""
-    return write_text_atomic(path, format_qtable(table))
+    """Write the table atomically (temp file in the same folder, read back, then renamed)."""
+    return write_text_atomic(path, format_qtable(table), check=read_qtable)
 
 
 def read_qtable(path: str | Path) -> QTable:
