@@ -85,6 +85,8 @@ def test_an_npz_holds_one_value_per_sample_for_a_scalar(tmp_path: Path,
     samples = run_dataset(scalar_input_model(), tmp_path / "d.npz")
     assert [s["sr"].shape for s in samples] == [()] * 4
     assert [float(s["sr"]) for s in samples] == [0.0, 1.0, 2.0, 3.0]
+    stacked = open_dataset(tmp_path / "d.npz", input_specs(scalar_input_model())).stacked()
+    assert stacked["sr"].shape == (4,) and stacked["x"].shape == (4, 8)
 
 
 def test_a_longer_array_for_a_scalar_is_fed_as_ort_takes_it(

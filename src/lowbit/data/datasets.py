@@ -106,11 +106,13 @@ class Dataset:
         return sample
 
     def stacked(self, n: int | None = None) -> Sample:
-        """The first ``n`` samples (all if None) concatenated along axis 0, per input."""
+        """The first ``n`` samples (all if None) concatenated along axis 0, per input (a
+        scalar input's samples stacked: one value per sample)."""
         samples = list(self.take(n))
         if not samples:
             raise UsageError(f"cannot stack 0 samples from {self.source}")
-        return {name: np.concatenate([s[name] for s in samples], axis=0) for name in self.names}
+        return {name: np.concatenate(parts, axis=0) if parts[0].ndim else np.stack(parts)
+                for name in self.names for parts in [[s[name] for s in samples]]}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.source)!r}, {len(self)} samples)"
@@ -289,7 +291,8 @@ class ArrayDataset(Dataset):
         for name, count in counts.items():
             if not count:
                 raise DatasetError(f"array '{name}' in {self.source} is a scalar; its first axis "
-                                   f"must count the samples")
+                                   f"must count the samples (one value per sample for a scalar "
+                                   f"input)")
         distinct = {count[0] for count in counts.values()}
         if len(distinct) > 1:
             listed = ", ".join(f"'{name}': {count[0]}" for name, count in counts.items())
