@@ -22,18 +22,24 @@ from lowbit.api import (
     compare,
     deploy,
     evaluate,
+    info,
+    plan,
     qtable,
+    quantize,
     report,
+    rerun,
     run_samples,
     transform,
 )
 from lowbit.errors import LowbitError
+from lowbit.recipe import Recipe, read_recipe
 
 __all__ = [
     "BenchSettings",
     "Classification",
     "DeployResult",
     "LowbitError",
+    "Recipe",
     "ReportResult",
     "TransformResult",
     "bench",
@@ -42,8 +48,13 @@ __all__ = [
     "compare",
     "deploy",
     "evaluate",
+    "info",
+    "plan",
     "qtable",
+    "quantize",
+    "read_recipe",
     "report",
+    "rerun",
     "run_samples",
     "transform",
 ]

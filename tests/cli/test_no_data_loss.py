@@ -21,11 +21,6 @@ import lowbit
 from lowbit.cli.main import main
 from tests.models import small_resnet
 
-DEPLOY_PENDING = pytest.mark.xfail(
-    strict=True, reason="deploy's rewrite calls lowbit.outputs.check_distinct for every path "
-    "it reads; remove this mark when it does")
-
-
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("no_data_loss")
@@ -173,7 +168,6 @@ def test_demo_workdir_that_is_a_file(work, capsys):
     _refused(["demo", "--workdir", blocker], capsys, [blocker], "is a file")
 
 
-@DEPLOY_PENDING
 def test_deploy_onto_its_test_input(work, capsys):
     data = work / "x.npz"
     _refused(["deploy", work / "model.onnx", "--calibration-table", work / "model.calib",
@@ -181,11 +175,29 @@ def test_deploy_onto_its_test_input(work, capsys):
              "is the same file as --test-input")
 
 
-@DEPLOY_PENDING
 def test_deploy_onto_its_calibration_table(work, capsys):
     table = work / "model.calib"
     _refused(["deploy", work / "model.onnx", "--calibration-table", table, "-o", table],
              capsys, [table], "is the same file as --calibration-table")
+
+
+def test_deploy_onto_its_model_through_a_symlink(work, capsys):
+    link = work / "link.onnx"
+    link.symlink_to(work / "model.onnx")
+    _refused(["deploy", work / "model.onnx", "--calibration-table", work / "model.calib",
+              "-o", link], capsys, [work / "model.onnx"], "is the same file as MODEL")
+
+
+def test_deploy_that_fails_its_checks_keeps_the_old_output(work, capsys):
+    """A reference that does not fit the model fails after the new model is written to
+    its temporary file: exit 2, and the model already at -o is untouched."""
+    old = work / "model.int8.onnx"
+    wrong = work / "wrong_reference.npz"
+    np.savez(wrong, logits=np.zeros((4, 3), np.float32))
+    _refused(["deploy", work / "model.onnx", "--calibration-table", work / "model.calib",
+              "--test-input", work / "x.npz", "--test-reference", wrong, "-o", old],
+             capsys, [old], "reference shape [4, 3] differs")
+    assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
 
 
 # ------------------------------------------------------------------ signals while writing

@@ -23,12 +23,13 @@ from lowbit.api.deploy import PRECISIONS, DeployResult, Rerun, deploy, plan, rer
 from lowbit.api.evaluate import evaluate
 from lowbit.api.info import ModelInfo, info
 from lowbit.api.qtable import QTableResult, qtable
+from lowbit.api.quantize import QuantizeRun, quantize
 from lowbit.api.report import ReportResult, report
 from lowbit.api.transform import TransformResult, transform
 from lowbit.data import Dataset
 from lowbit.graph import precision_of
 
 __all__ = ["PRECISIONS", "Classification", "Dataset", "DeployResult", "EvalReport",
-           "ModelInfo", "QTableResult", "ReportResult", "Rerun", "TransformResult",
+           "ModelInfo", "QTableResult", "QuantizeRun", "ReportResult", "Rerun", "TransformResult",
            "calibrate", "classify", "compare", "deploy", "evaluate", "info", "plan",
-           "precision_of", "qtable", "report", "rerun", "run_samples", "transform"]
+           "precision_of", "qtable", "quantize", "report", "rerun", "run_samples", "transform"]

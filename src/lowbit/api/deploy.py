@@ -27,7 +27,6 @@ from lowbit.analysis.explain import SpeedAdvice, explain_int8
 from lowbit.analysis.validate import ValidationReport, compare_outputs
 from lowbit.api.common import (
     check_model,
-    check_not_overwriting,
     check_samples,
     load_float_model,
     load_reference,
@@ -35,10 +34,12 @@ from lowbit.api.common import (
 )
 from lowbit.data import Dataset, open_dataset
 from lowbit.data.samples import finite_samples
-from lowbit.errors import LowbitError, UsageError
+from lowbit.errors import LowbitError, RecipeError, UsageError
 from lowbit.io.model import input_specs, load_model, output_names, save_model
+from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import NodeDecision
+from lowbit.recipe.options import keyword_for
 from lowbit.recipe.pipeline import DeployContext, run_steps
 from lowbit.recipe.provenance import differences, read_provenance, stamp
 from lowbit.recipe.recipe import PRECISIONS, Recipe
@@ -87,7 +88,7 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     chosen = plan(recipe, **options)
     if not isinstance(output, str | Path):
         raise UsageError(f"output must be a file path; got {output!r}")
-    check_not_overwriting(model, output)
+    _check_outputs(model, output, chosen)
     backend = check_backend(chosen.backend)
     backend.require()  # before anything is read or written
     canonical, _ = canonicalize(load_float_model(model, "deploy"),
@@ -102,15 +103,12 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
         if reason and samples is not None:
             raise UsageError(reason)
         notes += [reason] if reason else []
+    checked = _Checks(chosen, output, samples, reference)
     path = save_model(stamp(state.built.model, chosen, source=model, steps=state.applied),
-                      output)
+                      output, check=checked.run)
     if state.size_note is not None:
         notes.insert(0, state.size_note(Path(model).stat().st_size, path.stat().st_size))
-    validation = None
-    if samples is not None and reference is not None:
-        validation = _validate(path, samples, reference, chosen)
-    advice = _advice(path) if chosen.precision == "INT8" else None
-    built = state.built
+    validation, advice, built = checked.validation, checked.advice, state.built
     return DeployResult(path, chosen.precision, built.quantized, built.left_float,
                         built.removed, built.float_tensors, validation, advice, tuple(notes),
                         chosen, state.applied)
@@ -130,24 +128,40 @@ def _gate_inputs(recipe: Recipe, float_model: onnx.ModelProto
     return samples, run_samples(float_model, finite_samples(samples))
 
 
-def _validate(path: Path, samples: Dataset, reference: dict[str, np.ndarray],
-              recipe: Recipe) -> ValidationReport:
-    actual = run_samples(path, samples, backend=recipe.backend)
+class _Checks:
+    """What deploy checks on the written file before it takes the output's place: the
+    validation gate (a failed tolerance is a result, not an error) and what ONNX
+    Runtime will run (a model it cannot load is an error, and the file at the output
+    path is left as it was)."""
+
+    def __init__(self, recipe: Recipe, output: str | Path, samples: Dataset | None,
+                 reference: dict[str, np.ndarray] | None) -> None:
+        self.recipe, self.output, self.samples, self.reference = recipe, output, samples, \
+            reference
+        self.validation: ValidationReport | None = None
+        self.advice: SpeedAdvice | None = None
+
+    def run(self, written: Path) -> None:
+        try:
+            if self.samples is not None and self.reference is not None:
+                actual = run_samples(written, self.samples, backend=self.recipe.backend)
+                self.validation = compare_outputs(self.reference, actual,
+                                                  self.recipe.validation.tolerance)
+            if self.recipe.precision == "INT8":
+                self.advice = explain_int8(written, profile=False)
+        except LowbitError as err:  # name the output, not the temporary file it is yet
+            raise type(err)(str(err).replace(str(written), str(self.output))) from None
+
+
+def _check_outputs(model: str | Path, output: str | Path, recipe: Recipe) -> None:
+    """-o may not be the model or any file the recipe reads (symlinks and hard links
+    included); the error names them as the caller does (keywords, or the CLI's flags)."""
+    inputs: dict[str, Path | str | None] = {"{model}": model}
+    inputs.update({"{" + name + "}": path for name, path in recipe.data_sets().items()})
     try:
-        return compare_outputs(reference, actual, recipe.validation.tolerance)
-    except UsageError:
-        path.unlink(missing_ok=True)  # the reference does not fit this model: a usage error
-        raise
-
-
-def _advice(path: Path) -> SpeedAdvice:
-    """What ORT will really run: integer kernels or float fallbacks (no timing runs)."""
-    try:
-        return explain_int8(path, profile=False)
-    except LowbitError:
-        path.unlink(missing_ok=True)  # ORT cannot load what was written: keep exit 2 honest
-        raise
-
+        check_distinct(inputs, {"{output}": output})
+    except UsageError as err:
+        raise RecipeError(str(err)).renamed(keyword_for) from None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def _transform(sub: argparse._SubParsersAction) -> None:
                    "(default: ref_outputs.npz beside --output)")
     p.add_argument("--reference-input", help="where to write the inputs fed (default: "
                    "ref_inputs.npz beside --output)")
-    _add_image_options(p, recorded=True)
+    add_image_options(p, recorded=True)
     p.add_argument("--fuse-preprocess", action="store_true",
                    help="put mean/scale, the channel order and the layout change into the "
                    "graph: the model then takes uint8 RGB (or gray) pixels, already resized "
@@ -73,7 +73,7 @@ def _transform(sub: argparse._SubParsersAction) -> None:
         result = api.transform(
             args.model, args.output, input_shapes=parse_shapes(args.input_shapes),
             test_input=args.test_input, reference_output=args.reference_output,
-            reference_input=args.reference_input, image_options=_image_options(args),
+            reference_input=args.reference_input, image_options=image_options(args),
             fuse_preprocess=args.fuse_preprocess, fused_layout=args.fused_layout,
             input_names=_names(args.inputs), output_names=_names(args.outputs),
             opset=args.opset, exporter=args.exporter, optimize=not args.no_optimize,
@@ -132,7 +132,7 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
                    help="percentile of |x| for --method percentile (default 99.99)")
     p.add_argument("--bins", type=int, default=2048, help="histogram bins (default 2048)")
     p.add_argument("--input-shapes", help="fix input shapes, as for transform")
-    _add_image_options(p)
+    add_image_options(p)
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--check-samples", type=int, default=32, metavar="N",
@@ -152,7 +152,7 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
         table = api.calibrate(
             args.model, args.dataset, num=args.num, method=args.method,
             percentile=args.percentile, bins=args.bins, output=args.output,
-            input_shapes=parse_shapes(args.input_shapes), image_options=_image_options(args),
+            input_shapes=parse_shapes(args.input_shapes), image_options=image_options(args),
             threads=args.threads, progress=not args.no_progress,
             input_means=not args.no_input_means, channel_ranges=not args.no_channel_ranges,
             check_samples=args.check_samples)
@@ -165,7 +165,7 @@ def _calibrate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _add_image_options(p: argparse.ArgumentParser, *, recorded: bool = False) -> None:
+def add_image_options(p: argparse.ArgumentParser, *, recorded: bool = False) -> None:
     # transform records these in the meta file; every other command reads that file when
     # none of them is given, and any of them given replaces it as a whole.
     what = "image preprocessing (recorded in the meta file)" if recorded else \
@@ -187,7 +187,7 @@ def _add_image_options(p: argparse.ArgumentParser, *, recorded: bool = False) ->
                        help="the model input's layout (default: told from its shape)")
 
 
-def _image_options(args: argparse.Namespace) -> ImageOptions | None:
+def image_options(args: argparse.Namespace) -> ImageOptions | None:
     given = (args.mean, args.scale, args.pixel_format, args.resize, args.crop,
              args.keep_aspect_ratio, args.layout)
     if all(value is None for value in given):
@@ -304,13 +304,13 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-name", help="which model output to score (default: the first)")
     p.add_argument("--threads", type=int, help="engine threads")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
-    _add_image_options(p)
+    add_image_options(p)
 
     def run(args: argparse.Namespace) -> int:
         report = api.evaluate(args.model, args.dataset, labels=args.labels,
                               metrics=args.metric, reference=args.reference, vs=args.vs,
                               threads=args.threads, num=args.num, output_name=args.output_name,
-                              image_options=_image_options(args), backend=args.backend)
+                              image_options=image_options(args), backend=args.backend)
         console.print(eval_table(report))
         if report.agreement is not None:
             console.print(f"top-1 agreement: {report.agreement:.2f}%")
@@ -336,13 +336,13 @@ def _report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="engine threads")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino (runs "
                    "BF16 models, which ORT's CPU provider cannot)")
-    _add_image_options(p)
+    add_image_options(p)
 
     def run(args: argparse.Namespace) -> int:
         result = api.report(args.models, args.dataset, args.output, labels=args.labels,
                             batch=args.batch, repeats=args.repeats, threads=args.threads,
                             num=args.num, backend=args.backend,
-                            image_options=_image_options(args))
+                            image_options=image_options(args))
         console.print(report_table(result.rows))
         console.print(f"wrote {result.files.markdown} and {result.files.html}")
         return 0
@@ -369,11 +369,11 @@ def _classify(sub: argparse._SubParsersAction) -> None:
                    "first)")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
     p.add_argument("--threads", type=int, help="engine threads")
-    _add_image_options(p)
+    add_image_options(p)
 
     def run(args: argparse.Namespace) -> int:
         result = api.classify(args.model, args.input, labels=args.labels, top=args.top,
-                              output=args.output, image_options=_image_options(args),
+                              output=args.output, image_options=image_options(args),
                               backend=args.backend, threads=args.threads,
                               output_name=args.output_name)
         console.print(f"{result.image.name} on {result.model.name} ({result.precision}); "
@@ -488,4 +488,5 @@ def _demo(sub: argparse._SubParsersAction) -> None:
 
 
 REGISTRARS = (_transform, _calibrate, _qtable, deploy_command.register, _compare, _eval,
-              _classify, _bench, _explain, _report, _demo, deploy_command.register_info)
+              _classify, _bench, _explain, _report, _demo, deploy_command.register_quantize,
+              deploy_command.register_info)
