@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from lowbit.errors import ModelError
 from lowbit.io.model import input_specs
 from lowbit.spec import TensorSpec
 from tests.feed_models import default_input_model, paddle_classifier, scalar_input_model
@@ -88,3 +89,16 @@ def test_ort_refuses_every_other_dtype(declared: int) -> None:
     wider = np.int64 if declared == TensorProto.INT32 else np.float64
     assert not ort_runs(model, {"x": np.array([1, 2], wider)})
     assert ort_runs(model, {"x": np.array([1, 2], spec.dtype)})
+
+
+def test_a_sequence_input_is_one_line() -> None:
+    """ORT takes a list of arrays there; no lowbit data set holds one, so it is refused
+    by name rather than with a KeyError."""
+    sequence = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("SequenceLength", ["s"], ["n"])], "seq",
+                              [sequence],
+                              [helper.make_tensor_value_info("n", TensorProto.INT64, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    with pytest.raises(ModelError, match=r"^input 's' is a sequence, not a tensor; lowbit feeds "
+                                         r"tensor inputs only$"):
+        input_specs(model)

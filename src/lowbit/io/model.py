@@ -133,12 +133,18 @@ def _umask() -> int:
 
 
 def input_specs(model: onnx.ModelProto) -> list[TensorSpec]:
-    """The graph inputs that are fed by the user (not initializers)."""
+    """The graph inputs that are fed by the user: not those with an initializer of their
+    name (defaults a feed may override, which no data set must give). A negative dim is
+    dynamic (None, see lowbit.spec); a sequence, map or optional input is a ModelError."""
     initializers = {init.name for init in model.graph.initializer}
     specs = []
     for value in model.graph.input:
         if value.name in initializers:
             continue
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            raise ModelError(f"input '{value.name}' is a {(kind or 'untyped').replace('_type', '')}"
+                             f", not a tensor; lowbit feeds tensor inputs only")
         tensor_type = value.type.tensor_type
         dims: list[int | str | None] = []
         for dim in tensor_type.shape.dim:
