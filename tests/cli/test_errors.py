@@ -130,7 +130,7 @@ CASES = {
     "deploy-reference-wrong-shape": (DEPLOY + " --test-input {d}/good.npz --test-reference "
                                      + "{d}/short_ref.npz", "logits"),
     "deploy-reference-without-input": (DEPLOY + " --test-reference {d}/short_ref.npz",
-                                       "--test-input"),
+                                       "--test-data"),
     "compare-empty-folder": (COMPARE + " {d}/empty_folder", "empty_folder"),
     "compare-wrong-key": (COMPARE + " {d}/wrong_key.npz", "'input'"),
     "compare-nan": (COMPARE + " {d}/with_nan.npz", "with_nan.npz"),

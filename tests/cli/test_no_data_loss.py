@@ -172,7 +172,7 @@ def test_deploy_onto_its_test_input(work, capsys):
     data = work / "x.npz"
     _refused(["deploy", work / "model.onnx", "--calibration-table", work / "model.calib",
               "--test-input", data, "-o", data], capsys, [data],
-             "is the same file as --test-input")
+             "is the same file as --test-data")
 
 
 def test_deploy_onto_its_calibration_table(work, capsys):

@@ -22,8 +22,9 @@ def test_every_option_with_a_default_shows_it(capsys: pytest.CaptureFixture[str]
             main([name, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         for action in command._actions:
-            if (action.option_strings and action.default not in
-                    (None, False, True, argparse.SUPPRESS) and action.dest != "help"):
+            default = getattr(action.default, "value", action.default)
+            if (action.option_strings and default not in (None, False, True, argparse.SUPPRESS)
+                    and action.dest != "help" and action.help != argparse.SUPPRESS):
                 assert f"{action.option_strings[-1]}" in text
                 assert "default" in (action.help or "") or f"(default: {action.default})" \
                     in text, (name, action.option_strings)

@@ -50,7 +50,7 @@ def test_python_api_small_data_overlaps_and_says_so(data: Path) -> None:
     small = data / "small.npz"
     with np.load(data / "samples.npz") as samples:
         np.savez(small, input=samples["input"][:5])
-    run = lowbit.quantize(data / "model.onnx", small, data / "small_out", report_speed=False,
+    run = lowbit.quantize_model(data / "model.onnx", small, data / "small_out", report_speed=False,
                           quantize="F16")
     assert not run.held_out and run.validation_samples == 5
     assert run.table is None and run.deployed.precision == "F16" and run.deployed.passed

@@ -104,7 +104,7 @@ def test_the_cli_renders_the_same_error_with_its_flags() -> None:
     assert str(caught.value) == "int8.dynamic does not combine with int8.format"
     assert caught.value.renamed(flag_for).args[0] == "--dynamic does not combine with --format"
     assert flag_for("int8.per_channel") == "--per-tensor"
-    assert flag_for("validation.data") == "--test-input"
+    assert flag_for("validation.data") == "--test-data"
     assert flag_for("floats.method") == "--float-method"
     for option in OPTIONS.values():  # every field a keyword sets maps back to it
         assert keyword_for(option.field) in OPTIONS

@@ -1,7 +1,7 @@
 """lowbit.quantize: the whole flow in one call, with the defaults — transform, calibrate,
 deploy, validate and report — for the model and data most users have.
 
-    run = lowbit.quantize("model.onnx", "samples.npz", "out/")
+    run = lowbit.quantize_model("model.onnx", "samples.npz", "out/")   # lowbit.api.quantize
     run.deployed.path, run.deployed.passed, run.report.files.markdown
 
 The data set is split once: the last ``validate`` samples (a fifth of them at most)

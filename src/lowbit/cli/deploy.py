@@ -1,10 +1,9 @@
-"""`lowbit deploy` and `lowbit info`: flags → a recipe → the API, and printing.
+"""`lowbit deploy`: flags → a recipe → the API, and printing.
 
     lowbit deploy work/model.f32.onnx --calibration-table work/model.calib -o m.int8.onnx
     lowbit deploy work/model.f32.onnx --recipe int8.toml --smooth 0.7 -o m.int8.onnx
     lowbit deploy work/model.f32.onnx --recipe int8.toml --print-recipe     # nothing run
     lowbit deploy work/model.f32.onnx --recipe-from m.int8.onnx -o again.int8.onnx
-    lowbit info m.int8.onnx
 
 Every recipe flag's default is a ``Default`` that prints as the default, so a flag the
 user typed and one left alone are told apart: typed flags override --recipe's file.
@@ -13,43 +12,21 @@ user typed and one left alone are told apart: typed flags override --recipe's fi
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from lowbit.cli.options import Default, add_data_option, add_json_option, add_weight_range
 from lowbit.errors import RecipeError, UsageError
 
 
-class Default:
-    """An option's default that is not a value the user gave (prints as the value)."""
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-
-def add_weight_range(p: argparse.ArgumentParser, default: object = "auto") -> None:
-    p.add_argument("--weight-range", choices=("auto", "full", "reduced", "paired"),
-                   default=default,
-                   help="INT8 weights: full (−127..127), reduced (7 bits, −63..63: x86 CPUs "
-                   "without VNNI saturate with full-range weights), paired (MatMul, Gemm, "
-                   "Conv weights 8 bits with each pair of K rows 2i, 2i+1 summing to at most "
-                   "128, which those CPUs add exactly; depthwise Conv full range) or auto "
-                   "(full where ONNX Runtime's kernels here are exact, else paired where its "
-                   "probes confirm the layout, else reduced)")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("deploy", help="quantize a model and validate it against float",
-                       description="Rewrite the model as a recipe says — INT8 QDQ (ONNX "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Rewrite the model as a recipe says — INT8 QDQ (ONNX "
                        "Runtime fuses it into integer kernels; a qtable keeps chosen ops at "
                        "F32/F16/BF16), F16/BF16 or W4 (4-bit weight-only MatMuls) — write it "
-                       "with its provenance (lowbit info shows it), and with --test-input "
+                       "with its provenance (lowbit info shows it), and with --test-data "
                        "compare its outputs with the reference. The recipe comes from these "
                        "flags, from --recipe FILE (flags given here override it) or from "
                        "--recipe-from MODEL. Exit code 1 when a tolerance fails (the model is "
-                       "still written).")
+                     "still written).")
     p.add_argument("model", help="the float ONNX model")
     p.add_argument("-o", "--output", help="the model to write (required unless --print-recipe)")
     plan = p.add_argument_group("the recipe")
@@ -70,10 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize-table", default=_D(None),
                    help="INT8 only: mixed precision from a qtable of 'op_name PRECISION' lines "
                    "(F32, F16, BF16) keeping those ops out of INT8")
-    p.add_argument("--test-input", default=_D(None), help="data set to validate on")
+    add_data_option(p, flag="--test-data", old=("--test-input",), dest="test_input",
+                    required=False, default=_D(None), help="data set to validate on")
     p.add_argument("--test-reference", default=_D(None),
                    help="reference outputs (.npz); default: run the float model on "
-                   "--test-input")
+                   "--test-data")
     p.add_argument("--tolerance", default=_D("0.99,0.90"),
                    help="minimum cosine,euclidean similarity per output")
     p.add_argument("--activation", choices=("uint8", "int8"), default=_D("uint8"),
@@ -108,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _weight_only(p)
     _transformer(p)
     _conv_accuracy(p)
+    add_json_option(p)
     p.set_defaults(run=_run)
 
 
@@ -183,7 +162,7 @@ def _conv_accuracy(p: argparse.ArgumentParser) -> None:
 
 #: flags whose name is not the keyword's with dashes
 _FLAGS = {"per_channel": "--per-tensor", "keep_io_types": "--no-keep-io-types",
-          "model": "MODEL", "output": "-o"}
+          "model": "MODEL", "output": "-o", "test_input": "--test-data"}
 
 
 def flag_for(field_name: str) -> str:
@@ -247,6 +226,13 @@ def _run(args: argparse.Namespace) -> int:
             result = api.deploy(args.model, output=args.output, recipe=base, **options)
     except RecipeError as err:
         raise err.renamed(flag_for) from None
+    if args.json:
+        from lowbit.cli.render import print_json
+
+        extra = {} if rerun is None else {"identical": rerun.identical,
+                                          "differences": rerun.differences}
+        print_json(result, passed=result.passed, **extra)
+        return 0 if result.passed else 1
     deploy_summary(result)
     console.print(f"wrote {result.path}")
     if rerun is not None:
@@ -281,124 +267,3 @@ def _print_rerun(rerun: Any, console: Any) -> None:
                       "SHA-256 differ")
     for line in rerun.differences:
         console.print(f"  {line}", markup=False)
-
-
-def register_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="what a model is and how lowbit made it",
-                       description="Print a model's precision, opset, inputs and outputs, and "
-                       "for a model lowbit deployed its provenance: the recipe, lowbit's and "
-                       "ONNX Runtime's versions, the CPU features that chose the weight grids, "
-                       "the steps run and the size and SHA-256 of every input file.")
-    p.add_argument("model", help="an ONNX model")
-    p.add_argument("--json", action="store_true", help="print it as JSON")
-
-    def run(args: argparse.Namespace) -> int:
-        from lowbit import api
-        from lowbit.cli.render import console
-
-        found = api.info(args.model)
-        facts = _info_facts(found)
-        if args.json:
-            console.print(json.dumps(facts, indent=2), markup=False, soft_wrap=True)
-            return 0
-        for key in ("path", "bytes", "precision", "opset", "nodes", "producer"):
-            console.print(f"{key}: {facts[key]}", markup=False)
-        for spec in found.inputs:
-            console.print(f"input {spec.name}: {spec.dtype} {spec.shape_text()}", markup=False)
-        console.print(f"outputs: {', '.join(found.outputs)}", markup=False)
-        prov = found.provenance
-        if not prov.present:
-            console.print("provenance: none recorded (not written by lowbit deploy)")
-            return 0
-        console.print("steps: " + ", ".join(prov.steps), markup=False)
-        for key, value in sorted(prov.versions.items()):
-            console.print(f"version {key}: {value}", markup=False)
-        console.print(f"cpu: {json.dumps(dict(prov.cpu), sort_keys=True)}", markup=False)
-        for name, stamp in sorted(prov.inputs.items()):
-            console.print(f"input file {name}: {stamp.path} ({stamp.bytes} bytes, sha256 "
-                          f"{stamp.sha256[:16]}…)", markup=False)
-        console.print(f"graph sha256: {prov.graph_sha256}", markup=False)
-        console.print("recipe:\n" + prov.recipe_text, markup=False, end="")
-        return 0
-
-    p.set_defaults(run=run)
-
-
-def _info_facts(found: Any) -> dict[str, Any]:
-    prov = found.provenance
-    return {
-        "path": str(found.path), "bytes": found.bytes, "precision": found.precision,
-        "opset": found.opset, "nodes": found.nodes, "producer": found.producer,
-        "inputs": [{"name": s.name, "dtype": str(s.dtype), "shape": s.shape_text()}
-                   for s in found.inputs],
-        "outputs": list(found.outputs),
-        "provenance": None if not prov.present else {
-            "steps": list(prov.steps), "versions": dict(prov.versions), "cpu": dict(prov.cpu),
-            "inputs": {k: vars(v) for k, v in prov.inputs.items()},
-            "graph_sha256": prov.graph_sha256, "recipe": prov.recipe_text},
-    }
-
-
-def register_quantize(sub: argparse._SubParsersAction) -> None:
-    from lowbit.cli.commands import add_image_options
-
-    p = sub.add_parser("quantize", help="the whole flow in one command: transform, calibrate, "
-                       "deploy, validate, report",
-                       description="Quantize MODEL with the defaults (or --recipe) in one "
-                       "command: transform, calibrate on the data, deploy, validate on "
-                       "held-out samples of the same data (the last fifth, at most "
-                       "--validate), and report accuracy, size and speed. Every stage's file "
-                       "is written to the -o folder, so the stage commands can take over. "
-                       "Exit code 1 when validation fails (the model is still written).")
-    p.add_argument("model", help="the float model (ONNX, or any format transform imports)")
-    p.add_argument("--data", required=True, metavar="DATASET",
-                   help="samples like those the model will see: .npz (one array per input, "
-                   "first axis = samples), .npy, a folder of .npz/.npy samples or of images")
-    p.add_argument("-o", "--output", required=True, metavar="FOLDER",
-                   help="folder for every stage's file (model.f32.onnx, model.calib, "
-                   "model.int8.onnx, validate/, report/)")
-    p.add_argument("--quantize", type=str.upper, choices=("INT8", "F16", "BF16", "W4"),
-                   default=Default("INT8"), help="target precision")
-    p.add_argument("--recipe", metavar="FILE", help="deploy with this recipe (TOML, as "
-                   "deploy --print-recipe writes)")
-    p.add_argument("--tolerance", default=Default("0.99,0.90"),
-                   help="minimum cosine,euclidean similarity per output")
-    p.add_argument("--num", type=int, default=200, help="most samples to calibrate on")
-    p.add_argument("--validate", type=int, default=100,
-                   help="most held-out samples to validate and report on")
-    p.add_argument("--no-report", action="store_true",
-                   help="skip the report stage (its speed runs take the longest)")
-    add_image_options(p, recorded=True)
-
-    def run(args: argparse.Namespace) -> int:
-        from lowbit import api
-        from lowbit.cli.commands import image_options
-        from lowbit.cli.render import console, deploy_summary, report_table, validation_table
-        from lowbit.recipe import read_recipe
-
-        options = {k: v for k, v in (("quantize", args.quantize),
-                                     ("tolerance", args.tolerance))
-                   if not isinstance(v, Default)}
-        try:
-            run_ = api.quantize(args.model, args.data, args.output,
-                                recipe=read_recipe(args.recipe) if args.recipe else None,
-                                num=args.num, validate=args.validate,
-                                image_options=image_options(args),
-                                report_speed=not args.no_report, on_stage=console.print,
-                                **options)
-        except RecipeError as err:
-            raise err.renamed(flag_for) from None
-        deploy_summary(run_.deployed)
-        if not run_.held_out:
-            console.print(f"[yellow]note:[/yellow] the data set has fewer than 8 samples: "
-                          f"validation read the {run_.validation_samples} calibration "
-                          "samples, not held-out ones")
-        if run_.deployed.validation is not None:
-            console.print(validation_table(run_.deployed.validation))
-        if run_.report is not None:
-            console.print(report_table(run_.report.rows))
-            console.print(f"wrote {run_.report.files.markdown} and {run_.report.files.html}")
-        console.print(f"wrote {run_.deployed.path}")
-        return 0 if run_.deployed.passed else 1
-
-    p.set_defaults(run=run)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from lowbit import __version__
 from lowbit.atomic import Terminated, terminate_cleanly
-from lowbit.cli import commands
+from lowbit.cli.registry import COMMANDS, add_command
 from lowbit.errors import LowbitError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -35,7 +35,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if (action.default not in (None, False, True, argparse.SUPPRESS)
+        default = getattr(action.default, "value", action.default)  # a cli.options.Default
+        if (default not in (None, False, True, argparse.SUPPRESS)
                 and action.option_strings and "default" not in text):
             text += " (default: %(default)s)"
         return text
@@ -56,22 +57,26 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split("\n")).strip()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the command it names gets its options (the others
+    are listed by name and help), so ``lowbit --help`` imports nothing heavy."""
     parser = _Parser(prog="lowbit", description="Deploy trained neural networks at lower "
                      "precision: calibrate, quantize, validate against float, and benchmark.")
     parser.add_argument("--version", action="version", version=f"lowbit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for register in commands.REGISTRARS:
-        register(sub)
-    for command in sub.choices.values():  # -v also after the command: lowbit deploy -v …
-        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                             help="log what each stage does")
+    chosen = None if argv is None else next((a for a in argv if a in COMMANDS), "")
+    for command in COMMANDS.values():
+        made = add_command(sub, command, full=chosen is None or chosen == command.name)
+        # -v also after the command: lowbit deploy -v …
+        made.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log what each stage does")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

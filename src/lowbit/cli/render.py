@@ -160,3 +160,47 @@ def classify_table(result: Classification) -> Table:
         table.add_row(str(rank), prediction.label, str(prediction.index),
                       f"{prediction.score:.4f}")
     return table
+
+
+def print_json(result: object, **extra: object) -> None:
+    """``result`` (a result dataclass, mapping or list) as one JSON document on stdout;
+    ``extra`` adds keys (a dataclass result's properties, such as ``passed``)."""
+    import json
+
+    found = jsonable(result)
+    if extra and isinstance(found, dict):
+        found.update({key: jsonable(value) for key, value in extra.items()})
+    console.print(json.dumps(found, indent=2), markup=False, soft_wrap=True, highlight=False)
+
+
+def jsonable(value: object, *, max_items: int = 4096) -> object:
+    """Plain JSON values: dataclasses as their fields, paths as text, numpy scalars as
+    numbers, arrays as lists (a large array as its shape and dtype), NaN/Inf as text."""
+    import dataclasses
+    import enum
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        if value.size > max_items:
+            return {"shape": list(value.shape), "dtype": str(value.dtype)}
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return str(value)
