@@ -38,7 +38,13 @@ Measured per row:
   imports: NNCF's pull in torch). The F32 row: plain inference over the same samples,
   the same way. lowbit's notes split its time into calibrate and deploy.
 
-Each model takes about 2-5 minutes on 2 cores at the default sample counts.
+Each model takes about 1-6 minutes on 2 cores at the default sample counts.
+
+To measure one fixed lowbit while src/ is being edited, run a snapshot of a commit
+(the header then names where lowbit came from; the subprocesses inherit PYTHONPATH):
+
+    git archive <commit> src | tar -x -C /tmp/lowbit-snapshot
+    PYTHONPATH=/tmp/lowbit-snapshot/src python bench/dense_baseline.py --json dense.json
 """
 
 from __future__ import annotations
@@ -327,8 +333,14 @@ def header_text(args: argparse.Namespace) -> str:
 
 
 def source_state() -> str:
-    """The commit lowbit was measured at, and whether src/ differed from it."""
+    """The commit lowbit was measured at, and whether src/ differed from it; or, when
+    lowbit was imported from elsewhere (a snapshot on PYTHONPATH), from where."""
+    import lowbit
+
     root = HERE.parent
+    location = Path(lowbit.__file__).resolve().parent
+    if not location.is_relative_to(root / "src"):
+        return f"lowbit from {location}"
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                                 capture_output=True, text=True, check=True).stdout.strip()
