@@ -7,7 +7,9 @@
 Steps, in order: decode with Pillow; convert to RGB or L (``bgr`` is RGB with the
 channels reversed); resize with bilinear filtering; centre-crop; resize the crop
 to the input's height and width if it differs; ``value = (pixel - mean) * scale``
-per channel (tpu-mlir's convention); NCHW or NHWC; add the batch axis.
+per channel (tpu-mlir's convention); NCHW or NHWC; add the batch axis. The steps
+themselves are :mod:`lowbit_run.preprocess`, which lowbit-run shares, so a bundle is
+fed exactly as lowbit fed the model; this module validates the options.
 
 ``resize`` decides the geometry:
 
@@ -35,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from lowbit.errors import DatasetError, UsageError
+from lowbit_run import preprocess
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"}
@@ -109,77 +112,22 @@ def is_image_file(path: Path) -> bool:
 
 def load_image(path: str | Path, options: ImageOptions, height: int, width: int) -> np.ndarray:
     """Decode and preprocess one image: float32, (1, C, H, W) or (1, H, W, C)."""
-    path = Path(path)
-    image = _decode(path, "L" if options.pixel_format == "gray" else "RGB")
-    image = resize_and_crop(image, options, height, width)
-    pixels = np.asarray(image, dtype=np.float32)  # (H, W, 3) or (H, W)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    if options.pixel_format == "bgr":
-        pixels = pixels[:, :, ::-1]
-    mean = np.asarray(options.mean, dtype=np.float32)
-    scale = np.asarray(options.scale, dtype=np.float32)
-    values = (pixels - mean) * scale  # broadcasts over the last (channel) axis
-    if options.layout != "nhwc":  # "auto" without a shape to look at is NCHW
-        values = values.transpose(2, 0, 1)
-    return np.ascontiguousarray(values[None], dtype=np.float32)
-
-
-def _decode(path: Path, mode: str) -> Image.Image:
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert(mode)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        # UnidentifiedImageError and truncated-file errors are OSErrors.
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DatasetError(f"cannot read image {path}: {detail}") from err
+        return preprocess.load_image(
+            path, height=height, width=width, mean=options.mean, scale=options.scale,
+            pixel_format=options.pixel_format, resize=options.resize, crop=options.crop,
+            keep_aspect_ratio=options.keep_aspect_ratio, layout=options.layout)
+    except preprocess.ImageError as err:
+        raise DatasetError(str(err)) from err
 
 
 def resize_and_crop(image: Image.Image, options: ImageOptions, height: int,
                     width: int) -> Image.Image:
     """The geometry steps of :func:`load_image`: resize (or letterbox), centre-crop, and
     resize the crop to height x width when ``options.crop`` has another size."""
-    crop_h, crop_w = options.crop or (height, width)
-    resize = options.resize
-    if resize is None or len(resize) == 2:
-        target_h, target_w = resize if resize is not None else (crop_h, crop_w)
-        image = _letterbox(image, target_h, target_w) if options.keep_aspect_ratio else \
-            _resize(image, target_h, target_w)
-    else:
-        short = resize[0]
-        w, h = image.size
-        if w <= h:
-            new_w, new_h = short, max(short, round(h * short / w))
-        else:
-            new_w, new_h = max(short, round(w * short / h)), short
-        image = _resize(image, new_h, new_w)
-    image = _centre_crop(image, crop_h, crop_w)
-    return _resize(image, height, width)
-
-
-def _letterbox(image: Image.Image, height: int, width: int) -> Image.Image:
-    """Fit inside height x width keeping the aspect ratio; pad with black, centred."""
-    w, h = image.size
-    ratio = min(height / h, width / w)
-    new_w, new_h = max(1, min(width, round(w * ratio))), max(1, min(height, round(h * ratio)))
-    canvas = Image.new(image.mode, (width, height))  # black (0) in every mode
-    canvas.paste(_resize(image, new_h, new_w), ((width - new_w) // 2, (height - new_h) // 2))
-    return canvas
-
-
-def _resize(image: Image.Image, height: int, width: int) -> Image.Image:
-    if image.size == (width, height):
-        return image
-    return image.resize((width, height), Image.Resampling.BILINEAR)
-
-
-def _centre_crop(image: Image.Image, height: int, width: int) -> Image.Image:
-    w, h = image.size
-    # Same rounding as torchvision's CenterCrop.
-    top = round((h - height) / 2.0)
-    left = round((w - width) / 2.0)
-    return image.crop((left, top, left + width, top + height))
+    return preprocess.resize_and_crop(image, height, width, resize=options.resize,
+                                      crop=options.crop,
+                                      keep_aspect_ratio=options.keep_aspect_ratio)
 
 
 def _float_tuple(label: str, values: object) -> tuple[float, ...]:
