@@ -22,6 +22,7 @@ from lowbit.api.compare import compare
 from lowbit.api.deploy import PRECISIONS, DeployResult, Rerun, deploy, plan, rerun
 from lowbit.api.evaluate import evaluate
 from lowbit.api.info import ModelInfo, info
+from lowbit.api.package import PackageResult, package
 from lowbit.api.qtable import QTableResult, qtable
 from lowbit.api.quantize import QuantizeRun, quantize
 from lowbit.api.report import ReportResult, report
@@ -30,6 +31,7 @@ from lowbit.data import Dataset
 from lowbit.graph import precision_of
 
 __all__ = ["PRECISIONS", "Classification", "Dataset", "DeployResult", "EvalReport",
-           "ModelInfo", "QTableResult", "QuantizeRun", "ReportResult", "Rerun", "TransformResult",
-           "calibrate", "classify", "compare", "deploy", "evaluate", "info", "plan",
+           "ModelInfo", "PackageResult", "QTableResult", "QuantizeRun", "ReportResult", "Rerun",
+           "TransformResult",
+           "calibrate", "classify", "compare", "deploy", "evaluate", "info", "package", "plan",
            "precision_of", "qtable", "quantize", "report", "rerun", "run_samples", "transform"]

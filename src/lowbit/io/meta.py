@@ -162,11 +162,16 @@ def load_meta_for(model_path: str | Path) -> ModelMeta | None:
 
 def write_meta(meta: ModelMeta, path: str | Path) -> Path:
     """Write ``meta`` as JSON, atomically."""
+    return write_text_atomic(path, meta_text(meta))
+
+
+def meta_text(meta: ModelMeta) -> str:
+    """The text of ``meta``'s file (what :func:`write_meta` writes; a bundle holds it too)."""
     text = json.dumps(_to_json(meta), indent=2)
     # Lists of numbers and strings (shapes, mean, notes) on one line each, for reading.
     text = _SCALAR_LIST.sub(lambda m: "[" + ", ".join(
         part.strip() for part in m.group(1).split(",\n")) + "]", text)
-    return write_text_atomic(path, text + "\n")
+    return text + "\n"
 
 
 def read_meta(path: str | Path) -> ModelMeta:
