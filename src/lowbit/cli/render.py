@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,11 +24,32 @@ from lowbit.quantize.mixed.qtable import LossRow
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
+# Column kinds: a name wraps (folds) where it must, a number never does, and a status
+# word keeps its line. rich shrinks wrapping columns first, so at 80 columns a long tensor
+# name folds onto more lines while every figure stays whole.
+NAME, NUMBER, WORD = "name", "number", "word"
+
+
+def _table(title: str, columns: Sequence[tuple[str, str]]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    for header, kind in columns:
+        if kind != NAME and len(header) > 9 and " " in header:  # two lines, not a wide column
+            cut = min((i for i, c in enumerate(header) if c == " "),
+                      key=lambda i: abs(i - len(header) / 2))
+            header = f"{header[:cut]}\n{header[cut + 1:]}"
+        if kind == NAME:
+            table.add_column(header, overflow="fold", min_width=min(10, len(header) + 2))
+        else:
+            table.add_column(header, justify="right" if kind == NUMBER else "left",
+                             no_wrap=True)
+    return table
+
+
 def validation_table(report: ValidationReport, title: str = "validation") -> Table:
     tol = report.tolerance
-    table = Table(title=f"{title} (tolerance cos ≥ {tol.cosine}, euclid ≥ {tol.euclid})")
-    for column in ("output", "shape", "cosine", "euclid", "SQNR dB", "max |err|", "status"):
-        table.add_column(column, justify="left" if column in ("output", "status") else "right")
+    table = _table(f"{title} (tolerance cos ≥ {tol.cosine}, euclid ≥ {tol.euclid})",
+                   [("output", NAME), ("shape", NAME), ("cosine", NUMBER), ("euclid", NUMBER),
+                    ("SQNR dB", NUMBER), ("max |err|", NUMBER), ("status", WORD)])
     for check in report.checks:
         table.add_row(check.name, "x".join(map(str, check.shape)), f"{check.cosine:.6f}",
                       f"{check.euclid:.6f}", f"{check.sqnr_db:.2f}", f"{check.max_abs_error:.4g}",
@@ -76,11 +98,10 @@ def left_float_lines(decisions: Sequence[NodeDecision], shown: int = 3) -> list[
 
 
 def bench_table(comparison: BenchComparison) -> Table:
-    table = Table(title="bench (median of interleaved runs)")
-    for column in ("model", "engine", "computes in", "size MB", "batch", "median ms", "p90 ms",
-                   "throughput /s"):
-        table.add_column(column, justify="left" if column in ("model", "engine", "computes in")
-                         else "right")
+    table = _table("bench (median of interleaved runs)",
+                   [("model", NAME), ("engine", WORD), ("computes in", NAME), ("size MB", NUMBER),
+                    ("batch", NUMBER), ("median ms", NUMBER), ("p90 ms", NUMBER),
+                    ("throughput /s", NUMBER)])
     for result in comparison.results:
         for timing in result.timings:
             note = " (sequential)" if timing.sequential else ""
@@ -93,12 +114,11 @@ def bench_table(comparison: BenchComparison) -> Table:
 
 def layer_table(report: LayerReport) -> Table:
     tol = report.tolerance
-    table = Table(title=f"layer by layer over {report.samples} samples "
-                  f"(tolerance cos ≥ {tol.cosine}, euclid ≥ {tol.euclid})")
-    for column in ("tensor", "op", "shape", "cosine", "euclid", "SQNR dB", "max |err|",
-                   "status"):
-        table.add_column(column, justify="left" if column in ("tensor", "op", "status")
-                         else "right")
+    table = _table(f"layer by layer over {report.samples} samples "
+                   f"(tolerance cos ≥ {tol.cosine}, euclid ≥ {tol.euclid})",
+                   [("tensor", NAME), ("op", NAME), ("shape", NAME), ("cosine", NUMBER),
+                    ("euclid", NUMBER), ("SQNR dB", NUMBER), ("max |err|", NUMBER),
+                    ("status", WORD)])
     colours = {"EQUAL": "green", "CLOSE": "green", "SIMILAR": "cyan", "FAILED": "red"}
     for diff in report.diffs:
         status = str(diff.status)
@@ -111,11 +131,8 @@ def layer_table(report: LayerReport) -> Table:
 
 def eval_table(report: EvalReport) -> Table:
     names = list(report.results[0].metrics)
-    table = Table(title="evaluation")
-    table.add_column("model")
-    table.add_column("samples", justify="right")
-    for name in names:
-        table.add_column(name, justify="right")
+    table = _table("evaluation", [("model", NAME), ("samples", NUMBER),
+                                  *((name, NUMBER) for name in names)])
     for result in report.results:
         table.add_row(result.model, str(result.num_samples),
                       *(format_metric(n, result.metrics[n]) for n in names))
@@ -125,12 +142,13 @@ def eval_table(report: EvalReport) -> Table:
 
 
 def report_table(rows: tuple[ReportRow, ...] | list[ReportRow]) -> Table:
-    table = Table(title="size | accuracy | speed")
     batch = rows[0].throughput_batch if rows else 0
-    for column in ("precision", "size MB", "top-1 %", "top-5 %", "latency b1 ms",
-                   f"throughput b{batch} /s", f"speed-up vs {baseline_of(rows)}",
-                   f"cos vs {baseline_of(rows)}"):
-        table.add_column(column, justify="left" if column == "precision" else "right")
+    table = _table("size | accuracy | speed",
+                   [("precision", WORD), ("size MB", NUMBER), ("top-1 %", NUMBER),
+                    ("top-5 %", NUMBER), ("latency b1 ms", NUMBER),
+                    (f"throughput b{batch} /s", NUMBER), (f"speed-up vs {baseline_of(rows)}",
+                                                          NUMBER),
+                    (f"cos vs {baseline_of(rows)}", NUMBER)])
 
     def fmt(value: float | None, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
@@ -143,9 +161,9 @@ def report_table(rows: tuple[ReportRow, ...] | list[ReportRow]) -> Table:
 
 
 def loss_table(rows: list[LossRow]) -> Table:
-    table = Table(title="sensitivity: network output vs F32 when the op alone stays float")
-    for column in ("No.", "layer", "op", "SQNR dB", "cosine"):
-        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    table = _table("sensitivity: network output vs F32 when the op alone stays float",
+                   [("No.", NUMBER), ("layer", NAME), ("op", NAME), ("SQNR dB", NUMBER),
+                    ("cosine", NUMBER)])
     for rank, row in enumerate(rows, start=1):
         table.add_row(str(rank), row.name, row.op_type, f"{row.sqnr_db:.2f}",
                       f"{row.cosine:.6f}")
@@ -153,9 +171,8 @@ def loss_table(rows: list[LossRow]) -> Table:
 
 
 def classify_table(result: Classification) -> Table:
-    table = Table(title=f"top {len(result.predictions)}")
-    for column in ("rank", "class", "index", "score"):
-        table.add_column(column, justify="left" if column == "class" else "right")
+    table = _table(f"top {len(result.predictions)}",
+                   [("rank", NUMBER), ("class", NAME), ("index", NUMBER), ("score", NUMBER)])
     for rank, prediction in enumerate(result.predictions, start=1):
         table.add_row(str(rank), prediction.label, str(prediction.index),
                       f"{prediction.score:.4f}")
