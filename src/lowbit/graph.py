@@ -8,6 +8,8 @@ tensors, and which precision a model is in.
     probe = with_outputs(model, ["relu1"])    # a copy whose outputs include inner tensors
     add_outputs(probe.graph, ["max_0"])       # the same, in place (a probe adding nodes)
     add_reduce(probe.graph, "ReduceMax", "relu1", "max_0", [0, 2, 3], opset=17)
+    schedule_probes(probe.graph, first=len(model.graph.node))  # probes run as soon as they can
+    inferred = infer_shapes_light(model, {"input": (1, 3, 640, 640)})  # shapes, no weights
     precision_of(model)                       # "F32", "F16", "BF16", "INT8", "MIXED", "W4"
     str(declared_precision(model))            # "INT8 (QDQ)", "W4 (MatMulNBits)", "F16", ...
 
@@ -17,7 +19,7 @@ calibrate, the quantizers, compare and report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +34,9 @@ _QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMu
                             "ConvInteger", "QGemm", "DynamicQuantizeLinear"})
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+# Shape inference reads the values of small initializers (Reshape's shape, Slice's starts)
+# and only the type and shape of the others (weights).
+_KEEP_VALUES_UP_TO = 1024
 
 
 def onnx_opset(model: onnx.ModelProto) -> int:
@@ -127,6 +132,79 @@ def add_reduce(graph: onnx.GraphProto, op: str, data: str, output: str, axes: Se
     else:
         graph.node.append(helper.make_node(op, [data], [output], axes=list(axes),
                                            keepdims=int(keepdims)))
+
+
+def schedule_probes(graph: onnx.GraphProto, first: int) -> None:
+    """Order the probe nodes ``graph.node[first:]`` (reductions a probe appended after the
+    model's own nodes) so that ONNX Runtime runs each as soon as what it reads exists.
+
+    ONNX Runtime orders a graph by a depth-first walk back from its leaf nodes, the last
+    leaf in the node list first; probes appended in graph order would make it run the whole
+    model before the first probe, keeping every probed tensor alive until the end (memory:
+    all activations at once). Listed latest-producer first, each probe runs right after
+    its input, and a tensor is freed as in plain inference."""
+    nodes = list(graph.node)
+    position = {name: index for index, node in enumerate(nodes[:first]) for name in node.output}
+    rank: list[tuple[int, int]] = []
+    for order, node in enumerate(nodes[first:]):
+        reads = [position.get(name, -1) for name in node.input]
+        latest = max(reads, default=-1)
+        for name in node.output:
+            position[name] = latest  # a probe chain ranks with the tensor it starts from
+        rank.append((-latest, order))
+    probes = [nodes[first + order] for _, order in sorted(rank)]
+    del graph.node[first:]
+    graph.node.extend(probes)
+
+
+def infer_shapes_light(model: onnx.ModelProto,
+                       input_shapes: Mapping[str, Sequence[int | str | None]] | None = None, *,
+                       data_prop: bool = False) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes`` on :func:`weightless` ``model``, so a 100 MB
+    model is not serialized for it; ``input_shapes`` sets the graph inputs' shapes first
+    (the data's shape, for a model with dynamic dimensions). The result has the model's
+    nodes and the inferred ``value_info``, and initializers without their values; onnx's
+    errors propagate (several exception types)."""
+    light = weightless(model)
+    for value in light.graph.input:
+        shape = (input_shapes or {}).get(value.name)
+        if shape is not None and value.type.HasField("tensor_type"):
+            dims = value.type.tensor_type.shape
+            dims.ClearField("dim")
+            for size in shape:
+                dim = dims.dim.add()
+                if isinstance(size, int) and size >= 0:
+                    dim.dim_value = size
+                elif isinstance(size, str):
+                    dim.dim_param = size
+    return onnx.shape_inference.infer_shapes(light, data_prop=data_prop)
+
+
+def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large initializers keep their name, type and shape but
+    not their values (what shape inference and a memory estimate need); small ones
+    (Reshape's shape, Slice's starts) keep their values. The weights are never copied."""
+    out = onnx.ModelProto(ir_version=model.ir_version)
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    source, graph = model.graph, out.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    graph.sparse_initializer.extend(source.sparse_initializer)
+    for init in source.initializer:
+        if _elements(init) <= _KEEP_VALUES_UP_TO:
+            graph.initializer.append(init)
+        else:
+            graph.initializer.append(onnx.TensorProto(name=init.name, data_type=init.data_type,
+                                                      dims=init.dims))
+    return out
+
+
+def _elements(init: onnx.TensorProto) -> int:
+    return int(np.prod(init.dims, dtype=np.int64)) if init.dims else 1
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from lowbit.calibration import (
     write_table,
 )
 from lowbit.errors import DatasetError, UsageError
+from lowbit.runtime.memory import MemoryBudget
 
 ACTIVATIONS = ["x", "conv", "relu", "flat", "mm", "y"]
 
@@ -125,6 +126,67 @@ def test_dynamic_batch_is_batched_and_matches_unbatched(monkeypatch: pytest.Monk
             a, b = batched.ranges[name], other.ranges[name]
             np.testing.assert_allclose([a.threshold, a.min, a.max],
                                        [b.threshold, b.min, b.max], rtol=1e-6)
+
+
+def _dynamic_convs() -> onnx.ModelProto:
+    """x [N, 3, H, W] -> Conv(8) -> Relu -> Conv(4) -> y, dynamic H and W."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1], name="conv0"),
+             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             helper.make_node("Conv", ["r0", "w1"], ["y"], pads=[1, 1, 1, 1], name="conv1")]
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w0"),
+             numpy_helper.from_array(rng.normal(size=(4, 8, 3, 3)).astype(np.float32), "w1")]
+    graph = helper.make_graph(
+        nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                       ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "H", "W"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _images(count: int, side: int, seed: int = 3) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.normal(size=(1, 3, side, side)).astype(np.float32)} for _ in range(count)]
+
+
+def test_chosen_batch_shrinks_as_the_input_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded by the budget at any input size: the batch gives way."""
+    sizes: list[int] = []
+    create = collect_module.create_session
+    monkeypatch.setattr(collect_module, "create_session",
+                        lambda *a, **k: _CountingSession(create(*a, **k), sizes))
+    model, settings = _dynamic_convs(), CalibrationSettings()
+    chosen = []
+    for side in (16, 96, 160, 320):
+        collect_ranges(model, _images(9, side), settings, progress=False,
+                       memory_budget=MemoryBudget(16 << 20), input_means=True)
+        chosen.append(max(sizes))
+        sizes.clear()
+    assert chosen[0] == 8 and chosen[-1] == 1
+    assert chosen == sorted(chosen, reverse=True) and len(set(chosen)) >= 3
+    # --memory-budget decides: more room, a larger batch at the same size
+    collect_ranges(model, _images(9, 160), settings, progress=False,
+                   memory_budget=MemoryBudget(256 << 20))
+    assert max(sizes) > chosen[2]
+
+
+def test_tables_merge_exactly_whatever_the_batch() -> None:
+    """minmax: identical at every batch; means: equal to float rounding; a histogram
+    method at a fixed seed: the same table for the same batch, whatever chose it."""
+    model, samples = _dynamic_convs(), _images(12, 160)  # batches 1, 3 and 8
+    tables = [collect_ranges(model, samples, CalibrationSettings(), progress=False,
+                             input_means=True, memory_budget=MemoryBudget(budget << 20))
+              for budget in (1, 8, 64)]
+    assert tables[0].ranges == tables[1].ranges == tables[2].ranges
+    for table in tables[1:]:
+        for name, means in table.input_means.items():
+            np.testing.assert_allclose(means, tables[0].input_means[name], rtol=1e-5,
+                                       atol=1e-5 * np.abs(means).max())
+    kl = CalibrationSettings(method="kl")
+    budgeted = collect_ranges(model, samples, kl, progress=False,
+                              memory_budget=MemoryBudget(8 << 20))
+    again = collect_ranges(model, samples, kl, progress=False, max_batch=3,
+                           memory_budget=MemoryBudget(1 << 30))
+    assert budgeted.ranges == again.ranges
 
 
 def test_histogram_method_and_table_round_trip(tmp_path: Path) -> None:

@@ -45,6 +45,52 @@ def test_patch_means_match_the_taps_counted_one_by_one(kernel, pads, strides, di
                                _brute_force(x, kernel, pads, strides, dilations), rtol=1e-12)
 
 
+def _one_conv(kernel: tuple[int, ...], pads: tuple[int, ...], strides: tuple[int, ...],
+              dilations: tuple[int, ...], group: int = 1) -> onnx.ModelProto:
+    rank = len(kernel)
+    weight = np.random.default_rng(2).normal(size=(4, 4 // group, *kernel)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=list(pads), strides=list(strides),
+                            dilations=list(dilations), group=group, name="conv")
+    dims = ["N", 4, *(["H", "W"][:rank] if rank == 2 else ["L"])]
+    return make_model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                      [init("w", weight)], check=False)
+
+
+@pytest.mark.parametrize(("kernel", "pads", "strides", "dilations", "group"), [
+    ((1, 1), (0, 0, 0, 0), (1, 1), (1, 1), 1),   # one sum per channel
+    ((1, 1), (0, 0, 0, 0), (2, 2), (1, 1), 1),   # strided shortcut
+    ((3, 3), (1, 1, 1, 1), (1, 1), (1, 1), 4),   # depthwise
+    ((5, 3), (2, 0, 1, 1), (2, 1), (1, 1), 1),   # asymmetric pads, stride 2
+    ((3, 3), (2, 2, 2, 2), (1, 2), (2, 2), 2),   # dilation
+    ((3, 3), (0, 0, 0, 0), (3, 3), (1, 1), 1),   # taps past the last row read nothing
+])
+def test_tap_sums_inside_the_run_match_the_taps_counted_one_by_one(
+        kernel, pads, strides, dilations, group) -> None:
+    """The calibration run sums what each tap reads (strided slices of the batch sum)
+    for any input size; the table's means equal the brute-force count."""
+    model = _one_conv(kernel, pads, strides, dilations, group)
+    rng = np.random.default_rng(0)
+    for height, width in ((9, 8), (17, 11)):
+        x = rng.normal(1.0, 1.0, size=(6, 4, height, width)).astype(np.float32)
+        table = collect_ranges(model, [{"x": x[i:i + 1]} for i in range(6)],
+                               CalibrationSettings(), progress=False, input_means=True,
+                               max_batch=4)
+        np.testing.assert_allclose(table.input_means["conv"],
+                                   _brute_force(x.astype(np.float64), kernel, pads, strides,
+                                                dilations), rtol=1e-5, atol=1e-6)
+
+
+def test_tap_sums_of_a_1d_conv() -> None:
+    model = _one_conv((3,), (1, 2), (2,), (1,))
+    x = np.random.default_rng(0).normal(size=(5, 4, 13)).astype(np.float32)
+    table = collect_ranges(model, [{"x": x[i:i + 1]} for i in range(5)], CalibrationSettings(),
+                           progress=False, input_means=True)
+    expected = _brute_force(x[:, :, None, :].astype(np.float64), (1, 3), (0, 1, 0, 2), (1, 2),
+                            (1, 1))[:, 0]
+    np.testing.assert_allclose(table.input_means["conv"], expected, rtol=1e-5, atol=1e-6)
+
+
 def _net(seed: int = 0) -> onnx.ModelProto:
     """Conv (stride 2, TF-style pads) → Relu → depthwise conv → Relu → pool → Gemm (transB 0)
     → Gemm (transB 1): every shape of op that bias correction handles."""

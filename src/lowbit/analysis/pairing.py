@@ -30,6 +30,7 @@ import onnx
 from onnx import TensorProto
 
 from lowbit.errors import ModelError
+from lowbit.graph import infer_shapes_light
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def pair_model_tensors(reference: onnx.ModelProto, test: onnx.ModelProto) -> Pai
 def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every typed tensor of the main graph, after ONNX shape inference."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = infer_shapes_light(model)
     except Exception as err:  # noqa: BLE001 - onnx raises several types; untyped still works
         log.debug("shape inference failed, using the model's own value_info: %s", err)
         inferred = model

@@ -15,8 +15,14 @@ number of tensors and bins, never on the number of samples.
 
 When every model input has a dynamic first axis, up to `max_batch` samples
 are concatenated along axis 0 per run (this assumes samples are independent
-along that axis, as a batch axis is); a model that fails to run batched falls
-back to one sample per run.
+along that axis, as a batch axis is), as many as the memory budget allows at the
+data's shape (lowbit.runtime.memory: bytes per sample from shape inference, else
+measured on a first run of one sample), so memory does not grow with the input
+size either; a model that fails to run batched falls back to one sample per run.
+The probes are ordered so that ONNX Runtime runs each right after the tensor it
+reads (lowbit.graph.schedule_probes): a tensor is freed as in plain inference.
+Batching does not change the table: min/max merge exactly and the histogram
+observers see the same values in the same order.
 """
 
 from __future__ import annotations
@@ -24,26 +30,29 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.calibration.channel_ranges import ChannelExtremes, linear_inputs
 from lowbit.calibration.derived import derived_ranges
-from lowbit.calibration.input_means import MeanInputOp, mean_input_ops, patch_means
+from lowbit.calibration.input_means import (
+    MeanInputOp,
+    mean_input_ops,
+    means_from_tap_sums,
+    tap_sum_probe,
+)
 from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
-from lowbit.graph import add_outputs
+from lowbit.graph import infer_shapes_light, onnx_opset, schedule_probes, weightless
 from lowbit.io.model import input_specs
+from lowbit.progress import progress_bar
+from lowbit.runtime.memory import MemoryBudget, format_size, rss_growth, sample_cost
 from lowbit.runtime.ort import create_session
 from lowbit.spec import TensorSpec
 
@@ -78,6 +87,7 @@ def collect_ranges(
     progress: bool = True,
     threads: int | None = None,
     max_batch: int = 8,
+    memory_budget: MemoryBudget | None = None,
     skip_derived: bool = True,
     input_means: bool = False,
     channel_ranges: bool = False,
@@ -87,7 +97,9 @@ def collect_ranges(
     With ``input_means`` the table also holds each Conv/Gemm's mean input taps
     (lowbit.calibration.input_means), from which deploy corrects biases without data;
     with ``channel_ranges`` the per-channel min/max of every MatMul/Gemm input
-    (lowbit.calibration.channel_ranges), from which deploy smooths without data."""
+    (lowbit.calibration.channel_ranges), from which deploy smooths without data.
+    Runs batch up to ``max_batch`` samples, as many as ``memory_budget`` (default:
+    :meth:`MemoryBudget.default`) allows at the data's shape (lowbit.runtime.memory)."""
     if max_batch < 1:
         raise UsageError(f"max_batch must be at least 1, got {max_batch}")
     specs = input_specs(model)
@@ -95,28 +107,32 @@ def collect_ranges(
     observers = {name: make_observer(settings) for name in [*tensors.inputs, *tensors.outputs]}
     with_values = any(o.needs_values for o in observers.values())
     summary_model, summaries = _summary_model(model, tensors.outputs, with_values=with_values)
-    means = _MeanSums(model, mean_input_ops(model) if input_means else {})
+    means = _MeanSums(mean_input_ops(model) if input_means else {}, onnx_opset(model))
     summary_model = means.extend(summary_model)
     extremes = ChannelExtremes(model, linear_inputs(model) if channel_ranges else {})
     summary_model = extremes.extend(summary_model)
-    session = create_session(summary_model.SerializeToString(), threads=threads)
+    schedule_probes(summary_model.graph, first=len(model.graph.node))
+    session = create_session(summary_model.SerializeToString(), threads=threads,
+                             memory_pattern=False)
     fetch = [name for s in summaries.values() for name in s.fetch] + means.fetch + \
         extremes.fetch
     batching = max_batch > 1 and all(
         len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in specs)
-
     runner = _BatchRunner(session, fetch, specs, batching=batching,
                           budget_input=_BUDGET_INPUT if with_values else None)
+    sizes = _BatchSizes(summary_model, memory_budget or MemoryBudget.default(),
+                        max_batch if batching else 1, runner)
+    del summary_model  # the session holds its own copy, _BatchSizes the graph
     stream = samples if num_samples is None else itertools.islice(samples, num_samples)
     count = 0
-    with _progress_bar(progress, _total(samples, num_samples)) as advance:
+    with progress_bar("calibrating", progress, _total(samples, num_samples)) as advance:
         source = getattr(samples, "source", None)
-        for group in _groups(_checked(stream, specs, source), max_batch if batching else 1):
+        for group in _groups(_checked(stream, specs, source), sizes):
             for feeds, values in runner.run(group):
                 for name in tensors.inputs:
                     observers[name].update(feeds[name])
                 fetched = dict(zip(fetch, values, strict=True))
-                means.add(feeds, fetched)
+                means.add(fetched)
                 extremes.add(feeds, fetched)
                 for name, summary in summaries.items():
                     observers[name].update_summary(
@@ -134,59 +150,54 @@ def collect_ranges(
 
 
 class _MeanSums:
-    """Running sums over the samples of the tensors Conv/Gemm ops read (input_means)."""
+    """Per-tap input sums of Conv/Gemm ops over the samples (input_means), summed inside
+    each run (lowbit.calibration.input_means.tap_sum_probe): C·KH·KW numbers per op."""
 
-    def __init__(self, model: onnx.ModelProto, ops: Mapping[str, MeanInputOp]) -> None:
+    def __init__(self, ops: Mapping[str, MeanInputOp], opset: int) -> None:
         self.ops = dict(ops)
-        graph_inputs = {value.name for value in model.graph.input}
-        tensors = sorted({op.input for op in self.ops.values()})
-        self.from_feeds = [t for t in tensors if t in graph_inputs]
-        self.outputs = {t: f"lowbit_mean_sum_{i}" for i, t in enumerate(tensors)
-                        if t not in graph_inputs}
+        self.probes = {name: tap_sum_probe(op, f"lowbit_taps_{index}", opset=opset)
+                       for index, (name, op) in enumerate(self.ops.items())}
         self.sums: dict[str, np.ndarray] = {}
-        self.broken: set[str] = set()  # tensors whose shape changed between samples
+        self.spatial: dict[str, tuple[int, ...]] = {}
+        self.broken: set[str] = set()  # ops whose input size changed between runs
 
     @property
     def fetch(self) -> list[str]:
-        return list(self.outputs.values())
+        return [name for probe in self.probes.values() for name in (probe.sums, probe.shape)]
 
     def extend(self, model: onnx.ModelProto) -> onnx.ModelProto:
-        """The summary model with a ReduceSum over the batch axis of each tensor."""
-        if not self.outputs:
-            return model
+        """The summary model with every op's tap sums and input shape as outputs."""
         graph = model.graph
-        graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64),
-                                                         "lowbit_batch_axis"))
-        for tensor, out in self.outputs.items():
-            graph.node.extend([
-                helper.make_node("ReduceSum", [tensor, "lowbit_batch_axis"], [f"{out}_raw"],
-                                 keepdims=0),
-                helper.make_node("Cast", [f"{out}_raw"], [out], to=TensorProto.FLOAT)])
-        add_outputs(graph, self.fetch, elem_type=TensorProto.FLOAT)
+        for probe in self.probes.values():
+            graph.node.extend(probe.nodes)
+            graph.initializer.extend(probe.initializers)
+            graph.output.extend([
+                helper.make_tensor_value_info(probe.sums, TensorProto.FLOAT, None),
+                helper.make_tensor_value_info(probe.shape, TensorProto.INT64, [None])])
         return model
 
-    def add(self, feeds: Mapping[str, np.ndarray], fetched: Mapping[str, np.ndarray]) -> None:
-        values = {t: np.asarray(feeds[t]).sum(axis=0) for t in self.from_feeds}
-        values.update((t, fetched[out]) for t, out in self.outputs.items())
-        for tensor, value in values.items():
-            total = self.sums.get(tensor)
+    def add(self, fetched: Mapping[str, np.ndarray]) -> None:
+        for name, probe in self.probes.items():
+            spatial = tuple(int(d) for d in fetched[probe.shape][2:])
+            value = np.asarray(fetched[probe.sums], np.float64)
+            total = self.sums.get(name)
             if total is None:
-                self.sums[tensor] = value.astype(np.float64)
-            elif total.shape == value.shape:
+                self.sums[name] = value
+                self.spatial[name] = spatial
+            elif total.shape == value.shape and self.spatial[name] == spatial:
                 total += value
             else:
-                self.broken.add(tensor)
+                self.broken.add(name)
 
     def result(self, count: int) -> dict[str, np.ndarray]:
         found = {}
         for name, op in self.ops.items():
-            total = self.sums.get(op.input)
-            if total is None or op.input in self.broken or not np.isfinite(total).all():
+            total = self.sums.get(name)
+            if total is None or name in self.broken or not np.isfinite(total).all():
                 continue
-            expected = 1 + len(op.kernel) if op.op_type == "Conv" else None
-            if expected is not None and total.ndim != expected:
+            if op.op_type == "Conv" and len(self.spatial[name]) != len(op.kernel):
                 continue
-            found[name] = patch_means(op, total / count)
+            found[name] = means_from_tap_sums(op, total, self.spatial[name], count)
         return found
 
 
@@ -199,7 +210,7 @@ def find_activation_tensors(model: onnx.ModelProto, *, skip_derived: bool = Fals
     """
     derived = derived_ranges(model) if skip_derived else {}
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = infer_shapes_light(model)
     except Exception as err:  # onnx raises several exception types for bad graphs
         raise ModelError(f"shape inference failed: {str(err).strip().splitlines()[0]}") from err
     graph = inferred.graph
@@ -329,16 +340,79 @@ def _checked(samples: Iterable[Sample], specs: list[TensorSpec],
         yield feeds
 
 
-def _groups(feeds: Iterator[Feeds], size: int) -> Iterator[list[Feeds]]:
-    """Consecutive samples, up to `size` per group, whose shapes past axis 0 agree."""
+def _groups(feeds: Iterator[Feeds], sizes: _BatchSizes) -> Iterator[list[Feeds]]:
+    """Consecutive samples whose shapes past axis 0 agree, as many per group as the memory
+    budget allows at their shape; where shape inference cannot size the model, the first
+    sample of a shape runs alone and is measured."""
     group: list[dict[str, np.ndarray]] = []
+    size = 1
     for sample in feeds:
-        if group and (len(group) == size or _inner_shapes(sample) != _inner_shapes(group[0])):
+        if group and (len(group) >= size or _inner_shapes(sample) != _inner_shapes(group[0])):
             yield group
             group = []
+        if not group:
+            found = sizes.for_sample(sample)
+            if found is None:
+                yield [sample]  # run alone while measured
+                size = sizes.measured(sample)
+                continue
+            size = found
         group.append(sample)
     if group:
         yield group
+
+
+class _BatchSizes:
+    """Samples per run for each input shape: the memory budget over the summary model's
+    bytes per sample (lowbit.runtime.memory.sample_cost, else a measured first run)."""
+
+    def __init__(self, model: onnx.ModelProto, budget: MemoryBudget, most: int,
+                 runner: _BatchRunner) -> None:
+        self.most = most
+        self.budget = budget
+        self.runner = runner
+        self.model = weightless(model) if most > 1 else None
+        self.known: dict[tuple[tuple[int, ...], ...], int] = {}
+        self.chosen: list[int] = []
+
+    def for_sample(self, sample: Mapping[str, np.ndarray]) -> int | None:
+        """The batch for samples shaped like ``sample``; None when shape inference cannot
+        tell: the runner then measures its next run (:meth:`measured` reads it)."""
+        if self.model is None:
+            return 1
+        key = _shape_key(sample)
+        if key not in self.known:
+            cost = sample_cost(self.model, {name: (1, *value.shape[1:])
+                                            for name, value in sample.items()})
+            if cost is None:
+                self.runner.measure_next = True
+                return None
+            self._choose(sample, cost.per_sample, "estimated")
+        return self.known[key]
+
+    def measured(self, sample: Mapping[str, np.ndarray]) -> int:
+        per_sample = self.runner.growth
+        per_sample = None if per_sample is None else per_sample // max(_batch_of(sample), 1)
+        self._choose(sample, per_sample, "measured")
+        return self.known[_shape_key(sample)]
+
+    def _choose(self, sample: Mapping[str, np.ndarray], per_sample: int | None,
+                how: str) -> None:
+        batch = self.budget.batch(per_sample, self.most)
+        self.known[_shape_key(sample)] = batch
+        self.chosen.append(batch)
+        log.info("calibration batch %d for inputs %s (%s %s per sample, budget %s)", batch,
+                 ", ".join(f"{n}{list(v.shape[1:])}" for n, v in sample.items()), how,
+                 "unknown" if per_sample is None else format_size(per_sample), self.budget)
+
+
+def _shape_key(sample: Mapping[str, np.ndarray]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(value.shape[1:]) for value in sample.values())
+
+
+def _batch_of(sample: Mapping[str, np.ndarray]) -> int:
+    head = next(iter(sample.values()), None)
+    return int(head.shape[0]) if head is not None and head.ndim else 1
 
 
 def _inner_shapes(sample: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
@@ -352,6 +426,8 @@ class _BatchRunner:
                  specs: list[TensorSpec], *, batching: bool, budget_input: str | None = None
                  ) -> None:
         self.budget_input = budget_input
+        self.measure_next = False  # measure the next run's memory (into growth)
+        self.growth: int | None = None
         self.session = session
         self.fetch = fetch
         self.names = [s.name for s in specs]
@@ -382,6 +458,11 @@ class _BatchRunner:
             run_feeds[self.budget_input] = np.array(SUBSAMPLE_PER_SAMPLE * max(samples, 1),
                                                     np.int64)
         try:
+            if self.measure_next:
+                self.measure_next = False
+                values, self.growth = rss_growth(lambda: self.session.run(self.fetch,
+                                                                          run_feeds))
+                return list(values)
             return list(self.session.run(self.fetch, run_feeds))
         except Exception as err:  # ORT raises several unrelated exception types
             text = str(err).strip()
@@ -416,16 +497,3 @@ def _total(samples: Iterable[Sample], num_samples: int | None) -> int | None:
     if isinstance(samples, Sized):
         return len(samples) if num_samples is None else min(len(samples), num_samples)
     return num_samples
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A transient rich progress bar on stderr, silent when disabled or not on a terminal."""
-    progress = Progress(
-        TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
-        disable=not enabled or not sys.stderr.isatty(),
-    )
-    with progress:
-        task = progress.add_task("calibrating", total=total)
-        yield lambda n: progress.update(task, advance=n)

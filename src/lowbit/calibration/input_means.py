@@ -2,27 +2,39 @@
 
     ops = mean_input_ops(model)                  # {"conv1": MeanInputOp(...), ...}
     means = patch_means(op, mean_of_input)       # (C_in, KH, KW) for a Conv, (K,) for a Gemm
+    probe = tap_sum_probe(op, "lowbit_taps_0")  # the same sums, inside the calibration run
+    means = means_from_tap_sums(op, summed_taps, spatial_shape, samples)
 
 Bias correction subtracts, per output channel, the mean shift E[op(x, ΔW)] that weight
 rounding (ΔW = W_q − W) causes. The op is linear in x, so that mean is the op applied
 to the mean input: for a Conv, shift[o] = Σ ΔW[o, c, i, j] · M[g(o)·C/g + c, i, j],
 where M[c, i, j] is the mean (over samples and output positions, zero padding
 included) of the input value the kernel tap (i, j) reads; for a Gemm, shift = ΔW·E[x].
-M follows from the per-position mean of the input over the samples (one tensor the
-size of one sample, summed as the samples stream), so calibration keeps that sum and
-the table stores M: exact for any weight rounding deploy chooses later (7 or 8 bits,
-per channel or per tensor, AdaRound's), without deploy needing the data again.
+M follows from the sums, over the samples and output positions, of the input each tap
+reads; calibration computes them inside its ONNX Runtime run (:func:`tap_sum_probe`:
+C·KH·KW numbers per run, whatever the image size) and the table stores M: exact for
+any weight rounding deploy chooses later (7 or 8 bits, per channel or per tensor,
+AdaRound's), without deploy needing the data again.
+
+The taps of a kernel row read rows i·d − pad, i·d − pad + s, … of the input, up to the
+last output position: a strided slice whose start and end (counted from the axis's end)
+are fixed by the kernel, pads, stride and dilation, not by the input size. The probe
+sums the batch first, then slices and sums one spatial axis at a time (separable), so
+it reads the input once and a few strided slices of the batch sum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 
 _CONV_AUTO_PAD = ("NOTSET", "VALID")
+_AXES_INPUT_OPSET = 13  # ReduceSum takes its axes as an input from opset 13
+_TO_THE_END = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
@@ -112,3 +124,108 @@ def mean_shift(weight_delta: np.ndarray, op: MeanInputOp, means: np.ndarray, *,
         shift[rows] = np.tensordot(delta[rows], cols, axes=delta.ndim - 1)
     return shift
 
+
+
+@dataclass(frozen=True)
+class TapSumProbe:
+    """Nodes that sum, over the batch and the output positions, what each kernel tap of a
+    Conv reads: ``sums`` [C, KH·KW] (a Gemm: [K]) and the input's ``shape`` (int64)."""
+
+    sums: str
+    shape: str
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+
+
+def tap_sum_probe(op: MeanInputOp, prefix: str, *, opset: int = 17) -> TapSumProbe:
+    """The probe for ``op``'s input tensor, its names starting with ``prefix``."""
+    probe = TapSumProbe(f"{prefix}_sums", f"{prefix}_shape")
+    probe.nodes.append(helper.make_node("Shape", [op.input], [probe.shape]))
+    if op.op_type != "Conv":  # Gemm: the batch axis summed, [K]
+        _reduce_sum(probe, op.input, f"{prefix}_raw", [0], opset, keepdims=False)
+        probe.nodes.append(helper.make_node("Cast", [f"{prefix}_raw"], [probe.sums],
+                                            to=TensorProto.FLOAT))
+        return probe
+    rank = len(op.kernel)
+    windows = [[_tap_window(op, axis, tap) for tap in range(op.kernel[axis])]
+               for axis in range(rank)]
+    if all(w == (0, _TO_THE_END, 1) for axis in windows for w in axis):
+        # Every tap reads every position (1x1, stride 1, no pads): one sum per channel.
+        _reduce_sum(probe, op.input, f"{prefix}_raw", [0, *range(2, 2 + rank)], opset,
+                    keepdims=False)
+        probe.nodes.append(helper.make_node("Cast", [f"{prefix}_raw"], [probe.sums],
+                                            to=TensorProto.FLOAT))
+        return probe
+    batch_sum = f"{prefix}_batch"  # [C, *spatial]
+    _reduce_sum(probe, op.input, batch_sum, [0], opset, keepdims=False)
+    # Sum the last spatial axis per tap, then the one before it, ...: [C, *rest] per tap.
+    partial: dict[tuple[int, ...], str] = {(): batch_sum}
+    for axis in reversed(range(rank)):
+        data_axis = 1 + axis
+        step: dict[tuple[int, ...], str] = {}
+        for taps, source in partial.items():
+            for tap, window in enumerate(windows[axis]):
+                name = f"{prefix}_{axis}_{tap}_{'_'.join(map(str, taps)) or 'all'}"
+                sliced = _slice(probe, source, f"{name}_slice", data_axis, window)
+                _reduce_sum(probe, sliced, name, [data_axis], opset,
+                            keepdims=axis == 0)  # the last sum leaves [C, 1]
+                step[(tap, *taps)] = name
+        partial = step
+    ordered = [partial[taps] for taps in np.ndindex(*op.kernel)]
+    probe.nodes.append(helper.make_node("Concat", ordered, [f"{prefix}_cat"], axis=1))
+    probe.nodes.append(helper.make_node("Cast", [f"{prefix}_cat"], [probe.sums],
+                                        to=TensorProto.FLOAT))
+    return probe
+
+
+def means_from_tap_sums(op: MeanInputOp, sums: np.ndarray, spatial: tuple[int, ...],
+                        samples: int) -> np.ndarray:
+    """M for one op (as :func:`patch_means` gives it) from its probe's ``sums``, added
+    over every run, for inputs of ``spatial`` size and ``samples`` samples in all."""
+    total = np.asarray(sums, np.float64)
+    if op.op_type != "Conv":
+        return total / samples
+    positions = math.prod(_outputs(op, axis, size) for axis, size in enumerate(spatial))
+    return total.reshape(total.shape[0], *op.kernel) / (samples * max(positions, 1))
+
+
+def _outputs(op: MeanInputOp, axis: int, size: int) -> int:
+    rank = len(op.kernel)
+    padded = size + op.pads[axis] + op.pads[rank + axis]
+    return (padded - op.dilations[axis] * (op.kernel[axis] - 1) - 1) // op.strides[axis] + 1
+
+
+def _tap_window(op: MeanInputOp, axis: int, tap: int) -> tuple[int, int, int]:
+    """(start, end, step) of the input positions tap ``tap`` reads along ``axis``: rows
+    tap·d − pad_begin + s·t that are inside the input, up to the last output position
+    (end counted from the axis's end, or to its end)."""
+    rank = len(op.kernel)
+    stride, dilation = op.strides[axis], op.dilations[axis]
+    first = tap * dilation - op.pads[axis]
+    if first < 0:
+        first += stride * math.ceil(-first / stride)
+    end = op.pads[rank + axis] - (op.kernel[axis] - 1 - tap) * dilation
+    return first, (end if end < 0 else _TO_THE_END), stride
+
+
+def _slice(probe: TapSumProbe, source: str, name: str, axis: int,
+           window: tuple[int, int, int]) -> str:
+    if window == (0, _TO_THE_END, 1):
+        return source
+    params = [f"{name}_{part}" for part in ("starts", "ends", "axes", "steps")]
+    for param, value in zip(params, (*window[:2], axis, window[2]), strict=True):
+        probe.initializers.append(numpy_helper.from_array(np.array([value], np.int64), param))
+    probe.nodes.append(helper.make_node("Slice", [source, *params], [name]))
+    return name
+
+
+def _reduce_sum(probe: TapSumProbe, data: str, output: str, axes: list[int], opset: int, *,
+                keepdims: bool) -> None:
+    if opset >= _AXES_INPUT_OPSET:
+        probe.initializers.append(numpy_helper.from_array(np.array(axes, np.int64),
+                                                          f"{output}_axes"))
+        probe.nodes.append(helper.make_node("ReduceSum", [data, f"{output}_axes"], [output],
+                                            keepdims=int(keepdims)))
+    else:
+        probe.nodes.append(helper.make_node("ReduceSum", [data], [output], axes=axes,
+                                            keepdims=int(keepdims)))

@@ -46,7 +46,7 @@ import onnx
 from onnx import numpy_helper
 
 from lowbit.calibration.observers import TensorRange
-from lowbit.graph import FreshNames
+from lowbit.graph import FreshNames, infer_shapes_light
 
 LINEAR_OPS = ("MatMul", "Gemm")
 LAYERNORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization",
@@ -273,7 +273,7 @@ class _Graph:
                 self.consumers.setdefault(name, []).append(node)
         self._constant: dict[str, bool] = {}
         try:
-            inferred = onnx.shape_inference.infer_shapes(model).graph
+            inferred = infer_shapes_light(model).graph  # no weights serialized for it
         except Exception:  # noqa: BLE001 - types are a hint here; unknown means float
             inferred = model.graph
         values = [v for v in [*inferred.value_info, *inferred.input, *inferred.output]
