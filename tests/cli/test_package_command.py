@@ -42,7 +42,7 @@ def test_package_writes_the_bundle_and_prints_its_members(work: Work, tmp_path, 
 def test_openvino_format_writes_xml_and_bin(work: Work, tmp_path, capsys):
     pytest.importorskip("openvino")
     code, printed, err = _run(["package", work.f32, "--format", "openvino", "-o",
-                               tmp_path / "m.xml", "--test-input", work.x], capsys)
+                               tmp_path / "m.xml", "--test-data", work.x], capsys)
     assert code == 0, err
     assert "weights: " in printed and "f16" not in printed
     assert (tmp_path / "m.bin").exists() and (tmp_path / "m.xml").exists()
@@ -61,9 +61,9 @@ def test_a_missed_tolerance_is_exit_1_and_the_bundle_is_written(work: Work, tmp_
     (["--target-platform", "riscv"], "invalid choice: 'riscv'"),
     (["--format", "tflite"], "invalid choice: 'tflite'"),
     (["--format", "openvino"], "written to an .xml file"),
-    (["--test-reference", "{reference}"], "--test-reference needs --test-input"),
+    (["--test-reference", "{reference}"], "--test-reference needs --test-data"),
     (["--labels", "{labels}"], "gives 2 class names but the model's first output has 10"),
-    (["--test-input", "{root}/missing.npz"], "not found"),
+    (["--test-data", "{root}/missing.npz"], "not found"),
 ])
 def test_refusals_are_one_line_exit_2_and_write_nothing(work: Work, tmp_path, capsys, args,
                                                         needle):
@@ -91,3 +91,20 @@ def test_a_missing_model_is_refused(tmp_path: Path, capsys):
                         capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_and_the_old_spelling_of_test_data(work: Work, tmp_path, capsys):
+    code, printed, err = _run(["package", work.f32, "-o", tmp_path / "m.lowbit",
+                               "--test-input", work.x, "--json"], capsys)
+    assert code == 0, err
+    found = json.loads(printed)
+    assert found["passed"] is True and found["precision"] == "F32"
+    assert found["validation"]["checks"][0]["name"] == "logits"
+    assert dict(found["members"])["model.ort"] > 0
+
+
+def test_the_command_offers_what_the_api_accepts():
+    from lowbit.api.package import FORMATS, TARGET_PLATFORMS
+    from lowbit.cli import package as command
+
+    assert command.FORMATS == FORMATS and command.TARGET_PLATFORMS == TARGET_PLATFORMS

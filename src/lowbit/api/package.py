@@ -123,10 +123,10 @@ def package(model: str | Path, output: str | Path, *, format: str = "ort",
                              f"beside it)")
     target = check_target(target_platform or default_target())
     if test_reference is not None and test_input is None:
-        raise UsageError("--test-reference needs --test-input (the inputs it was made from)")
+        raise UsageError("--test-reference needs --test-data (the inputs it was made from)")
     label_file = labels if isinstance(labels, str | Path) else None
     written = {"-o": output, "-o (its .bin)": bin_path(output) if format == "openvino" else None}
-    check_distinct({"MODEL": model, "--test-input": test_input,
+    check_distinct({"MODEL": model, "--test-data": test_input,
                     "--test-reference": test_reference, "--labels": label_file}, written)
     proto = load_model(model)
     meta = _meta(model, proto)
@@ -327,7 +327,7 @@ def _notes(proto: onnx.ModelProto, precision: str, target: str,
            check: _Check | None) -> list[str]:
     notes = []
     if check is None:
-        notes.append("not validated: give --test-input (and --test-reference), or package a "
+        notes.append("not validated: give --test-data (and --test-reference), or package a "
                      "model deploy validated")
     has_conv = any(n.op_type in ("Conv", "ConvTranspose") for n in proto.graph.node)
     if target in ("amd64", "arm") and has_conv and precision in ("F32", "F16", "MIXED"):
