@@ -73,3 +73,18 @@ def test_a_recipe_over_keywords(flow: Path) -> None:
                           tolerance="0.9,0.5")
     assert not strict.passed and loose.passed
     assert loose.recipe is not None and loose.recipe.validation.tolerance.cosine == 0.9
+
+
+def test_a_model_written_to_another_folder_carries_the_meta_file(flow: Path,
+                                                                 tmp_path: Path) -> None:
+    from lowbit.io.meta import find_meta, read_meta
+
+    source = find_meta(flow / "model.f32.onnx")
+    assert source is not None
+    result = lowbit.deploy(flow / "model.f32.onnx", calibration_table=flow / "model.calib",
+                           output=tmp_path / "elsewhere" / "m.int8.onnx")
+    carried = tmp_path / "elsewhere" / "m.meta.json"
+    assert read_meta(carried) == read_meta(source)
+    assert any(note.startswith(f"wrote {carried}") for note in result.notes)
+    cast = lowbit.deploy(flow / "model.f32.onnx", quantize="F16", output=tmp_path / "h.onnx")
+    assert any("weights stay F32 in the file" in note for note in cast.notes)

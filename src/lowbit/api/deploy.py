@@ -32,9 +32,11 @@ from lowbit.api.common import (
     load_reference,
     run_samples,
 )
+from lowbit.atomic import write_text_atomic
 from lowbit.data import Dataset, open_dataset
 from lowbit.data.samples import finite_samples
 from lowbit.errors import LowbitError, RecipeError, UsageError
+from lowbit.io.meta import find_meta, meta_path
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
@@ -108,6 +110,7 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
                       output, check=checked.run)
     if state.size_note is not None:
         notes.insert(0, state.size_note(Path(model).stat().st_size, path.stat().st_size))
+    notes += [note for note in (_carry_meta(model, path, chosen),) if note]
     validation, advice, built = checked.validation, checked.advice, state.built
     return DeployResult(path, chosen.precision, built.quantized, built.left_float,
                         built.removed, built.float_tensors, validation, advice, tuple(notes),
@@ -153,13 +156,35 @@ class _Checks:
             raise type(err)(str(err).replace(str(written), str(self.output))) from None
 
 
+def _meta_to_carry(model: str | Path, output: str | Path, recipe: Recipe) -> Path | None:
+    """Where the float model's meta file goes beside an output that has none (classify,
+    eval and report read the preprocessing there); None when nothing is to be carried
+    (no meta file, one already there, or inputs and outputs that change type)."""
+    if find_meta(model) is None or find_meta(output) is not None:
+        return None
+    if recipe.precision in ("F16", "BF16") and not recipe.floats.keep_io_types:
+        return None
+    return meta_path(output)
+
+
+def _carry_meta(model: str | Path, written: Path, recipe: Recipe) -> str | None:
+    target = _meta_to_carry(model, written, recipe)
+    source = find_meta(model)
+    if target is None or source is None:
+        return None
+    write_text_atomic(target, source.read_text(encoding="utf-8"))
+    return f"wrote {target}: the float model's meta file (inputs, preprocessing) for the " \
+        "new model's folder"
+
+
 def _check_outputs(model: str | Path, output: str | Path, recipe: Recipe) -> None:
     """-o may not be the model or any file the recipe reads (symlinks and hard links
     included); the error names them as the caller does (keywords, or the CLI's flags)."""
     inputs: dict[str, Path | str | None] = {"{model}": model}
     inputs.update({"{" + name + "}": path for name, path in recipe.data_sets().items()})
     try:
-        check_distinct(inputs, {"{output}": output})
+        check_distinct(inputs, {"{output}": output,
+                                "{output}'s meta file": _meta_to_carry(model, output, recipe)})
     except UsageError as err:
         raise RecipeError(str(err)).renamed(keyword_for) from None
 

@@ -46,6 +46,8 @@ import numpy as np
 from lowbit.atomic import write_text_atomic
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import CalibrationError
+from lowbit.io.sniff import protobuf_fields
+from lowbit.io.kinds import what_file
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +148,18 @@ def read_table(path: str | Path) -> CalibrationTable:
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"calibration table not found: {path}")
+    kind = what_file(path)
+    if kind is not None and "calibration table" not in kind:
+        raise CalibrationError(f"{path} is {kind}, not a calibration table (lowbit calibrate "
+                               "writes one)")
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        what = "an ONNX model or another binary file" if path.suffix.lower() == ".onnx" or \
+            not protobuf_fields(path).invalid else "a binary file"
+        raise CalibrationError(f"{path} is {what}, not a calibration table (a text file "
+                               "lowbit calibrate writes)") from None
+    except OSError as err:
         raise CalibrationError(f"cannot read calibration table {path}: {err}") from err
     return parse_table(text, source=str(path))
 

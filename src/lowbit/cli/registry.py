@@ -44,6 +44,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("report", "one table of size | accuracy | speed per precision, as Markdown and "
             "a self-contained HTML page", "lowbit.cli.report"),
     Command("info", "what a model is and how lowbit made it", "lowbit.cli.info"),
+    Command("package", "bundle a deployed model for the target: ORT format or OpenVINO IR, "
+            "run by lowbit-run", "lowbit.cli.package"),
     Command("demo", "run the whole flow on the MNIST model shipped with lowbit",
             "lowbit.cli.demo"),
 )}

@@ -23,6 +23,7 @@ from onnx import external_data_helper, helper
 
 from lowbit.atomic import atomic_path
 from lowbit.errors import ModelError
+from lowbit.io.kinds import mixed_up
 from lowbit.spec import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
         raise ModelError(f"expected an ONNX file, found a directory: {path}")
     if path.stat().st_size == 0:
         raise ModelError(f"model file is empty: {path}")
+    mix_up = mixed_up(path, "an ONNX model")
+    if mix_up is not None:
+        raise ModelError(mix_up)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lowbit.errors import ModelError
 from lowbit.io.importers.base import Importer, importers
+from lowbit.io.kinds import what_file
 
 # Extensions users give, for the error message only: never used to choose an importer.
 _EXTENSION_FORMAT = {".onnx": "ONNX", ".pt": "TorchScript", ".pth": "TorchScript",
@@ -37,4 +38,7 @@ def detect_format(path: Path) -> Importer:
     if named is not None:
         raise ModelError(f"{path} is named as {named} but its content is not {named} "
                          f"(corrupt, truncated or another format); lowbit reads: {readable}")
+    kind = what_file(Path(path))
+    if kind is not None:
+        raise ModelError(f"{path} is {kind}, not a model; lowbit reads: {readable}")
     raise ModelError(f"cannot tell what kind of model {path} is; lowbit reads: {readable}")

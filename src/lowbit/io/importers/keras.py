@@ -17,13 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from lowbit.io.importers.base import ImportedModel, Importer, ImportOptions, refuse_names, register
-from lowbit.io.importers.sniff import head, zip_entries
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
     convert_with_tf2onnx,
     load_quietly,
     load_tensorflow,
 )
+from lowbit.io.sniff import head, zip_entries
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 

@@ -29,8 +29,8 @@ from lowbit.io.importers.base import (
     refuse_names,
     register,
 )
-from lowbit.io.importers.sniff import LEN, VARINT, protobuf_fields
 from lowbit.io.model import load_model
+from lowbit.io.sniff import LEN, VARINT, protobuf_fields
 
 log = logging.getLogger(__name__)
 

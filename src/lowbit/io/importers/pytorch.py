@@ -45,7 +45,7 @@ from lowbit.io.importers.base import (
     register,
 )
 from lowbit.io.importers.onnx_model import upgrade_opset
-from lowbit.io.importers.sniff import zip_entries
+from lowbit.io.sniff import zip_entries
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from lowbit.io.importers.base import (
     refuse_names,
     register,
 )
-from lowbit.io.importers.sniff import LEN, VARINT, protobuf_fields
+from lowbit.io.sniff import LEN, VARINT, protobuf_fields
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
     convert_with_tf2onnx,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lowbit.io.importers.base import ImportedModel, Importer, ImportOptions, refuse_names, register
-from lowbit.io.importers.sniff import head
 from lowbit.io.importers.tf_common import TF_MODULES, convert_with_tf2onnx
+from lowbit.io.sniff import head
 
 FILE_IDENTIFIER = b"TFL3"
 

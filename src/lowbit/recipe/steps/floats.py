@@ -25,7 +25,11 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     converted = tuple(NodeDecision(name, ops.get(name, "")) for name in result.converted)
     kept = tuple(NodeDecision(k.name, k.op_type, k.reason) for k in result.kept_float)
     built = Built(result.model, converted, kept)
+    cast = (f"{context.recipe.precision} by casting: the weights stay F32 in the file and are "
+            f"cast at run time; --float-method full stores them as "
+            f"{context.recipe.precision} (half the file)") if options.method == "cast" else None
     return replace(state, built=built).noted(
+        cast,
         *(f"clamped {c.count} value(s) of {c.tensor} to the F16 range" for c in result.clamped))
 
 
