@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ TARGET_PLATFORMS = ("amd64", "arm", "host")
 OPTIMIZATION_STYLES = ("runtime", "fixed")
 _FORMAT_RE = re.compile(r"^lowbit bundle v(\d+)$")
 _BINARY = (".ort", ".npz")
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local file header
 # Zip entries get a fixed time, so the same members always give the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -219,10 +221,28 @@ def _member(path: Path, archive: zipfile.ZipFile, name: str, entry: Mapping[str,
     if info.file_size != entry["bytes"]:
         raise BundleError(f"{path}: {name} has {info.file_size} bytes, its manifest says "
                           f"{entry['bytes']}: refusing a damaged or altered bundle")
-    data = archive.read(info)
+    # A stored member (the model) is read straight from the file: its SHA-256 below checks
+    # it, so zipfile's CRC-32 pass over it again would only add time.
+    data = _stored(path, info) if info.compress_type == zipfile.ZIP_STORED else \
+        archive.read(info)
     if sha256(data) != entry["sha256"]:
         raise BundleError(f"{path}: {name} does not match its SHA-256 in the manifest: "
                           f"refusing a damaged or altered bundle")
+    return data
+
+
+def _stored(path: Path, info: zipfile.ZipInfo) -> bytes:
+    """The bytes of an uncompressed member, after its local header."""
+    with path.open("rb") as stream:
+        stream.seek(info.header_offset)
+        header = stream.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+        name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+        stream.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+        data = stream.read(info.compress_size)
+    if len(data) != info.compress_size:
+        raise zipfile.BadZipFile(f"{info.filename} is cut short")
     return data
 
 

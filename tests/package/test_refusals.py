@@ -39,7 +39,18 @@ def _flip(members: dict[str, bytes]) -> None:
     members["model.ort"] = bytes(data)
 
 
+def _flip_in_file(source: Path, target: Path) -> Path:
+    """One bit of the stored model flipped in the file itself (no zip rewrite)."""
+    with zipfile.ZipFile(source) as archive:
+        info = archive.getinfo("model.ort")
+    data = bytearray(source.read_bytes())
+    data[info.header_offset + 200] ^= 0x10  # past the local header, inside the model
+    target.write_bytes(bytes(data))
+    return target
+
+
 CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
+    "bit flipped on disk": (_flip_in_file, "model.ort does not match its SHA-256"),
     "tampered model": (lambda s, t: _rewrite(s, t, _flip), "does not match its SHA-256"),
     "tampered report": (lambda s, t: _rewrite(s, t, lambda m: m.update(
         {"report.json": m["report.json"].replace(b'"INT8"', b'"F32" ')})),
