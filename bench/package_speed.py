@@ -14,7 +14,9 @@ alike, medians:
   optimizations) vs the bundle's (read the zip, check every SHA-256, create the session
   from the ORT-format bytes, replay the saved optimizations), and the first inference;
 * steady state: batch-1 latency over ``--repeats`` runs of each warm session;
-* sizes: the .onnx and the bundle.
+* sizes: the .onnx and the bundle;
+* OpenVINO IR (``package --format openvino``) against OpenVINO's default FP16 weight
+  compression: the .bin's size and how far each moves the outputs from the .onnx's.
 
 Each bundle's outputs are checked against the .onnx's on the benchmark input first.
 """
@@ -157,6 +159,31 @@ def measure(label: str, model: Path, out: Path, args: argparse.Namespace) -> lis
     return rows
 
 
+def ir_rows(label: str, model: Path, out: Path) -> list[str]:
+    """OpenVINO IR as lowbit writes it (weights as they are) and with OpenVINO's default
+    FP16 compression: .bin size and max |IR - .onnx| on one input, F32 inference."""
+    import openvino as ov
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    reference = session.run(None, {spec.name: x})[0]
+    rows = []
+    for how, compress in (("lowbit (compress_to_fp16=False)", False),
+                          ("OpenVINO default (FP16 weights)", True)):
+        xml = out / f"{model.stem}.{'fp16' if compress else 'kept'}.xml"
+        if compress:
+            ov.save_model(ov.convert_model(str(model)), str(xml), compress_to_fp16=True)
+        else:
+            api.package(model, xml, format="openvino")
+        compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        diff = float(np.max(np.abs(compiled(x)[0] - reference)))
+        rows.append(f"| {label} | {how} | {xml.with_suffix('.bin').stat().st_size / 1e6:.2f} | "
+                    f"{diff:.2g} |")
+    return rows
+
+
 def table(rows: list[Row]) -> str:
     head = ("| model | variant | size MB | vs .onnx | read+check ms | session ms | "
             "first run ms | steady ms | vs .onnx | max |diff| |")
@@ -189,6 +216,8 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=7, help="cold starts per variant")
     parser.add_argument("--repeats", type=int, default=50, help="timed steady-state runs")
     parser.add_argument("--work", type=Path, help="keep the models here (default: a temp dir)")
+    parser.add_argument("--no-openvino", dest="openvino", action="store_false",
+                        help="skip the OpenVINO IR table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.work or Path(tmp)
@@ -200,9 +229,16 @@ def main() -> None:
         if "demo" in names:
             models.update(build_demo(out))
         rows = [row for label, path in models.items() for row in measure(label, path, out, args)]
+        ir = [line for label, path in models.items() if args.openvino
+              for line in ir_rows(label, path, out)]
     print(f"CPU: {cpu_name()}; ONNX Runtime {ort.__version__}; {args.threads} thread(s); "
           f"batch 1; medians of {args.starts} cold starts and {args.repeats} interleaved runs")
     print(table(rows))
+    if ir:
+        print()
+        print("| model | OpenVINO IR | .bin MB | max |IR - .onnx| (F32 hint) |")
+        print("|---|---|---|---|")
+        print("\n".join(ir))
 
 
 if __name__ == "__main__":
