@@ -19,8 +19,8 @@ quantize="INT8")``, nothing else), ``ORT MinMax`` (``quantize_static`` QDQ, per-
 
 Measured per row:
 
-- fidelity on REPORT, per output: mean per-sample cosine and SQNR (dB, over the whole
-  set) against F32; for a 2-way softmax only the positive class (channel 1: face,
+- fidelity on REPORT, per output: mean per-sample cosine (over the whole set where a
+  sample is one number) and SQNR (dB, over the whole set) against F32; for a 2-way softmax only the positive class (channel 1: face,
   rotated) is scored, since channel 0 is 1 minus it and its near-1 values flatter the
   cosine. Probability maps (P-Net's face map, the edge map): IoU of the maps thresholded
   at 0.5, pooled over all REPORT pixels. Classifiers (R-Net, O-Net, text direction):
@@ -134,9 +134,13 @@ def run_outputs(path: Path, x: np.ndarray, batch: int) -> list[np.ndarray]:
     return [np.concatenate(chunks).astype(np.float64) for chunks in zip(*parts, strict=True)]
 
 
-def cosine_per_sample(reference: np.ndarray, value: np.ndarray) -> float:
+def cosine(reference: np.ndarray, value: np.ndarray) -> float:
+    """Mean per-sample cosine; over the whole set where a sample is one number (a
+    classifier's positive-class probability), whose own cosine is always 1."""
     a = reference.reshape(len(reference), -1)
     b = value.reshape(len(value), -1)
+    if a.shape[1] == 1:
+        a, b = a.reshape(1, -1), b.reshape(1, -1)
     dots = (a * b).sum(1)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return float(np.mean(np.where(norms > 0, dots / np.maximum(norms, 1e-30), 1.0)))
@@ -159,7 +163,7 @@ def score_row(row: Row, stand_in: Any, reference: list[np.ndarray], values: list
         scored = name in stand_in.probabilities or name in stand_in.classes
         if scored and ref.shape[1] == 2:
             ref, val = ref[:, 1:], val[:, 1:]  # the positive class of a 2-way softmax
-        row.outputs[name] = {"cosine": cosine_per_sample(ref, val), "sqnr_db": sqnr_db(ref, val)}
+        row.outputs[name] = {"cosine": cosine(ref, val), "sqnr_db": sqnr_db(ref, val)}
         if name in stand_in.probabilities:
             row.iou = pooled_iou(ref, val)
         if name in stand_in.classes:
