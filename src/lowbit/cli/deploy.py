@@ -82,6 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "openvino (the openvino extra: pip install '.[openvino]')")
     p.add_argument("--input-shapes", default=_D(None),
                    help="fix input shapes, as for transform")
+    p.add_argument("--speed", choices=("guard", "off"), default=_D("guard"),
+                   help="INT8: guard times the INT8 model against float on this machine and "
+                   "keeps float the INT8 islands that make it slower (Q/DQ edges around "
+                   "tiny convs); off skips the timing")
     add_weight_range(p, _D("auto"))
     _weight_only(p)
     _transformer(p)

@@ -97,6 +97,7 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("float_method", "floats.method"),
     Option("keep_io_types", "floats.keep_io_types"),
     Option("keep_float", "floats.keep_float", _keep_float),
+    Option("speed", "speed"),
 )}
 ALIASES = {"method": "float_method"}  # deploy's old name for the F16/BF16 method
 

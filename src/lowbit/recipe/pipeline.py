@@ -57,6 +57,7 @@ class DeployState:
     notes: tuple[str, ...] = ()
     applied: tuple[str, ...] = ()
     built: Built | None = None
+    uncorrected: onnx.ModelProto | None = None  # the model before bias correction
     # W4 names the file sizes once the model is written: (float bytes, written) → note
     size_note: Callable[[int, int], str] | None = None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ from lowbit.runtime.backends import BACKENDS
 PRECISIONS = ("INT8", "F16", "BF16", "W4")
 SMOOTH_WORDS = ("default", "auto", "off")
 BIAS_SOURCES = ("table", "data", "off")
+SPEED_CHECKS = ("guard", "off")
 
 Shapes = Mapping[str, tuple[int, ...]] | Sequence[tuple[int, ...]]
 
@@ -244,6 +246,10 @@ class Recipe:
     w4: WeightOnly = field(default_factory=WeightOnly)
     floats: FloatConversion = field(default_factory=FloatConversion)
     validation: Validation = field(default_factory=Validation)
+    # "guard": time INT8 against float here and keep float what loses (steps/speed.py);
+    # the environment's LOWBIT_SPEED ("off" on a CI machine, where timings mean nothing)
+    # sets the default
+    speed: str = field(default_factory=lambda: os.environ.get("LOWBIT_SPEED", "guard"))
 
     def __post_init__(self) -> None:
         if not isinstance(self.precision, str) or self.precision.upper() not in PRECISIONS:
@@ -255,6 +261,7 @@ class Recipe:
             if not (name == "calibration_table" and isinstance(value, CalibrationTable)):
                 object.__setattr__(self, name, _path(value, name))
         _choice(self.backend, tuple(BACKENDS), "backend")
+        _choice(self.speed, SPEED_CHECKS, "speed")
         object.__setattr__(self, "input_shapes", _shapes(self.input_shapes))
         for name, kind in _SECTIONS.items():
             value = getattr(self, name)
@@ -350,10 +357,10 @@ class Recipe:
     def _check_applies(self) -> None:
         """Settings of another precision are refused, not ignored."""
         applies = {"INT8": ("int8", "smooth", "equalize", "adaround", "bias_correction",
-                            "quantize_table", "calibration_table"),
+                            "quantize_table", "calibration_table", "speed"),
                    "W4": ("w4",), "F16": ("floats",), "BF16": ("floats",)}[self.precision]
         for name in ("int8", "smooth", "equalize", "adaround", "bias_correction", "w4",
-                     "floats", "quantize_table", "calibration_table"):
+                     "floats", "quantize_table", "calibration_table", "speed"):
             if name in applies:
                 continue
             value, default = getattr(self, name), getattr(_defaults(), name)

@@ -6,7 +6,8 @@ here and one line in STEPS.
 
 Each step module defines ``STEP = Step(name, applies, run)`` (lowbit.recipe.pipeline).
 The prepare steps change the float model (and the table where they change tensors);
-exactly one quantizer step (int8, dynamic, w4, floats) applies to a recipe.
+exactly one quantizer step (int8, dynamic, w4, floats) applies to a recipe; the speed
+step then keeps float what runs slower in INT8 than in float on this machine.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lowbit.recipe.steps import (
     floats,
     int8,
     smooth,
+    speed,
     w4,
 )
 
@@ -29,6 +31,7 @@ STEPS: tuple[Step, ...] = (
     adaround.STEP,
     bias_correction.STEP,
     int8.STEP,
+    speed.STEP,
     dynamic.STEP,
     w4.STEP,
     floats.STEP,

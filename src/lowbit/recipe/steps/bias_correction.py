@@ -25,7 +25,7 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
         corrected, report = correct_biases(
             state.model, context.stream(recipe.bias_correction.data, BIAS_CORRECTION_SAMPLES),
             context.int8, weights=state.weights)
-        return replace(state, model=corrected).noted(report.summary())
+        return replace(state, model=corrected, uncorrected=state.model).noted(report.summary())
     assert state.table is not None  # static INT8: the recipe requires a table
     return _from_table(context, state, state.table)
 
@@ -54,10 +54,10 @@ def _from_table(context: DeployContext, state: DeployState,
                                                   context.int8, weights=state.weights,
                                                   exclude=kept)
     if report.ops == 0:
-        return replace(state, model=corrected).noted(
+        return replace(state, model=corrected, uncorrected=state.model).noted(
             "bias correction: nothing to correct (no quantized Conv or Gemm with a constant "
             "weight and the table's input means)")
-    return replace(state, model=corrected).noted(
+    return replace(state, model=corrected, uncorrected=state.model).noted(
         f"{report.summary()}, from the calibration table's input means")
 
 

@@ -1,0 +1,227 @@
+"""Never slower than float: the INT8 model is timed against the float model on this
+machine, and where it loses, the INT8 islands whose quantize/dequantize edges cost most
+per multiply-accumulate stay float until it does not.
+
+    speed: INT8 runs 1.86x F32 at batch 1, 1.79x at batch 8 (measured here)
+    speed: all-INT8 ran 0.67x F32 at batch 1; 9 islands (31 ops) kept float for speed:
+           1.02x at batch 1, 1.05x at batch 8
+
+Both models run interleaved on the same feeds (the validation or calibration data,
+else random inputs at the model's fixed shape), the fastest of repeated runs, at batch 1
+and at batch 8 where the batch dimension is free and a run is quick. Islands (lowbit.quantize.int8.islands)
+are dropped worst first, and the count is found by galloping then bisecting, so a
+model with 50 islands costs about a dozen timings. Kept ops get their biases back as
+they were before bias correction (which corrected for rounding they no longer do).
+When no count reaches the float model's speed, the fastest one is kept and the note
+says plainly that INT8 gives no gain on this CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+
+from lowbit.analysis.bench import time_interleaved
+from lowbit.io.model import input_specs
+from lowbit.quantize.int8.islands import Island, find_islands, float_ops_for
+from lowbit.quantize.mixed.deploy import deploy_mixed
+from lowbit.quantize.mixed.qtable import read_qtable, resolve_qtable
+from lowbit.recipe.pipeline import Built, DeployContext, DeployState, Step
+from lowbit.recipe.recipe import Recipe
+from lowbit.runtime.ort import create_session
+
+log = logging.getLogger(__name__)
+
+BATCHES = (1, 8)
+WARMUP, REPEATS, MIN_SECONDS = 2, 9, 0.15
+SMALL_RUN = 0.01  # seconds
+SLOWER = 0.95  # INT8 at under 0.95x float counts as slower (timings wobble a few percent)
+
+
+def applies(recipe: Recipe) -> bool:
+    return recipe.static_int8 and recipe.speed == "guard" and recipe.int8.format == "qdq"
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Speed-up over float (float time / INT8 time) per batch size."""
+
+    ratios: Mapping[int, float]
+
+    @property
+    def worst(self) -> float:
+        return min(self.ratios.values())
+
+    def text(self) -> str:
+        return ", ".join(f"{ratio:.2f}x at batch {batch}"
+                         for batch, ratio in sorted(self.ratios.items()))
+
+
+def run(context: DeployContext, state: DeployState) -> DeployState:
+    assert state.built is not None and state.table is not None
+    feeds = _feeds(context)
+    if not feeds:
+        return state.noted("speed: not checked (the model has dynamic dimensions besides the "
+                           "batch; give --test-data or --calibration-data to time it on)")
+    timer = _Timer(context.float_model, feeds)
+    first = timer.speed(state.built.model)
+    if first.worst >= SLOWER:
+        return state.noted(f"speed: INT8 runs {first.text()} F32 here (measured, ONNX "
+                           "Runtime on this CPU)")
+    quantized = [d.name for d in state.built.quantized]
+    ranked = sorted(find_islands(state.model, quantized, [d.name for d in state.built.removed]),
+                    key=lambda island: -island.overhead)
+    build = _Builder(context, state, ranked, quantized)
+    tried: dict[int, tuple[Speed, Built]] = {0: (first, state.built)}
+
+    def speed_with(count: int) -> Speed:
+        if count not in tried:
+            built = build(ranked[:count])
+            tried[count] = (timer.speed(built.model), built)
+            log.info("speed: %d island(s) float: %s", count, tried[count][0].text())
+        return tried[count][0]
+
+    count = _fewest(len(ranked), lambda k: speed_with(k).worst >= 1.0)
+    if count is None:  # no count is as fast as float: keep the fastest there was
+        count = max(tried, key=lambda k: tried[k][0].worst)
+    speed, built = tried[count]
+    kept = sum(len(island.nodes) for island in ranked[:count])
+    if speed.worst < 1.0:
+        verdict = (f"no INT8 gain on this CPU: the fastest INT8 configuration tried runs "
+                   f"{speed.text()} F32 ({count} of {len(ranked)} islands float); quantize "
+                   "for size or another target, or deploy F32 here")
+    else:
+        verdict = f"{count} of {len(ranked)} INT8 islands ({kept} ops) kept float: " \
+            f"{speed.text()} F32"
+    return replace(state, built=built).noted(
+        f"speed: all-INT8 ran {first.text()} F32 here (measured); {verdict}")
+
+
+def _fewest(count: int, fast_enough: Callable[[int], bool]) -> int | None:
+    """The smallest k in 1..count with fast_enough(k), galloping then bisecting (assumes
+    more float islands are never slower); None when even ``count`` is not."""
+    if count == 0:
+        return None
+    low, k = 0, 1
+    while not fast_enough(k):
+        if k == count:
+            return None
+        low, k = k, min(2 * k, count)
+    high = k
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fast_enough(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+class _Builder:
+    """The INT8 model with some islands kept float (and the recipe's own qtable kept)."""
+
+    def __init__(self, context: DeployContext, state: DeployState, islands: Sequence[Island],
+                 quantized: Sequence[str]) -> None:
+        self.context, self.state = context, state
+        self.islands, self.quantized = islands, quantized
+        given = context.recipe.quantize_table
+        self.kept = resolve_qtable(read_qtable(given), state.model) if given else {}
+
+    def __call__(self, islands: Sequence[Island]) -> Built:
+        keep = dict(self.kept)
+        keep.update({name: "F32" for name in float_ops_for(self.state.model, islands,
+                                                            self.islands, self.quantized)})
+        model = _restore_biases(self.state.model, self.state.uncorrected, keep)
+        table = self.state.table
+        assert table is not None
+        result = deploy_mixed(model, table.ranges, self.context.int8, keep,
+                              skipped=table.skipped, weights=self.state.weights)
+        return Built(result.model, tuple(result.quantized), tuple(result.left_float),
+                     tuple(result.removed), dict(result.float_tensors))
+
+
+def _restore_biases(model: onnx.ModelProto, uncorrected: onnx.ModelProto | None,
+                    keep: Mapping[str, str]) -> onnx.ModelProto:
+    """``model`` with the biases of the ``keep`` nodes as they were before bias correction
+    (float ops do no rounding to correct for)."""
+    if uncorrected is None:
+        return model
+    before = {i.name: i for i in uncorrected.graph.initializer}
+    names = {node.input[2] for node in model.graph.node
+             if node.name in keep and len(node.input) > 2 and node.input[2] in before}
+    if not names:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for init in out.graph.initializer:
+        if init.name in names:
+            init.CopyFrom(before[init.name])
+    return out
+
+
+class _Timer:
+    """Float and candidate models run interleaved on the same feeds, one session per model
+    and batch size (a session that alternates shapes re-plans its memory). The fastest
+    of the repeated runs stands for each: on a busy machine other work only ever adds
+    time, so the minimum is the steadiest estimate of what the model itself costs."""
+
+    def __init__(self, float_model: onnx.ModelProto, feeds: Mapping[int, dict[str, np.ndarray]]
+                 ) -> None:
+        self.feeds = feeds
+        self.float_sessions = {batch: create_session(float_model) for batch in feeds}
+
+    def speed(self, model: onnx.ModelProto) -> Speed:
+        ratios = {}
+        for batch, feed in self.feeds.items():
+            pair = (self.float_sessions[batch], create_session(model))
+            runs = [lambda s=s, f=feed: s.run(None, f) for s in pair]
+            times = time_interleaved(runs, WARMUP, REPEATS, MIN_SECONDS)
+            ratios[batch] = float(np.min(times[0]) / np.min(times[1]))
+        return Speed(ratios)
+
+
+def _feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
+    """Batch 1 always; batch 8 too where the batch is free and one sample is quick
+    (under SMALL_RUN seconds in float: a large input's batch-1 time already tells)."""
+    feeds = _all_feeds(context)
+    if max(BATCHES) in feeds:
+        session = create_session(context.float_model)
+        times = time_interleaved([lambda: session.run(None, feeds[1])], 1, 3)
+        if float(np.median(times[0])) > SMALL_RUN:
+            del feeds[max(BATCHES)]
+    return feeds
+
+
+def _all_feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
+    """Feeds at each batch size: real samples where the recipe has data, else random
+    inputs at the model's fixed shape (empty when a dimension besides the batch is free)."""
+    specs = input_specs(context.float_model)
+    data = context.recipe.validation.data or context.recipe.calibration_data
+    samples: list[dict[str, np.ndarray]] = []
+    if data is not None:
+        samples = list(context.stream(data, max(BATCHES)))
+    if not samples:
+        rng = np.random.default_rng(0)
+        sample = {}
+        for spec in specs:
+            dims = [1 if i == 0 and not isinstance(d, int) else d for i, d in enumerate(spec.shape)]
+            if not all(isinstance(d, int) and d > 0 for d in dims):
+                return {}
+            sample[spec.name] = rng.standard_normal(dims).astype(spec.dtype) \
+                if np.issubdtype(spec.dtype, np.floating) else np.zeros(dims, spec.dtype)
+        samples = [sample]
+    feeds = {1: samples[0]}
+    free_batch = all(spec.shape and not isinstance(spec.shape[0], int) for spec in specs)
+    if free_batch:
+        big = max(BATCHES)
+        chosen = (samples * big)[:big]
+        if all(s[name].shape[0] == 1 for s in chosen for name in s):
+            feeds[big] = {name: np.concatenate([s[name] for s in chosen]) for name in chosen[0]}
+    return feeds
+
+
+STEP = Step("speed", applies, run)

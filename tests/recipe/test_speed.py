@@ -1,0 +1,132 @@
+"""The speed guard: INT8 islands split where ONNX Runtime runs float, the fewest float
+islands found by galloping and bisection, and what deploy keeps float and says — timed by
+a stand-in clock, since real timings on a shared test machine mean nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import lowbit
+from lowbit.quantize.int8.islands import find_islands, float_ops_for
+from lowbit.recipe.steps import speed
+from tests.models import init, make_model
+
+
+def prelu_chain(blocks: int = 3, channels: int = 8) -> onnx.ModelProto:
+    """Conv → PRelu → Conv → PRelu …: PRelu has no integer kernel in ONNX Runtime, so every
+    conv is an island of its own (as in MTCNN)."""
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "input"
+    cin = 3
+    for i in range(blocks):
+        w = (rng.normal(size=(channels, cin, 3, 3)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+        inits += [init(f"w{i}", w), init(f"b{i}", np.zeros(channels, np.float32)),
+                  init(f"slope{i}", np.full((channels, 1, 1), 0.25, np.float32))]
+        nodes += [helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"c{i}"],
+                                   pads=[1, 1, 1, 1], name=f"conv{i}"),
+                  helper.make_node("PRelu", [f"c{i}", f"slope{i}"], [f"p{i}"], name=f"prelu{i}")]
+        current, cin = f"p{i}", channels
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])]
+    outputs = [helper.make_tensor_value_info(current, TensorProto.FLOAT, ["N", channels, 16, 16])]
+    return make_model(nodes, inputs, outputs, inits)
+
+
+def test_islands_split_at_ops_onnx_runtime_runs_in_float() -> None:
+    model = prelu_chain()
+    quantized = ["conv0", "prelu0", "conv1", "prelu1", "conv2", "prelu2"]
+    islands = find_islands(model, quantized)
+    assert [island.nodes for island in islands] == [("conv0",), ("conv1",), ("conv2",)]
+    assert all(island.macs == 16 * 16 * 8 * 9 * (3 if i == 0 else 8)
+               for i, island in enumerate(islands))
+    # every island leaves to a float PRelu: its output (and input) elements are edges
+    assert islands[1].edge_elements == 2 * 8 * 16 * 16
+    # conv1 float: the PRelu between conv0 and conv1 still touches conv0's island, the one
+    # after conv1 touches conv2's: nothing more goes float
+    assert float_ops_for(model, islands[1:2], islands, quantized) == {"conv1"}
+    # every island float: the PRelus' Q/DQ pairs would stay for nothing
+    assert float_ops_for(model, islands, islands, quantized) == set(quantized)
+
+
+@pytest.mark.parametrize(("count", "first_ok", "expected"), [
+    (10, 1, 1), (10, 3, 3), (10, 7, 7), (10, 10, 10), (10, 11, None), (1, 1, 1), (0, 1, None)])
+def test_fewest_gallops_then_bisects(count: int, first_ok: int, expected: int | None) -> None:
+    asked: list[int] = []
+
+    def fast_enough(k: int) -> bool:
+        asked.append(k)
+        return k >= first_ok
+
+    assert speed._fewest(count, fast_enough) == expected
+    assert len(asked) <= 2 * max(count, 1).bit_length() + 1
+
+
+@pytest.fixture()
+def flow(tmp_path: Path) -> Path:
+    onnx.save(prelu_chain(blocks=4), tmp_path / "model.onnx")
+    x = np.random.default_rng(1).normal(size=(8, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", input=x)
+    lowbit.calibrate(tmp_path / "model.onnx", tmp_path / "x.npz", output=tmp_path / "m.calib",
+                     method="minmax", progress=False)
+    return tmp_path
+
+
+def _clock(monkeypatch: pytest.MonkeyPatch, ratio_for_float_convs: dict[int, float]) -> None:
+    """Speed-up over float as a function of how many convs stay float."""
+    def fake(self: object, model: onnx.ModelProto) -> speed.Speed:
+        floats = sum(not _reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
+        return speed.Speed({1: ratio_for_float_convs.get(floats, 0.5), 8: 2.0})
+
+    monkeypatch.setattr(speed._Timer, "speed", fake)
+    monkeypatch.setattr(speed._Timer, "__init__", lambda self, model, feeds: None)
+
+
+def _reads_dq(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    return producers.get(node.input[0]) == "DequantizeLinear"
+
+
+def test_deploy_keeps_float_the_fewest_islands_that_make_it_as_fast_as_float(
+        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock(monkeypatch, {0: 0.6, 1: 0.7, 2: 1.05, 3: 1.1, 4: 1.0})
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           output=flow / "m.int8.onnx", speed="guard")
+    note = next(n for n in result.notes if n.startswith("speed:"))
+    assert "all-INT8 ran 0.60x at batch 1" in note and "2 of 4 INT8 islands" in note, note
+    model = onnx.load(result.path)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert sum(not _reads_dq(model, n) for n in convs) == 2
+    assert "speed" in result.steps
+
+
+def test_no_gain_is_said_plainly(flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock(monkeypatch, {0: 0.6, 1: 0.7, 2: 0.8, 3: 0.9, 4: 0.92})
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           output=flow / "m.int8.onnx", speed="guard")
+    note = next(n for n in result.notes if n.startswith("speed:"))
+    assert "no INT8 gain on this CPU" in note and "0.92x at batch 1" in note, note
+
+
+def test_fast_int8_is_left_alone_and_its_speed_noted(flow: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock(monkeypatch, {0: 1.8})
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           output=flow / "m.int8.onnx", speed="guard")
+    assert any(n.startswith("speed: INT8 runs 1.80x at batch 1, 2.00x at batch 8 F32 here")
+               for n in result.notes), result.notes
+    plain = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                          output=flow / "plain.onnx", speed="off")
+    assert onnx.load(result.path).graph == onnx.load(plain.path).graph  # measured, not changed
+
+
+def test_the_guard_times_for_real_and_off_skips_it(flow: Path) -> None:
+    timed = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                          output=flow / "a.onnx", speed="guard", test_input=flow / "x.npz")
+    assert any(n.startswith("speed:") for n in timed.notes) and timed.validation is not None
+    off = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                        output=flow / "b.onnx", speed="off")
+    assert not any(n.startswith("speed:") for n in off.notes)
