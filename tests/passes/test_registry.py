@@ -11,7 +11,7 @@ from lowbit.passes.registry import register
 EXPECTED = {"fold_constants", "lift_constants", "remove_dead_nodes", "remove_identity",
             "remove_dropout", "remove_noop_casts", "collapse_reshapes", "fold_batchnorm",
             "fold_affine", "fuse_horizontal", "fuse_pad_into_conv", "eliminate_concat",
-            "eliminate_common_subexpressions"}
+            "eliminate_common_subexpressions", "inline_functions"}
 
 
 def test_every_pass_is_registered_with_a_one_line_description() -> None:
@@ -20,6 +20,7 @@ def test_every_pass_is_registered_with_a_one_line_description() -> None:
     for p in passes:
         assert p.description and "\n" not in p.description and len(p.description) < 100
     assert set(DEFAULT_PASSES) <= EXPECTED and "fuse_horizontal" not in DEFAULT_PASSES
+    assert "inline_functions" not in DEFAULT_PASSES  # custom ops kept whole unless asked
 
 
 def test_a_duplicate_name_is_refused() -> None:

@@ -24,6 +24,7 @@ from onnx import external_data_helper, helper
 from lowbit.atomic import atomic_path
 from lowbit.errors import ModelError
 from lowbit.io.kinds import mixed_up
+from lowbit.ops.custom import check_custom_ops
 from lowbit.spec import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
             onnx.checker.check_model(model if _small(model) else str(path), full_check=False)
         except Exception as err:
             raise ModelError(f"{path} fails the ONNX checker: {_first_line(err)}") from err
+        check_custom_ops(model, str(path))  # an op nothing can run: say how to register it
     return model
 
 

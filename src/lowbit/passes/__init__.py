@@ -21,6 +21,7 @@ from lowbit.passes import (  # noqa: F401 - importing registers the passes
     fold_constants,
     fuse_horizontal,
     fuse_pad,
+    inline_functions,
     lift_constants,
     remove_dead,
     remove_noops,

@@ -24,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.errors import ModelError
 from lowbit.graph import declared_precision
+from lowbit.ops.custom import explain_ort_error
 from lowbit.runtime.backends import graph_precision
 from lowbit.spec import named_dim_conflict
 
@@ -81,6 +82,9 @@ def create_session(
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises several unrelated exception types
         where = "the in-memory model" if isinstance(source, bytes) else source
+        custom = explain_ort_error(str(err), where)
+        if custom is not None:  # a custom op nothing registered: say how to register it
+            raise ModelError(custom) from err
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"ONNX Runtime cannot load {where}: {first_line}") from err
 
