@@ -11,10 +11,13 @@ from lowbit.errors import UsageError
 from lowbit.graph import schedule_probes
 from lowbit.runtime.memory import (
     MemoryBudget,
+    RowStore,
+    choose_batch,
     ort_order,
     parse_size,
     rss_growth,
     sample_cost,
+    stacked_batches,
 )
 from tests.models import init, make_model
 
@@ -116,3 +119,29 @@ def test_rss_growth_sees_an_allocation() -> None:
     assert value == 64 << 18
     if grown is not None:  # Linux
         assert grown >= 48 << 20
+
+
+def test_rows_past_the_limit_go_to_disk_and_come_back() -> None:
+    rows = [{"a": np.full((4, 4), i, np.float32), "b": np.arange(i + 1)} for i in range(5)]
+    with RowStore(limit=150) as store:
+        for row in rows:
+            store.append(row)
+        assert len(store) == 5 and store.held <= 150
+        folder = store._folder
+        assert folder is not None  # some rows were spilled
+        for kept, row in zip(store, rows, strict=True):
+            assert set(kept) == {"a", "b"}
+            np.testing.assert_array_equal(kept["a"], row["a"])
+            np.testing.assert_array_equal(kept["b"], row["b"])
+    assert store._folder is None
+
+
+def test_batches_stack_samples_of_one_shape() -> None:
+    samples = [{"x": np.full((1, 2), i, np.float32)} for i in range(5)]
+    samples.insert(3, {"x": np.zeros((1, 3), np.float32)})
+    shapes = [b["x"].shape for b in stacked_batches(samples, 2)]
+    assert shapes == [(2, 2), (1, 2), (1, 3), (2, 2)]
+    assert choose_batch(_convs(), {"x": np.zeros((1, 3, 64, 64), np.float32)},
+                        MemoryBudget(64 << 20)) == 8
+    assert choose_batch(_convs(), {"x": np.zeros((1, 3, 512, 512), np.float32)},
+                        MemoryBudget(16 << 20)) == 1

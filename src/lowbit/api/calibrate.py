@@ -13,13 +13,14 @@ from lowbit.data import (
     ImageOptions,
     open_dataset,
 )
-from lowbit.data.samples import first_samples
+from lowbit.data.samples import SampleWindow
 from lowbit.errors import UsageError
 from lowbit.io.model import input_specs
 from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.prepare.auto_check import CHECK_SAMPLES, check_auto_table, with_alpha
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def calibrate(
     input_means: bool = True,
     channel_ranges: bool = True,
     check_samples: int = CHECK_SAMPLES,
+    memory_budget: str | int | None = None,
 ) -> CalibrationTable:
     """Stream ``num`` samples (all when None) through the model and write the table.
 
@@ -49,9 +51,12 @@ def calibrate(
     with ``channel_ranges`` the per-channel min/max of each MatMul/Gemm input, from which
     deploy smooths a transformer (SmoothQuant) without data.
     Method auto ends with an output check on the first ``check_samples`` samples
-    (lowbit.quantize.prepare.auto_check; 0 skips it)."""
+    (lowbit.quantize.prepare.auto_check; 0 skips it). ``memory_budget`` (bytes, or a
+    size such as "512M"; default lowbit.runtime.memory.MemoryBudget.default()) bounds
+    what a batch of samples may hold."""
     check_distinct({"MODEL": model, "--dataset": dataset}, {"-o": output})
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
+    budget = MemoryBudget.parse(memory_budget)
     if num is not None and num <= 0:
         raise UsageError(f"--num must be a positive number of samples, got {num}")
     source = load_float_model(model, "calibrate")
@@ -60,12 +65,13 @@ def calibrate(
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
                            threads=threads, input_means=input_means,
-                           channel_ranges=channel_ranges)
+                           channel_ranges=channel_ranges, memory_budget=budget)
     if check_samples < 0:
         raise UsageError(f"--check-samples must be 0 or more, got {check_samples}")
     if method == "auto" and check_samples:
-        feeds = list(first_samples(samples, min(check_samples, table.num_samples)))
-        check = check_auto_table(canonical, feeds, table, threads=threads)
+        feeds = SampleWindow(samples, min(check_samples, table.num_samples))
+        check = check_auto_table(canonical, feeds, table, threads=threads, progress=progress,
+                                 memory_budget=budget)
         if check is not None:
             table = with_alpha(table, check.alpha)
             table.notes.append(check.summary())

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lowbit.cli.options import add_data_option, add_image_options, add_json_option, image_options
+from lowbit.cli.options import (
+    add_data_option,
+    add_image_options,
+    add_json_option,
+    add_memory_budget_option,
+    image_options,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_image_options(p)
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_memory_budget_option(p)
     add_json_option(p)
     p.add_argument("--check-samples", type=int, default=32, metavar="N",
                    help="auto: build the INT8 model for 5 blends between auto's thresholds "
@@ -53,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             input_shapes=parse_shapes(args.input_shapes), image_options=image_options(args),
             threads=args.threads, progress=not args.no_progress,
             input_means=not args.no_input_means, channel_ranges=not args.no_channel_ranges,
-            check_samples=args.check_samples)
+            check_samples=args.check_samples, memory_budget=args.memory_budget)
         if args.json:
             print_json(table)
             return 0

@@ -4,6 +4,7 @@
     add_json_option(p)                                     # --json: the result as JSON
     add_image_options(p); image_options(args)              # --mean/--scale/... → ImageOptions
     add_weight_range(p)
+    add_memory_budget_option(p)                            # --memory-budget SIZE
 
 A data set is ``--data`` in every command (deploy's are ``--test-data`` and
 ``--calibration-data``); the spellings of earlier releases still parse but are hidden
@@ -40,6 +41,13 @@ def add_data_option(p: argparse.ArgumentParser, *, help: str, required: bool = T
     for spelling in old:
         group.add_argument(spelling, dest=dest, help=argparse.SUPPRESS,
                            **kwargs)  # type: ignore[arg-type]
+
+
+def add_memory_budget_option(p: argparse.ArgumentParser, **kwargs: object) -> None:
+    """--memory-budget SIZE: what a batch of samples may hold (lowbit.runtime.memory)."""
+    p.add_argument("--memory-budget", metavar="SIZE", help="memory a batch of samples may "
+                   "use, e.g. 512M or 2G (default: 768M, at most half the free memory); "
+                   "the batch shrinks as the inputs grow", **kwargs)  # type: ignore[arg-type]
 
 
 def add_json_option(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from onnx_ir.passes.common import NameFixPass, TopologicalSortPass
 from onnx_ir.passes.common.naming import SimpleNameGenerator
 
 from lowbit.errors import ModelError
+from lowbit.graph import infer_shapes_light
 
 # onnx may stamp an IR version newer than ONNX Runtime reads; 10 covers opset ≤ 21.
 MAX_IR_VERSION = 10
@@ -47,7 +48,15 @@ def finish(model: ir.Model) -> onnx.ModelProto:
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the value_info and output types shape inference finds (in place; the
+    weights are not serialized for it: lowbit.graph.infer_shapes_light)."""
     try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = infer_shapes_light(model, data_prop=True).graph
     except Exception as err:
         raise ModelError(f"shape inference failed: {str(err).strip().splitlines()[0]}") from err
+    graph = model.graph
+    del graph.value_info[:]
+    graph.value_info.extend(inferred.value_info)
+    del graph.output[:]
+    graph.output.extend(inferred.output)
+    return model

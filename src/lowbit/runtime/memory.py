@@ -5,6 +5,9 @@
     batch = budget.batch(cost.per_sample, most=8)    # 1 ... 8 samples per run
     groups = budget.groups(cost.sizes, ["t1", "t2", ...])    # tensors to expose per run
     value, grown = rss_growth(lambda: session.run(None, feeds))  # measured instead
+    size = choose_batch(model, sample, budget)       # for a stage that runs a model as it is
+    for feeds in stacked_batches(samples, size): ... # batch-1 samples concatenated
+    with RowStore(budget.bytes // 2) as rows: ...     # per-sample arrays, spilled past it
 
 Every stage that runs a model over a data set holds, per run, the activations of one
 batch (and whatever tensors it reads back). Their bytes per sample follow from ONNX
@@ -24,11 +27,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
+import numpy as np
 import onnx
 from onnx import TensorProto
 
@@ -97,8 +102,10 @@ class MemoryBudget:
     bytes: int
 
     def __post_init__(self) -> None:
-        if self.bytes < MIN_BUDGET:
-            raise UsageError(f"a memory budget must be at least 1M, got {self.bytes} bytes")
+        # A user's size is at least 1M (parse_size); smaller ones are for tests.
+        if isinstance(self.bytes, bool) or not isinstance(self.bytes, int) or self.bytes < 1:
+            raise UsageError(f"a memory budget is a positive number of bytes, got "
+                             f"{self.bytes!r}")
 
     @classmethod
     def default(cls) -> MemoryBudget:
@@ -231,6 +238,106 @@ def ort_order(nodes: Sequence[onnx.NodeProto]) -> list[onnx.NodeProto]:
         stack.append((index, True))
         stack.extend((i, False) for i in inputs[index] if not visited[i])
     return order
+
+
+def batchable(model: onnx.ModelProto) -> bool:
+    """Whether every graph input (initializers aside) has a dynamic first axis: samples
+    concatenated along it are a batch."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    return bool(inputs) and all(
+        value.type.HasField("tensor_type") and len(value.type.tensor_type.shape.dim) > 0
+        and not value.type.tensor_type.shape.dim[0].HasField("dim_value")
+        for value in inputs)
+
+
+def choose_batch(model: onnx.ModelProto, sample: Mapping[str, np.ndarray],
+                 budget: MemoryBudget, *, most: int = 8) -> int:
+    """Samples per run of ``model`` on samples shaped like ``sample`` (batch-1 arrays):
+    what ``budget`` allows by shape inference; 1 where the model takes no batch, a sample
+    is not a batch-1 slice, or the cost is unknown."""
+    if most <= 1 or not batchable(model) or any(
+            np.ndim(value) == 0 or np.shape(value)[0] != 1 for value in sample.values()):
+        return 1
+    shapes = {name: (1, *np.shape(value)[1:]) for name, value in sample.items()}
+    cost = sample_cost(model, shapes)
+    batch = 1 if cost is None else budget.batch(cost.per_sample, most)
+    log.debug("batch %d for %s (%s per sample, budget %s)", batch, shapes,
+              "unknown" if cost is None else format_size(cost.per_sample), budget)
+    return batch
+
+
+def stacked_batches(samples: Iterable[Mapping[str, np.ndarray]], size: int
+                    ) -> Iterator[dict[str, np.ndarray]]:
+    """Up to ``size`` consecutive batch-1 samples concatenated along axis 0, a new batch
+    where the shapes past axis 0 change."""
+    group: list[Mapping[str, np.ndarray]] = []
+    for sample in samples:
+        if group and (len(group) >= size or any(
+                np.shape(sample[k])[1:] != np.shape(group[0][k])[1:] for k in sample)):
+            yield _stack(group)
+            group = []
+        group.append(sample)
+    if group:
+        yield _stack(group)
+
+
+def _stack(group: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(group) == 1:
+        return dict(group[0])
+    return {name: np.concatenate([np.asarray(s[name]) for s in group]) for name in group[0]}
+
+
+class RowStore:
+    """Per-sample rows (dicts of arrays) for a stage that reads them again and again: held
+    in memory up to ``limit`` bytes, the rest written to a temporary folder and read back
+    one row at a time, so memory stays bounded however many or large the rows are."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.rows: list[dict[str, np.ndarray] | Path] = []
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def append(self, row: Mapping[str, np.ndarray]) -> None:
+        size = sum(np.asarray(value).nbytes for value in row.values())
+        if self.held + size <= self.limit:
+            self.rows.append(dict(row))
+            self.held += size
+            return
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="lowbit-rows-")
+            log.info("holding more than %s of per-sample values: the rest go to %s",
+                     format_size(self.limit), self._folder.name)
+        path = Path(self._folder.name) / f"{len(self.rows)}.npz"
+        arrays: dict[str, Any] = {f"a{i}": value for i, value in enumerate(row.values())}
+        np.savez(path, **arrays)
+        self.rows.append(path)
+        self._names = list(row)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        row = self.rows[index]
+        if isinstance(row, dict):
+            return row
+        with np.load(row) as stored:
+            return {name: stored[f"a{i}"] for i, name in enumerate(self._names)}
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return (self[index] for index in range(len(self.rows)))
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def rss_growth(run: Callable[[], T]) -> tuple[T, int | None]:

@@ -92,8 +92,9 @@ def create_session(
 class OrtRunner:
     """A loaded model that maps input dicts to output dicts."""
 
-    def __init__(self, model: ModelSource, *, threads: int | None = None) -> None:
-        self.session = create_session(model, threads=threads)
+    def __init__(self, model: ModelSource, *, threads: int | None = None,
+                 memory_pattern: bool = True) -> None:
+        self.session = create_session(model, threads=threads, memory_pattern=memory_pattern)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         # ORT's CPU provider has no per-kernel precision query: report what the graph declares.

@@ -3,6 +3,8 @@ INT8 model's output."""
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.prepare.auto_check import ALPHAS, blend, check_auto_table, with_alpha
+from lowbit.runtime.memory import MemoryBudget
 from lowbit.runtime.ort import create_session
 from tests.models import small_resnet
 
@@ -100,9 +103,9 @@ def test_padded_positions_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> Non
 
     calls = {"n": 0}
 
-    def runner(model, threads=None):
+    def runner(model, threads=None, **options):
         calls["n"] += 1
-        wrapped = Padded(model, threads=threads)
+        wrapped = Padded(model, threads=threads, **options)
         wrapped.int8 = calls["n"] > 1  # the first runner is the float reference
         return wrapped
 
@@ -131,3 +134,43 @@ def test_a_transformer_whose_default_is_all_smoothed_is_checked_without_smoothin
                                collect_ranges(model, samples, settings, progress=False))
     assert without is not None and not without.unsmoothed
     assert without.sqnr == check.sqnr  # the same unsmoothed models, scored alike
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_output_check_shows_progress(resnet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """calibrate's last phase runs for seconds on a real model: it has its own bar, and
+    none without progress."""
+    model, samples = resnet
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    shown = check_auto_table(model, samples[:8], table, progress=True)
+    assert "auto output check" in screen.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    silent = check_auto_table(model, samples[:8], table, progress=False)
+    assert quiet.getvalue() == ""
+    assert shown is not None and silent is not None and shown.sqnr == silent.sqnr
+
+
+def test_the_check_reads_its_samples_again_when_they_do_not_fit(resnet) -> None:
+    """Past half the memory budget the float outputs are not kept: the samples are read
+    (and the float model run) once per blend, with the same scores."""
+    model, samples = resnet
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    kept = check_auto_table(model, samples[:12], table)
+    passes = []
+
+    class Counted(list):
+        def __iter__(self):
+            passes.append(1)
+            return super().__iter__()
+
+    tiny = check_auto_table(model, Counted(samples[:12]), table,
+                            memory_budget=MemoryBudget(16 << 10))
+    assert kept is not None and tiny is not None
+    assert tiny.sqnr == pytest.approx(kept.sqnr, abs=1e-9) and tiny.alpha == kept.alpha
+    assert len(passes) > 2  # the first sample, the reference pass, then one per blend

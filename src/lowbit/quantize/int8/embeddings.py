@@ -62,7 +62,8 @@ def quantize_embeddings(model: onnx.ModelProto, min_elements: int = EMBEDDING_MI
         del graph.node[:]
         graph.node.extend(nodes)
         used = {x for n in graph.node for x in n.input}
-        kept = [i for i in graph.initializer if i.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
+        # Deleted one by one: rebuilding the list would copy every weight.
+        for index in reversed(range(len(graph.initializer))):
+            if graph.initializer[index].name not in used:
+                del graph.initializer[index]
     return changed
