@@ -32,8 +32,9 @@ def test_prepare_steps_run_before_exactly_one_quantizer() -> None:
     names = step_names()
     assert names[:4] == ("smooth", "equalize", "adaround", "bias_correction")
     quantizers = {"int8", "dynamic", "w4", "floats"}
-    assert set(names[4:]) == quantizers | {"speed"}
-    assert names.index("speed") == names.index("int8") + 1  # it times what int8 built
+    assert set(names[4:]) == quantizers | {"target", "speed"}
+    # target then speed refine what int8 built: fidelity first, then speed
+    assert names.index("int8") + 1 == names.index("target") == names.index("speed") - 1
     recipes = [lowbit.plan(calibration_table="t"), lowbit.plan(dynamic=True),
                lowbit.plan(quantize="W4"), lowbit.plan(quantize="F16")]
     for recipe in recipes:

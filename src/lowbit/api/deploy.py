@@ -65,10 +65,11 @@ class DeployResult:
     notes: tuple[str, ...] = ()
     recipe: Recipe | None = None
     steps: tuple[str, ...] = ()
+    problem: str | None = None  # the model is written but misses what was asked (a target)
 
     @property
     def passed(self) -> bool:
-        return self.validation is None or self.validation.passed
+        return self.problem is None and (self.validation is None or self.validation.passed)
 
 
 def plan(recipe: Recipe | None = None, **options: Any) -> Recipe:
@@ -114,7 +115,7 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     validation, advice, built = checked.validation, checked.advice, state.built
     return DeployResult(path, chosen.precision, built.quantized, built.left_float,
                         built.removed, built.float_tensors, validation, advice, tuple(notes),
-                        chosen, state.applied)
+                        chosen, state.applied, state.unmet)
 
 
 def _gate_inputs(recipe: Recipe, float_model: onnx.ModelProto

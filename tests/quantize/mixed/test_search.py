@@ -59,7 +59,7 @@ def test_max_steps_and_bad_targets():
     model, ranges, samples = planted_outlier_model()
     result = search_mixed(model, ranges, QuantizeSettings(), samples, "cos=1.0", max_steps=2)
     assert len({frozenset(s.added_ops) for s in result.path}) <= 3
-    with pytest.raises(UsageError, match="cos=0.99 or top1-drop"):
+    with pytest.raises(UsageError, match="cos=0.99, sqnr=30 or top1-drop"):
         Target.parse("cosine")
     with pytest.raises(UsageError, match="unknown target"):
         Target.parse("top5=1")

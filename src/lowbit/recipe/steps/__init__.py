@@ -22,6 +22,7 @@ from lowbit.recipe.steps import (
     int8,
     smooth,
     speed,
+    target,
     w4,
 )
 
@@ -31,6 +32,7 @@ STEPS: tuple[Step, ...] = (
     adaround.STEP,
     bias_correction.STEP,
     int8.STEP,
+    target.STEP,
     speed.STEP,
     dynamic.STEP,
     w4.STEP,

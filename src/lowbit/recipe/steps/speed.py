@@ -10,8 +10,8 @@ Both models run interleaved on the same feeds (the validation or calibration dat
 else random inputs at the model's fixed shape), the fastest of repeated runs, at batch 1
 and at batch 8 where the batch dimension is free and a run is quick. Islands (lowbit.quantize.int8.islands)
 are dropped worst first, and the count is found by galloping then bisecting, so a
-model with 50 islands costs about a dozen timings. Kept ops get their biases back as
-they were before bias correction (which corrected for rounding they no longer do).
+model with 50 islands costs about a dozen timings (lowbit.recipe.steps.keep_float
+rebuilds each candidate).
 When no count reaches the float model's speed, the fastest one is kept and the note
 says plainly that INT8 gives no gain on this CPU.
 """
@@ -28,10 +28,9 @@ import onnx
 from lowbit.analysis.bench import time_interleaved
 from lowbit.io.model import input_specs
 from lowbit.quantize.int8.islands import Island, find_islands, float_ops_for
-from lowbit.quantize.mixed.deploy import deploy_mixed
-from lowbit.quantize.mixed.qtable import read_qtable, resolve_qtable
 from lowbit.recipe.pipeline import Built, DeployContext, DeployState, Step
 from lowbit.recipe.recipe import Recipe
+from lowbit.recipe.steps.keep_float import rebuild
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -122,45 +121,16 @@ def _fewest(count: int, fast_enough: Callable[[int], bool]) -> int | None:
 
 
 class _Builder:
-    """The INT8 model with some islands kept float (and the recipe's own qtable kept)."""
+    """The INT8 model with some islands kept float."""
 
     def __init__(self, context: DeployContext, state: DeployState, islands: Sequence[Island],
                  quantized: Sequence[str]) -> None:
         self.context, self.state = context, state
         self.islands, self.quantized = islands, quantized
-        given = context.recipe.quantize_table
-        self.kept = resolve_qtable(read_qtable(given), state.model) if given else {}
 
     def __call__(self, islands: Sequence[Island]) -> Built:
-        keep = dict(self.kept)
-        keep.update({name: "F32" for name in float_ops_for(self.state.model, islands,
-                                                            self.islands, self.quantized)})
-        model = _restore_biases(self.state.model, self.state.uncorrected, keep)
-        table = self.state.table
-        assert table is not None
-        result = deploy_mixed(model, table.ranges, self.context.int8, keep,
-                              skipped=table.skipped, weights=self.state.weights)
-        return Built(result.model, tuple(result.quantized), tuple(result.left_float),
-                     tuple(result.removed), dict(result.float_tensors))
-
-
-def _restore_biases(model: onnx.ModelProto, uncorrected: onnx.ModelProto | None,
-                    keep: Mapping[str, str]) -> onnx.ModelProto:
-    """``model`` with the biases of the ``keep`` nodes as they were before bias correction
-    (float ops do no rounding to correct for)."""
-    if uncorrected is None:
-        return model
-    before = {i.name: i for i in uncorrected.graph.initializer}
-    names = {node.input[2] for node in model.graph.node
-             if node.name in keep and len(node.input) > 2 and node.input[2] in before}
-    if not names:
-        return model
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for init in out.graph.initializer:
-        if init.name in names:
-            init.CopyFrom(before[init.name])
-    return out
+        keep = float_ops_for(self.state.model, islands, self.islands, self.quantized)
+        return rebuild(self.context, self.state, {name: "F32" for name in keep})
 
 
 class _Timer:
@@ -208,8 +178,10 @@ def _all_feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
         rng = np.random.default_rng(0)
         sample = {}
         for spec in specs:
-            dims = [1 if i == 0 and not isinstance(d, int) else d for i, d in enumerate(spec.shape)]
-            if not all(isinstance(d, int) and d > 0 for d in dims):
+            given = [1 if i == 0 and not isinstance(d, int) else d
+                     for i, d in enumerate(spec.shape)]
+            dims = [d for d in given if isinstance(d, int) and d > 0]
+            if len(dims) != len(given):
                 return {}
             sample[spec.name] = rng.standard_normal(dims).astype(spec.dtype) \
                 if np.issubdtype(spec.dtype, np.floating) else np.zeros(dims, spec.dtype)

@@ -1,0 +1,77 @@
+"""deploy --target: the defaults when they are enough, the fewest float ops when not,
+exit 1 and the limiting ops when the target cannot be met, mistakes refused up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import lowbit
+from lowbit.errors import RecipeError
+from lowbit.recipe.provenance import read_provenance
+from tests.cli.test_flow import run_cli
+from tests.quantize.mixed.test_sensitivity import planted_outlier_model
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model with one op whose outlier input ruins its INT8 (the qtable tests' plant)."""
+    root = tmp_path_factory.mktemp("target")
+    model, _, samples = planted_outlier_model()
+    onnx.save(model, root / "model.onnx")
+    np.savez(root / "calib.npz", x=np.concatenate([s["x"] for s in samples]))
+    lowbit.calibrate(root / "model.onnx", root / "calib.npz", output=root / "m.calib",
+                     method="minmax", progress=False)
+    return root
+
+
+def _deploy(root: Path, target: str, name: str) -> lowbit.DeployResult:
+    return lowbit.deploy(root / "model.onnx", calibration_table=root / "m.calib",
+                         calibration_data=root / "calib.npz", target=target, speed="off",
+                         output=root / name)
+
+
+def test_a_met_target_keeps_the_defaults(planted: Path) -> None:
+    result = _deploy(planted, "cos=0.5", "easy.onnx")
+    note = next(n for n in result.notes if n.startswith("target cos=0.5"))
+    assert "met by the defaults" in note and result.passed
+    assert not result.left_float or all("qtable" not in d.reason for d in result.left_float)
+
+
+def test_a_harder_target_keeps_the_planted_op_float(planted: Path) -> None:
+    plain = lowbit.deploy(planted / "model.onnx", calibration_table=planted / "m.calib",
+                          output=planted / "plain.onnx", speed="off")
+    hard = _deploy(planted, "cos=0.9999", "hard.onnx")
+    note = next(n for n in hard.notes if n.startswith("target cos=0.9999"))
+    assert "op(s) F32" in note and ": met" in note, note
+    assert len(hard.quantized) < len(plain.quantized)
+    assert hard.passed and "target" in hard.steps
+    recipe = read_provenance(onnx.load(hard.path)).recipe
+    assert recipe is not None and recipe.target == "cos=0.9999"
+
+
+def test_an_impossible_target_exits_1_and_names_the_limiting_ops(
+        planted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = run_cli(["deploy", planted / "model.onnx", "--calibration-table",
+                          planted / "m.calib", "--calibration-data", planted / "calib.npz",
+                          "--target", "sqnr=500", "--speed", "off", "-o",
+                          planted / "never.onnx"], capsys)
+    assert code == 1, text
+    assert "target sqnr=500 not met" in text and "limited most by" in text
+    assert (planted / "never.onnx").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"target": "cos=0.99"}, "target is measured on data: give calibration_data"),
+    ({"target": "cosine=0.99", "calibration_data": "c.npz"}, "target"),
+    ({"target": "cos=2", "calibration_data": "c.npz"}, "target"),
+    ({"target": "cos=0.99", "calibration_data": "c.npz", "quantize": "F16"},
+     "target applies to quantize INT8 only"),
+])
+def test_target_mistakes_are_refused_up_front(options: dict[str, str], message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        lowbit.plan(calibration_table="t.calib", **options) if options.get("quantize") != \
+            "F16" else lowbit.plan(**options)
