@@ -16,7 +16,9 @@ alike, medians:
 * steady state: batch-1 latency over ``--repeats`` runs of each warm session;
 * sizes: the .onnx and the bundle;
 * OpenVINO IR (``package --format openvino``) against OpenVINO's default FP16 weight
-  compression: the .bin's size and how far each moves the outputs from the .onnx's.
+  compression: the .bin's size and how far each moves the outputs from the .onnx's;
+* with ``--tvm``: what ``package --format tvm`` compiles (untuned, target llvm), its
+  compile time and batch-1 latency beside ONNX Runtime's on the same threads.
 
 Each bundle's outputs are checked against the .onnx's on the benchmark input first.
 """
@@ -184,6 +186,32 @@ def ir_rows(label: str, model: Path, out: Path) -> list[str]:
     return rows
 
 
+def tvm_rows(label: str, model: Path, out: Path, runs: int) -> list[str]:
+    """What ``package --format tvm`` compiles (untuned, target llvm): compile time, batch-1
+    latency beside ORT's (interleaved medians, both on their default threads), max diff."""
+    from lowbit.runtime.tvm_module import TvmRunner, compile_onnx
+
+    library = out / f"{model.stem}.so"
+    seconds = compile_onnx(model, library, target={"kind": "llvm"})
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+    x = {spec.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    runner = TvmRunner(library, input_names=[spec.name],
+                       output_names=[o.name for o in session.get_outputs()])
+    diff = float(np.max(np.abs(runner.run(x)[session.get_outputs()[0].name]
+                               - session.run(None, x)[0])))
+    times: dict[str, list[float]] = {"tvm": [], "ort": []}
+    for _ in range(runs):
+        for name, run in (("tvm", lambda: runner.run(x)), ("ort", lambda: session.run(None, x))):
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    tvm_ms, ort_ms = statistics.median(times["tvm"]), statistics.median(times["ort"])
+    return [(f"| {label} | {seconds:.1f} | {tvm_ms:.1f} | {ort_ms:.2f} | {tvm_ms / ort_ms:.0f}x | "
+            f"{diff:.2g} |")]
+
+
 def table(rows: list[Row]) -> str:
     head = ("| model | variant | size MB | vs .onnx | read+check ms | session ms | "
             "first run ms | steady ms | vs .onnx | max |diff| |")
@@ -218,6 +246,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the models here (default: a temp dir)")
     parser.add_argument("--no-openvino", dest="openvino", action="store_false",
                         help="skip the OpenVINO IR table")
+    parser.add_argument("--tvm", action="store_true", help="add the Apache TVM table "
+                        "(experimental; the tvm extra)")
+    parser.add_argument("--tvm-runs", type=int, default=5, help="timed runs of each for --tvm")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.work or Path(tmp)
@@ -231,6 +262,8 @@ def main() -> None:
         rows = [row for label, path in models.items() for row in measure(label, path, out, args)]
         ir = [line for label, path in models.items() if args.openvino
               for line in ir_rows(label, path, out)]
+        compiled = [line for label, path in models.items() if args.tvm
+                    for line in tvm_rows(label, path, out, args.tvm_runs)]
     print(f"CPU: {cpu_name()}; ONNX Runtime {ort.__version__}; {args.threads} thread(s); "
           f"batch 1; medians of {args.starts} cold starts and {args.repeats} interleaved runs")
     print(table(rows))
@@ -239,6 +272,11 @@ def main() -> None:
         print("| model | OpenVINO IR | .bin MB | max |IR - .onnx| (F32 hint) |")
         print("|---|---|---|---|")
         print("\n".join(ir))
+    if compiled:
+        print()
+        print("| model | TVM compile s | TVM ms (untuned) | ORT ms | TVM/ORT | max |diff| |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(compiled))
 
 
 if __name__ == "__main__":

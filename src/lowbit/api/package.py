@@ -13,7 +13,9 @@ Runtime's ORT format for ``target_platform`` (amd64, arm, or host: see
 inputs and outputs), the precision, the validation, class names (``labels``; ImageNet's
 for 1000 scores) and a manifest of SHA-256 checksums. ``format="openvino"`` writes
 OpenVINO IR (``output`` is the .xml; the .bin goes beside it) with its weights kept in
-the precision they have.
+the precision they have. ``format="tvm"`` (experimental, the ``tvm`` extra) compiles the
+model with Apache TVM for ``target`` into a shared library (``output`` is the .so),
+re-loads it, validates it and times it beside ONNX Runtime (untuned TVM is far slower).
 
 Validation runs the packaged model itself (the .ort as lowbit-run opens it, the IR as
 OpenVINO loads it) on ``test_input`` and compares it with ``test_reference`` at
@@ -28,7 +30,10 @@ refused before anything is written.
 
 from __future__ import annotations
 
+import json
 import logging
+import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +67,8 @@ from lowbit.runtime.ort_format import (
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("ort", "openvino")
+FORMATS = ("ort", "openvino", "tvm")
+TIMED_RUNS = 5  # TVM beside ONNX Runtime: timed batch-1 runs each, interleaved
 __all__ = ["FORMATS", "TARGET_PLATFORMS", "PackageResult", "package"]
 
 
@@ -108,11 +114,13 @@ def package(model: str | Path, output: str | Path, *, format: str = "ort",
             test_reference: str | Path | None = None,
             tolerance: str | Tolerance | None = None,
             labels: str | Path | Sequence[str] | None = None,
-            threads: int | None = None) -> PackageResult:
-    """Package ``model`` into ``output``; see the module docstring."""
+            threads: int | None = None, target: str = "llvm") -> PackageResult:
+    """Package ``model`` into ``output``; see the module docstring. ``target`` is TVM's
+    (``format="tvm"``): "llvm" or a JSON object such as {"kind": "llvm", "mcpu": "..."}."""
     if format not in FORMATS:
         raise UsageError(f"unknown package format {format!r}; choose one of "
                          f"{', '.join(FORMATS)}")
+    tvm_target = _tvm_target(format, target, target_platform, output)
     if format == "openvino":
         require_openvino()
         if target_platform is not None:
@@ -135,6 +143,8 @@ def package(model: str | Path, output: str | Path, *, format: str = "ort",
                         threads)
     if format == "openvino":
         return _package_ir(model, Path(output), proto, precision, check, threads)
+    if tvm_target is not None:
+        return _package_tvm(model, Path(output), proto, precision, check, tvm_target)
     return _package_bundle(model, Path(output), proto, meta, precision, target, check,
                            _labels(labels, proto), threads)
 
@@ -189,6 +199,81 @@ def _package_ir(model: str | Path, xml: Path, proto: onnx.ModelProto, precision:
                          found.get("validation"), None if check is None else check.against,
                          None if check is None else check.data, found.get("error"),
                          dict(files.weight_types), tuple(notes))
+
+
+def _tvm_target(format: str, target: str, target_platform: str | None,
+                output: str | Path) -> dict[str, Any] | None:
+    """The parsed TVM target for format "tvm" (checked before anything is read), else None."""
+    if format != "tvm":
+        if target != "llvm":
+            raise UsageError("--target is TVM's; it applies to --format tvm")
+        return None
+    from lowbit.runtime.tvm_module import parse_target, require_tvm
+
+    require_tvm()
+    if target_platform is not None:
+        raise UsageError("--target-platform applies to --format ort; give TVM's --target")
+    if Path(output).suffix != ".so":
+        raise UsageError(f"-o {output}: a TVM module is written to a .so file")
+    return parse_target(target)
+
+
+def _package_tvm(model: str | Path, library: Path, proto: onnx.ModelProto, precision: str,
+                 check: _Check | None, target: dict[str, Any]) -> PackageResult:
+    """Experimental: compile with TVM, re-load, validate, and time it beside ORT."""
+    from lowbit.package.tvm import write_tvm
+    from lowbit.runtime.tvm_module import TvmRunner
+
+    found: dict[str, Any] = {}
+    names = [spec.name for spec in input_specs(proto)]
+
+    def validate(tmp: Path) -> None:  # on the compiled library, before it replaces anything
+        runner = TvmRunner(tmp, input_names=names, output_names=output_names(proto))
+        samples = list(finite_samples(check.samples)) if check is not None else []
+        if check is not None:
+            outputs = [runner.run(sample) for sample in samples]
+            actual = {name: np.concatenate([o[name] for o in outputs])
+                      for name in runner.output_names}
+            found["validation"], found["error"] = _compare(model, check, actual, None)
+        found["timing"] = _time_beside(runner, model, samples[0] if samples else
+                                       _zeros(proto))
+
+    built = write_tvm(model, library, target=target, check=validate)
+    tvm_ms, ort_ms = found["timing"]
+    notes = [(f"Apache TVM (experimental, untuned), target {json.dumps(target)}: compiled in "
+             f"{built.compile_seconds:.1f} s; batch 1: {tvm_ms:.2f} ms against ONNX Runtime's "
+             f"{ort_ms:.2f} ms ({tvm_ms / ort_ms:.1f}x its time), median of {TIMED_RUNS} "
+             f"interleaved runs")]
+    if precision in ("INT8", "MIXED"):
+        notes.append("a QDQ model becomes simulated quantization around float kernels in TVM's "
+                     "Relax frontend: no integer convolutions, so no INT8 speed-up")
+    size = built.path.stat().st_size
+    return PackageResult(built.path, (built.path,), "tvm", precision, None, None,
+                         Path(model).stat().st_size, size, ((built.path.name, size),),
+                         found.get("validation"), None if check is None else check.against,
+                         None if check is None else check.data, found.get("error"),
+                         notes=tuple(notes))
+
+
+def _time_beside(runner: Any, model: str | Path, sample: Mapping[str, np.ndarray]
+                 ) -> tuple[float, float]:
+    """Median batch-1 milliseconds of ``runner`` and of ORT on ``model``, interleaved."""
+    ort_runner = make_runner(model)
+    feeds = {name: sample[name] for name in ort_runner.input_names}
+    timed: tuple[list[float], list[float]] = ([], [])
+    for index in range(TIMED_RUNS + 1):
+        for times, run in zip(timed, (runner.run, ort_runner.run), strict=True):
+            start = time.perf_counter()
+            run(feeds)
+            if index:  # the first run of each warms up
+                times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(timed[0]), statistics.median(timed[1])
+
+
+def _zeros(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {spec.name: np.zeros([d if isinstance(d, int) and d > 0 else 1
+                                 for d in spec.shape], spec.dtype)
+            for spec in input_specs(proto)}
 
 
 def _compare(model: str | Path, check: _Check, actual: dict[str, np.ndarray],

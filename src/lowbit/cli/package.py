@@ -6,7 +6,7 @@ import argparse
 
 from lowbit.cli.options import add_data_option, add_json_option
 
-FORMATS = ("ort", "openvino")  # lowbit.api.package.FORMATS, without importing it
+FORMATS = ("ort", "openvino", "tvm")  # lowbit.api.package.FORMATS, without importing it
 TARGET_PLATFORMS = ("amd64", "arm", "host")  # lowbit.runtime.ort_format.TARGET_PLATFORMS
 
 
@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "ORT format for --target-platform, the meta file with its preprocessing, the precision "
         "and validation, class names, a manifest of SHA-256 checksums) that the lowbit-run "
         "command runs with only onnxruntime, numpy and Pillow installed; or, with --format "
-        "openvino, OpenVINO IR (.xml + .bin, weights kept in their precision). The packaged "
+        "openvino, OpenVINO IR (.xml + .bin, weights kept in their precision); or, with --format "
+        "tvm (experimental, the tvm extra), a shared library compiled by Apache TVM for --target, "
+        "timed beside ONNX Runtime. The packaged "
         "model itself is validated on --test-data against --test-reference, or on what deploy "
         "recorded in MODEL (against the float model); exit 1 when it misses the tolerance "
         "(the file is still written).")
@@ -24,13 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="the bundle to write (model.lowbit), or the .xml for --format openvino")
     p.add_argument("--format", choices=FORMATS, default="ort",
-                   help="ort: a bundle for lowbit-run; openvino: OpenVINO IR")
+                   help="ort: a bundle for lowbit-run; openvino: OpenVINO IR; tvm: a shared "
+                   "library compiled by Apache TVM (experimental, untuned)")
     p.add_argument("--target-platform", choices=TARGET_PLATFORMS,
                    help="CPUs the bundle runs on: amd64 or arm (any CPU of the family; a QDQ "
                    "model's integer-kernel fusions are saved in the file and replayed at load), "
                    "or host (every ONNX Runtime optimization for this CPU, such as the NCHWc "
                    "layout of float convolutions; lowbit-run refuses it on a CPU that lays "
                    "blocks out differently) (default: this machine's family, amd64 or arm)")
+    p.add_argument("--target", default="llvm",
+                   help="TVM's target for --format tvm: llvm, or a JSON object such as "
+                   "'{\"kind\": \"llvm\", \"mcpu\": \"skylake\"}' (CPUs only)")
     add_data_option(p, flag="--test-data", old=("--test-input",), dest="test_input",
                     required=False, help="validate on this data set (default: deploy's, "
                     "recorded in MODEL)")
@@ -50,12 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         result = api.package(args.model, args.output, format=args.format,
                              target_platform=args.target_platform, test_input=args.test_input,
                              test_reference=args.test_reference, tolerance=args.tolerance,
-                             labels=args.labels, threads=args.threads)
+                             labels=args.labels, threads=args.threads, target=args.target)
         if args.json:
             print_json(result, passed=result.passed)
             return 0 if result.passed else 1
-        how = f"ORT format, {result.target_platform}, {result.optimization_style} " \
-            f"optimizations" if result.format == "ort" else "OpenVINO IR"
+        how = {"ort": f"ORT format, {result.target_platform}, {result.optimization_style} "
+                      f"optimizations", "openvino": "OpenVINO IR",
+               "tvm": "Apache TVM shared library"}[result.format]
         console.print(f"packaged {result.precision} model ({how}): "
                       f"{_size(result.source_bytes)} .onnx → {_size(result.package_bytes)}")
         for name, size in result.members:
