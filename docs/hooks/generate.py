@@ -136,7 +136,9 @@ def _text(text: str) -> str:
 
 
 def _cell(text: str | None) -> str:
-    return _text(text or "").replace("|", "\\|").replace("<", "&lt;")
+    """Prose for a table cell: one line, and no character that would end the cell or
+    start markup."""
+    return _text(text or "").replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*")
 
 
 # --- benchmarks by topic --------------------------------------------------------------
@@ -255,7 +257,7 @@ def recipe_fields() -> str:
     def row(key: str, value: object) -> str:
         flag = flag_for(key)
         flag_text = f"`{flag}`" if flag in flags else "—"
-        return f"| `{key}` | {_cell(default_text(value))} | {flag_text} | `{keyword_for(key)}` |"
+        return f"| `{key}` | {default_text(value)} | {flag_text} | `{keyword_for(key)}` |"
 
     optional = {"equalize": Equalization, "adaround": AdaRounding}  # a table turns it on
     top, sections = [], []
