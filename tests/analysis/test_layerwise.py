@@ -35,6 +35,7 @@ from lowbit.errors import DatasetError, ModelError
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.runtime.memory import MemoryBudget
 from tests.models import make_model, minmax_ranges, small_resnet
 
 TOL = Tolerance(0.99, 0.90)
@@ -241,3 +242,25 @@ def test_models_without_shared_tensors_raise() -> None:
     with pytest.raises(ModelError, match="no float tensor"):
         compare_layers(tiny("a_"), tiny("b_"), [{"a_x": np.zeros((1, 4), np.float32)}], TOL,
                        progress=False)
+
+
+def test_pairs_compared_in_passes_give_the_same_report(models: dict[str, onnx.ModelProto],
+                                                       tmp_path: Path) -> None:
+    """When one sample's exposed tensors exceed the memory budget, the samples run once per
+    group of pairs (they must be re-iterable): the report and the dump are the same (to
+    rounding: which DequantizeLinear outputs a run exposes decides which pairs ORT fuses)."""
+    samples = list(_samples(3))
+    one = compare_layers(models["original"], models["quantized"], samples, TOL,
+                         progress=False, dump_dir=tmp_path / "one")
+    several = compare_layers(models["original"], models["quantized"], samples, TOL,
+                             progress=False, memory_budget=MemoryBudget(1),
+                             dump_dir=tmp_path / "several")
+    assert several.samples == one.samples == 3
+    assert [d.name for d in several.diffs] == [d.name for d in one.diffs]
+    for a, b in zip(one.diffs, several.diffs, strict=True):
+        assert a.status == b.status and a.sqnr_db == pytest.approx(b.sqnr_db, rel=1e-5)
+    with np.load(tmp_path / "one" / "test.npz") as x, \
+            np.load(tmp_path / "several" / "test.npz") as y:
+        assert sorted(x.files) == sorted(y.files)
+        for key in x.files:
+            np.testing.assert_allclose(x[key], y[key], rtol=1e-4, atol=1e-5)

@@ -40,10 +40,11 @@ per model.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,7 @@ from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset
 from lowbit.errors import DatasetError, UsageError
 from lowbit.io.model import input_specs, load_model
 from lowbit.runtime.backends import make_runner
+from lowbit.runtime.memory import MemoryBudget, choose_batch, stacked_batches
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class _RunSettings:
     image_options: ImageOptions | None
     input_shapes: Mapping[str, tuple[int, ...]] | None
     backend: str = "ort"
+    memory_budget: MemoryBudget | None = None
 
 
 @dataclass
@@ -152,17 +155,26 @@ class _Runs:
         runner = make_runner(model, backend=self.settings.backend,
                              threads=self.settings.threads)
         name = _output_name(runner.output_names, self.settings.output_name, model, strict_name)
-        rows = []
-        for index, sample in enumerate(data.take(self.settings.num)):
-            check_finite(sample, index, data.source)
-            feeds = {k: v for k, v in sample.items() if k in runner.input_names}
-            rows.append(runner.run(feeds, [name])[name])
-        if not rows:
+        samples = self._checked(data, runner.input_names)
+        first = next(samples, None)
+        if first is None:
             raise DatasetError(f"data set {self.settings.dataset} has no samples")
-        log.info("ran %s on %d samples (output '%s')", model.name, len(rows), name)
-        if all(row.ndim >= 1 and row.shape[0] == 1 for row in rows):
+        # Samples run in batches as the memory budget allows at their shape: same outputs.
+        size = choose_batch(load_model(model, check=False), first,
+                            self.settings.memory_budget or MemoryBudget.default())
+        rows = [runner.run(feeds, [name])[name]
+                for feeds in stacked_batches(itertools.chain([first], samples), size)]
+        log.info("ran %s on %d samples (output '%s', batch %d)", model.name,
+                 sum(len(row) for row in rows) if size > 1 else len(rows), name, size)
+        if size > 1 or all(row.ndim >= 1 and row.shape[0] == 1 for row in rows):
             return np.concatenate(rows, axis=0)
         return np.stack(rows, axis=0)
+
+    def _checked(self, data: Dataset, inputs: Sequence[str]
+                 ) -> Iterator[dict[str, np.ndarray]]:
+        for index, sample in enumerate(data.take(self.settings.num)):
+            check_finite(sample, index, data.source)
+            yield {k: v for k, v in sample.items() if k in inputs}
 
 
 @dataclass(frozen=True)
@@ -186,11 +198,13 @@ def evaluate(
     image_options: ImageOptions | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     backend: str = "ort",
+    memory_budget: str | int | None = None,
 ) -> EvalReport:
     """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module."""
     wanted = parse_metrics(metrics)
     runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
                            backend))
+    runs.settings = replace(runs.settings, memory_budget=MemoryBudget.parse(memory_budget))
     model_path = Path(model)
     vs_path = Path(vs) if vs is not None else None
     truth = _ground_truth(runs, model_path, wanted, labels, reference, fallback=vs_path)
@@ -215,6 +229,7 @@ def evaluate_models(
     image_options: ImageOptions | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     backend: str = "ort",
+    memory_budget: str | int | None = None,
 ) -> tuple[EvalResult, ...]:
     """Evaluate several models (e.g. each precision of one model) on the same samples.
 
@@ -226,6 +241,7 @@ def evaluate_models(
     wanted = parse_metrics(metrics)
     runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
                            backend))
+    runs.settings = replace(runs.settings, memory_budget=MemoryBudget.parse(memory_budget))
     paths = [Path(m) for m in models]
     truth = _ground_truth(runs, paths[0], wanted, labels, reference, fallback=None)
     return tuple(_score(runs, path, wanted, truth) for path in paths)

@@ -13,7 +13,11 @@ so the test values are the float emulation of the integer kernel (equal up to ro
 
 Values are compared as they are produced, sample by sample: each pair keeps only running
 sums (Σa·b, Σa², Σb², Σ(a−b)², Σ((a+b)/2)², max|a−b|, and whether every sample was
-bit-identical / allclose), so memory does not grow with the number of samples. Cosine,
+bit-identical / allclose), so memory does not grow with the number of samples. Nor with
+the input size: when the exposed tensors of one sample do not fit the memory budget
+(lowbit.runtime.memory, sizes from shape inference at the data's shape), the pairs are
+split into groups and the samples run once per group (``samples`` must then be
+re-iterable, e.g. a lowbit.data.samples.SampleWindow; an iterator is read once). Cosine,
 euclidean similarity and SQNR are therefore the POOLED values over all samples — the
 metric of all samples concatenated — not a mean of per-sample values.
 
@@ -30,11 +34,11 @@ it, so the same key compares the same thing) and ``i`` the sample index; split a
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
-import sys
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,8 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.analysis.pairing import TensorPair, check_pairs, pair_model_tensors
 from lowbit.analysis.validate import Tolerance
@@ -51,6 +53,8 @@ from lowbit.atomic import atomic_path
 from lowbit.errors import DatasetError, ModelError
 from lowbit.graph import with_outputs
 from lowbit.io.model import load_model
+from lowbit.progress import progress_bar
+from lowbit.runtime.memory import MemoryBudget, sample_cost
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -204,8 +208,10 @@ class LayerComparer:
         self.accumulators = {pair.name: LayerAccumulator() for pair in self.pairs}
         self.samples = 0
 
-    def add(self, reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]) -> None:
-        for pair in self.pairs:
+    def add(self, reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], *,
+            pairs: Sequence[TensorPair] | None = None) -> None:
+        """One sample's values of ``pairs`` (default: every pair, and the sample counted)."""
+        for pair in self.pairs if pairs is None else pairs:
             ref, out = reference[pair.name], test[pair.test_tensor]
             if ref.size != out.size:
                 raise ModelError(
@@ -213,7 +219,8 @@ class LayerComparer:
                     f"but its partner '{pair.test_tensor}' has shape {list(out.shape)} in the "
                     "test model")
             self.accumulators[pair.name].add(ref, out)
-        self.samples += 1
+        if pairs is None:
+            self.samples += 1
 
     def diffs(self, tolerance: Tolerance) -> tuple[LayerDiff, ...]:
         result = []
@@ -234,26 +241,61 @@ def compare_layers(
     dump_dir: Path | None = None,
     progress: bool = True,
     threads: int | None = None,
+    memory_budget: MemoryBudget | None = None,
 ) -> LayerReport:
     """Run both models on every sample and compare every paired tensor (see the module doc)."""
     ref_model, test_model = _as_model(reference), _as_model(test)
     pairing = pair_model_tensors(ref_model, test_model)
     check_pairs(pairing.pairs, "layer compare")
-    ref_run = _ExposedModel(ref_model, [p.name for p in pairing.pairs], threads, "reference")
-    test_run = _ExposedModel(test_model, [p.test_tensor for p in pairing.pairs], threads, "test")
+    once = iter(samples)
+    first = next(once if once is samples else iter(samples), None)
+    if first is None:
+        raise DatasetError("layer compare: the data set has no samples")
+    groups = [list(pairing.pairs)]
+    if once is samples:  # an iterator is read once, every pair exposed in that pass
+        samples = itertools.chain([first], once)
+    else:  # re-iterable: as many passes as the budget needs
+        groups = _pair_groups(ref_model, pairing.pairs, first,
+                              memory_budget or MemoryBudget.default())
     comparer = LayerComparer(pairing.pairs)
-    with _dumps(dump_dir) as dump, _progress_bar(progress) as advance:
-        for index, sample in enumerate(samples):
-            ref_values, test_values = ref_run.run(sample), test_run.run(sample)
-            comparer.add(ref_values, test_values)
-            dump(index, pairing.pairs, ref_values, test_values)
-            advance()
+    total = len(samples) * len(groups) if isinstance(samples, Sized) else None
+    with _dumps(dump_dir) as dump, progress_bar("comparing layers", progress, total) as advance:
+        for number, group in enumerate(groups):
+            ref_run = _ExposedModel(ref_model, [p.name for p in group], threads, "reference")
+            test_run = _ExposedModel(test_model, [p.test_tensor for p in group], threads,
+                                     "test")
+            for index, sample in enumerate(samples):
+                ref_values, test_values = ref_run.run(sample), test_run.run(sample)
+                comparer.add(ref_values, test_values, pairs=group)
+                if number == 0:
+                    comparer.samples += 1
+                dump(index, group, ref_values, test_values)
+                advance(1)
+            del ref_run, test_run
     if comparer.samples == 0:
         raise DatasetError("layer compare: the data set has no samples")
     report = LayerReport(comparer.diffs(tolerance), len(pairing.unpaired), tolerance,
                          comparer.samples)
     log.info("layer compare over %d sample(s): %s", comparer.samples, report.summary())
     return report
+
+
+def _pair_groups(model: onnx.ModelProto, pairs: Sequence[TensorPair],
+                 sample: Mapping[str, np.ndarray], budget: MemoryBudget
+                 ) -> list[list[TensorPair]]:
+    """``pairs`` in graph order, in groups whose exposed tensors (reference and test, one
+    sample) fit ``budget`` beside the model's own activations; one group when the sizes are
+    unknown."""
+    cost = sample_cost(model, {name: np.shape(value) for name, value in sample.items()})
+    if cost is None:
+        return [list(pairs)]
+    sizes = {pair.name: 2 * cost.sizes.get(pair.name, 0) for pair in pairs}
+    names = budget.groups(sizes, [pair.name for pair in pairs], fixed=2 * cost.per_sample)
+    by_name = {pair.name: pair for pair in pairs}
+    if len(names) > 1:
+        log.info("layer compare in %d passes over the samples (memory budget %s)",
+                 len(names), budget)
+    return [[by_name[name] for name in group] for group in names]
 
 
 CSV_COLUMNS = ("name", "op", "shape", "cosine", "euclid", "sqnr_db", "max_abs_error", "status",
@@ -283,7 +325,8 @@ class _ExposedModel:
         initializers = {init.name for init in graph.initializer}
         self.inputs = [v.name for v in graph.input if v.name not in initializers]
         self.fetch = sorted({n for n in names if n not in self.inputs})
-        self.session = create_session(with_outputs(model, self.fetch), threads=threads)
+        self.session = create_session(with_outputs(model, self.fetch), threads=threads,
+                                      memory_pattern=False)
 
     def run(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [name for name in self.inputs if name not in sample]
@@ -291,8 +334,8 @@ class _ExposedModel:
             raise DatasetError(f"the {self.role} model needs input(s) {missing}; the sample has "
                                f"{sorted(sample)}")
         feeds = {name: np.asarray(sample[name]) for name in self.inputs}
-        try:
-            values = self.session.run(self.fetch, feeds)
+        try:  # nothing to fetch (a group of graph inputs): ORT would return every output
+            values = self.session.run(self.fetch, feeds) if self.fetch else []
         except Exception as err:  # ORT raises several unrelated exception types
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"running the {self.role} model failed: {first}") from err
@@ -347,17 +390,6 @@ def _dumps(dump_dir: Path | None) -> Iterator[DumpFn]:
 
         yield dump
     log.info("wrote per-layer values to %s/{reference,test}.npz", dump_dir)
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[], None]]:
-    """A transient rich progress bar on stderr, silent when disabled or not on a terminal."""
-    bar = Progress(TextColumn("comparing layers"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                   disable=not enabled or not sys.stderr.isatty())
-    with bar:
-        task = bar.add_task("comparing layers", total=None)
-        yield lambda: bar.update(task, advance=1)
 
 
 __all__ = ["LayerAccumulator", "LayerComparer", "LayerDiff", "LayerReport", "Status",

@@ -11,9 +11,10 @@ from lowbit.analysis.validate import Tolerance
 from lowbit.data import (
     open_dataset,
 )
-from lowbit.data.samples import finite_samples
+from lowbit.data.samples import SampleWindow
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def compare(
     plot: str | Path | None = None,
     dump: str | Path | None = None,
     progress: bool = True,
+    memory_budget: str | int | None = None,
 ) -> LayerReport:
     """Compare two models tensor by tensor on the same inputs.
 
@@ -36,16 +38,20 @@ def compare(
     folded BN / removed activations under their original names); each pair gets
     cosine, euclidean similarity, SQNR and a status, pooled over all samples. The
     final outputs pair by name, so the last rows are the output check.
+    ``memory_budget`` (bytes or "512M"; lowbit.runtime.memory) bounds the tensors one run
+    exposes: past it the samples run once per group of tensors.
     """
     check_distinct({"REFERENCE": reference_model, "TEST": test_model, "--inputs": inputs},
                    {"--csv": csv, "--plot": plot,
                     "--dump": OutputDir(dump, DUMP_FILES) if dump else None})
     tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
+    budget = MemoryBudget.parse(memory_budget)
     ref_model = load_model(reference_model)
     test = load_model(test_model)  # a missing or broken file fails with a clear message
     samples = open_dataset(inputs, input_specs(ref_model))
-    report = compare_layers(ref_model, test, finite_samples(samples), tol,
-                            dump_dir=Path(dump) if dump else None, progress=progress)
+    report = compare_layers(ref_model, test, SampleWindow(samples, len(samples)), tol,
+                            dump_dir=Path(dump) if dump else None, progress=progress,
+                            memory_budget=budget)
     if csv is not None:
         write_csv(report, csv)
     if plot is not None:

@@ -22,6 +22,7 @@ from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.mixed.qtable import QTable, write_qtable
 from lowbit.quantize.mixed.search import SearchResult, Target, search_mixed
 from lowbit.quantize.mixed.sensitivity import SensitivityResult, rank_sensitivity
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,15 @@ def qtable(
     activation: str = "uint8",
     per_channel: bool = True,
     weight_range: str = "auto",
+    memory_budget: str | int | None = None,
 ) -> QTableResult:
     """Rank every quantizable op by how much the network output (SQNR against F32)
     improves when it alone stays float, and write the ranking as a qtable's loss table;
     with ``target`` (``cos=0.99`` or ``top1-drop=0.5`` with ``labels``), search the
     smallest set of ``fallback`` ops that meets it, checked by running the mixed model,
-    and write those ops as the qtable's entries."""
+    and write those ops as the qtable's entries. ``memory_budget`` (bytes or "512M";
+    lowbit.runtime.memory) bounds the per-sample values the ranking keeps in memory."""
+    budget = MemoryBudget.parse(memory_budget)
     check_distinct({"MODEL": model, "--dataset": dataset, "--labels": labels,
                     "--calibration-table": None if isinstance(calibration_table,
                                                               CalibrationTable)
@@ -69,7 +73,7 @@ def qtable(
         raise DatasetError(f"the data set {dataset} has no samples")
     if target is None:
         ranking = rank_sensitivity(canonical, table.ranges, settings, samples,
-                                   skipped=table.skipped)
+                                   skipped=table.skipped, memory_budget=budget)
         result_table = QTable({}, ranking.rows)
         path = write_qtable(result_table, output)
         return QTableResult(path, result_table, ranking, None)
@@ -82,6 +86,6 @@ def qtable(
                 raise
     search = search_mixed(canonical, table.ranges, settings, samples, Target.parse(target),
                           labels=label_array, fallback=fallback.upper(),
-                          skipped=table.skipped)
+                          skipped=table.skipped, memory_budget=budget)
     path = write_qtable(search.qtable, output)
     return QTableResult(path, search.qtable, search.ranking, search)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
+
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.evaluate import evaluate_models
 from lowbit.analysis.layerwise import LayerReport, compare_layers
@@ -18,12 +20,13 @@ from lowbit.data import (
     ImageOptions,
     open_dataset,
 )
-from lowbit.data.samples import first_samples
+from lowbit.data.samples import SampleWindow
 from lowbit.errors import UsageError
 from lowbit.graph import precision_of
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
 from lowbit.runtime.backends import check_backend
+from lowbit.runtime.memory import MemoryBudget, choose_batch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ def report(
     title: str | None = None,
     backend: str = "ort",
     image_options: ImageOptions | None = None,
+    memory_budget: str | int | None = None,
 ) -> ReportResult:
     """One row per model variant: size, accuracy, speed, output cosine vs F32, written
     as report.md and a self-contained report.html (with the F32→first-quantized-variant
@@ -53,10 +57,14 @@ def report(
     The precision of each variant is read off its graph (QuantizeLinear → INT8, float16
     tensors → F16, else F32); the first F32 variant is the baseline. An image-folder
     data set is preprocessed with ``image_options``, or as the baseline's meta file says.
+    ``memory_budget`` (bytes or "512M"; lowbit.runtime.memory) bounds what a run holds:
+    the timed ``batch`` is lowered to what fits at the data's shape (said in the notes),
+    and the layer compare runs once per group of tensors that fits.
     """
     if not variants:
         raise UsageError("report needs at least one model")
     paths = [Path(v) for v in variants]
+    budget = MemoryBudget.parse(memory_budget)
     check_distinct({**{f"MODEL {i}": path for i, path in enumerate(paths, 1)},
                     "--dataset": dataset, "--labels": labels},
                    {"-o": OutputDir(output, REPORT_FILES)})
@@ -69,8 +77,9 @@ def report(
         metrics = ("top1", "top5", "cos")
     results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
                               reference=paths[base], threads=threads, num=num, backend=backend,
-                              image_options=image_options)
-    bench = bench_models(paths, BenchSettings(batches=(1, batch), threads=threads,
+                              image_options=image_options, memory_budget=budget.bytes)
+    timed = _timed_batch(models[base], Path(dataset), image_options, batch, budget)
+    bench = bench_models(paths, BenchSettings(batches=(1, timed), threads=threads,
                                               repeats=repeats, backend=backend), progress=False)
     rows = build_rows(list(zip(precisions, paths, strict=True)), results, bench, base)
     out = Path(output)
@@ -80,11 +89,14 @@ def report(
     if quantized and base != quantized[0] and check_backend(backend).inner_tensors:
         samples = open_dataset(dataset, input_specs(models[base]), image_options=image_options)
         layers = compare_layers(models[base], models[quantized[0]],
-                                first_samples(samples, compare_samples), Tolerance(),
-                                progress=False)
+                                SampleWindow(samples, compare_samples), Tolerance(),
+                                progress=False, memory_budget=budget)
         out.mkdir(parents=True, exist_ok=True)
         plot = plot_layers(layers, out / "layers.png")
     notes = [f"{r.model}: {r.metrics}" for r in results if not r.metrics]
+    if timed < batch:
+        notes.append(f"throughput timed at batch {timed}, not {batch}: a batch of {batch} "
+                     f"would not fit the memory budget ({budget}) at this input size")
     if layers is not None:
         notes.append(f"layer by layer, {precisions[base]} vs {precisions[quantized[0]]} on "
                      f"{layers.samples} samples: {layers.summary()}")
@@ -98,3 +110,15 @@ class ReportResult:
     files: ReportFiles
     rows: tuple[ReportRow, ...]
     layers: LayerReport | None
+
+
+def _timed_batch(model: onnx.ModelProto, dataset: Path, image_options: ImageOptions | None,
+                 batch: int, budget: MemoryBudget) -> int:
+    """``batch``, or less where a batch of the data's first sample does not fit ``budget``."""
+    if batch <= 1:
+        return batch
+    samples = open_dataset(dataset, input_specs(model), image_options=image_options)
+    first = next(iter(SampleWindow(samples, 1)), None)
+    if first is None:
+        return batch
+    return choose_batch(model, first, budget, most=batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lowbit.cli.options import add_data_option, add_json_option
+from lowbit.cli.options import add_data_option, add_json_option, add_memory_budget_option
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dump", help="write every compared tensor of both models to this folder "
                    "(reference.npz, test.npz; keys 'tensor:sample')")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_memory_budget_option(p)
     add_json_option(p)
 
     def run(args: argparse.Namespace) -> int:
@@ -31,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
         report = api.compare(args.reference, args.test, args.data, tolerance=args.tolerance,
                              csv=args.csv, plot=args.plot, dump=args.dump,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress,
+                             memory_budget=args.memory_budget)
         if args.json:
             print_json(report, passed=report.passed)
             return 0 if report.passed else 1

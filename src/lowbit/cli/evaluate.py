@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lowbit.cli.options import add_data_option, add_image_options, add_json_option, image_options
+from lowbit.cli.options import (
+    add_data_option,
+    add_image_options,
+    add_json_option,
+    add_memory_budget_option,
+    image_options,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num", type=int, help="use the first NUM samples")
     p.add_argument("--output-name", help="which model output to score (default: the first)")
     p.add_argument("--threads", type=int, help="engine threads")
+    add_memory_budget_option(p)
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
     add_image_options(p)
     add_json_option(p)
@@ -35,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         report = api.evaluate(args.model, args.data, labels=args.labels,
                               metrics=args.metric, reference=args.reference, vs=args.vs,
                               threads=args.threads, num=args.num, output_name=args.output_name,
-                              image_options=image_options(args), backend=args.backend)
+                              image_options=image_options(args), backend=args.backend,
+                              memory_budget=args.memory_budget)
         if args.json:
             print_json(report)
             return 0

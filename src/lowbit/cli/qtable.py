@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from lowbit.cli.options import add_data_option, add_json_option, add_weight_range
+from lowbit.cli.options import (
+    add_data_option,
+    add_json_option,
+    add_memory_budget_option,
+    add_weight_range,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", choices=("uint8", "int8"), default="uint8",
                    help="activation type of the INT8 part")
     add_weight_range(p)
+    add_memory_budget_option(p)
     add_json_option(p)
 
     def run(args: argparse.Namespace) -> int:
@@ -36,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         result = api.qtable(args.model, args.data, calibration_table=args.calibration_table,
                             output=args.output, num=args.num, target=args.target,
                             labels=args.labels, fallback=args.fallback,
-                            activation=args.activation, weight_range=args.weight_range)
+                            activation=args.activation, weight_range=args.weight_range,
+                            memory_budget=args.memory_budget)
         if args.json:
             print_json(result)
             return 0 if result.search is None or result.search.met else 1

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lowbit.cli.options import add_data_option, add_image_options, add_json_option, image_options
+from lowbit.cli.options import (
+    add_data_option,
+    add_image_options,
+    add_json_option,
+    add_memory_budget_option,
+    image_options,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size")
     p.add_argument("--num", type=int, help="evaluate on the first NUM samples")
     p.add_argument("--threads", type=int, help="engine threads")
+    add_memory_budget_option(p)
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino (runs "
                    "BF16 models, which ORT's CPU provider cannot)")
     add_image_options(p)
@@ -32,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         result = api.report(args.models, args.data, args.output, labels=args.labels,
                             batch=args.batch, repeats=args.repeats, threads=args.threads,
                             num=args.num, backend=args.backend,
-                            image_options=image_options(args))
+                            image_options=image_options(args),
+                            memory_budget=args.memory_budget)
         if args.json:
             print_json(result)
             return 0

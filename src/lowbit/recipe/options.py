@@ -70,6 +70,7 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("quantize_table", "quantize_table"),
     Option("calibration_data", "calibration_data"),
     Option("backend", "backend"),
+    Option("memory_budget", "memory_budget"),
     Option("input_shapes", "input_shapes"),
     Option("test_input", "validation.data"),
     Option("test_reference", "validation.reference"),
@@ -98,7 +99,6 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("keep_io_types", "floats.keep_io_types"),
     Option("keep_float", "floats.keep_float", _keep_float),
     Option("speed", "speed"),
-    Option("target", "target"),
 )}
 ALIASES = {"method": "float_method"}  # deploy's old name for the F16/BF16 method
 

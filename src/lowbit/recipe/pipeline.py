@@ -23,13 +23,14 @@ import onnx
 from lowbit.calibration.fit import check_table_fits
 from lowbit.calibration.table import CalibrationTable, read_table
 from lowbit.data import Dataset, open_dataset
-from lowbit.data.samples import first_samples
+from lowbit.data.samples import SampleWindow, first_samples
 from lowbit.errors import DatasetError
 from lowbit.io.model import input_specs
 from lowbit.quantize.int8.params import WeightQuant
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.recipe.recipe import Recipe
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ class DeployState:
     applied: tuple[str, ...] = ()
     built: Built | None = None
     uncorrected: onnx.ModelProto | None = None  # the model before bias correction
-    unmet: str | None = None  # why the model misses what the recipe asked (then exit 1)
     # W4 names the file sizes once the model is written: (float bytes, written) → note
     size_note: Callable[[int, int], str] | None = None
 
@@ -86,13 +86,19 @@ class DeployContext:
     def int8(self) -> QuantizeSettings:
         return self.recipe.int8.settings()
 
+    @property
+    def budget(self) -> MemoryBudget:
+        """What a batch of samples may hold in the steps that run the model over data."""
+        return MemoryBudget.parse(self.recipe.memory_budget)
+
     def data(self, path: Path) -> Dataset:
         return open_dataset(path, input_specs(self.float_model))
 
-    def samples(self, path: Path, limit: int, what: str) -> list[dict[str, np.ndarray]]:
-        """The first ``limit`` finite samples of ``path``; none is an error naming ``what``."""
-        samples = list(first_samples(self.data(path), limit))
-        if not samples:
+    def samples(self, path: Path, limit: int, what: str) -> SampleWindow:
+        """The first ``limit`` finite samples of ``path``, read again on each pass (never
+        all held at once); none is an error naming ``what``."""
+        samples = SampleWindow(self.data(path), limit)
+        if not len(samples):
             raise DatasetError(f"{what}: the data set {path} has no samples")
         return samples
 

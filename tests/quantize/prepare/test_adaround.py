@@ -27,6 +27,7 @@ from lowbit.quantize.prepare.layer_inputs import (
     from_matrix,
     weight_matrix,
 )
+from lowbit.runtime.memory import MemoryBudget
 from lowbit.runtime.ort import create_session
 from tests.models import init, make_model, minmax_ranges
 
@@ -194,3 +195,18 @@ def test_settings_are_validated():
     with pytest.raises(UsageError, match="needs the calibration ranges"):
         adaround(small_net(), _samples(2), QuantizeSettings(), AdaRoundSettings(
             inputs="quantized"))
+
+
+def test_inputs_collected_in_passes_equal_one_pass():
+    """Past the memory budget the layers' inputs are exposed a group at a time: the same
+    columns come out."""
+    model = small_net()
+    samples = _samples(3)
+    layers = find_layers(model)
+    one = collect_inputs(model, layers, samples, columns=64, gram_up_to=0)
+    several = collect_inputs(model, layers, samples, columns=64, gram_up_to=0,
+                             memory_budget=MemoryBudget(1))
+    assert set(one) == set(several)
+    for node, inputs in one.items():
+        assert inputs.columns is not None
+        np.testing.assert_array_equal(inputs.columns, several[node].columns)

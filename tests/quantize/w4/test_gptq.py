@@ -8,6 +8,7 @@ from lowbit.errors import DatasetError, UsageError
 from lowbit.quantize.w4.blockwise import quantize_blocks
 from lowbit.quantize.w4.gptq import gptq_quantize
 from lowbit.quantize.w4.hessian import collect_hessians
+from lowbit.runtime.memory import MemoryBudget
 from tests.models import init, make_model
 
 
@@ -84,3 +85,21 @@ def test_hessians_are_2_xtx_over_rows_streamed_over_samples():
     np.testing.assert_allclose(result.hessians["h"], 2 * relu.T @ relu / 15, rtol=1e-6)
     with pytest.raises(DatasetError, match="no"):
         collect_hessians(model, ["h"], [], progress=False)
+
+
+def test_hessians_of_batched_samples_equal_one_sample_at_a_time():
+    """XᵀX is summed over a batch's rows inside the run: batching changes nothing."""
+    k = 5
+    nodes = [helper.make_node("Relu", ["x"], ["h"], name="relu"),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="mm")]
+    rng = np.random.default_rng(3)
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             ["N", 4, k])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 2])],
+                       [init("w", rng.normal(size=(k, 2)).astype(np.float32))])
+    xs = [{"x": rng.normal(size=(1, 4, k)).astype(np.float32)} for _ in range(7)]
+    batched = collect_hessians(model, ["h"], xs, progress=False)
+    single = collect_hessians(model, ["h"], xs, progress=False,
+                              memory_budget=MemoryBudget(1))  # one sample per run
+    assert batched.samples == single.samples == 7 and batched.rows == single.rows == {"h": 28}
+    np.testing.assert_allclose(batched.hessians["h"], single.hessians["h"], rtol=1e-6)

@@ -38,13 +38,14 @@ from onnx import helper
 from lowbit.analysis.metrics import cosine
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import DatasetError
-from lowbit.graph import with_outputs
+from lowbit.graph import infer_shapes_light, with_outputs
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.rules import OutputMode, rule_for
 from lowbit.quantize.int8.scope import real_token_masks, real_tokens
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.mixed.deploy import deploy_mixed
 from lowbit.quantize.mixed.qtable import LossRow
+from lowbit.runtime.memory import MemoryBudget, RowStore
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,12 @@ def rank_sensitivity(
     precision: str = "F32",
     skipped: Mapping[str, str] | None = None,
     candidates: list[tuple[str, str]] | None = None,
+    memory_budget: MemoryBudget | None = None,
 ) -> SensitivityResult:
     """Rank the quantizable ops of ``model`` (canonical) by output SQNR when each alone is
-    kept at ``precision``; uses the first ``num`` samples (all when None)."""
+    kept at ``precision``; uses the first ``num`` samples (all when None). The INT8
+    model's tensors every suffix reads are kept per sample up to half ``memory_budget``
+    and the rest in a temporary folder (lowbit.runtime.memory.RowStore)."""
     feeds = list(islice(samples, num)) if num is not None else list(samples)
     if not feeds:
         raise DatasetError("sensitivity ranking needs at least one sample")
@@ -115,10 +119,30 @@ def rank_sensitivity(
     base_tensors = _tensor_names(base)
     exposed = sorted({t for s in suffixes.values() if s is not None for t in s.inputs
                       if t in base_tensors} | set(output_names))
-    base_values = _run_exposed(base, exposed, feeds)
-    passes += len(feeds)
-    runs += len(feeds)
+    budget = memory_budget or MemoryBudget.default()
+    with RowStore(budget.bytes // 2) as base_values:
+        _run_exposed(base, exposed, feeds, base_values)
+        passes += len(feeds)
+        runs += len(feeds)
+        measured, passes, runs = _measure_ops(model, ranges, settings, ops, suffixes,
+                                              base_tensors, base_values, reference, masks,
+                                              output_names, feeds, precision, skipped, costs,
+                                              total_cost, passes, runs)
+    measured.sort(key=lambda row: (-row[2], -row[3]))
+    rows = [LossRow(order, name, op_type, sqnr, cos)
+            for order, (name, op_type, sqnr, cos) in enumerate(measured, start=1)]
+    return SensitivityResult(rows, passes, runs, len(feeds))
 
+
+def _measure_ops(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
+                 settings: QuantizeSettings, ops: list[tuple[str, str]],
+                 suffixes: Mapping[str, _Suffix | None], base_tensors: set[str],
+                 base_values: RowStore, reference: list[list[np.ndarray]],
+                 masks: list[np.ndarray | None], output_names: list[str], feeds: list[Sample],
+                 precision: str, skipped: Mapping[str, str] | None,
+                 costs: Mapping[str, float], total_cost: float, passes: float, runs: int
+                 ) -> tuple[list[tuple[str, str, float, float]], float, int]:
+    """Each op's output SQNR and cosine with it alone kept at ``precision``."""
     measured: list[tuple[str, str, float, float]] = []
     for name, op_type in ops:
         suffix = suffixes[name]
@@ -134,10 +158,7 @@ def rank_sensitivity(
         runs += len(feeds)
         sqnr, cos = _score(reference, outputs, masks)
         measured.append((name, op_type, sqnr, cos))
-    measured.sort(key=lambda row: (-row[2], -row[3]))
-    rows = [LossRow(order, name, op_type, sqnr, cos)
-            for order, (name, op_type, sqnr, cos) in enumerate(measured, start=1)]
-    return SensitivityResult(rows, passes, runs, len(feeds))
+    return measured, passes, runs
 
 
 # -- the suffix of a mixed model -------------------------------------------------------------
@@ -226,17 +247,16 @@ def _tensor_names(model: onnx.ModelProto) -> set[str]:
 # -- running ---------------------------------------------------------------------------------
 
 
-def _run_exposed(model: onnx.ModelProto, names: list[str],
-                 feeds: list[Sample]) -> list[dict[str, np.ndarray]]:
+def _run_exposed(model: onnx.ModelProto, names: list[str], feeds: list[Sample],
+                 values: RowStore) -> None:
     graph_inputs = {i.name for i in model.graph.input}
-    session = create_session(with_outputs(model, [n for n in names if n not in graph_inputs]))
+    session = create_session(with_outputs(model, [n for n in names if n not in graph_inputs]),
+                             memory_pattern=False)
     fetch = [o.name for o in session.get_outputs()]
-    values = []
     for feed in feeds:
         row = dict(zip(fetch, session.run(fetch, dict(feed)), strict=True))
         row.update({k: v for k, v in feed.items() if k in graph_inputs})
         values.append(row)
-    return values
 
 
 def _run_full(model: onnx.ModelProto, output_names: list[str],
@@ -245,7 +265,7 @@ def _run_full(model: onnx.ModelProto, output_names: list[str],
     return [session.run(output_names, dict(feed)) for feed in feeds]
 
 
-def _run_suffix(suffix: _Suffix, base_values: list[dict[str, np.ndarray]],
+def _run_suffix(suffix: _Suffix, base_values: RowStore,
                 output_names: list[str], feeds: list[Sample]) -> list[list[np.ndarray]]:
     if suffix.model is None:
         return [[values[name] for name in output_names] for values in base_values]
@@ -259,7 +279,8 @@ def _run_suffix(suffix: _Suffix, base_values: list[dict[str, np.ndarray]],
             info.name, helper.np_dtype_to_tensor_dtype(array.dtype), shape))
     session = create_session(model)
     results = []
-    for values in base_values[:len(feeds)]:
+    for index in range(min(len(feeds), len(base_values))):
+        values = base_values[index]
         got = dict(zip(suffix.outputs,
                        session.run(list(suffix.outputs), {n: values[n] for n in suffix.inputs}),
                        strict=True))
@@ -288,7 +309,7 @@ def _score(reference: list[list[np.ndarray]], outputs: list[list[np.ndarray]],
 def node_costs(model: onnx.ModelProto) -> dict[str, float]:
     """Rough cost per node: multiply-accumulates for weighted ops, output elements otherwise
     (symbolic dimensions count as 1)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = infer_shapes_light(model)
     shapes: dict[str, list[int]] = {}
     for info in list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = info.type.tensor_type.shape.dim

@@ -76,6 +76,7 @@ from lowbit.quantize.prepare.layer_inputs import (
     weight_matrix,
     weight_of,
 )
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,9 @@ def require_torch() -> Any:
 def adaround(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]],
              settings: QuantizeSettings, options: AdaRoundSettings | None = None, *,
              ranges: Mapping[str, TensorRange] | None = None,
-             skipped: Mapping[str, str] | None = None,
-             progress: bool = True) -> tuple[dict[str, WeightQuant], AdaRoundReport]:
+             skipped: Mapping[str, str] | None = None, progress: bool = True,
+             memory_budget: MemoryBudget | None = None
+             ) -> tuple[dict[str, WeightQuant], AdaRoundReport]:
     """Learned integer weights for every Conv/Gemm/MatMul of ``model`` (canonical);
     with ``options.inputs == "quantized"`` each layer is fitted to what it reads in the
     QDQ model made with ``ranges`` (the calibration table's)."""
@@ -189,7 +191,8 @@ def adaround(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]]
                                   model, layers)
     inputs = collect_inputs(model, layers, samples, columns=options.columns,
                             gram_up_to=options.batch, seed=options.seed,
-                            holdout=options.holdout, quantized=quantized)
+                            holdout=options.holdout, quantized=quantized,
+                            memory_budget=memory_budget)
     weights: dict[str, WeightQuant] = {}
     grids: set[str] = set()
     rows: list[LayerRounding] = []

@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.input_means import mean_input_ops, mean_shift
 from lowbit.errors import DatasetError
-from lowbit.graph import add_reduce, onnx_opset, with_outputs
+from lowbit.graph import add_reduce, onnx_opset, schedule_probes, with_outputs
 from lowbit.quantize.int8.params import WeightQuant, quantize_weight_on, weight_kind
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
@@ -69,7 +69,8 @@ def correct_biases(model: onnx.ModelProto, samples: Iterable[Mapping[str, np.nda
     if not targets:
         return model, BiasCorrection(0, 0.0, 0.0, 0)
     probe = _probe_model(model, targets)
-    session = create_session(probe)
+    session = create_session(probe, memory_pattern=False)
+    del probe
     fetch = [f"lowbit_shift_{i}" for i in range(len(targets))]
     inputs = {i.name for i in session.get_inputs()}
     totals: list[np.ndarray] | None = None
@@ -188,6 +189,7 @@ def _probe_model(model: onnx.ModelProto, targets: list[_Target]) -> onnx.ModelPr
         graph.node.append(helper.make_node("Reshape", [out, "lowbit_nc_rest"], [flat]))
         add_reduce(graph, "ReduceMean", flat, f"lowbit_shift_{i}", [0, 2],
                    opset=onnx_opset(model))
+    schedule_probes(graph, first=len(model.graph.node))  # each ΔW output freed at once
     return probe
 
 

@@ -51,7 +51,8 @@ from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, UsageError
-from lowbit.graph import FreshNames, add_reduce, onnx_opset, with_outputs
+from lowbit.graph import FreshNames, add_reduce, onnx_opset, schedule_probes, with_outputs
+from lowbit.runtime.memory import MemoryBudget
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,9 @@ def measure_channel_max(model: onnx.ModelProto, samples: Iterable[Mapping[str, n
     for out, (name, rank) in zip(fetch, links.items(), strict=True):
         add_reduce(probe.graph, "ReduceMax", name, out, [0, *range(2, rank)],
                    opset=onnx_opset(model))
-    session = create_session(probe)
+    schedule_probes(probe.graph, first=len(model.graph.node))
+    session = create_session(probe, memory_pattern=False)
+    del probe
     inputs = {i.name for i in session.get_inputs()}
     maxima: list[np.ndarray] | None = None
     for sample in samples:
@@ -260,7 +263,8 @@ def measure_channel_max(model: onnx.ModelProto, samples: Iterable[Mapping[str, n
 
 def remeasure_ranges(model: onnx.ModelProto, table: CalibrationTable,
                      samples: Iterable[Mapping[str, np.ndarray]], report: EqualizeReport, *,
-                     progress: bool = True) -> tuple[CalibrationTable, EqualizeReport]:
+                     progress: bool = True, memory_budget: MemoryBudget | None = None
+                     ) -> tuple[CalibrationTable, EqualizeReport]:
     """The table with the ranges equalization changed measured again on ``model`` (the
     equalized one), with the table's own method and number of samples; every range
     when the function changed (ReLU6 replaced)."""
@@ -271,7 +275,7 @@ def remeasure_ranges(model: onnx.ModelProto, table: CalibrationTable,
     settings = CalibrationSettings(method=method, percentile=table.percentile or 99.99,
                                    bins=table.bins or 2048)
     fresh = collect_ranges(model, samples, settings, num_samples=table.num_samples or None,
-                           progress=progress)
+                           progress=progress, memory_budget=memory_budget)
     ranges = dict(table.ranges)
     names = list(fresh.ranges) if report.function_changed else \
         [n for n in report.changed if n in fresh.ranges]

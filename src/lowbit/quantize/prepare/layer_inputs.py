@@ -14,7 +14,9 @@ group (a depthwise Conv: one per channel, K = kh·kw). Gemm and MatMul rows are
 columns as they are. A layer with K ≤ ``gram_up_to`` keeps only the second moment
 Σ = E[x xᵀ] ([G, K, K], exact over every sampled column: ||ΔW x||² averages to
 tr(ΔW Σ ΔWᵀ)); a wider one keeps its P columns. Memory is bounded by layers ×
-max(K², P·K), never by the image size or the number of samples.
+max(K², P·K), never by the image size or the number of samples: the layers' inputs a
+run exposes are split into groups that fit the memory budget at the data's shape
+(lowbit.runtime.memory), one pass over the samples per group (one pass when all fit).
 
 Weight layouts follow the INT8 rules (lowbit.quantize.int8.rules): Conv [O, I/G, k…]
 with channel axis 0, Gemm's B with axis 0 when transB else 1, MatMul's 2-D B with
@@ -34,6 +36,7 @@ from onnx import helper, numpy_helper
 
 from lowbit.errors import DatasetError
 from lowbit.graph import with_outputs
+from lowbit.runtime.memory import MemoryBudget, sample_cost
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -136,40 +139,66 @@ class LayerInputs:
 def collect_inputs(model: onnx.ModelProto, layers: Sequence[Layer],
                    samples: Sequence[Mapping[str, np.ndarray]], *, columns: int = 2048,
                    gram_up_to: int = 256, seed: int = 0, holdout: int = 0,
-                   quantized: onnx.ModelProto | None = None) -> dict[str, LayerInputs]:
+                   quantized: onnx.ModelProto | None = None,
+                   memory_budget: MemoryBudget | None = None) -> dict[str, LayerInputs]:
     """Node name → its sampled inputs (about ``columns`` columns, evenly over the
-    samples), in one ONNX Runtime pass (two with ``quantized``: the same model in QDQ
-    form, whose nodes keep their names, so x̂ is read at the same positions). With
-    ``holdout`` n > 1, every n-th sample goes to ``validation`` instead."""
+    samples), in one ONNX Runtime pass per group of layers whose inputs fit
+    ``memory_budget`` together (two with ``quantized``: the same model in QDQ form, whose
+    nodes keep their names, so x̂ is read at the same positions). With ``holdout`` n > 1,
+    every n-th sample goes to ``validation`` instead. Grouping changes nothing: the
+    positions drawn depend on the sample and the layer only."""
     if not samples:
         raise DatasetError("collecting layer inputs needs samples; the data set has none")
-    float_run = _InputRunner(model, {layer.node: layer.input for layer in layers})
-    quant_run = None
-    if quantized is not None:
-        readers = {node.name: node.input[0] for node in quantized.graph.node if node.input}
-        quant_run = _InputRunner(quantized, {layer.node: readers[layer.node] for layer in layers
-                                             if layer.node in readers})
+    readers = {node.name: node.input[0] for node in quantized.graph.node if node.input} \
+        if quantized is not None else {}
     training = {i for i in range(len(samples)) if holdout <= 1 or i % holdout != holdout - 1}
     per_sample = max(1, math.ceil(columns / len(training)))
     train = _Accumulator(layers, gram_up_to)
     held = _Accumulator(layers, gram_up_to)
-    for index, sample in enumerate(samples):
-        xs = float_run.run(sample)
-        x_hats = quant_run.run(sample) if quant_run is not None else {}
-        target = train if index in training else held
-        for number, layer in enumerate(layers):
-            x = xs.get(layer.node)
-            if x is None or (quant_run is not None and layer.node not in x_hats):
-                continue
-            # The same generator state for x and x̂: the same output positions.
-            key = [seed, index, number]
-            cols = _columns(x, layer, per_sample, np.random.default_rng(key))
-            cols_q = _columns(x_hats[layer.node], layer, per_sample, np.random.default_rng(key)) \
-                if quant_run is not None else None
-            target.add(layer, cols, cols_q)
+    for group in _layer_groups(model, layers, samples[0],
+                               memory_budget or MemoryBudget.default(),
+                               exposed=2 if quantized is not None else 1):
+        float_run = _InputRunner(model, {layer.node: layer.input for layer in group})
+        quant_run = None
+        if quantized is not None:
+            quant_run = _InputRunner(quantized, {layer.node: readers[layer.node]
+                                                 for layer in group if layer.node in readers})
+        for index, sample in enumerate(samples):
+            xs = float_run.run(sample)
+            x_hats = quant_run.run(sample) if quant_run is not None else {}
+            target = train if index in training else held
+            for layer in group:
+                x = xs.get(layer.node)
+                if x is None or (quant_run is not None and layer.node not in x_hats):
+                    continue
+                # The same generator state for x and x̂: the same output positions.
+                key = [seed, index, layers.index(layer)]
+                cols = _columns(x, layer, per_sample, np.random.default_rng(key))
+                cols_q = _columns(x_hats[layer.node], layer, per_sample,
+                                  np.random.default_rng(key)) if quant_run is not None else None
+                target.add(layer, cols, cols_q)
     validation = held.result()
     return {node: replace(inputs, validation=validation.get(node))
             for node, inputs in train.result().items()}
+
+
+def _layer_groups(model: onnx.ModelProto, layers: Sequence[Layer],
+                  sample: Mapping[str, np.ndarray], budget: MemoryBudget, exposed: int
+                  ) -> list[list[Layer]]:
+    """``layers`` in groups whose input tensors (``exposed`` copies: float and QDQ)
+    fit ``budget`` beside the model's own activations, for one sample of ``sample``'s
+    shape; all in one group when the sizes are unknown."""
+    shapes = {name: np.shape(value) for name, value in sample.items()}
+    cost = sample_cost(model, shapes)
+    if cost is None:
+        return [list(layers)]
+    sizes = {layer.node: exposed * cost.sizes.get(layer.input, 0) for layer in layers}
+    groups = budget.groups(sizes, [layer.node for layer in layers], fixed=cost.per_sample)
+    by_node = {layer.node: layer for layer in layers}
+    if len(groups) > 1:
+        log.info("layer inputs in %d passes (%d layers; memory budget %s)", len(groups),
+                 len(layers), budget)
+    return [[by_node[node] for node in group] for group in groups]
 
 
 class _InputRunner:
@@ -180,7 +209,8 @@ class _InputRunner:
         self.inputs = dict(inputs)
         self.fetch = sorted({t for t in inputs.values() if t not in graph_inputs})
         self.session = create_session(with_outputs(model, self.fetch,
-                                                   elem_type=onnx.TensorProto.FLOAT))
+                                                   elem_type=onnx.TensorProto.FLOAT),
+                                      memory_pattern=False)
         self.feeds = {i.name for i in self.session.get_inputs()}
 
     def run(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

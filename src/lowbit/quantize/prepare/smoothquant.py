@@ -38,6 +38,7 @@ MiniLM they would otherwise decide the choice: their outputs are 12 dB noisier).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,9 +53,17 @@ from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings, TensorRange
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
-from lowbit.graph import FreshNames, add_reduce, onnx_opset, with_outputs
+from lowbit.graph import (
+    FreshNames,
+    add_reduce,
+    infer_shapes_light,
+    onnx_opset,
+    schedule_probes,
+    with_outputs,
+)
 from lowbit.io.model import input_specs
 from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.runtime.memory import MemoryBudget, choose_batch
 from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
@@ -134,8 +143,10 @@ def find_groups(model: onnx.ModelProto) -> list[SmoothGroup]:
 
 def channel_maxima(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
                    samples: Iterable[Sample], *, threads: int | None = None,
-                   max_batch: int = 8) -> dict[str, np.ndarray]:
-    """max|X_j| over all samples and all positions, per channel j of each group's input."""
+                   max_batch: int = 8, memory_budget: MemoryBudget | None = None
+                   ) -> dict[str, np.ndarray]:
+    """max|X_j| over all samples and all positions, per channel j of each group's input;
+    up to ``max_batch`` samples per run, as many as ``memory_budget`` allows."""
     initializers = {i.name: i for i in model.graph.initializer}
     nodes = {n.name: n for n in model.graph.node}
     fetch = {group.tensor: f"lowbit_smooth_{index}_max" for index, group in enumerate(groups)}
@@ -153,11 +164,18 @@ def channel_maxima(model: onnx.ModelProto, groups: Sequence[SmoothGroup],
             helper.make_node("Abs", [f"{tag}_flat"], [f"{tag}_abs"])])
         add_reduce(probe.graph, "ReduceMax", f"{tag}_abs", fetch[group.tensor], [0],
                    opset=opset)
-    session = create_session(probe.SerializeToString(), threads=threads)
+    schedule_probes(probe.graph, first=len(model.graph.node))
+    session = create_session(probe.SerializeToString(), threads=threads, memory_pattern=False)
+    stream = iter(samples)
+    first = next(stream, None)
+    if first is None:
+        raise DatasetError("the smoothing data set has no samples")
+    size = choose_batch(probe, first, memory_budget or MemoryBudget.default(), most=max_batch)
+    del probe
     names = list(fetch.values())
     maxima: dict[str, np.ndarray] = {}
     count = 0
-    for feeds in _batches(model, samples, max_batch):
+    for feeds in _batches(model, itertools.chain([first], stream), size):
         try:
             values = session.run(names, feeds)
         except Exception as err:  # ORT raises several unrelated exception types
@@ -408,7 +426,7 @@ def _attr(node: onnx.NodeProto, name: str) -> object:
 
 def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
     try:
-        graph = onnx.shape_inference.infer_shapes(model).graph
+        graph = infer_shapes_light(model).graph
     except Exception:  # noqa: BLE001 - shapes only sharpen the fold checks
         graph = model.graph
     shapes = {}
@@ -424,13 +442,15 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]
 # -- the deploy flow ------------------------------------------------------------------
 
 
-def recalibrate(table: CalibrationTable, smoothed: SmoothResult, samples: Sequence[Sample],
-                *, threads: int | None = None) -> CalibrationTable:
+def recalibrate(table: CalibrationTable, smoothed: SmoothResult, samples: Iterable[Sample],
+                *, threads: int | None = None, memory_budget: MemoryBudget | None = None
+                ) -> CalibrationTable:
     """The table with every tensor in ``smoothed.changed`` re-measured on ``samples`` by the
     table's own method; the other ranges are kept as they were."""
     settings = CalibrationSettings(method=table.method, bins=table.bins or 2048,
                                    percentile=table.percentile or 99.99)
-    fresh = collect_ranges(smoothed.model, samples, settings, progress=False, threads=threads)
+    fresh = collect_ranges(smoothed.model, samples, settings, progress=False, threads=threads,
+                           memory_budget=memory_budget)
     ranges = {k: v for k, v in table.ranges.items() if k not in smoothed.changed}
     skipped = {k: v for k, v in table.skipped.items() if k not in smoothed.changed}
     for name in smoothed.changed:
@@ -509,8 +529,8 @@ def parse_alpha(value: str | float) -> float | None:
 def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
                     samples: Sequence[Sample], alpha: str | float,
                     settings: QuantizeSettings, *, dynamic: bool = False,
-                    threads: int | None = None, alphas: Sequence[float] = ALPHAS
-                    ) -> SmoothOutcome:
+                    threads: int | None = None, alphas: Sequence[float] = ALPHAS,
+                    memory_budget: MemoryBudget | None = None) -> SmoothOutcome:
     """Smooth ``model`` at ``alpha`` (or the best of ``alphas`` for "auto") and return it with
     ``table`` re-measured for the tensors smoothing changed (no table for ``dynamic``
     INT8, which calibrates nothing). The auto search scores each α on the first
@@ -522,7 +542,8 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
     groups = find_groups(model)
     if not groups:
         raise UsageError("--smooth found no MatMul/Gemm with a constant 2-D weight to smooth")
-    maxima = channel_maxima(model, groups, samples, threads=threads)
+    maxima = channel_maxima(model, groups, samples, threads=threads,
+                            memory_budget=memory_budget)
     if chosen is None:
         search = list(samples[:SEARCH_SAMPLES])
         reference = _run(model, search, threads)
@@ -530,8 +551,8 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
         scores: dict[float, float] = {}
         for candidate in alphas:
             trial = smooth(model, groups, maxima, candidate)
-            trial_table = None if table is None else recalibrate(table, trial, search,
-                                                                  threads=threads)
+            trial_table = None if table is None else recalibrate(
+                table, trial, search, threads=threads, memory_budget=memory_budget)
             quantized = _quantize(trial.model, trial_table, settings, dynamic)
             scores[candidate] = _sqnr(reference, _run(quantized, search, threads), keep)
             log.info("SmoothQuant α=%g: output SQNR %.2f dB", candidate, scores[candidate])
@@ -539,7 +560,8 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
     else:
         scores = {}
     result = smooth(model, groups, maxima, chosen)
-    new_table = None if table is None else recalibrate(table, result, samples, threads=threads)
+    new_table = None if table is None else recalibrate(table, result, samples, threads=threads,
+                                                       memory_budget=memory_budget)
     return SmoothOutcome(result, new_table, scores)
 
 

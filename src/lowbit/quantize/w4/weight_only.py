@@ -47,6 +47,7 @@ from lowbit.quantize.w4.blockwise import (
 )
 from lowbit.quantize.w4.gptq import DAMP, InverseHessian, gptq_quantize, inverse_hessian
 from lowbit.quantize.w4.hessian import collect_hessians, progress_bar
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,8 @@ def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
 
 def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *,
                          samples: Iterable[Mapping[str, np.ndarray]] | None = None,
-                         total_samples: int | None = None,
-                         progress: bool = True) -> WeightOnlyResult:
+                         total_samples: int | None = None, progress: bool = True,
+                         memory_budget: MemoryBudget | None = None) -> WeightOnlyResult:
     """A copy of ``model`` with every eligible MatMul/Gemm as a 4-bit MatMulNBits node."""
     targets, left = find_targets(model)
     if not targets:
@@ -204,7 +205,8 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
         if samples is None:
             raise UsageError("--algorithm gptq needs calibration samples (--calibration-data)")
         collected = collect_hessians(model, [t.input for t in targets], samples,
-                                     total=total_samples, progress=progress)
+                                     total=total_samples, progress=progress,
+                                     memory_budget=memory_budget)
         hessians, used = dict(collected.hessians), collected.samples
     out = onnx.ModelProto()
     out.CopyFrom(model)

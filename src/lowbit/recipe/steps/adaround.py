@@ -25,7 +25,8 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     samples = context.samples(recipe.adaround_data, ADAROUND_SAMPLES, "--adaround")
     weights, report = learn_rounding(state.model, samples, context.int8,
                                      AdaRoundSettings(iterations=recipe.adaround.iterations),
-                                     ranges=state.table.ranges, skipped=state.table.skipped)
+                                     ranges=state.table.ranges, skipped=state.table.skipped,
+                                     memory_budget=context.budget)
     return replace(state, weights=weights).noted(report.summary())
 
 

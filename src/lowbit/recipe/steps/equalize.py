@@ -30,8 +30,10 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     maxima = measure_channel_max(state.model, context.stream(data, count)) \
         if settings.relu6 == "bound" else None
     equalized, report = equalize_layers(state.model, settings, channel_max=maxima)
+    if report.pairs == 0 and report.relu6_replaced == 0:  # nothing changed: keep the table
+        return state.noted(report.summary())
     table, report = remeasure_ranges(equalized, state.table, context.stream(data, count),
-                                     report)
+                                     report, memory_budget=context.budget)
     return replace(state, model=equalized, table=table,
                    changed_inputs="--equalize").noted(report.summary())
 

@@ -57,7 +57,7 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
                          "per-channel activation maxima")
     samples = context.samples(data, SMOOTH_SAMPLES, "--smooth")
     outcome = smooth_for_int8(state.model, None if dynamic else state.table, samples, alpha,
-                              context.int8, dynamic=dynamic)
+                              context.int8, dynamic=dynamic, memory_budget=context.budget)
     return _smoothed(state, outcome.result.model, outcome.table, outcome.summary())
 
 

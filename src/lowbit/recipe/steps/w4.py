@@ -23,7 +23,8 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
         result = quantize_weight_only(state.model, settings,
                                       samples=context.stream(data, settings.samples),
                                       total_samples=min(len(context.data(data)),
-                                                        settings.samples))
+                                                        settings.samples),
+                                      memory_budget=context.budget)
     built = Built(result.model, tuple(result.quantized), tuple(result.left_float))
     unused = "--calibration-table is not used by W4" \
         if context.recipe.calibration_table is not None else None
