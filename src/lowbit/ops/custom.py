@@ -5,7 +5,8 @@
 
 An op is custom when its domain is not one ONNX Runtime's CPU provider implements
 (the ONNX domains and com.microsoft). It runs when the model holds a function of the
-same domain and name; otherwise nothing lowbit loads can run it.
+same domain and name, or when it is a Python op registered in this process
+(lowbit.ops.python_op); otherwise nothing lowbit loads can run it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ _ORT_UNREGISTERED = re.compile(r"([\w.]*):(\w+)\(-?\d+\) is not a registered fun
 def registration_hint(domain: str, op_type: str) -> str:
     return (f"register {domain}::{op_type} once: as an ONNX function of standard ops "
             f"(lowbit.ops.function, added with lowbit.ops.add_function) or, for Python code, "
-            f"as an onnxruntime-extensions op (pip install onnxruntime-extensions)")
+            f"with lowbit.ops.python_op (onnxruntime-extensions: pip install "
+            f"'lowbit[custom-ops]')")
 
 
 def unregistered_ops(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
     """(domain, op type, node name) of every node whose op nothing implements."""
+    from lowbit.ops.python import PYTHON_DOMAIN, registered_python_ops
+
     functions = {(f.domain, f.name) for f in model.functions}
+    functions |= {(PYTHON_DOMAIN, name) for name in registered_python_ops()}
     found = []
     for graph_node in _all_nodes(model.graph):
         key = (graph_node.domain, graph_node.op_type)

@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from lowbit.errors import ModelError
 from lowbit.graph import declared_precision
 from lowbit.ops.custom import explain_ort_error
+from lowbit.ops.python import extensions_library
 from lowbit.runtime.backends import graph_precision
 from lowbit.spec import named_dim_conflict
 
@@ -75,6 +76,9 @@ def create_session(
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimization_level is not None:
         options.graph_optimization_level = ORT_LEVELS[optimization_level]
+    library = extensions_library()
+    if library is not None:  # a Python custom op is registered: ORT calls it through this
+        options.register_custom_ops_library(library)
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     source = model if isinstance(model, bytes) else str(model)
