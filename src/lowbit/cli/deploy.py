@@ -89,6 +89,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shapes", default=_D(None),
                    help="fix input shapes, as for transform")
     add_memory_budget_option(p, default=_D(None))
+    p.add_argument("--target", metavar="METRIC=VALUE", default=_D(None),
+                   help="INT8: reach this agreement with float on --calibration-data "
+                   "(cos=0.995: mean output cosine; sqnr=30: output SQNR in dB; "
+                   "top1-drop=0.5: points of top-1, with labels), climbing from the defaults "
+                   "through AdaRound (with torch) to the fewest ops kept float; exit 1 when "
+                   "it cannot be met (the closest model is written)")
     p.add_argument("--speed", choices=("guard", "off"), default=_D("guard"),
                    help="INT8: guard times the INT8 model against float on this machine and "
                    "keeps float the INT8 islands that make it slower (Q/DQ edges around "
@@ -248,6 +254,10 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"wrote {result.path}")
     if rerun is not None:
         _print_rerun(rerun, console)
+    if result.problem is not None:
+        console.print(f"[red]FAILED[/red]: {result.problem}; the model was written to "
+                      f"{result.path} anyway", markup=True, soft_wrap=True)
+        return 1
     if result.validation is not None:
         console.print(validation_table(result.validation))
         if not result.passed:

@@ -99,6 +99,7 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("keep_io_types", "floats.keep_io_types"),
     Option("keep_float", "floats.keep_float", _keep_float),
     Option("speed", "speed"),
+    Option("target", "target"),
 )}
 ALIASES = {"method": "float_method"}  # deploy's old name for the F16/BF16 method
 

@@ -59,6 +59,7 @@ class DeployState:
     applied: tuple[str, ...] = ()
     built: Built | None = None
     uncorrected: onnx.ModelProto | None = None  # the model before bias correction
+    unmet: str | None = None  # why the model misses what the recipe asked (then exit 1)
     # W4 names the file sizes once the model is written: (float bytes, written) → note
     size_note: Callable[[int, int], str] | None = None
 

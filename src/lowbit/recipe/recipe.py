@@ -251,6 +251,8 @@ class Recipe:
     # the environment's LOWBIT_SPEED ("off" on a CI machine, where timings mean nothing)
     # sets the default
     speed: str = field(default_factory=lambda: os.environ.get("LOWBIT_SPEED", "guard"))
+    # the fidelity to reach, e.g. "cos=0.995" (steps/target.py), on calibration_data
+    target: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.precision, str) or self.precision.upper() not in PRECISIONS:
@@ -263,6 +265,13 @@ class Recipe:
                 object.__setattr__(self, name, _path(value, name))
         _choice(self.backend, tuple(BACKENDS), "backend")
         _choice(self.speed, SPEED_CHECKS, "speed")
+        if self.target is not None:
+            from lowbit.quantize.mixed.search import Target
+
+            if not isinstance(self.target, str):
+                raise RecipeError(f"{{target}} must be text such as 'cos=0.995'; got "
+                                  f"{self.target!r}")
+            _wrapped(lambda: Target.parse(str(self.target)), "target")
         object.__setattr__(self, "input_shapes", _shapes(self.input_shapes))
         _size(self.memory_budget, "memory_budget")
         for name, kind in _SECTIONS.items():
@@ -359,10 +368,10 @@ class Recipe:
     def _check_applies(self) -> None:
         """Settings of another precision are refused, not ignored."""
         applies = {"INT8": ("int8", "smooth", "equalize", "adaround", "bias_correction",
-                            "quantize_table", "calibration_table", "speed"),
+                            "quantize_table", "calibration_table", "speed", "target"),
                    "W4": ("w4",), "F16": ("floats",), "BF16": ("floats",)}[self.precision]
         for name in ("int8", "smooth", "equalize", "adaround", "bias_correction", "w4",
-                     "floats", "quantize_table", "calibration_table", "speed"):
+                     "floats", "quantize_table", "calibration_table", "speed", "target"):
             if name in applies:
                 continue
             value, default = getattr(self, name), getattr(_defaults(), name)
@@ -406,6 +415,12 @@ class Recipe:
         if self.smooth.data is not None and not self.smooth.asked:
             raise RecipeError("{smooth.data} is read only when {smooth.alpha} is a number "
                               "or auto")
+        if self.target is not None and self.calibration_data is None:
+            raise RecipeError("{target} is measured on data: give {calibration_data} (the "
+                              "validation data stays for the gate)")
+        if self.target is not None and self.int8.dynamic:
+            raise RecipeError("{target} builds static INT8 models; it does not combine with "
+                              "{int8.dynamic}")
         if self.precision == "W4":
             if self.w4.algorithm == "gptq" and self.calibration_data is None:
                 raise RecipeError("{precision} W4 with {w4.algorithm} gptq needs "
@@ -416,11 +431,13 @@ class Recipe:
             return
         data = self.calibration_data
         if data is not None and not (
-                (self.adaround is not None and self.adaround.data is None)
+                self.target is not None
+                or (self.adaround is not None and self.adaround.data is None)
                 or (self.smooth.asked and self.smooth.data is None)
                 or (self.equalize is not None and self.equalize_data == data)):
             raise RecipeError(f"{{calibration_data}} {data} is not used: it feeds "
-                              "{adaround}, {smooth.alpha} and {equalize} (INT8) and "
+                              "{adaround}, {smooth.alpha}, {equalize} and {target} (INT8) "
+                              "and "
                               "{w4.algorithm} gptq (W4), none of which is asked for (INT8 "
                               "activation ranges come from {calibration_table}: run lowbit "
                               "calibrate)")

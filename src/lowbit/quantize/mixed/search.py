@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,14 +44,15 @@ from lowbit.runtime.ort import create_session
 
 log = logging.getLogger(__name__)
 
-METRICS = ("cos", "top1-drop")
+METRICS = ("cos", "sqnr", "top1-drop")
 Sample = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class Target:
-    """``cos``: mean per-sample output cosine vs F32 ≥ value; ``top1-drop``: top-1 accuracy
-    drop vs F32 in percentage points ≤ value (needs labels)."""
+    """``cos``: mean per-sample output cosine vs F32 ≥ value; ``sqnr``: output SQNR vs F32
+    in dB (all outputs and samples pooled) ≥ value; ``top1-drop``: top-1 accuracy drop vs
+    F32 in percentage points ≤ value (needs labels)."""
 
     metric: str
     value: float
@@ -73,11 +74,12 @@ class Target:
         except ValueError:
             number = float("nan")
         if not sep or math.isnan(number):
-            raise UsageError(f"--target {text!r}: expected cos=0.99 or top1-drop=0.5")
+            raise UsageError(f"--target {text!r}: expected cos=0.99, sqnr=30 or "
+                             "top1-drop=0.5")
         return cls(metric.strip().lower(), number)
 
     def holds(self, measured: float) -> bool:
-        return measured >= self.value if self.metric == "cos" else measured <= self.value
+        return measured <= self.value if self.metric == "top1-drop" else measured >= self.value
 
     def __str__(self) -> str:
         return f"{self.metric}={self.value:g}"
@@ -118,12 +120,19 @@ def search_mixed(
     max_steps: int | None = None,
     sensitivity_num: int | None = 16,
     skipped: Mapping[str, str] | None = None,
+    reference: onnx.ModelProto | None = None,
+    build: Callable[[Mapping[str, str]], onnx.ModelProto] | None = None,
+    prune: int | None = None,
     memory_budget: MemoryBudget | None = None,
 ) -> SearchResult:
     """Find the fewest ops to run at ``fallback`` so that ``target`` holds on ``samples``.
 
     The ranking uses the first ``sensitivity_num`` samples; every check uses all of them.
-    ``max_steps`` caps the number of mixed models measured after the all-INT8 one.
+    ``max_steps`` caps the number of mixed models measured after the all-INT8 one, and
+    ``prune`` the trials of the pruning pass (None: one per chosen op). ``reference`` is
+    the model whose outputs the target compares with (default ``model``; deploy passes
+    the float model when ``model`` is already prepared, e.g. bias-corrected) and
+    ``build`` how a candidate is made from {op: precision} (default deploy_mixed).
     """
     goal = Target.parse(target) if isinstance(target, str) else target
     if fallback not in FLOAT_PRECISIONS:
@@ -131,7 +140,8 @@ def search_mixed(
     feeds = list(samples)
     if not feeds:
         raise DatasetError("the mixed-precision search needs at least one sample")
-    judge = _Judge(model, ranges, settings, feeds, goal, labels, fallback, skipped)
+    judge = _Judge(model, ranges, settings, feeds, goal, labels, fallback, skipped,
+                   reference=reference, build=build)
     result = SearchResult(QTable({}))
     if judge.check((), "all INT8", result.path):
         return _finish(result, (), judge, fallback)
@@ -147,7 +157,8 @@ def search_mixed(
     if chosen is None:
         log.info("target %s not met even with all %d candidates float", goal, len(ranked))
         return _finish(result, tuple(ranked), judge, fallback, met=False)
-    chosen = _prune(chosen, judge, result.path, budget)
+    chosen = _prune(chosen, judge, result.path,
+                    budget if prune is None else judge.trials + prune)
     return _finish(result, chosen, judge, fallback)
 
 
@@ -200,12 +211,15 @@ class _Judge:
     def __init__(self, model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
                  settings: QuantizeSettings, feeds: list[Sample], target: Target,
                  labels: Sequence[int] | np.ndarray | None, fallback: str,
-                 skipped: Mapping[str, str] | None) -> None:
+                 skipped: Mapping[str, str] | None, *,
+                 reference: onnx.ModelProto | None = None,
+                 build: Callable[[Mapping[str, str]], onnx.ModelProto] | None = None) -> None:
         self.model, self.ranges, self.settings = model, ranges, settings
         self.feeds, self.target, self.fallback, self.skipped = feeds, target, fallback, skipped
+        self.build = build
         self.cache: dict[frozenset[str], float] = {}
         self.trials = -1  # the all-INT8 set is not counted against max_steps
-        self.reference = self._run(model)
+        self.reference = self._run(reference if reference is not None else model)
         self.masks = real_token_masks(model, feeds)  # a transformer's padding not scored
         self.passes = float(len(feeds))
         self.labels = self._labels(labels)
@@ -226,8 +240,8 @@ class _Judge:
         if key not in self.cache:
             self.trials += 1
             keep = {name: self.fallback for name in ops}
-            mixed = deploy_mixed(self.model, self.ranges, self.settings, keep,
-                                 skipped=self.skipped).model
+            mixed = self.build(keep) if self.build is not None else deploy_mixed(
+                self.model, self.ranges, self.settings, keep, skipped=self.skipped).model
             self.cache[key] = self._measure(self._run(mixed))
             self.passes += len(self.feeds)
         metric = self.cache[key]
@@ -244,6 +258,8 @@ class _Judge:
     def _measure(self, outputs: list[list[np.ndarray]]) -> float:
         if self.target.metric == "cos":
             return output_cosine(self.reference, outputs, self.masks)
+        if self.target.metric == "sqnr":
+            return output_sqnr(self.reference, outputs, self.masks)
         return 100.0 * (self.reference_top1 - self._top1(outputs))
 
     def _top1(self, outputs: list[list[np.ndarray]]) -> float:
@@ -252,14 +268,36 @@ class _Judge:
         return float(np.mean(predicted == self.labels))
 
 
+def output_sqnr(reference: list[list[np.ndarray]], outputs: list[list[np.ndarray]],
+                masks: list[np.ndarray | None] | None = None) -> float:
+    """SQNR (dB) of each output over all samples pooled (real tokens only, as for the
+    cosine); the lowest over the outputs, so a weak head is not hidden by a strong one."""
+    worst = math.inf
+    for index in range(len(reference[0]) if reference else 0):
+        signal = noise = 0.0
+        for ref, out, mask in zip(reference, outputs, masks or [None] * len(reference),
+                                  strict=True):
+            a = real_tokens(ref[index], mask).astype(np.float64).ravel()
+            b = real_tokens(out[index], mask).astype(np.float64).ravel()
+            signal += float(a @ a)
+            noise += float((a - b) @ (a - b))
+        value = math.inf if noise == 0.0 else (
+            -math.inf if signal == 0.0 else 10.0 * math.log10(signal / noise))
+        worst = min(worst, value)
+    return worst
+
+
 def output_cosine(reference: list[list[np.ndarray]], outputs: list[list[np.ndarray]],
                   masks: list[np.ndarray | None] | None = None) -> float:
-    """Mean over samples of the cosine between all outputs of a sample, flattened together
-    (at the real tokens only where ``masks`` say: lowbit.quantize.int8.scope)."""
-    values = []
-    for ref, out, mask in zip(reference, outputs, masks or [None] * len(reference),
-                              strict=True):
-        a = np.concatenate([real_tokens(r, mask).ravel() for r in ref])
-        b = np.concatenate([real_tokens(o, mask).ravel() for o in out])
-        values.append(cosine(a, b))
-    return float(np.mean(values))
+    """Per output, the mean over samples of the cosine between the sample's reference and
+    test values (at the real tokens only where ``masks`` say: lowbit.quantize.int8.scope);
+    the lowest over the outputs, so a weak head (a box regression beside a probability
+    map) is not hidden by a strong one."""
+    worst = math.inf
+    for index in range(len(reference[0]) if reference else 0):
+        values = [cosine(real_tokens(ref[index], mask).ravel(),
+                         real_tokens(out[index], mask).ravel())
+                  for ref, out, mask in zip(reference, outputs,
+                                            masks or [None] * len(reference), strict=True)]
+        worst = min(worst, float(np.mean(values)))
+    return worst
