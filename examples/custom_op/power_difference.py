@@ -13,8 +13,11 @@ quantizes around it: the function node stays float (the reason is printed) and e
 convolution runs as an integer kernel. With ``--inside`` transform runs the
 ``inline_functions`` pass first, so calibration observes the tensors inside the operator
 and deploy sees its Sub and Pow (which stay float: lowbit has no INT8 rule for them).
-A node of a custom domain with no function is refused with one line saying how to
-register it (try removing the ``add_function`` call).
+With ``--python`` the same operator is numpy code registered with ``lowbit.ops.python_op``
+(onnxruntime-extensions, the ``custom-ops`` extra): it runs through every verb too, kept
+float by deploy, and the op profile printed at the end shows what each call through
+Python costs. A node of a custom domain with no function or kernel is refused with one
+line saying how to register it (try removing the ``add_function`` call).
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit import api
 from lowbit.analysis.bench import BenchSettings, bench_models
-from lowbit.ops import CUSTOM_DOMAIN, add_function, attribute_ref, function, node
+from lowbit.analysis.profile import profile_model
+from lowbit.ops import (
+    CUSTOM_DOMAIN,
+    PYTHON_DOMAIN,
+    add_function,
+    attribute_ref,
+    function,
+    node,
+    python_op,
+)
 
 
 def power_difference() -> onnx.FunctionProto:
@@ -39,7 +51,13 @@ def power_difference() -> onnx.FunctionProto:
     ], attributes=["p"], doc="(x - y)^p, elementwise")
 
 
-def cnn(seed: int = 0) -> onnx.ModelProto:
+def register_python_kernel() -> None:
+    @python_op("PowerDifference", inputs=2, attrs={"p": "float"})
+    def power_difference_numpy(x: np.ndarray, y: np.ndarray, **attrs: float) -> np.ndarray:
+        return ((x - y) ** attrs["p"]).astype(np.float32)
+
+
+def cnn(seed: int = 0, domain: str = CUSTOM_DOMAIN) -> onnx.ModelProto:
     """Conv-ReLU → PowerDifference(·, 0.1; p=2) → Conv-ReLU → global pool → Gemm (10 classes)."""
     rng = np.random.default_rng(seed)
 
@@ -51,8 +69,7 @@ def cnn(seed: int = 0) -> onnx.ModelProto:
     nodes = [
         node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
         node("Relu", ["c1"], ["r1"], name="relu1"),
-        node("PowerDifference", ["r1", "shift"], ["pd"], domain=CUSTOM_DOMAIN, name="powdiff",
-             p=2.0),
+        node("PowerDifference", ["r1", "shift"], ["pd"], domain=domain, name="powdiff", p=2.0),
         node("Conv", ["pd", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
         node("Relu", ["c2"], ["r2"], name="relu2"),
         node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
@@ -65,7 +82,8 @@ def cnn(seed: int = 0) -> onnx.ModelProto:
         nodes, "power_difference_cnn",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid(domain, 1)], ir_version=8)
 
 
 def main() -> None:
@@ -73,10 +91,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("custom-op-demo"))
     parser.add_argument("--inside", action="store_true",
                         help="inline the function first: calibrate and deploy see its ops")
+    parser.add_argument("--python", action="store_true",
+                        help="the operator as numpy code (onnxruntime-extensions) instead")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    model = add_function(cnn(), power_difference())
+    if args.python:
+        register_python_kernel()
+        model = cnn(domain=PYTHON_DOMAIN)
+    else:
+        model = add_function(cnn(), power_difference())
     onnx.save(model, out / "model.onnx")
     rng = np.random.default_rng(1)
     np.savez(out / "calib.npz", input=rng.standard_normal((32, 3, 32, 32)).astype(np.float32))
@@ -107,6 +131,9 @@ def main() -> None:
     for result in timed.results:
         print(f"bench: {result.label}: {result.timing(1).median_ms:.3f} ms at batch 1")
     print(f"bench: INT8 is {timed.ratio(1):.2f}x the throughput of F32 at batch 1")
+    profile = profile_model(deployed.path, batch=1, runs=20, threads=1)
+    for row in profile.rows[:4]:
+        print(f"profile: {row.op_type:<18} {row.total_ms:.3f} ms/run ({row.share:.0%})")
 
 
 if __name__ == "__main__":

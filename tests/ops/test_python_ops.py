@@ -112,3 +112,12 @@ except UsageError as err:
     assert "twice: a Python operator Twice is already registered" in done.stdout
     assert "missing: Python custom operators need onnxruntime-extensions" in done.stdout
     assert "lowbit[custom-ops]" in done.stdout
+
+
+def test_the_example_with_a_python_kernel(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "examples" / "custom_op" / "power_difference.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--python"],
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "left float: powdiff (PowerDifference): no INT8 rule for ai.onnx.contrib" in done.stdout
+    assert "profile: PowerDifference" in done.stdout
