@@ -48,8 +48,9 @@ OPTIONS = {
     "bias correction from the table": ([], "bias correction: 1 ops on 32 samples"),
     "bias correction": (["--bias-correction", "{d}/calib.npz"], "bias correction: 1 ops"),
     "equalize": (["--equalize", "{d}/calib.npz"], "equalization: "),
-    "equalize, no table bias correction": (["--equalize", "{d}/calib.npz"],
-                                           "no bias correction from the calibration table"),
+    # no Conv pair here: equalization changes nothing, so the table's means still hold
+    "equalize, nothing to equalize": (["--equalize", "{d}/calib.npz"],
+                                      "bias correction: 1 ops on 32 samples"),
     "adaround": (["--adaround", "{d}/calib.npz", "--weight-range", "full"],
                  "adaround (8-bit weights)"),
     "adaround, reduced range": (["--adaround", "{d}/calib.npz", "--weight-range", "reduced"],
@@ -92,3 +93,23 @@ def test_no_bias_correction_leaves_the_biases_and_says_nothing_of_them(
 
     assert corrected_biases(files / "plain.onnx") == []
     assert corrected_biases(files / "corrected.onnx")  # the default does correct them
+
+
+def test_equalization_that_changes_layers_stops_table_bias_correction(tmp_path: Path) -> None:
+    """Equalized Conv pairs read inputs the table's means no longer describe."""
+    import lowbit
+    from tests.quantize.prepare.test_equalize import chain_model
+
+    model = chain_model()
+    onnx.save(model, tmp_path / "c.onnx")
+    shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(2).normal(size=(16, *shape[1:])).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", **{model.graph.input[0].name: x})
+    lowbit.calibrate(tmp_path / "c.onnx", tmp_path / "calib.npz", output=tmp_path / "c.calib",
+                     progress=False)
+    result = lowbit.deploy(tmp_path / "c.onnx", calibration_table=tmp_path / "c.calib",
+                           equalize=tmp_path / "calib.npz", output=tmp_path / "c.int8.onnx")
+    assert any(n.startswith("equalization: ") and not n.startswith("equalization: 0 conv")
+               for n in result.notes), result.notes
+    assert any(n.startswith("no bias correction from the calibration table: --equalize")
+               for n in result.notes), result.notes

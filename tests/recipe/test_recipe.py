@@ -129,3 +129,19 @@ def test_a_recipe_file_with_mistakes_names_the_file_and_the_key() -> None:
         parse_recipe("precision = \n", "r.toml")
     with pytest.raises(RecipeError, match="unknown recipe setting 'precison'"):
         parse_recipe('precison = "INT8"\n', "r.toml")
+
+
+def test_a_recipe_file_is_checked_with_the_flags_over_it(tmp_path: Path) -> None:
+    """A file may leave to the command line what it needs (an [equalize] table whose data
+    comes from --calibration-data): the two are merged, then checked once."""
+    from lowbit.recipe.document import read_recipe_document
+
+    path = tmp_path / "eq.toml"
+    path.write_text('precision = "INT8"\ncalibration_table = "t.calib"\n[equalize]\n'
+                    '[int8]\nper_channel = false\n')
+    merged = Recipe.from_options(read_recipe_document(path), calibration_data="c.npz",
+                                 activation="int8")
+    assert merged.equalize == Equalization() and merged.equalize_data == Path("c.npz")
+    assert not merged.int8.per_channel and merged.int8.activation == "int8"
+    with pytest.raises(RecipeError, match="equalize needs a data set"):
+        Recipe.from_options(read_recipe_document(path))

@@ -218,15 +218,18 @@ def _run(args: argparse.Namespace) -> int:
     from lowbit import api
     from lowbit.cli.render import console, deploy_summary, validation_table
     from lowbit.outputs import check_distinct
-    from lowbit.recipe import read_recipe, recipe_text
+    from lowbit.recipe import Recipe, recipe_text
+    from lowbit.recipe.document import read_recipe_document
 
     if args.recipe and args.recipe_from:
         raise UsageError("--recipe and --recipe-from both give a recipe; choose one")
     try:
         options = recipe_options(args)
         if args.print_recipe:
-            base = read_recipe(args.recipe) if args.recipe else _recorded(args.recipe_from)
-            console.print(recipe_text(api.plan(base, **options)), markup=False, end="")
+            base = read_recipe_document(args.recipe) if args.recipe else \
+                _recorded(args.recipe_from)
+            console.print(recipe_text(Recipe.from_options(base, **options)), markup=False,
+                          end="")
             return 0
         if args.output is None:
             raise UsageError("-o/--output is required (the model to write), unless "
@@ -239,8 +242,11 @@ def _run(args: argparse.Namespace) -> int:
                               **options)
             result = rerun.result
         else:
-            base = read_recipe(args.recipe) if args.recipe else None
-            result = api.deploy(args.model, output=args.output, recipe=base, **options)
+            if args.recipe:  # the file's settings with the flags over them, checked once
+                plan = Recipe.from_options(read_recipe_document(args.recipe), **options)
+                result = api.deploy(args.model, output=args.output, recipe=plan)
+            else:
+                result = api.deploy(args.model, output=args.output, **options)
     except RecipeError as err:
         raise err.renamed(flag_for) from None
     if args.json:
@@ -254,17 +260,17 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"wrote {result.path}")
     if rerun is not None:
         _print_rerun(rerun, console)
-    if result.problem is not None:
-        console.print(f"[red]FAILED[/red]: {result.problem}; the model was written to "
-                      f"{result.path} anyway", markup=True, soft_wrap=True)
-        return 1
     if result.validation is not None:
         console.print(validation_table(result.validation))
-        if not result.passed:
+        if not result.validation.passed:
             names = ", ".join(c.name for c in result.validation.failed)
             console.print(f"[red]validation FAILED[/red] for {names}; the model was written "
                           f"to {result.path} anyway")
             return 1
+    if result.problem is not None:
+        console.print(f"[red]FAILED[/red]: {result.problem}; the model was written to "
+                      f"{result.path} anyway", markup=True, soft_wrap=True)
+        return 1
     return 0
 
 

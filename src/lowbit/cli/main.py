@@ -1,12 +1,13 @@
 """The `lowbit` command: argument parsing and printing over lowbit's API.
 
-    lowbit transform model.onnx -o work/model.f32.onnx --test-input x.npz
-    lowbit calibrate work/model.f32.onnx --dataset calib.npz --num 200 --method kl \
+    lowbit quantize model.onnx --data samples.npz -o out       # the whole flow at once
+    lowbit transform model.onnx -o work/model.f32.onnx --test-data x.npz
+    lowbit calibrate work/model.f32.onnx --data calib.npz --num 200 --method kl \
         -o work/model.calib
     lowbit deploy work/model.f32.onnx --quantize INT8 --calibration-table work/model.calib \
-        --test-input x.npz --test-reference work/ref_outputs.npz --tolerance 0.99,0.90 \
+        --test-data x.npz --test-reference work/ref_outputs.npz --tolerance 0.99,0.90 \
         -o work/model.int8.onnx
-    lowbit compare work/model.f32.onnx work/model.int8.onnx --inputs x.npz
+    lowbit compare work/model.f32.onnx work/model.int8.onnx --data x.npz
     lowbit bench work/model.int8.onnx --vs work/model.f32.onnx --batch 1,32
     lowbit demo
 

@@ -31,14 +31,26 @@ HEADER = "# lowbit recipe v1"
 
 def read_recipe(path: str | Path) -> Recipe:
     """The recipe in the TOML file at ``path``."""
-    path = Path(path)
+    return parse_recipe(_text(Path(path)), str(path))
+
+
+def read_recipe_document(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path`` as tables, not yet checked as a recipe (deploy applies its
+    flags first: ``Recipe.from_options(read_recipe_document(path), **flags)``)."""
+    try:
+        return tomllib.loads(_text(Path(path)))
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path} is not valid TOML: {err}") from None
+
+
+def _text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"recipe file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise RecipeError(f"cannot read the recipe {path}: {err}") from None
-    return parse_recipe(text, str(path))
+    return text
 
 
 def parse_recipe(text: str, source: str = "the recipe") -> Recipe:

@@ -119,15 +119,16 @@ def keyword_for(field_name: str) -> str:
 
 
 def apply_options(base: Any, options: Mapping[str, Any]) -> Any:
-    """``base`` (a Recipe) with the keywords in ``options`` applied, validated once."""
-    from lowbit.recipe.recipe import Recipe
+    """``base`` (a Recipe, or a recipe file's tables not yet checked) with the keywords in
+    ``options`` applied, validated once: a file that needs a flag's setting is fine."""
+    from lowbit.recipe.recipe import Recipe, _defaults
 
     unknown = sorted(set(options) - set(OPTIONS) - set(ALIASES))
     if unknown:
         raise RecipeError(f"unknown deploy option '{unknown[0]}'; known: "
                           f"{', '.join(sorted(OPTIONS))}")
     given = {ALIASES.get(keyword, keyword): value for keyword, value in options.items()}
-    tree = _as_tree(base)
+    tree = _as_tree(base) if not isinstance(base, Mapping) else _merged(_defaults(), base)
     for keyword in [k for k in OPTIONS if k in given]:  # a section before its settings
         for name, new in OPTIONS[keyword].values(given[keyword]).items():
             section, _, key = name.partition(".")
@@ -141,6 +142,20 @@ def apply_options(base: Any, options: Mapping[str, Any]) -> Any:
                                   "for")
             tree[section][key] = new
     return Recipe.from_dict(tree)
+
+
+def _merged(defaults: Any, document: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults' tree with a recipe file's settings over it (unknown keys are left for
+    Recipe.from_dict to refuse)."""
+    tree = _as_tree(defaults)
+    for key, value in document.items():
+        if isinstance(value, Mapping) and isinstance(tree.get(key), dict):
+            tree[key] = {**tree[key], **value}
+        elif isinstance(value, Mapping) and key in ("equalize", "adaround"):
+            tree[key] = dict(value)
+        else:
+            tree[key] = value
+    return tree
 
 
 def _as_tree(recipe: Any) -> dict[str, Any]:
