@@ -14,7 +14,7 @@ convolution runs as an integer kernel. With ``--inside`` transform runs the
 ``inline_functions`` pass first, so calibration observes the tensors inside the operator
 and deploy sees its Sub and Pow (which stay float: lowbit has no INT8 rule for them).
 With ``--python`` the same operator is numpy code registered with ``lowbit.ops.python_op``
-(onnxruntime-extensions, the ``custom-ops`` extra): it runs through every verb too, kept
+(onnxruntime-extensions): it runs through every verb too, kept
 float by deploy, and the op profile printed at the end shows what each call through
 Python costs. A node of a custom domain with no function or kernel is refused with one
 line saying how to register it (try removing the ``add_function`` call).

@@ -15,7 +15,7 @@ runs at full speed, and lowbit calibrates through it, quantizes around it (the f
 node stays float, with the reason, while its neighbours run integer kernels) or, after
 :func:`inline_functions` (the ``inline_functions`` graph pass), inside it, and compares it
 layer by layer. Arbitrary Python/numpy code registers with :func:`python_op`
-(onnxruntime-extensions, the ``custom-ops`` extra): it runs in every verb, stays float
+(onnxruntime-extensions): it runs in every verb, stays float
 in deploy, and pays a Python round trip per call. An op of another domain with neither
 a function nor a kernel is refused by :func:`check_custom_ops`, in one line that names
 it and says how to register it.

@@ -1,4 +1,4 @@
-"""Custom operators as Python (numpy) code, run by onnxruntime-extensions (the custom-ops extra).
+"""Custom operators as Python (numpy) code, run by onnxruntime-extensions (pip install).
 
     @python_op("PowerDifferencePy", inputs=2, attrs={"p": "float"})
     def power_difference(x, y, **attrs):
@@ -36,8 +36,7 @@ def python_op(op_type: str, *, inputs: int = 1, outputs: int = 1,
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
     except ImportError as err:
         raise UsageError("Python custom operators need onnxruntime-extensions: pip install "
-                         "'.[custom-ops]' in lowbit's source folder (or "
-                         "'lowbit[custom-ops]')") from err
+                         "onnxruntime-extensions") from err
     if not op_type.isidentifier():
         raise UsageError(f"a custom operator's name is an identifier, got {op_type!r}")
     if op_type in _REGISTERED:
