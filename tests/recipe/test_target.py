@@ -75,3 +75,14 @@ def test_target_mistakes_are_refused_up_front(options: dict[str, str], message: 
     with pytest.raises(RecipeError, match=message):
         lowbit.plan(calibration_table="t.calib", **options) if options.get("quantize") != \
             "F16" else lowbit.plan(**options)
+
+
+def test_auto_target_is_stricter_for_vectors_than_for_dense_maps() -> None:
+    from lowbit.recipe.steps.target import DENSE_TARGET, VECTOR_TARGET, auto_target
+    from tests.models import small_resnet
+    from tests.recipe.test_speed import prelu_chain
+
+    assert auto_target(small_resnet()) == VECTOR_TARGET == "cos=0.999"   # logits [N, 10]
+    assert auto_target(prelu_chain()) == DENSE_TARGET == "cos=0.995"     # [N, 8, 16, 16]
+    assert lowbit.plan(calibration_table="t", calibration_data="c.npz",
+                       target="AUTO").target == "auto"

@@ -92,7 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", metavar="METRIC=VALUE", default=_D(None),
                    help="INT8: reach this agreement with float on --calibration-data "
                    "(cos=0.995: mean output cosine; sqnr=30: output SQNR in dB; "
-                   "top1-drop=0.5: points of top-1, with labels), climbing from the defaults "
+                   "top1-drop=0.5: points of top-1, with labels; auto: cos=0.995 for a model "
+                   "with a dense output map, else cos=0.999), climbing from the defaults "
                    "through AdaRound (with torch) to the fewest ops kept float; exit 1 when "
                    "it cannot be met (the closest model is written)")
     p.add_argument("--speed", choices=("guard", "off"), default=_D("guard"),

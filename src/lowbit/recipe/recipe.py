@@ -271,7 +271,10 @@ class Recipe:
             if not isinstance(self.target, str):
                 raise RecipeError(f"{{target}} must be text such as 'cos=0.995'; got "
                                   f"{self.target!r}")
-            _wrapped(lambda: Target.parse(str(self.target)), "target")
+            if self.target.strip().lower() == "auto":
+                object.__setattr__(self, "target", "auto")
+            else:
+                _wrapped(lambda: Target.parse(str(self.target)), "target")
         object.__setattr__(self, "input_shapes", _shapes(self.input_shapes))
         _size(self.memory_budget, "memory_budget")
         for name, kind in _SECTIONS.items():

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 TARGET_SAMPLES = 32
 ADAROUND_ITERATIONS = 300
 PRUNE_TRIALS = 6
+# --target auto (bench/dense_baseline.py measures both on the dense stand-ins' REPORT split)
+DENSE_TARGET = "cos=0.995"
+VECTOR_TARGET = "cos=0.999"
 
 
 def applies(recipe: Recipe) -> bool:
@@ -53,7 +56,8 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     assert recipe.target is not None and recipe.calibration_data is not None
     assert state.built is not None and state.table is not None
     started = time.perf_counter()
-    goal = Target.parse(recipe.target)
+    goal = Target.parse(auto_target(context.float_model) if recipe.target == "auto"
+                        else recipe.target)
     samples = context.samples(recipe.calibration_data, TARGET_SAMPLES, "--target")
     score = _Scorer(context.float_model, samples, goal, recipe.calibration_data)
     rungs = [f"defaults {score(state.built.model):.6g}"]
@@ -89,6 +93,18 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
                    unmet=f"target {goal} not met: best {score.last:.6g} with {len(ops)} ops "
                    f"F32; limited most by {', '.join(limits) or 'ops outside the search'}"
                    ).noted(_note(goal, samples, rungs, verdict, started))
+
+
+def auto_target(model: onnx.ModelProto) -> str:
+    """``--target auto``: DENSE_TARGET where an output is a dense map (two spatial
+    dimensions larger than 1, as a segmentation, heat or box-regression map), else
+    VECTOR_TARGET (class scores, embeddings), whose INT8 cosine is usually closer to 1."""
+    for output in model.graph.output:
+        dims = [d.dim_value for d in output.type.tensor_type.shape.dim]
+        spatial = [d for d in dims[2:] if d != 1]  # symbolic dims (0) count as spatial
+        if len(dims) >= 4 and len(spatial) >= 2:
+            return DENSE_TARGET
+    return VECTOR_TARGET
 
 
 def _with_adaround(context: DeployContext) -> DeployState:
