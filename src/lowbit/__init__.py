@@ -78,25 +78,18 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors: the names as they really are
     from lowbit.analysis.bench import BenchSettings
     from lowbit.analysis.bench import bench_models as bench
-    from lowbit.api import (
-        Classification,
-        DeployResult,
-        QuantizeRun,
-        ReportResult,
-        TransformResult,
-        calibrate,
-        classify,
-        compare,
-        deploy,
-        evaluate,
-        info,
-        plan,
-        qtable,
-        report,
-        rerun,
-        run_samples,
-        transform,
-    )
-    from lowbit.api import quantize as quantize_model
+    from lowbit.analysis.classify import Classification
+    from lowbit.api.calibrate import calibrate
+    from lowbit.api.classify import classify
+    from lowbit.api.common import run_samples
+    from lowbit.api.compare import compare
+    from lowbit.api.deploy import DeployResult, deploy, plan, rerun
+    from lowbit.api.evaluate import evaluate
+    from lowbit.api.info import info
+    from lowbit.api.qtable import qtable
+    from lowbit.api.quantize import QuantizeRun
+    from lowbit.api.quantize import quantize as quantize_model
+    from lowbit.api.report import ReportResult, report
+    from lowbit.api.transform import TransformResult, transform
     from lowbit.errors import LowbitError
     from lowbit.recipe import Recipe, read_recipe

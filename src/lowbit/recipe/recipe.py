@@ -326,7 +326,8 @@ class Recipe:
     # -- building ----------------------------------------------------------------------
 
     @classmethod
-    def from_options(cls, base: Recipe | None = None, **options: Any) -> Recipe:
+    def from_options(cls, base: Recipe | Mapping[str, Any] | None = None,
+                     **options: Any) -> Recipe:
         """A recipe from deploy's flat keywords (``quantize="INT8"``,
         ``smooth=0.8``, ``adaround="calib.npz"``, ...; see OPTIONS), over ``base``.
         Errors name the keywords."""
