@@ -197,7 +197,8 @@ class _MeanSums:
                 continue
             if op.op_type == "Conv" and len(self.spatial[name]) != len(op.kernel):
                 continue
-            found[name] = means_from_tap_sums(op, total, self.spatial[name], count)
+            found[name] = means_from_tap_sums(op, total, self.spatial[name], count,
+                                              averaged=self.probes[name].averaged)
         return found
 
 

@@ -135,24 +135,30 @@ class TapSumProbe:
     shape: str
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
+    averaged: bool = False  # the sums are of each sample's mean over the positions
 
 
 def tap_sum_probe(op: MeanInputOp, prefix: str, *, opset: int = 17) -> TapSumProbe:
     """The probe for ``op``'s input tensor, its names starting with ``prefix``."""
-    probe = TapSumProbe(f"{prefix}_sums", f"{prefix}_shape")
-    probe.nodes.append(helper.make_node("Shape", [op.input], [probe.shape]))
-    if op.op_type != "Conv":  # Gemm: the batch axis summed, [K]
-        _reduce_sum(probe, op.input, f"{prefix}_raw", [0], opset, keepdims=False)
-        probe.nodes.append(helper.make_node("Cast", [f"{prefix}_raw"], [probe.sums],
-                                            to=TensorProto.FLOAT))
-        return probe
     rank = len(op.kernel)
     windows = [[_tap_window(op, axis, tap) for tap in range(op.kernel[axis])]
                for axis in range(rank)]
-    if all(w == (0, _TO_THE_END, 1) for axis in windows for w in axis):
-        # Every tap reads every position (1x1, stride 1, no pads): one sum per channel.
-        _reduce_sum(probe, op.input, f"{prefix}_raw", [0, *range(2, 2 + rank)], opset,
+    everywhere = op.op_type == "Conv" and all(w == (0, _TO_THE_END, 1)
+                                              for axis in windows for w in axis)
+    probe = TapSumProbe(f"{prefix}_sums", f"{prefix}_shape", averaged=everywhere)
+    probe.nodes.append(helper.make_node("Shape", [op.input], [probe.shape]))
+    if everywhere:
+        # Every tap reads every position (1x1, stride 1, no pads): each channel's mean, by
+        # GlobalAveragePool (which ONNX Runtime runs in its blocked NCHWc layout, without
+        # reordering the tensor), summed over the batch: C numbers.
+        probe.nodes.append(helper.make_node("GlobalAveragePool", [op.input], [f"{prefix}_gap"]))
+        _reduce_sum(probe, f"{prefix}_gap", f"{prefix}_raw", [0, *range(2, 2 + rank)], opset,
                     keepdims=False)
+        probe.nodes.append(helper.make_node("Cast", [f"{prefix}_raw"], [probe.sums],
+                                            to=TensorProto.FLOAT))
+        return probe
+    if op.op_type != "Conv":  # Gemm: the batch axis summed, [K]
+        _reduce_sum(probe, op.input, f"{prefix}_raw", [0], opset, keepdims=False)
         probe.nodes.append(helper.make_node("Cast", [f"{prefix}_raw"], [probe.sums],
                                             to=TensorProto.FLOAT))
         return probe
@@ -179,12 +185,15 @@ def tap_sum_probe(op: MeanInputOp, prefix: str, *, opset: int = 17) -> TapSumPro
 
 
 def means_from_tap_sums(op: MeanInputOp, sums: np.ndarray, spatial: tuple[int, ...],
-                        samples: int) -> np.ndarray:
+                        samples: int, *, averaged: bool = False) -> np.ndarray:
     """M for one op (as :func:`patch_means` gives it) from its probe's ``sums``, added
-    over every run, for inputs of ``spatial`` size and ``samples`` samples in all."""
+    over every run, for inputs of ``spatial`` size and ``samples`` samples in all
+    (``averaged``: the probe's, sums of per-sample means over the positions)."""
     total = np.asarray(sums, np.float64)
     if op.op_type != "Conv":
         return total / samples
+    if averaged:
+        return total.reshape(total.shape[0], *op.kernel) / samples
     positions = math.prod(_outputs(op, axis, size) for axis, size in enumerate(spatial))
     return total.reshape(total.shape[0], *op.kernel) / (samples * max(positions, 1))
 

@@ -403,7 +403,14 @@ def kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
     nonzero = np.concatenate([[0], np.cumsum(hist > 0)])
     entropy_sum = np.concatenate([[0.0], np.cumsum(_xlogx(hist))])
 
+    # When every value sits far from zero (a pooled output in [0.4, 5.6]), a candidate
+    # that folds all the mass into its last bin has P and Q identical after
+    # normalisation: KL = 0 at a threshold that clips everything. Never clip more
+    # than KL_MAX_CLIPPED of the values: the candidates that would are not evaluated
+    # (the mass kept only grows with i, so they are the first ones).
     candidates = np.arange(levels, n + 1)  # (C,)
+    kept = mass[candidates] / total
+    candidates = candidates[int(np.argmax(kept >= 1.0 - KL_MAX_CLIPPED)):]
     # start of bucket b for candidate i: ceil(b * i / levels); the last "start" is i itself.
     starts = -(-(candidates[:, None] * np.arange(levels + 1)[None, :]) // levels)  # (C, L+1)
     lo, hi = starts[:, :-1], starts[:, 1:]
@@ -419,12 +426,6 @@ def kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
         q_term = np.where(p_mass > 0, p_mass * log_q, 0.0).sum(axis=1)
         divergence = (p_term - q_term) / total + np.log(mass[candidates] / total)
     divergence = np.where(np.isnan(divergence), np.inf, divergence)
-    # When every value sits far from zero (a pooled output in [0.4, 5.6]), a candidate
-    # that folds all the mass into its last bin has P and Q identical after
-    # normalisation: KL = 0 at a threshold that clips everything. Never clip more
-    # than KL_MAX_CLIPPED of the values.
-    kept = mass[candidates] / total
-    divergence = np.where(kept >= 1.0 - KL_MAX_CLIPPED, divergence, np.inf)
     best = int(np.argmin(divergence))
     return float(candidates[best] * width)
 
