@@ -69,9 +69,9 @@ def run_demo_flow(workdir: Path, *, method: str = "auto", repeats: int = 20,
     ``on_deployed`` the deploy result as soon as it is there."""
     model = asset_path(ASSETS[0])
     check_distinct({f"demo file {name}": asset_path(name) for name in ASSETS},
-                   {"--workdir": OutputDir(workdir, WORKDIR_FILES)})
+                   {"{workdir}": OutputDir(workdir, WORKDIR_FILES)})
     if workdir.exists() and not workdir.is_dir():
-        raise UsageError(f"--workdir {workdir} is a file; give a folder for the demo's files")
+        raise UsageError(f"{{workdir}} {workdir} is a file; give a folder for the demo's files")
     workdir.mkdir(parents=True, exist_ok=True)
     # The data sets go beside the stages' files, so the README's commands run on them.
     with np.load(asset_path(ASSETS[1])) as data:

@@ -1,11 +1,12 @@
 """Refuse a command whose output would land on one of its own inputs.
 
-    check_distinct({"MODEL": model, "--dataset": dataset},
-                   {"-o": output, "--dump": OutputDir(dump, ("reference.npz", "test.npz"))})
+    check_distinct({"{model}": model, "{dataset}": dataset},
+                   {"{output}": output, "{dump}": OutputDir(dump, ("reference.npz", "test.npz"))})
 
-Each mapping goes from the option (or argument) as the user wrote it to a path, or None
-when the option was not given. An output is refused, with a UsageError naming both
-options and the file, when it is the same file as an input or as another output, or lies
+Each mapping goes from the argument, as a ``{keyword}`` placeholder (lowbit.errors.
+ArgumentError: the Python keyword for an API caller, the flag on the command line), to
+a path, or None when it was not given. An output is refused, with an ArgumentError
+naming both arguments and the file, when it is the same file as an input or as another output, or lies
 inside an input folder (a data set folder would gain a file). "Same file" covers
 symlinks, hard links, relative and absolute spellings: existing files are compared by
 device and inode (os.path.samefile), files still to be written by their resolved path.
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lowbit.errors import UsageError
+from lowbit.errors import ArgumentError
 
 PathLike = str | os.PathLike[str]
 
@@ -34,20 +35,20 @@ class OutputDir:
 
 def check_distinct(inputs: Mapping[str, PathLike | None],
                    outputs: Mapping[str, PathLike | OutputDir | None]) -> None:
-    """Raise UsageError when an output would overwrite an input or another output."""
+    """Raise ArgumentError when an output would overwrite an input or another output."""
     given_inputs = [(label, Path(path)) for label, path in inputs.items() if path is not None]
     written = list(_written_files(outputs))
     for index, (label, path, shown) in enumerate(written):
         for in_label, in_path in given_inputs:
             if _same_file(path, in_path):
-                raise UsageError(f"{shown} is the same file as {in_label} {in_path}; writing "
+                raise ArgumentError(f"{shown} is the same file as {in_label} {in_path}; writing "
                                  f"it would destroy that input: write to another path")
             if _inside_folder(path, in_path):
-                raise UsageError(f"{shown} is inside the {in_label} folder {in_path}; writing "
+                raise ArgumentError(f"{shown} is inside the {in_label} folder {in_path}; writing "
                                  f"it would add a file to that input: write it elsewhere")
         for other_label, other, other_shown in written[:index]:
             if _same_file(path, other):
-                raise UsageError(f"{shown} and {other_shown} are the same file; "
+                raise ArgumentError(f"{shown} and {other_shown} are the same file; "
                                  f"give {label} and {other_label} different paths")
 
 

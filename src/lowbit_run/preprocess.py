@@ -91,6 +91,7 @@ def resize_and_crop(image: Image.Image, height: int, width: int, *,
 
 def letterbox(image: Image.Image, height: int, width: int) -> Image.Image:
     """Fit inside height x width keeping the aspect ratio; pad with black, centred."""
+    check_pixels(height, width)
     w, h = image.size
     ratio = min(height / h, width / w)
     new_w, new_h = max(1, min(width, round(w * ratio))), max(1, min(height, round(h * ratio)))
@@ -102,7 +103,18 @@ def letterbox(image: Image.Image, height: int, width: int) -> Image.Image:
 def resize_to(image: Image.Image, height: int, width: int) -> Image.Image:
     if image.size == (width, height):
         return image
+    check_pixels(height, width)
     return image.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def check_pixels(height: int, width: int) -> None:
+    """Refuse an image larger than Pillow lets a file decode to (its decompression-bomb
+    limit): a resize, crop or input size that large cannot be held, let alone fed."""
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    if limit and height * width > limit:
+        raise ImageError(f"making a {width}x{height} image ({height * width / 1e6:.0f} "
+                         f"megapixels) is over the {limit / 1e6:.0f}-megapixel limit: check "
+                         "the resize and crop sizes and the model's input height and width")
 
 
 def centre_crop(image: Image.Image, height: int, width: int) -> Image.Image:

@@ -107,9 +107,9 @@ def test_errors_name_what_is_wrong(tmp_path: Path, red: Path):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DatasetError, match="cannot read image"):
         lowbit.classify(tmp_path / "m.onnx", tmp_path / "broken.jpg", image_options=OPTIONS)
-    with pytest.raises(UsageError, match=r"no meta file \(m.meta.json\) .* give --mean"):
+    with pytest.raises(UsageError, match=r"no meta file \(m.meta.json\) .* give image_options"):
         lowbit.classify(tmp_path / "m.onnx", red)
-    with pytest.raises(UsageError, match="--top"):
+    with pytest.raises(UsageError, match="top must be from 1"):
         lowbit.classify(tmp_path / "m.onnx", red, top=0, image_options=OPTIONS)
     with pytest.raises(UsageError, match="image format"):
         lowbit.classify(tmp_path / "m.onnx", red, image_options=OPTIONS,

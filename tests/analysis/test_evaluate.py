@@ -114,7 +114,7 @@ def test_classification_without_labels_says_how_to_give_them(classifier, tmp_pat
     model, _, _ = classifier
     bare = tmp_path / "bare.npz"
     np.savez(bare, x=np.load(tmp_path / "data.npz")["x"])
-    with pytest.raises(DatasetError, match="top1, top5 need.*--labels"):
+    with pytest.raises(DatasetError, match="top1, top5 need.*give labels"):
         evaluate(model, bare)
 
 
@@ -202,7 +202,7 @@ def test_filename_label_lines_match_image_files(tmp_path, image_folder):
 def test_loose_images_give_no_folder_labels(tmp_path):
     root = tmp_path / "flat"
     _png(root / "x.png", 0)
-    with pytest.raises(DatasetError, match="class folder.*--labels"):
+    with pytest.raises(DatasetError, match="class folder.*give labels"):
         load_labels(None, root, 1)
 
 

@@ -69,7 +69,7 @@ def test_calibrate_onto_its_model(work, capsys):
 def test_calibrate_onto_its_data_set(work, capsys):
     data = work / "x.npz"
     _refused(["calibrate", work / "model.onnx", "--dataset", data, "-o", data], capsys, [data],
-             "is the same file as --dataset")
+             "is the same file as --data")
 
 
 def test_calibrate_onto_a_symlink_to_its_model(work, capsys):
@@ -81,7 +81,7 @@ def test_calibrate_onto_a_symlink_to_its_model(work, capsys):
 def test_calibrate_onto_a_hard_link_to_its_data_set(work, capsys):
     os.link(work / "x.npz", work / "twin.calib")
     _refused(["calibrate", work / "model.onnx", "--dataset", work / "x.npz", "-o",
-              work / "twin.calib"], capsys, [work / "x.npz"], "is the same file as --dataset")
+              work / "twin.calib"], capsys, [work / "x.npz"], "is the same file as --data")
 
 
 def test_calibrate_relative_onto_absolute(work, capsys, monkeypatch):
@@ -110,7 +110,7 @@ def test_transform_default_reference_inputs_onto_its_test_input(work, capsys):
     (work / "x.npz").rename(test_input)
     _refused(["transform", work / "model.onnx", "-o", work / "model.f32.onnx", "--test-input",
               test_input], capsys, [test_input], "--reference-input (default: beside -o)",
-             "is the same file as --test-input")
+             "is the same file as --test-data")
     assert not (work / "model.f32.onnx").exists()
 
 
@@ -133,7 +133,7 @@ def test_compare_dump_folder_over_its_inputs(work, capsys):
     inputs = dump / "test.npz"
     (work / "x.npz").rename(inputs)
     _refused(["compare", work / "model.onnx", work / "model.int8.onnx", "--inputs", inputs,
-              "--dump", dump], capsys, [inputs], "(its test.npz) is the same file as --inputs")
+              "--dump", dump], capsys, [inputs], "(its test.npz) is the same file as --data")
 
 
 def test_compare_csv_and_plot_on_one_file(work, capsys):
@@ -151,7 +151,7 @@ def test_report_into_its_data_set_folder(work, capsys):
             np.savez(samples / f"s{i}.npz", input=data["input"][i:i + 1])
     kept = sorted(samples.iterdir())
     _refused(["report", work / "model.onnx", "--dataset", samples, "-o", samples / "report"],
-             capsys, kept, "is inside the --dataset folder")
+             capsys, kept, "is inside the --data folder")
     assert sorted(samples.iterdir()) == kept
 
 

@@ -59,7 +59,7 @@ def test_python_api_small_data_overlaps_and_says_so(data: Path) -> None:
 
 def test_mistakes_exit_2_before_any_work(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for extra, message in (([], "--data"), (["--data", data / "samples.npz", "--num", "0"],
-                                            "num must be a positive number"),
+                                            "--num must be from 1 to"),
                            (["--data", data / "samples.npz", "--quantize", "W4",
                              "--tolerance", "2,1"], "tolerance")):
         out = data / "bad"

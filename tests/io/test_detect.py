@@ -125,9 +125,9 @@ def test_a_missing_extra_is_named(tmp_path: Path) -> None:
 
 def test_bad_options_are_usage_errors() -> None:
     model = small_resnet()
-    with pytest.raises(UsageError, match="--exporter"):
+    with pytest.raises(UsageError, match="exporter must be one of"):
         import_model("model.onnx", exporter="onnxscript")
-    with pytest.raises(UsageError, match="--opset 9"):
+    with pytest.raises(UsageError, match="opset must be from 11 to"):
         import_model("model.onnx", opset=9)
     with pytest.raises(UsageError, match="cannot import a ModelProto"):
         import_model(model)

@@ -110,5 +110,5 @@ def test_names_and_examples_are_refused_for_onnx(tmp_path: Path) -> None:
     onnx.save(small_resnet(), tmp_path / "m.onnx")
     with pytest.raises(UsageError, match="an ONNX model names its own inputs and outputs"):
         import_model(tmp_path / "m.onnx", output_names=["logits"])
-    with pytest.raises(UsageError, match="example= traces a PyTorch module"):
+    with pytest.raises(UsageError, match="example traces a PyTorch module"):
         import_model(tmp_path / "m.onnx", example=np.zeros((1, 3, 16, 16), np.float32))

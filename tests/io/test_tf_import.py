@@ -100,12 +100,12 @@ def test_frozen_graph_def_with_inputs_and_outputs(saved: dict) -> None:
 
 def test_frozen_graph_def_without_inputs_lists_its_placeholders(saved: dict) -> None:
     path = saved["root"] / "frozen.pb"
-    with pytest.raises(UsageError, match=r"frozen GraphDef: give --inputs \(its placeholders: x\)"):
+    with pytest.raises(UsageError, match=r"frozen GraphDef: give input_names \(its placeholders: x\)"):
         import_model(path, output_names=[saved["output_node"]])
-    with pytest.raises(UsageError, match=f"give --outputs .its final nodes: "
+    with pytest.raises(UsageError, match=f"give output_names .its final nodes: "
                                          f"{saved['output_node']}"):
         import_model(path, input_names=["x"])
-    with pytest.raises(UsageError, match="--inputs nope: .* has no node 'nope'"):
+    with pytest.raises(UsageError, match="input_names nope: .* has no node 'nope'"):
         import_model(path, input_names=["nope"], output_names=[saved["output_node"]])
 
 

@@ -113,7 +113,7 @@ def test_torchscript_file_needs_and_uses_input_shapes(net: SmallNet, tmp_path: P
     path = tmp_path / "net.pt"
     torch.jit.trace(net, _example()).save(str(path))
     with pytest.raises(UsageError, match=r"TorchScript file: exporting it needs the input "
-                                         r"shapes, e.g. --input-shapes \[\[1,3,224,224\]\]"):
+                                         r"shapes, e.g. input_shapes \[\[1,3,224,224\]\]"):
         import_model(path)
     imported = import_model(path, input_shapes=[(1, 3, 16, 16)])
     assert imported.source_format == "torchscript"
@@ -127,7 +127,7 @@ def test_module_errors_are_usage_errors(net: SmallNet) -> None:
         import_model(net)
     with pytest.raises(UsageError, match="must be a tensor or a tuple of tensors"):
         import_model(net, example="an image")
-    with pytest.raises(UsageError, match="--inputs names 2 input"):
+    with pytest.raises(UsageError, match="input_names names 2 input"):
         import_model(net, example=_example(), input_names=["a", "b"], exporter="torchscript")
 
 

@@ -126,7 +126,7 @@ def test_an_op_nothing_implements_is_one_line_exit_2(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     for needle in ("powdiff", "PowerDifference", "domain custom.ops", "lowbit.ops.function",
-                   "onnxruntime-extensions"):
+                   "the custom-ops extra"):
         assert needle in err
     assert not out.exists()
     assert main(["bench", str(tmp_path / "unknown.onnx"), "--repeats", "1"]) == 2

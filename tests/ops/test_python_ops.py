@@ -111,7 +111,7 @@ except UsageError as err:
     assert "name: a custom operator's name is an identifier" in done.stdout
     assert "twice: a Python operator Twice is already registered" in done.stdout
     assert "missing: Python custom operators need onnxruntime-extensions" in done.stdout
-    assert "pip install onnxruntime-extensions" in done.stdout
+    assert "pip install '.[custom-ops]'" in done.stdout
 
 
 def test_the_example_with_a_python_kernel(tmp_path: Path) -> None:

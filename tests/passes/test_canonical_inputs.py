@@ -70,6 +70,6 @@ def test_input_shapes_fix_minus_one_dims() -> None:
 def test_input_shapes_for_a_scalar_input() -> None:
     model, _ = canonicalize(scalar_input_model(), input_shapes=[(1, 8), ()])
     assert [spec.shape for spec in input_specs(model)] == [(1, 8), ()]
-    with pytest.raises(UsageError, match=r"input 'sr' has rank 0, --input-shapes gives \[1\] "
+    with pytest.raises(UsageError, match=r"input 'sr' has rank 0, input_shapes gives \[1\] "
                                          r"\(rank 1\)"):
         canonicalize(scalar_input_model(), input_shapes={"sr": (1,)})

@@ -106,8 +106,8 @@ def test_the_python_api_refuses_wrong_types_before_writing(flow: Path, tmp_path:
     out = tmp_path / "m.onnx"
     for options, message in (({"quantize": 8}, "quantize must be one of"),
                              ({"tolerance": 0.99}, "tolerance must be"),
-                             ({"calibration_table": 5}, "calibration_table must be a file"),
-                             ({"output": None}, "output must be a file path")):
+                             ({"calibration_table": 5}, "calibration_table must be a path"),
+                             ({"output": None}, "output must be a path")):
         kwargs = {"calibration_table": flow / "model.calib", "output": out, **options}
         with pytest.raises(lowbit.LowbitError, match=message):
             lowbit.deploy(flow / "model.f32.onnx", **kwargs)

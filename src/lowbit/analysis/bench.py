@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from lowbit.errors import UsageError
+from lowbit import arguments
+from lowbit.errors import ArgumentError, UsageError
 from lowbit.io.model import input_specs, load_model
 from lowbit.runtime.backends import (
     Runner,
@@ -59,12 +61,13 @@ from lowbit.runtime.backends import (
     graph_precision,
     make_runner,
 )
-from lowbit.runtime.ort import ORT_LEVELS, create_session
+from lowbit.runtime.ort import ORT_LEVELS, check_run, create_session
 from lowbit.spec import TensorSpec
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+MAX_MIN_SECONDS = 86400.0  # a day of timed runs per batch size
 
 
 @dataclass(frozen=True)
@@ -88,26 +91,21 @@ class BenchSettings:
     ort_optimization: str = "all"
 
     def __post_init__(self) -> None:
-        check_backend(self.backend)
+        check_backend(arguments.text(self.backend, "backend"))
         object.__setattr__(self, "precision", check_precision(self.precision))
-        if self.ort_optimization not in ORT_LEVELS:
-            raise UsageError(f"ort_optimization must be one of {', '.join(ORT_LEVELS)}, "
-                             f"found {self.ort_optimization!r}")
-        if not self.batches:
-            raise UsageError("bench needs at least one batch size, found none")
-        bad = [b for b in self.batches if not isinstance(b, int) or b < 1]
-        if bad:
-            raise UsageError(f"batch sizes must be integers >= 1, found {bad}")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"threads must be >= 1 (or None for ORT's default), "
-                             f"found {self.threads}")
-        if self.warmup < 0:
-            raise UsageError(f"warmup must be >= 0, found {self.warmup}")
-        if self.repeats < 1:
-            raise UsageError(f"repeats must be >= 1, found {self.repeats}")
-        if not math.isfinite(self.min_seconds) or self.min_seconds < 0:
-            raise UsageError(f"min_seconds must be a finite number >= 0, "
-                             f"found {self.min_seconds}")
+        arguments.choice(self.ort_optimization, tuple(ORT_LEVELS), "ort_optimization")
+        batches = self.batches
+        if isinstance(batches, int | np.integer) and not isinstance(batches, bool):
+            batches = (batches,)
+        if isinstance(batches, str) or not isinstance(batches, Sequence) or not batches:
+            raise ArgumentError(f"{{batches}} must be a list of batch sizes; got {batches!r}")
+        object.__setattr__(self, "batches", tuple(arguments.count(b, "batches")
+                                                  for b in batches))
+        arguments.threads(self.threads)
+        arguments.count(self.warmup, "warmup", minimum=0)
+        arguments.count(self.repeats, "repeats")
+        object.__setattr__(self, "min_seconds", arguments.number(
+            self.min_seconds, "min_seconds", low=0, high=MAX_MIN_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -124,11 +122,11 @@ class BenchVariant:
     ort_optimization: str | None = None
 
     def __post_init__(self) -> None:
-        check_backend(self.backend)
+        object.__setattr__(self, "model", arguments.path(self.model, "model"))
+        check_backend(arguments.text(self.backend, "backend"))
         object.__setattr__(self, "precision", check_precision(self.precision))
-        if self.ort_optimization is not None and self.ort_optimization not in ORT_LEVELS:
-            raise UsageError(f"ort_optimization must be one of {', '.join(ORT_LEVELS)}, "
-                             f"found {self.ort_optimization!r}")
+        if self.ort_optimization is not None:
+            arguments.choice(self.ort_optimization, tuple(ORT_LEVELS), "ort_optimization")
 
 
 @dataclass(frozen=True)
@@ -199,16 +197,22 @@ class _Plan:
 
 
 def bench_models(
-    models: Sequence[str | Path | BenchVariant], settings: BenchSettings, *,
+    models: Sequence[str | Path | BenchVariant], settings: BenchSettings | None = None, *,
     progress: bool = True,
 ) -> BenchComparison:
-    """Time every model at every batch size of ``settings``, interleaved in one process.
+    """Time every model at every batch size of ``settings`` (default: BenchSettings()),
+    interleaved in one process.
 
     An entry is a path (run on ``settings.backend`` at ``settings.precision``) or a
     :class:`BenchVariant`; results come back in the order given.
     """
-    if not models:
-        raise UsageError("bench_models needs at least one model, found none")
+    if isinstance(models, str | os.PathLike | BenchVariant) \
+            or not isinstance(models, Sequence) or not models:
+        raise ArgumentError(f"{{models}} must be a list of model paths (or BenchVariants); "
+                            f"got {models!r}"[:300])
+    settings = arguments.instance(settings, BenchSettings, "settings",
+                                  "a BenchSettings") or BenchSettings()
+    arguments.flag(progress, "progress")
     variants = [m if isinstance(m, BenchVariant)
                 else BenchVariant(m, settings.backend, settings.precision) for m in models]
     paths = [Path(v.model) for v in variants]
@@ -220,6 +224,9 @@ def bench_models(
     per_model: list[list[BatchTiming]] = [[] for _ in paths]
     for batch in settings.batches:
         plans = [plan_batch(proto, batch, rng, name=str(p)) for proto, p in zip(protos, paths, strict=True)]
+        for engine, plan, path in zip(engines, plans, paths, strict=True):
+            if isinstance(engine, _OrtEngine):  # runners check their own runs
+                check_run(engine.session, plan.feeds, str(path))
         runners = [_runner(e, plan) for e, plan in zip(engines, plans, strict=True)]
         if progress:
             log.info("timing %d model(s) at batch %d: %d warm-up + %d timed runs each",
@@ -303,9 +310,12 @@ def summarize(batch: int, seconds: Sequence[float], *, sequential: bool = False)
 
 
 def plan_batch(
-    model: onnx.ModelProto, batch: int, rng: np.random.Generator, *, name: str = "model"
+    model: onnx.ModelProto, batch: int, rng: np.random.Generator, *, name: str = "model",
+    keyword: str = "batches",
 ) -> _Plan:
-    """Random feeds for ``batch`` samples, or for a fixed batch size run several times."""
+    """Random feeds for ``batch`` samples, or for a fixed batch size run several times;
+    a batch whose feeds cannot fit in memory is refused first (an ArgumentError naming
+    ``keyword``)."""
     specs = input_specs(model)
     fixed = _fixed_batch(specs)
     if fixed is None:
@@ -315,6 +325,12 @@ def plan_batch(
     else:
         raise UsageError(f"{name} has its batch dimension fixed to {fixed}; batch {batch} "
                          f"is not a multiple of it")
+    # A float feed is drawn in float64 and then cast: both exist at once.
+    need = sum(math.prod(dim if isinstance(dim, int) else run_batch for dim in spec.shape)
+               * (spec.dtype.itemsize + (8 if np.issubdtype(spec.dtype, np.floating) else 0))
+               for spec in specs)
+    arguments.check_memory(need, keyword, f"batch {batch} of {Path(name).name} (its random "
+                           "inputs alone)")
     feeds = {spec.name: _random_input(spec, run_batch, rng, name) for spec in specs}
     return _Plan(feeds=feeds, runs=runs)
 

@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lowbit import arguments
 from lowbit.atomic import atomic_path
 from lowbit.data import ImageFolderDataset, ImageOptions
 from lowbit.data.images import is_image_file
-from lowbit.errors import DatasetError, UsageError
+from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model
 from lowbit.runtime.backends import graph_precision, make_runner
 
@@ -79,8 +80,7 @@ def classify_image(model: str | Path, image: str | Path, *, image_options: Image
     """Preprocess ``image`` with ``image_options``, run ``model`` and return the ``top``
     classes. ``labels`` default to ImageNet's for 1000 (or 1001) scores, else "class N"."""
     model, image = Path(model), Path(image)
-    if top <= 0:
-        raise UsageError(f"--top must be a positive number of classes, got {top}")
+    top = arguments.count(top, "top")
     if not image.is_file():
         raise DatasetError(f"image not found: {image}")
     if not is_image_file(image):
@@ -89,6 +89,8 @@ def classify_image(model: str | Path, image: str | Path, *, image_options: Image
     specs = input_specs(proto)
     sample = ImageFolderDataset(image, specs, [image], image_options).stacked(1)
     runner = make_runner(model, backend=backend, threads=threads)
+    if not runner.output_names:
+        raise ModelError(f"{model} has no graph outputs: there are no scores to rank")
     name = output_name or runner.output_names[0]
     if name not in runner.output_names:
         raise UsageError(f"model {model} has no output '{name}'; outputs: "
@@ -191,5 +193,5 @@ def _names_for(count: int, labels: Sequence[str] | None, source: str, model: Pat
     if count == IMAGENET_CLASSES + 1:
         return ("background", *imagenet_class_names()), "ImageNet-1k with background first"
     log.warning("output '%s' has %d scores: not ImageNet's 1000; naming them by index "
-                "(give --labels)", output, count)
+                "(give labels)", output, count)
     return tuple(f"class {i}" for i in range(count)), "class indices"

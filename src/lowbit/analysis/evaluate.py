@@ -49,12 +49,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lowbit import arguments
 from lowbit.analysis.labels import HOW_TO_GIVE_LABELS, load_labels, load_targets
 from lowbit.analysis.metrics import mean_cosine, psnr, ssim, top1_agreement, topk_accuracy
 from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset
-from lowbit.errors import DatasetError, UsageError
+from lowbit.errors import ArgumentError, DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model
-from lowbit.runtime.backends import make_runner
+from lowbit.runtime.backends import check_backend, make_runner
 from lowbit.runtime.memory import MemoryBudget, choose_batch, stacked_batches
 
 log = logging.getLogger(__name__)
@@ -201,12 +202,13 @@ def evaluate(
     memory_budget: str | int | None = None,
 ) -> EvalReport:
     """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module."""
+    model_path = arguments.path(model, "model")
+    vs_path = arguments.optional_path(vs, "vs")
+    labels, reference = _labels_and_reference(labels, reference)
     wanted = parse_metrics(metrics)
     runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
                            backend))
     runs.settings = replace(runs.settings, memory_budget=MemoryBudget.parse(memory_budget))
-    model_path = Path(model)
-    vs_path = Path(vs) if vs is not None else None
     truth = _ground_truth(runs, model_path, wanted, labels, reference, fallback=vs_path)
     paths = [model_path] + ([vs_path] if vs_path is not None else [])
     results = tuple(_score(runs, path, wanted, truth) for path in paths)
@@ -236,13 +238,12 @@ def evaluate_models(
     ``reference`` (typically the F32 model, which may also be in ``models``; it runs
     once) is what PSNR/SSIM/cos compare against, unless a ``target`` array is given.
     """
-    if not models:
-        raise UsageError("evaluate_models needs at least one model, found none")
+    paths = arguments.paths(models, "models")
+    labels, reference = _labels_and_reference(labels, reference)
     wanted = parse_metrics(metrics)
     runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
                            backend))
     runs.settings = replace(runs.settings, memory_budget=MemoryBudget.parse(memory_budget))
-    paths = [Path(m) for m in models]
     truth = _ground_truth(runs, paths[0], wanted, labels, reference, fallback=None)
     return tuple(_score(runs, path, wanted, truth) for path in paths)
 
@@ -250,6 +251,8 @@ def evaluate_models(
 def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     """Metric names, lower-cased, '-' dropped ('top-1' is top1), duplicates removed;
     a comma-separated string works too. An unknown name raises UsageError."""
+    if not isinstance(metrics, str):
+        metrics = arguments.names(metrics, "metrics") or ()
     items: Iterable[str] = metrics.split(",") if isinstance(metrics, str) else metrics
     names: list[str] = []
     for item in items:
@@ -257,12 +260,12 @@ def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
         if not name:
             continue
         if name not in KNOWN_METRICS:
-            raise UsageError(f"unknown metric '{item.strip()}'; known metrics: "
+            raise ArgumentError(f"{{metrics}}: unknown metric '{item.strip()[:60]}'; known: "
                              f"{', '.join(KNOWN_METRICS)}")
         if name not in names:
             names.append(name)
     if not names:
-        raise UsageError(f"no metric given; known metrics: {', '.join(KNOWN_METRICS)}")
+        raise ArgumentError(f"{{metrics}} names no metric; known: {', '.join(KNOWN_METRICS)}")
     return tuple(names)
 
 
@@ -273,12 +276,17 @@ def _settings(dataset: str | Path, threads: int | None, num: int | None,
               output_name: str | None, image_options: ImageOptions | None,
               input_shapes: Mapping[str, tuple[int, ...]] | None,
               backend: str = "ort") -> _RunSettings:
-    if num is not None and num <= 0:
-        raise UsageError(f"num must be a positive number of samples, got {num}")
-    if threads is not None and threads < 1:
-        raise UsageError(f"threads must be >= 1 (or None for ORT's default), got {threads}")
-    return _RunSettings(Path(dataset), threads, num, output_name, image_options, input_shapes,
-                        backend)
+    arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
+    check_backend(arguments.text(backend, "backend"))
+    return _RunSettings(arguments.path(dataset, "dataset"), arguments.threads(threads),
+                        arguments.optional_count(num, "num"),
+                        arguments.optional_text(output_name, "output_name"), image_options,
+                        arguments.shapes(input_shapes), backend)  # type: ignore[arg-type]
+
+
+def _labels_and_reference(labels: object, reference: object) -> tuple[Path | None, Path | None]:
+    return arguments.optional_path(labels, "labels"), \
+        arguments.optional_path(reference, "reference")
 
 
 def _ground_truth(runs: _Runs, first_model: Path, wanted: Sequence[str],
@@ -295,9 +303,9 @@ def _ground_truth(runs: _Runs, first_model: Path, wanted: Sequence[str],
             label_array = load_labels(labels, runs.settings.dataset, total,
                                       sample_paths=paths)[:count]
         except DatasetError as err:
-            if labels is None and HOW_TO_GIVE_LABELS in str(err):
+            if labels is None and HOW_TO_GIVE_LABELS in err.template:
                 needing = ", ".join(m for m in wanted if m in CLASSIFICATION_METRICS)
-                raise DatasetError(f"{needing} need(s) labels: {err}") from err
+                raise DatasetError(f"{needing} need(s) labels: {err.template}") from err
             raise
     ref_array, ref_name = None, None
     if any(m in REFERENCE_METRICS for m in wanted):
@@ -317,7 +325,7 @@ def _reference_outputs(runs: _Runs, labels: str | Path | None, reference: str | 
     if fallback is not None:
         return runs.outputs(fallback, strict_name=False), fallback.name
     raise UsageError(f"{', '.join(REFERENCE_METRICS)} compare each output with a reference; "
-                     f"give a reference model (--reference MODEL or --vs MODEL) or a 'target' "
+                     f"give a reference model ({{reference}} or {{vs}}) or a 'target' "
                      f"array (first axis = samples) in the labels or data-set .npz")
 
 
@@ -353,6 +361,8 @@ def _matching(reference: np.ndarray, outputs: np.ndarray, name: str | None,
 
 
 def _output_name(names: Sequence[str], wanted: str | None, model: Path, strict: bool) -> str:
+    if not names:
+        raise ModelError(f"{model} has no graph outputs: there is nothing to score")
     if wanted is None:
         return names[0]
     if wanted in names:

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import onnx
 
+from lowbit import arguments
 from lowbit.analysis.kernels import FLOAT_COMPUTE_OPS, INTEGER_COMPUTE_OPS, _save_optimized
 from lowbit.analysis.profile import OpProfile, profile_model
 from lowbit.errors import ModelError
@@ -118,7 +119,9 @@ def explain_int8(
     model: str | Path, *, threads: int | None = None, profile: bool = True
 ) -> SpeedAdvice:
     """Judge every Conv/MatMul/Gemm/ConvTranspose of ``model`` by the kernel ORT runs for it."""
-    model = Path(model)
+    model = arguments.path(model, "model")
+    threads = arguments.threads(threads)
+    arguments.flag(profile, "profile")
     original = load_model(model, check=False).graph
     optimized = optimized_graph(model, threads=threads)
     timing = profile_model(model, threads=threads) if profile else None

@@ -27,12 +27,12 @@ Every error is a one-line DatasetError that names the file and what was expected
 from __future__ import annotations
 
 import logging
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from lowbit.data.datasets import npz_keys, read_array
 from lowbit.data.images import is_image_file
 from lowbit.errors import DatasetError
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 LABEL_KEYS = ("label", "labels")
 TARGET_KEY = "target"
-HOW_TO_GIVE_LABELS = ("give labels with --labels (labels.npz[:key], a text file of one integer "
+HOW_TO_GIVE_LABELS = ("give {labels} (labels.npz[:key], a text file of one integer "
                       "per line or 'filename label' lines), put a 'label' array in the data set "
                       ".npz, or lay the images out in one folder per class")
 
@@ -97,10 +97,7 @@ def _labels_from_source(source: str | Path, dataset_path: Path,
     if suffix == ".npz":
         return _read_npz_key(path, key or _label_key(path))
     if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DatasetError(f"cannot read labels {path}: {_first_line(err)}") from err
+        return read_array(path)
     return _labels_from_text(path, dataset_path, sample_paths)
 
 
@@ -192,11 +189,7 @@ def _split_npz_key(source: str | Path) -> tuple[Path, str | None]:
 
 
 def _npz_keys(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-    except (OSError, zipfile.BadZipFile) as err:
-        raise DatasetError(f"{path} is not a readable .npz archive: {_first_line(err)}") from err
+    return npz_keys(path)
 
 
 def _label_key(path: Path) -> str:
@@ -212,11 +205,7 @@ def _read_npz_key(path: Path, key: str) -> np.ndarray:
     keys = _npz_keys(path)
     if key not in keys:
         raise DatasetError(f"{path} has no array '{key}' (keys: {', '.join(keys) or 'none'})")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return np.asarray(data[key])
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DatasetError(f"cannot read '{key}' from {path}: {_first_line(err)}") from err
+    return read_array(path, key)
 
 
 # --------------------------------------------------------------------------- checks

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from lowbit import arguments
 from lowbit.analysis.bench import plan_batch
-from lowbit.errors import ModelError, UsageError
+from lowbit.errors import ModelError
 from lowbit.io.model import load_model
-from lowbit.runtime.ort import create_session
+from lowbit.runtime.ort import check_run, create_session
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,13 @@ def profile_model(
     model: str | Path, *, batch: int = 1, runs: int = 20, threads: int | None = None
 ) -> OpProfile:
     """Profile ``runs`` runs of ``model`` at ``batch`` with random inputs, after warm-up."""
-    if batch < 1:
-        raise UsageError(f"profile batch must be >= 1, found {batch}")
-    if runs < 1:
-        raise UsageError(f"profile runs must be >= 1, found {runs}")
-    model = Path(model)
+    batch, runs = arguments.count(batch, "batch"), arguments.count(runs, "runs")
+    threads = arguments.threads(threads)
+    model = arguments.path(model, "model")
     plan = plan_batch(load_model(model, check=False), batch, np.random.default_rng(0),
-                      name=str(model))
+                      name=str(model), keyword="batch")
+    # One run outside the profile: a model ORT cannot run is a ModelError, not a traceback
+    check_run(create_session(model, threads=threads), plan.feeds, str(model))
     session = create_session(model, threads=threads, enable_profiling=True)
     trace = _run_and_trace(session, plan.feeds, WARMUP_RUNS * plan.runs, runs * plan.runs)
     timed = timed_events(trace, skip_runs=WARMUP_RUNS * plan.runs)

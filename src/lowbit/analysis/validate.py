@@ -10,13 +10,13 @@ tolerance (tpu-mlir's rule); SQNR is reported beside them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from lowbit.analysis.metrics import cosine, euclidean_similarity, max_abs_error, sqnr_db
-from lowbit.errors import UsageError
+from lowbit.errors import ArgumentError, UsageError
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,10 @@ class Tolerance:
 
     def __post_init__(self) -> None:
         for name, value in (("cosine", self.cosine), ("euclidean similarity", self.euclid)):
-            if not -1.0 <= value <= 1.0:
-                raise UsageError(f"tolerance {name} must be within [-1, 1], got {value}")
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not -1.0 <= value <= 1.0:
+                raise ArgumentError(f"{{tolerance}} {name} must be a number within [-1, 1], "
+                                    f"got {value!r}")
 
     @classmethod
     def parse(cls, text: str) -> Tolerance:
@@ -37,8 +39,24 @@ class Tolerance:
         except ValueError:
             values = []
         if len(values) != 2:
-            raise UsageError(f"tolerance must be 'cosine,euclid' such as 0.99,0.90; got '{text}'")
+            raise ArgumentError(f"{{tolerance}} must be 'cosine,euclid' such as 0.99,0.90; "
+                                f"got '{text[:60]}'")
         return cls(values[0], values[1])
+
+
+def checked_tolerance(value: object, name: str = "tolerance") -> Tolerance:
+    """A Tolerance from None (the default), 'cosine,euclid' text, a pair of numbers or a
+    Tolerance; anything else is an ArgumentError naming ``name``."""
+    if value is None:
+        return Tolerance()
+    if isinstance(value, Tolerance):
+        return value
+    if isinstance(value, str):
+        return Tolerance.parse(value)
+    if isinstance(value, Sequence) and len(value) == 2:
+        return Tolerance(*value)
+    raise ArgumentError(f"{{{name}}} must be 'cosine,euclid' text such as '0.99,0.90', a pair "
+                        f"of numbers or a Tolerance; got {value!r}"[:300])
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import onnx
+
+from lowbit import arguments
 from lowbit.api.common import image_options_for, load_float_model
-from lowbit.calibration.collect import collect_ranges
+from lowbit.api.plausibility import input_warnings
+from lowbit.calibration.collect import collect_ranges, find_activation_tensors
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable, write_table
 from lowbit.data import (
+    ImageFolderDataset,
     ImageOptions,
     open_dataset,
 )
 from lowbit.data.samples import SampleWindow
-from lowbit.errors import UsageError
 from lowbit.io.model import input_specs
 from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
@@ -54,20 +58,30 @@ def calibrate(
     (lowbit.quantize.prepare.auto_check; 0 skips it). ``memory_budget`` (bytes, or a
     size such as "512M"; default lowbit.runtime.memory.MemoryBudget.default()) bounds
     what a batch of samples may hold."""
-    check_distinct({"MODEL": model, "--dataset": dataset}, {"-o": output})
+    model, dataset = arguments.path(model, "model"), arguments.path(dataset, "dataset")
+    output = arguments.optional_path(output, "output")
+    num, threads = arguments.optional_count(num, "num"), arguments.threads(threads)
     settings = CalibrationSettings(method=method, percentile=percentile, bins=bins)
     budget = MemoryBudget.parse(memory_budget)
-    if num is not None and num <= 0:
-        raise UsageError(f"--num must be a positive number of samples, got {num}")
+    input_shapes = arguments.shapes(input_shapes)
+    arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
+    for name, value in (("progress", progress), ("input_means", input_means),
+                        ("channel_ranges", channel_ranges)):
+        arguments.flag(value, name)
+    check_samples = arguments.count(check_samples, "check_samples", minimum=0)
+    check_distinct({"{model}": model, "{dataset}": dataset}, {"{output}": output})
     source = load_float_model(model, "calibrate")
     canonical, _ = canonicalize(source, input_shapes=input_shapes)
+    _check_histograms(canonical, settings)
     image_options = image_options_for(model, image_options, dataset, source)
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
                            threads=threads, input_means=input_means,
                            channel_ranges=channel_ranges, memory_budget=budget)
-    if check_samples < 0:
-        raise UsageError(f"--check-samples must be 0 or more, got {check_samples}")
+    for warning in input_warnings(model, table.ranges, dataset, dtypes=samples.stored_dtypes,
+                                  preprocessed_by_lowbit=isinstance(samples,
+                                                                    ImageFolderDataset)):
+        log.warning(warning)
     if method == "auto" and check_samples:
         feeds = SampleWindow(samples, min(check_samples, table.num_samples))
         check = check_auto_table(canonical, feeds, table, threads=threads, progress=progress,
@@ -78,3 +92,14 @@ def calibrate(
     if output is not None:
         write_table(table, output)
     return table
+
+
+def _check_histograms(model: onnx.ModelProto, settings: CalibrationSettings) -> None:
+    """The histogram methods keep 2 x bins float64 counts per observed tensor: refuse a
+    ``bins`` whose histograms cannot fit, before any is allocated."""
+    if settings.method == "minmax":
+        return
+    tensors = find_activation_tensors(model)
+    observed = len(tensors.inputs) + len(tensors.outputs)
+    arguments.check_memory(observed * 2 * settings.bins * 8, "bins",
+                 f"{observed} histograms of {settings.bins} bins")

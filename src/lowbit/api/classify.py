@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lowbit import arguments
 from lowbit.analysis.classify import (
     Classification,
     classify_image,
@@ -48,10 +50,19 @@ def classify(
     default ImageNet-1k's for a 1000-score output. With ``output``, the image is also
     written there with the predictions drawn on it.
     """
-    check_distinct({"MODEL": model, "--input": image,
-                    "--labels": labels if isinstance(labels, str | Path) else None},
-                   {"--output": output})
-    check_backend(backend).require()
+    model, image = arguments.path(model, "model"), arguments.path(image, "image")
+    if labels is not None and not isinstance(labels, str | os.PathLike):
+        labels = arguments.names(labels, "labels")
+    elif labels is not None:
+        labels = arguments.path(labels, "labels")
+    top, threads = arguments.count(top, "top"), arguments.threads(threads)
+    output = arguments.optional_path(output, "output")
+    output_name = arguments.optional_text(output_name, "output_name")
+    arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
+    check_backend(arguments.text(backend, "backend")).require()
+    check_distinct({"{model}": model, "{image}": image,
+                    "{labels}": labels if isinstance(labels, Path) else None},
+                   {"{output}": output})
     proto = load_model(model, check=False)
     options = resolve_image_options(model, image_options, proto)
     if options is None:
@@ -59,8 +70,8 @@ def classify(
         why = (f"its meta file {found} records no preprocessing" if found is not None else
                f"it has no meta file ({meta_path(model).name})")
         raise UsageError(f"cannot preprocess an image for {model}: {why} and no image "
-                         f"options were given; give --mean, --scale, --pixel-format and "
-                         f"--resize (and --crop), or run lowbit transform with them")
+                         f"options were given; give {{image_options}}, or run lowbit "
+                         f"transform with them")
     names: Sequence[str] | None
     if isinstance(labels, str | Path):
         names, source = read_class_names(labels), Path(labels).name

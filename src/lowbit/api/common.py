@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import helper
 
+from lowbit import arguments
 from lowbit.data import (
     Dataset,
     ImageOptions,
 )
+from lowbit.data.datasets import npz_keys, read_array
 from lowbit.data.images import is_image_file
 from lowbit.data.samples import finite_samples
 from lowbit.errors import DatasetError, ModelError, UsageError
@@ -31,7 +35,10 @@ def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[s
                 *, threads: int | None = None, backend: str = "ort",
                 precision: str | None = None) -> dict[str, np.ndarray]:
     """Run a model sample by sample on ``backend`` and stack each output along axis 0."""
-    runner = make_runner(model, backend=backend, threads=threads, precision=precision)
+    if not isinstance(model, onnx.ModelProto):
+        model = arguments.path(model, "model")
+    runner = make_runner(model, backend=backend, threads=arguments.threads(threads),
+                         precision=precision)
     collected: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
     count = 0
     for sample in samples:
@@ -44,6 +51,29 @@ def run_samples(model: str | Path | onnx.ModelProto, samples: Iterable[Mapping[s
     return {name: np.concatenate(values, axis=0) for name, values in collected.items()}
 
 
+def run_bytes(model: onnx.ModelProto,
+              inputs: Mapping[str, tuple[Sequence[int], np.dtype]]) -> int:
+    """A lower bound of the memory one run of ``model`` needs on inputs of these shapes
+    and dtypes: the inputs themselves plus the largest tensor shape inference sized in
+    the graph (it exists at once at least while it is computed). Checked against the
+    memory there is (lowbit.arguments.check_memory) before any input is allocated."""
+    need = sum(math.prod(shape) * np.dtype(dtype).itemsize
+               for shape, dtype in inputs.values())
+    largest = 0
+    for value in [*model.graph.value_info, *model.graph.output]:
+        tensor = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or not tensor.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        try:
+            item = helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
+        except (KeyError, ValueError, TypeError):
+            continue
+        if all(d >= 0 for d in dims):
+            largest = max(largest, math.prod(dims) * item)
+    return need + largest
+
+
 def check_samples(dataset: Dataset) -> None:
     """Read every sample once, so a misshapen or non-finite one fails before anything runs."""
     for _ in finite_samples(dataset):
@@ -52,18 +82,14 @@ def check_samples(dataset: Dataset) -> None:
 
 def load_reference(path: str | Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise DatasetError(f"test reference not found: {path}")
-    try:
-        with np.load(path) as data:
-            arrays = {key: data[key] for key in data.files}
-    except Exception as err:
-        raise DatasetError(f"{path} is not a readable .npz file: {err}") from err
-    missing = [name for name in names if name not in arrays]
+    keys = npz_keys(path)
+    missing = [name for name in names if name not in keys]
     if missing:
         raise DatasetError(f"test reference {path} lacks output(s) {', '.join(missing)}; "
-                           f"it has {', '.join(arrays) or 'no arrays'}")
-    return {name: arrays[name] for name in names}
+                           f"it has {', '.join(keys) or 'no arrays'}")
+    return {name: read_array(path, name) for name in names}
 
 
 def load_float_model(path: str | Path, stage: str) -> onnx.ModelProto:
@@ -107,7 +133,6 @@ def has_labels(dataset: str | Path) -> bool:
     path = Path(dataset)
     if path.is_dir():
         return any(child.is_dir() for child in path.iterdir())
-    if path.suffix == ".npz" and path.exists():
-        with np.load(path) as data:
-            return bool({"label", "labels"} & set(data.files))
+    if path.suffix == ".npz" and path.is_file():
+        return bool({"label", "labels"} & set(npz_keys(path)))
     return False

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from lowbit import arguments
 from lowbit.analysis.layerwise import DUMP_FILES, LayerReport, compare_layers, write_csv
 from lowbit.analysis.plots import plot_layers
-from lowbit.analysis.validate import Tolerance
+from lowbit.analysis.validate import Tolerance, checked_tolerance
 from lowbit.data import (
     open_dataset,
 )
@@ -41,11 +42,18 @@ def compare(
     ``memory_budget`` (bytes or "512M"; lowbit.runtime.memory) bounds the tensors one run
     exposes: past it the samples run once per group of tensors.
     """
-    check_distinct({"REFERENCE": reference_model, "TEST": test_model, "--inputs": inputs},
-                   {"--csv": csv, "--plot": plot,
-                    "--dump": OutputDir(dump, DUMP_FILES) if dump else None})
-    tol = Tolerance.parse(tolerance) if isinstance(tolerance, str) else (tolerance or Tolerance())
+    reference_model = arguments.path(reference_model, "reference_model")
+    test_model = arguments.path(test_model, "test_model")
+    inputs = arguments.path(inputs, "inputs")
+    csv, plot, dump = (arguments.optional_path(value, name) for name, value in
+                       (("csv", csv), ("plot", plot), ("dump", dump)))
+    arguments.flag(progress, "progress")
+    tol = checked_tolerance(tolerance)
     budget = MemoryBudget.parse(memory_budget)
+    check_distinct({"{reference_model}": reference_model, "{test_model}": test_model,
+                    "{inputs}": inputs},
+                   {"{csv}": csv, "{plot}": plot,
+                    "{dump}": OutputDir(dump, DUMP_FILES) if dump else None})
     ref_model = load_model(reference_model)
     test = load_model(test_model)  # a missing or broken file fails with a clear message
     samples = open_dataset(inputs, input_specs(ref_model))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from lowbit import arguments
 from lowbit.analysis.explain import SpeedAdvice, explain_int8
 from lowbit.analysis.validate import ValidationReport, compare_outputs
 from lowbit.api.common import (
@@ -32,17 +33,18 @@ from lowbit.api.common import (
     load_reference,
     run_samples,
 )
+from lowbit.api.plausibility import table_warnings
 from lowbit.atomic import write_text_atomic
 from lowbit.data import Dataset, open_dataset
 from lowbit.data.samples import finite_samples
-from lowbit.errors import LowbitError, RecipeError, UsageError
+from lowbit.errors import ArgumentError, LowbitError, RecipeError, UsageError
 from lowbit.io.meta import find_meta, meta_path
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.recipe.options import keyword_for
-from lowbit.recipe.pipeline import DeployContext, run_steps
+from lowbit.recipe.pipeline import DeployContext, nothing_quantized, run_steps
 from lowbit.recipe.provenance import differences, read_provenance, stamp
 from lowbit.recipe.recipe import PRECISIONS, Recipe
 from lowbit.runtime.backends import check_backend
@@ -88,9 +90,8 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     recipe's validation data the new model runs on its backend and each output is
     compared with the reference (or the float model's outputs); ``result.passed`` is
     False when a tolerance fails, and the file is written either way."""
+    model, output = arguments.path(model, "model"), arguments.path(output, "output")
     chosen = plan(recipe, **options)
-    if not isinstance(output, str | Path):
-        raise UsageError(f"output must be a file path; got {output!r}")
     _check_outputs(model, output, chosen)
     backend = check_backend(chosen.backend)
     backend.require()  # before anything is read or written
@@ -100,7 +101,7 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     assert state.built is not None
     check_model(state.built.model, "the converted model")
     samples, reference = _gate_inputs(chosen, canonical)  # read before anything is written
-    notes = list(state.notes)
+    notes = list(state.notes) + table_warnings(model, state.table)
     if chosen.precision != "INT8":
         reason = backend.cannot_run(state.built.model, samples is not None)
         if reason and samples is not None:
@@ -115,7 +116,8 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     validation, advice, built = checked.validation, checked.advice, state.built
     return DeployResult(path, chosen.precision, built.quantized, built.left_float,
                         built.removed, built.float_tensors, validation, advice, tuple(notes),
-                        chosen, state.applied, state.unmet)
+                        chosen, state.applied,
+                        state.unmet or nothing_quantized(chosen.precision, built))
 
 
 def _gate_inputs(recipe: Recipe, float_model: onnx.ModelProto
@@ -154,7 +156,7 @@ class _Checks:
             if self.recipe.precision == "INT8":
                 self.advice = explain_int8(written, profile=False)
         except LowbitError as err:  # name the output, not the temporary file it is yet
-            raise type(err)(str(err).replace(str(written), str(self.output))) from None
+            raise type(err)(err.template.replace(str(written), str(self.output))) from None
 
 
 def _meta_to_carry(model: str | Path, output: str | Path, recipe: Recipe) -> Path | None:
@@ -186,8 +188,8 @@ def _check_outputs(model: str | Path, output: str | Path, recipe: Recipe) -> Non
     try:
         check_distinct(inputs, {"{output}": output,
                                 "{output}'s meta file": _meta_to_carry(model, output, recipe)})
-    except UsageError as err:
-        raise RecipeError(str(err)).renamed(keyword_for) from None
+    except ArgumentError as err:
+        raise RecipeError(err.template).renamed(keyword_for) from None
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ def rerun(model: str | Path, *, output: str | Path, recipe_from: str | Path,
           **options: Any) -> Rerun:
     """Deploy ``model`` with the recipe recorded in ``recipe_from`` (a model lowbit wrote;
     ``options`` override its settings) and compare the result with that model."""
+    recipe_from = arguments.path(recipe_from, "recipe_from")
     recorded = read_provenance(load_model(recipe_from, check=False), str(recipe_from))
     if recorded.recipe is None:
         raise UsageError(f"{recipe_from} records no lowbit recipe (it was not written by "

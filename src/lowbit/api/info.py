@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lowbit import arguments
 from lowbit.graph import onnx_opset, precision_of
 from lowbit.io.model import input_specs, load_model
 from lowbit.recipe.provenance import Provenance, read_provenance
@@ -30,7 +31,7 @@ class ModelInfo:
 
 def info(model: str | Path) -> ModelInfo:
     """Read ``model`` (weights not checked) and its recorded provenance, if any."""
-    path = Path(model)
+    path = arguments.path(model, "model")
     proto = load_model(path, check=False)
     producer = " ".join(p for p in (proto.producer_name, proto.producer_version) if p)
     return ModelInfo(path, path.stat().st_size, precision_of(proto), onnx_opset(proto),

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from lowbit import arguments
 from lowbit.analysis.labels import load_labels
 from lowbit.api.common import load_float_model
 from lowbit.calibration.fit import check_table_fits
@@ -18,9 +19,9 @@ from lowbit.errors import DatasetError
 from lowbit.io.model import input_specs
 from lowbit.outputs import check_distinct
 from lowbit.passes import canonicalize
-from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.int8.settings import ACTIVATION_TYPES, WEIGHT_RANGES, QuantizeSettings
 from lowbit.quantize.mixed.qtable import QTable, write_qtable
-from lowbit.quantize.mixed.search import SearchResult, Target, search_mixed
+from lowbit.quantize.mixed.search import FLOAT_PRECISIONS, SearchResult, Target, search_mixed
 from lowbit.quantize.mixed.sensitivity import SensitivityResult, rank_sensitivity
 from lowbit.runtime.memory import MemoryBudget
 
@@ -56,13 +57,26 @@ def qtable(
     smallest set of ``fallback`` ops that meets it, checked by running the mixed model,
     and write those ops as the qtable's entries. ``memory_budget`` (bytes or "512M";
     lowbit.runtime.memory) bounds the per-sample values the ranking keeps in memory."""
+    model, dataset = arguments.path(model, "model"), arguments.path(dataset, "dataset")
+    output, labels = arguments.path(output, "output"), arguments.optional_path(labels, "labels")
+    if not isinstance(calibration_table, CalibrationTable):
+        calibration_table = arguments.path(calibration_table, "calibration_table")
+    num = arguments.optional_count(num, "num")
+    if target is not None:
+        Target.parse(arguments.text(target, "target"))
+    fallback = arguments.choice(fallback.upper() if isinstance(fallback, str) else fallback,
+                                FLOAT_PRECISIONS, "fallback")
+    arguments.flag(per_channel, "per_channel")
     budget = MemoryBudget.parse(memory_budget)
-    check_distinct({"MODEL": model, "--dataset": dataset, "--labels": labels,
-                    "--calibration-table": None if isinstance(calibration_table,
+    check_distinct({"{model}": model, "{dataset}": dataset, "{labels}": labels,
+                    "{calibration_table}": None if isinstance(calibration_table,
                                                               CalibrationTable)
-                    else calibration_table}, {"-o": output})
-    settings = QuantizeSettings(activation=activation, per_channel=per_channel,
-                                weight_range=weight_range)
+                    else calibration_table}, {"{output}": output})
+    settings = QuantizeSettings(activation=arguments.choice(activation, ACTIVATION_TYPES,
+                                                            "activation"),
+                                per_channel=per_channel,
+                                weight_range=arguments.choice(weight_range, WEIGHT_RANGES,
+                                                              "weight_range"))
     table = calibration_table if isinstance(calibration_table, CalibrationTable) else \
         read_table(calibration_table)
     canonical, _ = canonicalize(load_float_model(model, "qtable"))
@@ -85,7 +99,7 @@ def qtable(
             if labels is not None or Target.parse(target).metric == "top1-drop":
                 raise
     search = search_mixed(canonical, table.ranges, settings, samples, Target.parse(target),
-                          labels=label_array, fallback=fallback.upper(),
+                          labels=label_array, fallback=fallback,
                           skipped=table.skipped, memory_budget=budget)
     path = write_qtable(search.qtable, output)
     return QTableResult(path, search.qtable, search.ranking, search)

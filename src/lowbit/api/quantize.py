@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lowbit import arguments
 from lowbit.api.calibrate import calibrate
 from lowbit.api.common import image_options_for
 from lowbit.api.deploy import DeployResult, deploy, plan
@@ -29,8 +30,9 @@ from lowbit.api.report import ReportResult, report
 from lowbit.api.transform import TransformResult, transform
 from lowbit.calibration.table import CalibrationTable
 from lowbit.data import ImageOptions, open_dataset
+from lowbit.data.datasets import npz_keys, read_array
 from lowbit.data.samples import finite_samples
-from lowbit.errors import DatasetError, UsageError
+from lowbit.errors import ArgumentError, DatasetError
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
 from lowbit.recipe.recipe import Recipe
@@ -63,14 +65,19 @@ def quantize(model: str | Path, data: str | Path, output: str | Path, *,
              **options: Any) -> QuantizeRun:
     """Run the flow on ``model`` and ``data`` into the folder ``output`` (see the module
     docstring); ``recipe``/``options`` are deploy's (default: INT8 with every default)."""
-    _check_counts(num, validate)
-    out = Path(output)
+    model, data = arguments.path(model, "model"), arguments.path(data, "data")
+    out = arguments.path(output, "output")
+    num, validate = arguments.count(num, "num"), arguments.count(validate, "validate")
+    arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
+    arguments.flag(report_speed, "report_speed")
+    if not callable(on_stage):
+        raise ArgumentError(f"{{on_stage}} must be a function of one str; got {on_stage!r}")
     precision = str(options.get("quantize", recipe.precision if recipe else "INT8")).upper()
     dynamic = options.get("dynamic", recipe.int8.dynamic if recipe else False)
     if precision == "INT8" and not dynamic:
         options = {"calibration_table": out / "model.calib", **options}
     chosen = plan(recipe, **options)  # every recipe mistake before any work
-    check_distinct({"MODEL": model, "--data": data}, {"-o": OutputDir(out, FILES)})
+    check_distinct({"{model}": model, "{data}": data}, {"{output}": OutputDir(out, FILES)})
     out.mkdir(parents=True, exist_ok=True)
 
     on_stage("1/4 transform: check and clean up the model")
@@ -108,12 +115,6 @@ def quantize(model: str | Path, data: str | Path, output: str | Path, *,
     return QuantizeRun(out, f32, table, deployed, made, n_cal, n_val, held_out)
 
 
-def _check_counts(num: int, validate: int) -> None:
-    for name, value in (("num", num), ("validate", validate)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{name} must be a positive number of samples; got {value!r}")
-
-
 def _write_validation(dataset: Any, source: str | Path, first: int, count: int,
                       folder: Path) -> Path:
     """Samples ``first`` .. ``first + count`` as one .npz each in ``folder`` (exact input
@@ -139,6 +140,5 @@ def _labels(source: str | Path) -> np.ndarray | None:
     path = Path(source)
     if path.suffix != ".npz" or not path.is_file():
         return None
-    with np.load(path) as data:
-        key = next((k for k in ("label", "labels") if k in data.files), None)
-        return None if key is None else np.asarray(data[key])
+    key = next((k for k in ("label", "labels") if k in npz_keys(path)), None)
+    return None if key is None else read_array(path, key)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnx
 
+from lowbit import arguments
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.evaluate import evaluate_models
 from lowbit.analysis.layerwise import LayerReport, compare_layers
@@ -21,7 +22,6 @@ from lowbit.data import (
     open_dataset,
 )
 from lowbit.data.samples import SampleWindow
-from lowbit.errors import UsageError
 from lowbit.graph import precision_of
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
@@ -61,13 +61,19 @@ def report(
     the timed ``batch`` is lowered to what fits at the data's shape (said in the notes),
     and the layer compare runs once per group of tensors that fits.
     """
-    if not variants:
-        raise UsageError("report needs at least one model")
-    paths = [Path(v) for v in variants]
+    paths = arguments.paths(variants, "variants")
+    dataset, output = arguments.path(dataset, "dataset"), arguments.path(output, "output")
+    labels = arguments.optional_path(labels, "labels")
+    batch, repeats = arguments.count(batch, "batch"), arguments.count(repeats, "repeats")
+    compare_samples = arguments.count(compare_samples, "compare_samples")
+    threads, num = arguments.threads(threads), arguments.optional_count(num, "num")
+    title = arguments.optional_text(title, "title")
+    check_backend(arguments.text(backend, "backend"))
+    arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
     budget = MemoryBudget.parse(memory_budget)
-    check_distinct({**{f"MODEL {i}": path for i, path in enumerate(paths, 1)},
-                    "--dataset": dataset, "--labels": labels},
-                   {"-o": OutputDir(output, REPORT_FILES)})
+    check_distinct({**{f"{{variants}} {i}": path for i, path in enumerate(paths, 1)},
+                    "{dataset}": dataset, "{labels}": labels},
+                   {"{output}": OutputDir(output, REPORT_FILES)})
     models = [load_model(path) for path in paths]
     precisions = [precision_of(model) for model in models]
     base = precisions.index("F32") if "F32" in precisions else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from lowbit.api.common import check_model, run_samples
+from lowbit import arguments
+from lowbit.api.common import check_model, run_bytes, run_samples
 from lowbit.data import (
     Dataset,
     ImageFolderDataset,
@@ -93,6 +95,23 @@ def transform(
     ``model`` may also be a torch ``nn.Module`` or ``ScriptModule`` object, exported on
     ``example`` (a tensor or tuple of tensors; see lowbit.io.importers.pytorch).
     """
+    torch = sys.modules.get("torch")  # a module object needs torch imported already
+    if torch is None or not isinstance(model, torch.nn.Module):
+        model = arguments.path(model, "model")
+    output = arguments.path(output, "output")
+    input_shapes = arguments.shapes(input_shapes)
+    test_input, reference_output, reference_input = (
+        arguments.optional_path(value, name) for name, value in (
+            ("test_input", test_input), ("reference_output", reference_output),
+            ("reference_input", reference_input)))
+    arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
+    arguments.flag(fuse_preprocess, "fuse_preprocess")
+    arguments.flag(optimize, "optimize")
+    arguments.choice(fused_layout, ("nhwc", "nchw"), "fused_layout")
+    input_names = arguments.names(input_names, "input_names")
+    output_names = arguments.names(output_names, "output_names")
+    if passes is not None and not isinstance(passes, str):
+        arguments.names(passes, "passes")
     chosen = resolve_passes(passes) if optimize else []  # an unknown name fails first
     _check_outputs(model, output, test_input, reference_input, reference_output)
     imported = import_model(model, example=example, input_names=input_names,
@@ -165,16 +184,16 @@ def _check_outputs(model: object, output: str | Path, test_input: str | Path | N
                    reference_input: str | Path | None,
                    reference_output: str | Path | None) -> None:
     """No file transform writes may be one it reads, or another it writes."""
-    written: dict[str, str | Path | None] = {"-o": output,
-                                             "-o's meta file": meta_path(output)}
+    written: dict[str, str | Path | None] = {"{output}": output,
+                                             "{output}'s meta file": meta_path(output)}
     if test_input is not None:
         fed, outputs = _reference_paths(Path(output), reference_input, reference_output)
-        written["--reference-input" if reference_input else
-                "--reference-input (default: beside -o)"] = fed
-        written["--reference-output" if reference_output else
-                "--reference-output (default: beside -o)"] = outputs
+        written["{reference_input}" if reference_input else
+                "{reference_input} (default: beside {output})"] = fed
+        written["{reference_output}" if reference_output else
+                "{reference_output} (default: beside {output})"] = outputs
     source = model if isinstance(model, str | Path) else None
-    check_distinct({"MODEL": source, "--test-input": test_input}, written)
+    check_distinct({"{model}": source, "{test_input}": test_input}, written)
 
 
 def _carried_meta(source: str | Path | None, given: ImageOptions | None,
@@ -189,7 +208,7 @@ def _carried_meta(source: str | Path | None, given: ImageOptions | None,
         return None
     if fuse and meta.fused:
         raise UsageError(f"{source}: its meta file says the preprocessing is already fused "
-                         "into the graph; drop --fuse-preprocess")
+                         "into the graph; drop {fuse_preprocess}")
     log.info("preprocessing carried over from the meta file of %s", source)
     return meta
 
@@ -209,9 +228,9 @@ def _preprocessing_for(model: onnx.ModelProto, options: ImageOptions | None,
         (spec.shape[i] for i in (0, 3, 1, 2))
     label = f"input '{spec.name}' {spec.shape_text()} ({resolved.layout})"
     if isinstance(c, int) and c != resolved.channels:
-        raise UsageError(f"{label} has {c} channel(s), but --pixel-format "
+        raise UsageError(f"{label} has {c} channel(s), but {{pixel_format}} "
                          f"{resolved.pixel_format} gives {resolved.channels}; check "
-                         f"--pixel-format and --layout")
+                         f"{{pixel_format}} and {{layout}}")
     if isinstance(h, int) and isinstance(w, int):
         resolved.check_fits(h, w, resolved.channels, label)
         if resolved.crop is None:
@@ -249,17 +268,20 @@ def _stack_samples(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.
 def _check_runs_at_shapes(model: onnx.ModelProto, input_shapes: Shapes) -> None:
     """Shape inference accepts shapes that contradict a model's weights (3 channels into a
     1-channel Conv); running it once on zeros does not."""
-    feeds = {}
+    shapes = {}
     for spec in input_specs(model):
         if any(not isinstance(d, int) or d <= 0 for d in spec.shape):
             return  # a dynamic axis left: nothing to run at
-        shape = tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]
-        feeds[spec.name] = np.zeros(shape, spec.dtype)
+        shapes[spec.name] = (tuple(int(d) for d in spec.shape),  # type: ignore[arg-type]
+                             spec.dtype)
+    arguments.check_memory(run_bytes(model, shapes), "input_shapes",
+                           f"a run at {_shapes_text(input_shapes)}")
+    feeds = {name: np.zeros(shape, dtype) for name, (shape, dtype) in shapes.items()}
     try:
         run_samples(model, [feeds])
     except ModelError as err:
-        raise UsageError(f"the model does not run at --input-shapes {_shapes_text(input_shapes)}:"
-                         f" {err}") from err
+        raise UsageError(f"the model does not run at {{input_shapes}} "
+                         f"{_shapes_text(input_shapes)}: {err}") from err
 
 
 def _shapes_text(input_shapes: Shapes) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from lowbit import __version__
 from lowbit.atomic import Terminated, terminate_cleanly
+from lowbit.cli.names import command_parser, for_command_line
 from lowbit.cli.registry import COMMANDS, add_command
 from lowbit.errors import LowbitError
 
@@ -87,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with terminate_cleanly():  # SIGTERM/SIGHUP unwind like Ctrl-C: no temp files left
             return int(args.run(args))
-    except LowbitError as err:
+    except LowbitError as err:  # named as the command line spells its options
+        err = for_command_line(err, command_parser(parser, args.command), args.command)
         sys.stderr.write(f"lowbit {args.command}: error: {_one_line(err)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

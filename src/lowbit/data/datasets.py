@@ -32,8 +32,10 @@ model's shapes (for dynamic H/W). NaN/Inf is the consumer's check: :func:`check_
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from typing import IO
 
 import numpy as np
 
+from lowbit.arguments import format_size, memory_refusal
 from lowbit.atomic import atomic_path
 from lowbit.data.images import ImageOptions, is_image_file, load_image
 from lowbit.errors import DatasetError, UsageError
@@ -79,6 +82,12 @@ class Dataset:
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    @property
+    def stored_dtypes(self) -> dict[str, np.dtype]:
+        """Each input's dtype as the data set stores it (before conversion to the model's),
+        where it is known without reading a sample."""
+        return {}
 
     def _load(self, index: int) -> Sample:
         """Sample ``index``: batch-1 shapes, spec dtypes, shape-checked."""
@@ -130,6 +139,21 @@ class _ArrayHeader:
     fortran: bool
     data_offset: int  # bytes from the start of the .npy stream to the data
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the data the header announces (a Python int: no overflow)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def check_holds(self, stored: int, where: str) -> None:
+        """A header announcing more data than the ``stored`` bytes of its stream hold (10¹²
+        samples in a 300 KB file) is a corrupt or truncated file, refused before anything
+        is allocated for it."""
+        if self.data_offset + self.nbytes > stored:
+            raise DatasetError(f"{where}: its header announces shape {_shape_text(self.shape)} "
+                               f"{self.dtype} ({format_size(self.nbytes)}), but the file holds "
+                               f"{format_size(max(stored - self.data_offset, 0))} of data: it "
+                               "is truncated or corrupt")
+
 
 class _LazyArray:
     """One stored array: memory-mapped where the bytes lie uncompressed on disk, else loaded once."""
@@ -141,6 +165,10 @@ class _LazyArray:
         self.header = header
         self._file_offset = file_offset  # where the .npy stream starts in the file, if stored
         self._array: np.ndarray | None = None
+        self._stream: _MemberStream | None = None  # a compressed member, read in order
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_stream": None}  # an open zip member does not pickle
 
     @classmethod
     def in_memory(cls, array: np.ndarray, where: Path) -> _LazyArray:
@@ -162,14 +190,20 @@ class _LazyArray:
         seek and a read, so the process never holds more than those rows (a memory map
         would keep every page it touched resident)."""
         header = self.header
-        if self._array is not None or self._file_offset is None or header.fortran \
-                or header.dtype.hasobject or 0 in header.shape:
+        if self._array is not None or header.fortran or header.dtype.hasobject \
+                or 0 in header.shape or not header.shape:
             return self.array()[start:stop]
-        row_items = int(np.prod(header.shape[1:], dtype=np.int64))
-        row_bytes = row_items * header.dtype.itemsize
-        with open(self.path, "rb") as stream:
-            stream.seek(self._file_offset + header.data_offset + start * row_bytes)
-            data = stream.read((stop - start) * row_bytes)
+        row_bytes = math.prod(header.shape[1:]) * header.dtype.itemsize
+        if self._file_offset is None:  # compressed: decompress in order, never all of it
+            if self._stream is None:
+                assert self.member is not None
+                self._stream = _MemberStream(self.path, self.member)
+            data = self._stream.read(header.data_offset + start * row_bytes,
+                                     (stop - start) * row_bytes)
+        else:
+            with open(self.path, "rb") as stream:
+                stream.seek(self._file_offset + header.data_offset + start * row_bytes)
+                data = stream.read((stop - start) * row_bytes)
         if len(data) != (stop - start) * row_bytes:
             raise DatasetError(f"{self.path} is truncated: array '{self.member}' ends before "
                                f"sample {start}")
@@ -189,14 +223,54 @@ class _LazyArray:
             return None
 
     def _read(self) -> np.ndarray:
+        where = self.path if self.member is None else f"{self.path}:{self.member}"
+        refusal = memory_refusal(self.header.nbytes, f"reading array {where} whole")
+        if refusal is not None:
+            raise DatasetError(refusal)
         try:
             if self.member is None:
                 return np.load(self.path, allow_pickle=False)
             with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as stream:
                 return np.lib.format.read_array(stream, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            where = self.path if self.member is None else f"{self.path}:{self.member}"
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise DatasetError(f"cannot read array {where}: {err}") from err
+
+
+class _MemberStream:
+    """One compressed .npz member, open and decompressed in order: reading sample i+1
+    after sample i costs one row, and memory never holds more than the rows asked for
+    (zipfile seeks forward by reading in bounded chunks; going back starts over)."""
+
+    def __init__(self, path: Path, member: str) -> None:
+        self.path, self.member = path, member
+        self._archive: zipfile.ZipFile | None = None
+        self._stream: IO[bytes] | None = None
+        self._position = 0
+
+    def read(self, offset: int, size: int) -> bytes:
+        try:
+            if self._stream is None or offset < self._position:
+                self.close()
+                self._archive = zipfile.ZipFile(self.path)
+                self._stream = self._archive.open(self.member)
+                self._position = 0
+            if offset > self._position:
+                self._stream.seek(offset)
+            data = self._stream.read(size)
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            self.close()
+            raise DatasetError(f"cannot read array {self.path}:{self.member}: {err}") from err
+        self._position = offset + len(data)
+        return data
+
+    def close(self) -> None:
+        for handle in (self._stream, self._archive):
+            if handle is not None:
+                handle.close()
+        self._stream = self._archive = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _read_header(stream: IO[bytes], where: str) -> _ArrayHeader:
@@ -216,8 +290,12 @@ def _read_header(stream: IO[bytes], where: str) -> _ArrayHeader:
 
 
 def _open_npy(path: Path) -> _LazyArray:
-    with path.open("rb") as stream:
-        header = _read_header(stream, str(path))
+    try:
+        with path.open("rb") as stream:
+            header = _read_header(stream, str(path))
+    except OSError as err:
+        raise DatasetError(f"cannot read {path}: {err}") from err
+    header.check_holds(path.stat().st_size, str(path))
     return _LazyArray(path, None, header, file_offset=0)
 
 
@@ -230,16 +308,50 @@ def _open_npz(path: Path, specs: Sequence[TensorSpec]) -> dict[str, _LazyArray]:
                        if info.filename.endswith(".npy")}
             _check_names_present(members, specs, path)
             for spec in specs:
-                info = members[spec.name]
-                with archive.open(info) as stream:
-                    header = _read_header(stream, f"input '{spec.name}' in {path}")
-                offset = None
-                if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
-                    offset = _member_data_offset(raw, info)
-                arrays[spec.name] = _LazyArray(path, info.filename, header, offset)
-    except (zipfile.BadZipFile, OSError) as err:
+                arrays[spec.name] = _open_member(archive, raw, members[spec.name], path,
+                                                 f"input '{spec.name}' in {path}")
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         raise DatasetError(f"{path} is not a readable .npz archive: {err}") from err
     return arrays
+
+
+def _open_member(archive: zipfile.ZipFile, raw: IO[bytes], info: zipfile.ZipInfo, path: Path,
+                 where: str) -> _LazyArray:
+    with archive.open(info) as stream:
+        header = _read_header(stream, where)
+    header.check_holds(info.file_size, where)
+    offset = None
+    if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
+        offset = _member_data_offset(raw, info)
+    return _LazyArray(path, info.filename, header, offset)
+
+
+def npz_keys(path: str | Path) -> list[str]:
+    """The array names in an .npz, read from its directory (no data is read)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DatasetError(f"{path} is not a readable .npz archive: {err}") from err
+
+
+def read_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """One whole array, ``key`` of an .npz or (None) an .npy file (labels, targets,
+    reference outputs): its header is held to the bytes stored and to the memory there
+    is before the data is read, so a corrupt header is one DatasetError."""
+    path = Path(path)
+    if key is None:
+        return np.array(_open_npy(path).array())
+    try:
+        with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
+            info = archive.getinfo(f"{key}.npy")
+            lazy = _open_member(archive, raw, info, path, f"array '{key}' in {path}")
+    except KeyError:
+        raise DatasetError(f"{path} has no array '{key}' (keys: "
+                           f"{', '.join(npz_keys(path)) or 'none'})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+        raise DatasetError(f"{path} is not a readable .npz archive: {err}") from err
+    return np.array(lazy.array())
 
 
 def _member_data_offset(raw: IO[bytes], info: zipfile.ZipInfo) -> int | None:
@@ -277,6 +389,10 @@ class ArrayDataset(Dataset):
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def stored_dtypes(self) -> dict[str, np.dtype]:
+        return {name: lazy.header.dtype for name, lazy in self._arrays.items()}
 
     def _load(self, index: int) -> Sample:
         sample = {}
@@ -383,7 +499,7 @@ class ImageFolderDataset(Dataset):
             raise DatasetError(f"{where} has batch {batch}; image folders give batch-1 samples")
         if not isinstance(h, int) or not isinstance(w, int):
             raise DatasetError(f"{where} has a dynamic height or width; give its shape with "
-                               f"input_shapes (--input-shapes) to read images from {self.source}")
+                               f"{{input_shapes}} to read images from {self.source}")
         channels = self.options.channels
         if isinstance(c, int) and c != channels:
             raise DatasetError(f"{where} has {c} channels, but pixel_format "

@@ -69,7 +69,7 @@ def fuse_preprocess(model: onnx.ModelProto, options: ImageOptions, *,
     if isinstance(channels, int) and channels != options.channels:
         raise UsageError(f"{where} has {channels} channel(s), but pixel_format "
                          f"'{options.pixel_format}' gives {options.channels}; check "
-                         f"--pixel-format and --layout")
+                         f"{{pixel_format}} and {{layout}}")
     for label, values in (("mean", options.mean), ("scale", options.scale)):
         if len(values) not in (1, options.channels):
             raise UsageError(f"{label} has {len(values)} values but {where} has "
@@ -131,17 +131,18 @@ def _image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
     initializers = {init.name for init in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
     if len(inputs) != 1:
-        raise UsageError(f"--fuse-preprocess needs a model with one image input; this one has "
+        raise UsageError(f"{{fuse_preprocess}} needs a model with one image input; this one has "
                          f"{len(inputs)} ({', '.join(v.name for v in inputs) or 'none'})")
     value = inputs[0]
     tensor = value.type.tensor_type
     if tensor.elem_type not in _FLOAT_TYPES:
-        raise UsageError(f"--fuse-preprocess needs a float image input; input '{value.name}' is "
+        raise UsageError(f"{{fuse_preprocess}} needs a float image input; input '{value.name}' "
+                         "is "
                          f"{TensorProto.DataType.Name(tensor.elem_type).lower()}")
     if not tensor.HasField("shape") or len(tensor.shape.dim) != 4:
         rank = len(tensor.shape.dim) if tensor.HasField("shape") else "unknown"
-        raise UsageError(f"--fuse-preprocess needs a 4-D image input; input '{value.name}' has "
-                         f"rank {rank} (fix it with --input-shapes)")
+        raise UsageError(f"{{fuse_preprocess}} needs a 4-D image input; input '{value.name}' has "
+                         f"rank {rank} (fix it with {{input_shapes}})")
     return value
 
 
@@ -172,4 +173,4 @@ def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
                     _rename_uses(sub, old, new)
     for output in graph.output:
         if output.name == old:  # an input passed straight through: keep the graph valid
-            raise UsageError(f"--fuse-preprocess: input '{old}' is also a graph output")
+            raise UsageError(f"{{fuse_preprocess}}: input '{old}' is also a graph output")

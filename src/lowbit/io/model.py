@@ -12,6 +12,7 @@ written with their weights in ``NAME.data`` beside the model file.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,6 +53,7 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
     if not model.graph.node and not model.graph.output:
         raise ModelError(f"{path} is not an ONNX model: it has no graph")
     _load_external_data(model, path)
+    _check_weights(model, path)
     if check:
         try:
             # protobuf cannot hold a model over 2 GB as one message: check it from the file
@@ -73,15 +75,77 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     if not tensors:
         return
     for tensor in tensors:
-        location = external_data_helper.ExternalDataInfo(tensor).location
-        if not (path.parent / location).is_file():
-            raise ModelError(f"{path} keeps weight '{tensor.name}' in the external data file "
-                             f"'{location}', which is not beside it in {path.parent}")
+        _check_external_entry(tensor, path)
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except Exception as err:
         raise ModelError(f"{path}: its external data could not be read: {_first_line(err)}"
                          ) from err
+
+
+_TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data")
+_PACKED_TYPES = {getattr(onnx.TensorProto, name) for name in ("INT4", "UINT4", "FLOAT4E2M1")
+                 if hasattr(onnx.TensorProto, name)}  # two values a byte
+
+
+def _check_weights(model: onnx.ModelProto, path: Path) -> None:
+    """Each initializer and Constant tensor holds as many values as its shape and type
+    say (a corrupt size would fail deep inside a pass): a ModelError naming it."""
+    tensors = list(model.graph.initializer) + [
+        attribute.t for node in model.graph.node if node.op_type == "Constant"
+        for attribute in node.attribute if attribute.type == onnx.AttributeProto.TENSOR]
+    for tensor in tensors:
+        if any(d < 0 for d in tensor.dims):
+            raise ModelError(f"{path}: weight '{tensor.name}' has a negative dimension "
+                             f"{list(tensor.dims)}")
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{path}: weight '{tensor.name}' has element type "
+                             f"{tensor.data_type}, which is not an ONNX tensor type") from None
+        if dtype.kind in "OSUV" or tensor.data_type == onnx.TensorProto.STRING:
+            continue
+        count = math.prod(tensor.dims)
+        if tensor.HasField("raw_data"):
+            held = len(tensor.raw_data)
+            need = (count + 1) // 2 if tensor.data_type in _PACKED_TYPES else \
+                count * dtype.itemsize
+        elif tensor.data_type in _PACKED_TYPES:
+            continue
+        else:
+            fields = [f for f in _TYPED_FIELDS if len(getattr(tensor, f))]
+            if not fields:
+                continue
+            held, need = len(getattr(tensor, fields[0])), count * (
+                2 if dtype.kind == "c" else 1)
+        if held != need:
+            raise ModelError(f"{path}: weight '{tensor.name}' holds {held} bytes/values, but "
+                             f"its shape {list(tensor.dims)} and type {dtype} need {need}")
+
+
+def _check_external_entry(tensor: onnx.TensorProto, path: Path) -> None:
+    """The external data entry of ``tensor`` names a file inside the model's folder that
+    holds the bytes it claims (offset, length); else a ModelError naming the weight."""
+    where = f"{path} keeps weight '{tensor.name}' in external data file"
+    try:
+        info = external_data_helper.ExternalDataInfo(tensor)
+        location = str(info.location)
+        data = path.parent / location
+        outside = os.path.isabs(location) or not os.path.realpath(data).startswith(
+            os.path.realpath(path.parent) + os.sep)
+        size = data.stat().st_size if not outside and data.is_file() else None
+    except (ValueError, OSError) as err:  # a non-number offset, a negative length, a name
+        raise ModelError(f"{where} that cannot be read: {_first_line(err)}") from None
+    if outside:
+        raise ModelError(f"{where} at '{location[:120]}', outside its folder {path.parent}; "
+                         "external data must lie beside the model")
+    if size is None:
+        raise ModelError(f"{where} '{location[:120]}', which is not beside it in "
+                         f"{path.parent}")
+    offset, length = int(info.offset or 0), info.length
+    if offset + (length if length is not None else 0) > size:
+        raise ModelError(f"{where} '{location}' at bytes {offset}..{offset + (length or 0)}, "
+                         f"but the file has {size} bytes")
 
 
 def save_model(model: onnx.ModelProto, path: str | Path, *,
@@ -160,7 +224,11 @@ def input_specs(model: onnx.ModelProto) -> list[TensorSpec]:
                 dims.append(dim.dim_param)
             else:
                 dims.append(None)
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        except (KeyError, TypeError, ValueError):  # UNDEFINED (0) or not a type at all
+            raise ModelError(f"input '{value.name}' has element type {tensor_type.elem_type}, "
+                             "which is not an ONNX tensor type lowbit can feed") from None
         specs.append(TensorSpec(value.name, tuple(dims), dtype))
     return specs
 

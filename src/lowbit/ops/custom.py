@@ -27,7 +27,7 @@ _ORT_UNREGISTERED = re.compile(r"([\w.]*):(\w+)\(-?\d+\) is not a registered fun
 def registration_hint(domain: str, op_type: str) -> str:
     return (f"register {domain}::{op_type} once: as an ONNX function of standard ops "
             f"(lowbit.ops.function, added with lowbit.ops.add_function) or, for Python code, "
-            f"with lowbit.ops.python_op (pip install onnxruntime-extensions)")
+            f"with lowbit.ops.python_op (the custom-ops extra: pip install '.[custom-ops]')")
 
 
 def unregistered_ops(model: onnx.ModelProto) -> list[tuple[str, str, str]]:

@@ -1,4 +1,4 @@
-"""Custom operators as Python (numpy) code, run by onnxruntime-extensions (pip install).
+"""Custom operators as Python (numpy) code, run by onnxruntime-extensions (the custom-ops extra).
 
     @python_op("PowerDifferencePy", inputs=2, attrs={"p": "float"})
     def power_difference(x, y, **attrs):
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lowbit.errors import UsageError
+from lowbit.errors import UsageError, install_hint
 
 PYTHON_DOMAIN = "ai.onnx.contrib"  # the one domain onnxruntime-extensions' Python ops use
 _ATTRIBUTE_TYPES = ("float", "int", "string")
@@ -35,8 +35,8 @@ def python_op(op_type: str, *, inputs: int = 1, outputs: int = 1,
     try:
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
     except ImportError as err:
-        raise UsageError("Python custom operators need onnxruntime-extensions: pip install "
-                         "onnxruntime-extensions") from err
+        raise UsageError("Python custom operators need onnxruntime-extensions: "
+                         f"{install_hint('custom-ops')}") from err
     if not op_type.isidentifier():
         raise UsageError(f"a custom operator's name is an identifier, got {op_type!r}")
     if op_type in _REGISTERED:

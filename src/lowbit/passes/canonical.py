@@ -23,7 +23,7 @@ import onnx
 import onnx_ir as ir
 from onnx import version_converter
 
-from lowbit.errors import ModelError, UsageError
+from lowbit.errors import ArgumentError, ModelError
 from lowbit.graph import onnx_opset
 from lowbit.passes.finish import MAX_IR_VERSION, finish, infer_shapes
 from lowbit.passes.registry import get_pass
@@ -130,7 +130,8 @@ def resolve_input_shapes(model: onnx.ModelProto, input_shapes: Shapes
     initializers = {init.name for init in model.graph.initializer}
     names = [v.name for v in model.graph.input if v.name not in initializers]
     if len(input_shapes) != len(names):
-        raise UsageError(f"--input-shapes gives {len(input_shapes)} shape(s) but the model has "
+        raise ArgumentError(f"{{input_shapes}} gives {len(input_shapes)} shape(s) but the model "
+                            "has "
                          f"{len(names)} input(s): {', '.join(names)}")
     return {name: tuple(shape) for name, shape in zip(names, input_shapes, strict=True)}
 
@@ -141,13 +142,13 @@ def _fix_input_shapes(model: onnx.ModelProto, input_shapes: Shapes) -> onnx.Mode
     inputs = {value.name: value for value in model.graph.input}
     for name, shape in input_shapes.items():
         if name not in inputs:
-            raise UsageError(f"--input-shapes names '{name}', but the model's inputs are "
+            raise ArgumentError(f"{{input_shapes}} names '{name}', but the model's inputs are "
                              f"{', '.join(sorted(inputs))}")
         tensor_type = inputs[name].type.tensor_type
         dims = tensor_type.shape.dim
         # A declared scalar has a shape with no dims; an input without a shape has any rank.
         if tensor_type.HasField("shape") and len(dims) != len(shape):
-            raise UsageError(f"input '{name}' has rank {len(dims)}, --input-shapes gives "
+            raise ArgumentError(f"input '{name}' has rank {len(dims)}, {{input_shapes}} gives "
                              f"{list(shape)} (rank {len(shape)})")
         del dims[:]
         for size in shape:

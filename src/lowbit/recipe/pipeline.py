@@ -46,6 +46,19 @@ class Built:
     float_tensors: Mapping[str, str] = field(default_factory=dict)
 
 
+def nothing_quantized(precision: str, built: Built) -> str | None:
+    """Why an INT8 (or W4) deploy that quantized no op failed its purpose, or None: the
+    model still runs (in float), so it is written, and the caller exits 1 with this."""
+    if precision not in ("INT8", "W4") or built.quantized:
+        return None
+    if not built.left_float:
+        return f"{precision} was asked for, but the model has no op to quantize"
+    first = built.left_float[0]
+    return (f"{precision} was asked for, but no op was quantized: all "
+            f"{len(built.left_float)} stay float (first {first.op_type} {first.name}: "
+            f"{first.reason})")
+
+
 @dataclass(frozen=True)
 class DeployState:
     """What flows between steps. ``changed_inputs`` names the step that changed the

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from lowbit.analysis.validate import Tolerance
+from lowbit.arguments import path as checked_path
+from lowbit.arguments import shapes as checked_shapes
 from lowbit.calibration.table import CalibrationTable
-from lowbit.errors import LowbitError, RecipeError
+from lowbit.errors import ArgumentError, LowbitError, RecipeError
 from lowbit.quantize.floats.convert import DEFAULT_KEEP_FLOAT
 from lowbit.quantize.floats.convert import METHODS as FLOAT_METHODS
 from lowbit.quantize.int8.settings import (
@@ -521,32 +523,21 @@ def _size(value: object, name: str) -> None:
 
 
 def _path(value: object, name: str) -> Path | None:
-    if value is None or isinstance(value, Path):
-        return value
-    if isinstance(value, str) and value.strip():
-        return Path(value)
-    raise RecipeError(f"{{{name}}} must be a file or folder path; got {value!r}")
+    """None, or lowbit.arguments.path (a str or os.PathLike a file system can hold)."""
+    if value is None:
+        return None
+    try:
+        return checked_path(value, name)
+    except ArgumentError as err:
+        raise RecipeError(err.template) from None
 
 
 def _shapes(value: object) -> Shapes | None:
-    if value is None:
-        return None
-    ok = False
-    if isinstance(value, Mapping):
-        ok = all(isinstance(k, str) and _dims_ok(v) for k, v in value.items())
-        shapes: Shapes = {k: tuple(v) for k, v in value.items()} if ok else {}
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        ok = bool(value) and all(_dims_ok(v) for v in value)
-        shapes = [tuple(v) for v in value] if ok else []
-    if not ok:
-        raise RecipeError("{input_shapes} must map input names to shapes or list one shape "
-                          f"per input, each a list of positive integers; got {value!r}")
-    return shapes
-
-
-def _dims_ok(dims: object) -> bool:
-    return isinstance(dims, Sequence) and not isinstance(dims, str) and bool(dims) and all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in dims)
+    """lowbit.arguments.shapes (names or a list, dims bounded, a str refused)."""
+    try:
+        return checked_shapes(value, "input_shapes")
+    except ArgumentError as err:
+        raise RecipeError(err.template) from None
 
 
 def _wrapped(make: Callable[[], Any], name: str) -> Any:

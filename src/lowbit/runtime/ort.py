@@ -120,6 +120,20 @@ class OrtRunner:
         return dict(zip(names, values, strict=True))
 
 
+def check_run(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray],
+              where: str) -> None:
+    """One run of ``session`` whose failure (a model ORT loads but cannot run on these
+    feeds, or one with no outputs) is a ModelError naming ``where``; a caller that then
+    times raw ``session.run`` calls knows they work."""
+    if not session.get_outputs():
+        raise ModelError(f"{where} has no graph outputs: there is nothing to run")
+    try:
+        session.run(None, dict(feeds))
+    except Exception as err:  # ORT raises several unrelated exception types
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"running {where} failed: {first_line}") from err
+
+
 PAIRED_KINDS = frozenset({"MatMul", "Gemm", "Conv", "DepthwiseConv"})
 
 

@@ -65,5 +65,5 @@ def test_max_steps_and_bad_targets():
         Target.parse("top5=1")
     with pytest.raises(UsageError, match="needs labels"):
         search_mixed(model, ranges, QuantizeSettings(), samples, "top1-drop=1")
-    with pytest.raises(UsageError, match="--fallback"):
+    with pytest.raises(UsageError, match="fallback 'INT4'"):
         search_mixed(model, ranges, QuantizeSettings(), samples, "cos=0.9", fallback="INT4")

@@ -131,7 +131,7 @@ def test_settings_are_checked():
         WeightOnlySettings(block_size=24)
     with pytest.raises(UsageError, match="unknown weight-only algorithm"):
         WeightOnlySettings(algorithm="awq")
-    with pytest.raises(UsageError, match="act-order"):
+    with pytest.raises(UsageError, match="act_order applies to algorithm gptq"):
         WeightOnlySettings(act_order=True)
     with pytest.raises(UsageError, match="calibration"):
         quantize_weight_only(smooth_mlp(), WeightOnlySettings(algorithm="gptq"))

@@ -21,7 +21,8 @@ from typing import Any
 
 import onnx
 
-from lowbit.errors import UsageError, install_hint
+from lowbit import arguments
+from lowbit.errors import ArgumentError, UsageError, install_hint
 from lowbit.graph import onnx_opset
 
 # The opset lowbit exports and converts to. 17 is the newest opset every converter here
@@ -54,16 +55,15 @@ class ImportOptions:
     exporter: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.exporter not in EXPORTERS:
-            raise UsageError(f"--exporter {self.exporter} is not one of {', '.join(EXPORTERS)}")
-        if self.opset is not None and (isinstance(self.opset, bool)
-                                       or not isinstance(self.opset, int)
-                                       or self.opset < MIN_SOURCE_OPSET):
-            raise UsageError(f"--opset {self.opset}: give an ONNX opset ≥ {MIN_SOURCE_OPSET} "
-                             f"(default {TARGET_OPSET})")
-        for option, names in (("--inputs", self.input_names), ("--outputs", self.output_names)):
+        arguments.choice(self.exporter, EXPORTERS, "exporter")
+        if self.opset is not None:
+            arguments.count(self.opset, "opset", minimum=MIN_SOURCE_OPSET,
+                            maximum=onnx.defs.onnx_opset_version())
+        for keyword, names in (("input_names", self.input_names),
+                               ("output_names", self.output_names)):
             if names is not None and (not names or any(not n for n in names)):
-                raise UsageError(f"{option} needs one or more tensor names, comma-separated")
+                raise ArgumentError(f"{{{keyword}}} needs one or more tensor names, "
+                                    "comma-separated")
 
     @property
     def target_opset(self) -> int:
@@ -130,13 +130,14 @@ def importers() -> tuple[Importer, ...]:
 
 
 def refuse_names(options: ImportOptions, label: str) -> None:
-    """--inputs/--outputs select a frozen GraphDef's tensors and name a PyTorch export's;
+    """input_names/output_names select a frozen GraphDef's tensors and name a PyTorch export's;
     any other format names its own inputs and outputs, and takes no example."""
     if options.input_names or options.output_names:
-        raise UsageError(f"--inputs/--outputs select the tensors of a frozen GraphDef (or name "
+        raise UsageError(f"{{input_names}}/{{output_names}} select the tensors of a frozen GraphDef "
+                         f"(or name "
                          f"a PyTorch export's); {label} names its own inputs and outputs")
     if options.example is not None:
-        raise UsageError(f"example= traces a PyTorch module; {label} needs none")
+        raise UsageError(f"{{example}} traces a PyTorch module; {label} needs none")
 
 
 def first_line(err: BaseException) -> str:

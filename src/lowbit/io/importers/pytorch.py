@@ -74,7 +74,7 @@ def convert_torchscript(path: Path, options: ImportOptions) -> ImportedModel:
                          "example=x)) or save it with torch.jit.save(torch.jit.trace(module, x))")
     if options.example is None and options.input_shapes is None:
         raise UsageError(f"{path} is a TorchScript file: exporting it needs the input shapes, "
-                         "e.g. --input-shapes [[1,3,224,224]]")
+                         "e.g. {input_shapes} [[1,3,224,224]]")
     import torch
 
     try:
@@ -113,7 +113,7 @@ def _export(module: Any, options: ImportOptions, *, source: str,
     example = _example(options, names, source)
     input_names = list(options.input_names) if options.input_names else names[:len(example)]
     if len(input_names) != len(example):
-        raise UsageError(f"--inputs names {len(input_names)} input(s) but {source} takes "
+        raise UsageError(f"{{input_names}} names {len(input_names)} input(s) but {source} takes "
                          f"{len(example)} example tensor(s)")
     exporter = _choose_exporter(options.exporter, scripted, source)
     shapes = ", ".join(f"{n} {list(t.shape)}" for n, t in zip(input_names, example, strict=True))
@@ -162,10 +162,10 @@ def _choose_exporter(asked: str, scripted: bool, source: str) -> str:
     has_onnxscript = importlib.util.find_spec("onnxscript") is not None
     if asked == "dynamo":
         if scripted:
-            raise UsageError(f"--exporter dynamo cannot export {source}: torch.export does not "
-                             "capture TorchScript; use --exporter torchscript (or auto)")
+            raise UsageError(f"{{exporter}} dynamo cannot export {source}: torch.export does not "
+                             "capture TorchScript; use {exporter} torchscript (or auto)")
         if not has_onnxscript:
-            raise UsageError(f"--exporter dynamo needs onnxscript: {install_hint('torch')}")
+            raise UsageError(f"{{exporter}} dynamo needs onnxscript: {install_hint('torch')}")
         return "dynamo"
     if asked == "torchscript" or scripted or not has_onnxscript:
         return "torchscript"
@@ -239,7 +239,7 @@ def _example(options: ImportOptions, names: list[str], source: str) -> tuple[Any
         missing = [n for n in names if n not in shapes]
         unknown = [n for n in shapes if n not in names]
         if unknown or (missing and len(shapes) != len(names)):
-            raise UsageError(f"--input-shapes names {', '.join(map(str, shapes))}; {source} "
+            raise UsageError(f"{{input_shapes}} names {', '.join(map(str, shapes))}; {source} "
                              f"takes {', '.join(names) or 'unnamed inputs'}")
         ordered = [shapes[n] for n in names if n in shapes]
     else:

@@ -29,13 +29,13 @@ from lowbit.io.importers.base import (
     refuse_names,
     register,
 )
-from lowbit.io.sniff import LEN, VARINT, protobuf_fields
 from lowbit.io.importers.tf_common import (
     TF_MODULES,
     convert_with_tf2onnx,
     load_quietly,
     load_tensorflow,
 )
+from lowbit.io.sniff import LEN, VARINT, protobuf_fields
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _GRAPH_DEF_FIELDS = {1: LEN, 2: LEN, 3: VARINT, 4: LEN}   # node, library, version, versions
@@ -116,9 +116,9 @@ def convert_graph_def(path: Path, options: ImportOptions) -> ImportedModel:
     nodes = {node.name: node for node in graph_def.node}
     placeholders = [n.name for n in graph_def.node if n.op == "Placeholder"]
     finals = _final_nodes(graph_def)
-    inputs = _tensor_names(options.input_names, "--inputs", path, nodes, placeholders,
+    inputs = _tensor_names(options.input_names, "{input_names}", path, nodes, placeholders,
                            "placeholders")
-    outputs = _tensor_names(options.output_names, "--outputs", path, nodes, finals,
+    outputs = _tensor_names(options.output_names, "{output_names}", path, nodes, finals,
                             "final nodes")
     return convert_with_tf2onnx(
         lambda tf2onnx, opset: tf2onnx.convert.from_graph_def(

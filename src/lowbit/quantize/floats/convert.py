@@ -38,7 +38,7 @@ import onnx
 import onnx_ir as ir
 from onnx import version_converter
 
-from lowbit.errors import ModelError, UsageError
+from lowbit.errors import ArgumentError, ModelError, UsageError
 from lowbit.graph import onnx_opset
 from lowbit.quantize.floats.rewrite import FloatRewriter
 
@@ -161,6 +161,7 @@ def _check_keep_float(graph: ir.Graph, keep_float: Sequence[str]) -> None:
     unknown = [entry for entry in keep_float
                if entry not in names and not onnx.defs.has(entry)]
     if unknown:
-        raise UsageError(f"--keep-float names {', '.join(repr(u) for u in unknown)}: neither an "
+        raise ArgumentError(f"{{keep_float}} names {', '.join(repr(u) for u in unknown)}: "
+                            "neither an "
                          "ONNX op type nor a node of this model (op types are case-sensitive, "
                          "e.g. Softmax)")

@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lowbit.errors import UsageError
+from lowbit.errors import ArgumentError
 from lowbit.graph import FreshNames
 from lowbit.quantize.int8.embeddings import quantize_embeddings
 from lowbit.quantize.int8.params import quantize_weight_on, weight_kind
@@ -50,7 +50,7 @@ def quantize_dynamic(model: onnx.ModelProto, settings: QuantizeSettings) -> Quan
     """Rewrite the constant-weight MatMul/Gemm nodes of ``model`` (canonical) to dynamic
     INT8; with ``settings.quantize_attention`` in a transformer, the attention MatMuls too."""
     if settings.weight_bits != 8:
-        raise UsageError("--dynamic takes 8-bit weights (MatMulInteger has no int4 form)")
+        raise ArgumentError("{dynamic} takes 8-bit weights (MatMulInteger has no int4 form)")
     scope = transformer_scope(model, quantize_attention=settings.quantize_attention)
     out = onnx.ModelProto()
     out.CopyFrom(model)

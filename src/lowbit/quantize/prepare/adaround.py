@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowbit.calibration.observers import TensorRange
-from lowbit.errors import UsageError, install_hint
+from lowbit.errors import ArgumentError, UsageError, install_hint
 from lowbit.quantize.int8.params import (
     GRID_QMAX,
     WeightQuant,
@@ -165,7 +165,7 @@ def require_torch() -> Any:
     try:
         import torch
     except ImportError as err:
-        raise UsageError(f"--adaround needs torch, which is not installed: {TORCH_HINT}") \
+        raise ArgumentError(f"{{adaround}} needs torch, which is not installed: {TORCH_HINT}") \
             from err
     return torch
 

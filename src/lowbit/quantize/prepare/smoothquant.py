@@ -52,7 +52,7 @@ from lowbit.calibration.channel_ranges import linear_inputs, linear_weight_layou
 from lowbit.calibration.collect import collect_ranges
 from lowbit.calibration.observers import CalibrationSettings, TensorRange
 from lowbit.calibration.table import CalibrationTable
-from lowbit.errors import CalibrationError, DatasetError, ModelError, UsageError
+from lowbit.errors import ArgumentError, CalibrationError, DatasetError, ModelError, UsageError
 from lowbit.graph import (
     FreshNames,
     add_reduce,
@@ -508,7 +508,7 @@ def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: fl
         kept_channels.pop(name, None)
         if ranges.pop(name, None) is not None:
             skipped[name] = ("changed by SmoothQuant and not derivable from the table's channel "
-                             "ranges: give --smooth-data to re-measure it")
+                             "ranges: give smooth data (deploy --smooth-data) to re-measure it")
     return result, replace(table, ranges=ranges, skipped=skipped, channel_ranges=kept_channels,
                            input_means=dict(table.input_means), notes=list(table.notes))
 
@@ -520,9 +520,10 @@ def parse_alpha(value: str | float) -> float | None:
     try:
         alpha = float(value)
     except ValueError:
-        raise UsageError(f"--smooth takes a number in [0, 1] or 'auto', got {value!r}") from None
+        raise ArgumentError(f"{{smooth}} takes a number in [0, 1] or 'auto', got "
+                            f"{value!r}") from None
     if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
-        raise UsageError(f"--smooth α must lie in [0, 1], got {value}")
+        raise ArgumentError(f"{{smooth}} α must lie in [0, 1], got {value}")
     return alpha
 
 
@@ -541,7 +542,7 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
         raise DatasetError("the smoothing data set has no samples")
     groups = find_groups(model)
     if not groups:
-        raise UsageError("--smooth found no MatMul/Gemm with a constant 2-D weight to smooth")
+        raise ArgumentError("{smooth} found no MatMul/Gemm with a constant 2-D weight to smooth")
     maxima = channel_maxima(model, groups, samples, threads=threads,
                             memory_budget=memory_budget)
     if chosen is None:

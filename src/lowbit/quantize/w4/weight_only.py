@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lowbit.errors import UnsupportedOpError, UsageError
+from lowbit.errors import ArgumentError, UnsupportedOpError, UsageError
 from lowbit.graph import FreshNames
 from lowbit.quantize.int8.embeddings import quantize_embeddings
 from lowbit.quantize.int8.qdq import NodeDecision
@@ -82,7 +82,7 @@ class WeightOnlySettings:
             raise UsageError(f"unknown weight-only algorithm '{self.algorithm}'; choose one of "
                              f"{', '.join(ALGORITHMS)}")
         if self.act_order and self.algorithm != "gptq":
-            raise UsageError("act-order applies to --algorithm gptq only")
+            raise ArgumentError("{act_order} applies to {algorithm} gptq only")
         if not 0 < self.damp < 1:
             raise UsageError(f"GPTQ dampening must be in (0, 1), got {self.damp}")
         if self.samples <= 0:
@@ -197,13 +197,13 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
         found = (f"; its {len(left)} MatMul/Gemm node(s) stay float: {left[0].reason}"
                  if left else "")
         raise UnsupportedOpError(
-            "--quantize W4 found no MatMul or Gemm with a constant 2-D float32 weight to "
+            "W4 found no MatMul or Gemm with a constant 2-D float32 weight to "
             f"quantize{found}")
     hessians: dict[str, np.ndarray] = {}
     used = 0
     if settings.algorithm == "gptq":
         if samples is None:
-            raise UsageError("--algorithm gptq needs calibration samples (--calibration-data)")
+            raise ArgumentError("{algorithm} gptq needs calibration samples ({calibration_data})")
         collected = collect_hessians(model, [t.input for t in targets], samples,
                                      total=total_samples, progress=progress,
                                      memory_budget=memory_budget)

@@ -22,7 +22,7 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     assert recipe.adaround is not None and recipe.adaround_data is not None
     assert state.table is not None
     require_torch()  # before any data is read
-    samples = context.samples(recipe.adaround_data, ADAROUND_SAMPLES, "--adaround")
+    samples = context.samples(recipe.adaround_data, ADAROUND_SAMPLES, "adaround")
     weights, report = learn_rounding(state.model, samples, context.int8,
                                      AdaRoundSettings(iterations=recipe.adaround.iterations),
                                      ranges=state.table.ranges, skipped=state.table.skipped,

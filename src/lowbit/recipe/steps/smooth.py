@@ -9,7 +9,7 @@ from dataclasses import replace
 import onnx
 
 from lowbit.calibration.table import CalibrationTable
-from lowbit.errors import UsageError
+from lowbit.errors import ArgumentError
 from lowbit.quantize.int8.scope import transformer_scope
 from lowbit.quantize.prepare.smoothquant import (
     DEFAULT_ALPHA,
@@ -51,11 +51,11 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
             return _smoothed(state, done[0].model, None if dynamic else done[1],
                              f"{done[0].summary()}; from the calibration table's channel ranges")
     if data is None:
-        raise UsageError("--smooth needs --smooth-data or --calibration-data DATASET (e.g. "
+        raise ArgumentError("{smooth} needs {smooth_data} or {calibration_data} (e.g. "
                          "the calibration data), or for a number α a calibration table with "
                          "channel ranges (lowbit calibrate writes them): SmoothQuant needs "
                          "per-channel activation maxima")
-    samples = context.samples(data, SMOOTH_SAMPLES, "--smooth")
+    samples = context.samples(data, SMOOTH_SAMPLES, "SmoothQuant")
     outcome = smooth_for_int8(state.model, None if dynamic else state.table, samples, alpha,
                               context.int8, dynamic=dynamic, memory_budget=context.budget)
     return _smoothed(state, outcome.result.model, outcome.table, outcome.summary())
