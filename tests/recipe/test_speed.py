@@ -130,3 +130,34 @@ def test_the_guard_times_for_real_and_off_skips_it(flow: Path) -> None:
     off = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
                         output=flow / "b.onnx", speed="off")
     assert not any(n.startswith("speed:") for n in off.notes)
+
+
+def test_every_island_slower_keeps_f32_and_says_so_without_failing(
+        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock(monkeypatch, {0: 0.6, 1: 0.7, 2: 0.8, 3: 0.9, 4: 1.0})
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           output=flow / "m.int8.onnx", speed="guard")
+    note = next(n for n in result.notes if n.startswith("speed:"))
+    assert "every INT8 island ran slower than float, so the model stays F32" in note, note
+    assert not result.quantized and result.passed and result.problem is None
+
+
+def test_a_model_with_free_spatial_dims_is_timed_at_its_calibration_shape(
+        flow: Path, tmp_path: Path) -> None:
+    """No data at deploy: the table says the shape the model was calibrated on."""
+    from lowbit.calibration.table import read_table
+    from lowbit.recipe.pipeline import DeployContext
+
+    model = prelu_chain()
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_param = "size"
+    onnx.save(model, tmp_path / "free.onnx")
+    x = np.random.default_rng(3).normal(size=(4, 3, 20, 24)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", input=x)
+    lowbit.calibrate(tmp_path / "free.onnx", tmp_path / "x.npz", output=tmp_path / "f.calib",
+                     method="minmax", progress=False)
+    table = read_table(tmp_path / "f.calib")
+    assert table.input_shapes == {"input": (1, 3, 20, 24)}
+    recipe = lowbit.plan(calibration_table=tmp_path / "f.calib", speed="guard")
+    feeds = speed._all_feeds(DeployContext.for_model(recipe, onnx.load(tmp_path / "free.onnx")))
+    assert feeds[1]["input"].shape == (1, 3, 20, 24) and feeds[8]["input"].shape[0] == 8

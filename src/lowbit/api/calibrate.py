@@ -14,6 +14,7 @@ from lowbit.calibration.collect import collect_ranges, find_activation_tensors
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable, write_table
 from lowbit.data import (
+    Dataset,
     ImageFolderDataset,
     ImageOptions,
     open_dataset,
@@ -89,9 +90,16 @@ def calibrate(
         if check is not None:
             table = with_alpha(table, check.alpha)
             table.notes.append(check.summary())
+    table.input_shapes = _first_shapes(samples)
     if output is not None:
         write_table(table, output)
     return table
+
+
+def _first_shapes(samples: Dataset) -> dict[str, tuple[int, ...]]:
+    """Each input's shape in the first sample (deploy times free-dimension models at it)."""
+    first = next(iter(samples.take(1)), None)
+    return {} if first is None else {name: tuple(array.shape) for name, array in first.items()}
 
 
 def _check_histograms(model: onnx.ModelProto, settings: CalibrationSettings) -> None:

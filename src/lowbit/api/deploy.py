@@ -117,7 +117,8 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     return DeployResult(path, chosen.precision, built.quantized, built.left_float,
                         built.removed, built.float_tensors, validation, advice, tuple(notes),
                         chosen, state.applied,
-                        state.unmet or nothing_quantized(chosen.precision, built))
+                        state.unmet or (None if state.float_for_speed
+                                        else nothing_quantized(chosen.precision, built)))
 
 
 def _gate_inputs(recipe: Recipe, float_model: onnx.ModelProto

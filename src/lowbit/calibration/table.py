@@ -46,8 +46,8 @@ import numpy as np
 from lowbit.atomic import write_text_atomic
 from lowbit.calibration.observers import TensorRange
 from lowbit.errors import CalibrationError
-from lowbit.io.sniff import protobuf_fields
 from lowbit.io.kinds import what_file
+from lowbit.io.sniff import protobuf_fields
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class CalibrationTable:
     # at deploy time (lowbit.calibration.channel_ranges); the #lowbit_channel_ranges section.
     channel_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # "# note: …" lines (auto's output check)
+    # input → the shape of its first sample ("# input: x 1x3x240x320"): deploy times a model
+    # with free spatial dims at the size it was calibrated on (lowbit.recipe.steps.speed)
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def clipped(self) -> dict[str, float]:
         """Tensors whose threshold cuts into their observed range: name → the fraction of
@@ -115,6 +118,9 @@ def format_table(table: CalibrationTable) -> str:
         lines.append(f"# percentile: {table.percentile!r}")
     lines.append(f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}")
     lines += [f"# note: {' '.join(note.split())}" for note in table.notes]
+    for name, shape in table.input_shapes.items():
+        _check_name(name)
+        lines.append(f"# input: {name} {'x'.join(str(d) for d in shape) or 'scalar'}")
     for name, reason in table.skipped.items():
         _check_name(name)
         lines.append(f"# skipped: {name} {' '.join(reason.split()) or 'unknown'}")
@@ -173,6 +179,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
     means: dict[str, np.ndarray] = {}
     channels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     notes: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
     section: str | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -185,7 +192,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
                             source, number, section)
             continue
         if line.startswith("#"):
-            _read_comment(line, header, skipped, notes)
+            _read_comment(line, header, skipped, notes, shapes)
             continue
         if section == MEANS_SECTION:
             name, array = _parse_means(line, source, number)
@@ -213,6 +220,7 @@ def parse_table(text: str, *, source: str = "<text>") -> CalibrationTable:
         input_means=means,
         channel_ranges=channels,
         notes=notes,
+        input_shapes=shapes,
     )
 
 
@@ -252,13 +260,22 @@ def _parse_means(line: str, source: str, number: int) -> tuple[str, np.ndarray]:
 
 
 def _read_comment(line: str, header: dict[str, str], skipped: dict[str, str],
-                  notes: list[str]) -> None:
+                  notes: list[str], shapes: dict[str, tuple[int, ...]]) -> None:
     match = _HEADER.match(line)
     if match is None:
         return
     key, value = match.group(1).strip().lower(), match.group(2).strip()
     if key == "note":
         notes.append(value)
+    elif key == "input":
+        name, _, dims = value.partition(" ")
+        try:
+            shape = tuple(int(d) for d in dims.strip().split("x")) if dims.strip() not in (
+                "", "scalar") else ()
+        except ValueError:
+            return  # a shape lowbit did not write: the table still holds its ranges
+        if name and all(d > 0 for d in shape):
+            shapes[name] = shape
     elif key == "skipped":
         name, _, reason = value.partition(" ")
         if name:

@@ -7,7 +7,8 @@ per multiply-accumulate stay float until it does not.
            1.02x at batch 1, 1.05x at batch 8
 
 Both models run interleaved on the same feeds (the validation or calibration data,
-else random inputs at the model's fixed shape), the fastest of repeated runs, at batch 1
+else random inputs at the model's fixed shape, or where it has free dimensions at the
+shape the calibration table says it was calibrated on), the fastest of repeated runs, at batch 1
 and at batch 8 where the batch dimension is free and a run is quick. Islands (lowbit.quantize.int8.islands)
 are dropped worst first, and the count is found by galloping then bisecting, so a
 model with 50 islands costs about a dozen timings (lowbit.recipe.steps.keep_float
@@ -36,7 +37,7 @@ from lowbit.runtime.ort import create_session
 log = logging.getLogger(__name__)
 
 BATCHES = (1, 8)
-WARMUP, REPEATS, MIN_SECONDS = 2, 9, 0.15
+WARMUP, REPEATS, MIN_SECONDS = 2, 12, 0.2
 SMALL_RUN = 0.01  # seconds
 SLOWER = 0.95  # INT8 at under 0.95x float counts as slower (timings wobble a few percent)
 
@@ -65,7 +66,8 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     feeds = _feeds(context)
     if not feeds:
         return state.noted("speed: not checked (the model has dynamic dimensions besides the "
-                           "batch; give --test-data or --calibration-data to time it on)")
+                           "batch, and the calibration table does not say its input shapes; "
+                           "give --test-data or --calibration-data to time it on)")
     timer = _Timer(context.float_model, feeds)
     first = timer.speed(state.built.model)
     if first.worst >= SLOWER:
@@ -89,14 +91,18 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
         count = max(tried, key=lambda k: tried[k][0].worst)
     speed, built = tried[count]
     kept = sum(len(island.nodes) for island in ranked[:count])
-    if speed.worst < 1.0:
+    if not built.quantized:
+        verdict = (f"no INT8 gain on this CPU: every INT8 island ran slower than float, so "
+                   f"the model stays F32 ({speed.text()} the float model); quantize for size "
+                   "or for another target with --speed off")
+    elif speed.worst < 1.0:
         verdict = (f"no INT8 gain on this CPU: the fastest INT8 configuration tried runs "
                    f"{speed.text()} F32 ({count} of {len(ranked)} islands float); quantize "
                    "for size or another target, or deploy F32 here")
     else:
         verdict = f"{count} of {len(ranked)} INT8 islands ({kept} ops) kept float: " \
             f"{speed.text()} F32"
-    return replace(state, built=built).noted(
+    return replace(state, built=built, float_for_speed=not built.quantized).noted(
         f"speed: all-INT8 ran {first.text()} F32 here (measured); {verdict}")
 
 
@@ -177,9 +183,12 @@ def _all_feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
     if not samples:
         rng = np.random.default_rng(0)
         sample = {}
+        calibrated = context.table.input_shapes if context.table is not None else {}
         for spec in specs:
             given = [1 if i == 0 and not isinstance(d, int) else d
                      for i, d in enumerate(spec.shape)]
+            if spec.name in calibrated and len(calibrated[spec.name]) == len(given):
+                given = [1, *calibrated[spec.name][1:]] if given else []
             dims = [d for d in given if isinstance(d, int) and d > 0]
             if len(dims) != len(given):
                 return {}
