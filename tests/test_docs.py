@@ -149,6 +149,13 @@ def _problems(line: CommandLine, main: argparse.ArgumentParser,
               run_parser: argparse.ArgumentParser) -> list[str]:
     args = _arguments(line.tokens)[1:]
     where = f"{line.page.relative_to(ROOT)}: {line.text!r}"
+    found = []
+    main_options = _visible(main)
+    while args and args[0].startswith("-") and Path(line.tokens[0]).name != "lowbit-run":
+        action = main_options.get(args[0].partition("=")[0])  # lowbit's own options first
+        if action is None:
+            break
+        args = args[1 + (action.nargs != 0 and "=" not in args[0]):]
     if Path(line.tokens[0]).name == "lowbit-run":
         parser = run_parser
     elif args and not args[0].startswith("-"):
@@ -158,7 +165,6 @@ def _problems(line: CommandLine, main: argparse.ArgumentParser,
     else:
         parser = main
     options = _visible(parser)
-    found = []
     for i, token in enumerate(args):
         if not token.startswith("-") or token == "-" or re.match(r"-\d", token):
             continue

@@ -121,3 +121,63 @@ def test_the_example_with_a_python_kernel(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "left float: powdiff (PowerDifference): no INT8 rule for ai.onnx.contrib" in done.stdout
     assert "profile: PowerDifference" in done.stdout
+
+
+OPS_FILE = r"""
+import numpy as np
+from lowbit.ops import python_op
+
+@python_op("PowerDifferencePy", inputs=2, attrs={"p": "float"})
+def power_difference(x, y, **attrs):
+    return ((x - y) ** attrs["p"]).astype(np.float32)
+"""
+
+MAKE_MODEL = r"""
+import sys
+import numpy as np, onnx
+from onnx import numpy_helper
+sys.path.insert(0, {root!r})
+from lowbit.ops import PYTHON_DOMAIN, node
+from tests.models import small_resnet
+model = small_resnet()
+graph = model.graph
+graph.initializer.append(numpy_helper.from_array(np.full((1, 16, 1, 1), 0.1, np.float32), "shift"))
+index = next(i for i, n in enumerate(graph.node) if n.name == "conv2")
+graph.node.insert(index, node("PowerDifferencePy", ["r1", "shift"], ["pd"], domain=PYTHON_DOMAIN,
+                              name="powdiff", p=2.0))
+graph.node[index + 1].input[0] = "pd"
+model.opset_import.append(onnx.helper.make_opsetid(PYTHON_DOMAIN, 1))
+onnx.save(model, {path!r})
+np.savez({data!r}, input=np.random.default_rng(0).normal(size=(8, 3, 16, 16)).astype(np.float32))
+"""
+
+
+def test_the_command_line_registers_python_ops_with_ops_file(tmp_path: Path) -> None:
+    """`lowbit --ops FILE` runs the file first, so every command knows the op; without it
+    the op is one line naming how to register it."""
+    root = str(Path(__file__).resolve().parents[2])
+    model, data = tmp_path / "py.onnx", tmp_path / "x.npz"
+    subprocess.run([sys.executable, "-c", MAKE_MODEL.format(root=root, path=str(model),
+                                                           data=str(data))], check=True)
+    ops = tmp_path / "my_ops.py"
+    ops.write_text(OPS_FILE)
+    lowbit = [sys.executable, "-m", "lowbit.cli.main"]
+    done = subprocess.run([*lowbit, "--ops", str(ops), "calibrate", str(model), "--data",
+                           str(data), "-o", str(tmp_path / "t.calib"), "--method", "minmax",
+                           "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*lowbit, "--ops", str(ops), "deploy", str(model),
+                           "--calibration-table", str(tmp_path / "t.calib"), "--test-data",
+                           str(data), "-o", str(tmp_path / "m.int8.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PowerDifferencePy powdiff" in done.stdout and "PASSED" in done.stdout
+    missing = subprocess.run([*lowbit, "calibrate", str(model), "--data", str(data), "-o",
+                              str(tmp_path / "u.calib")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "python_op" in missing.stderr
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    done = subprocess.run([*lowbit, "--ops", str(broken), "info", str(model)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--ops" in done.stderr and "RuntimeError: boom" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -66,6 +66,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                      "precision: calibrate, quantize, validate against float, and benchmark.")
     parser.add_argument("--version", action="version", version=f"lowbit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    parser.add_argument("--ops", action="append", metavar="FILE.py", default=[],
+                        help="a Python file run before the command that registers custom "
+                        "operators (lowbit.ops.python_op), so every command runs models that "
+                        "use them; may be given more than once")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     chosen = None if argv is None else next((a for a in argv if a in COMMANDS), "")
     for command in COMMANDS.values():
@@ -87,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         with terminate_cleanly():  # SIGTERM/SIGHUP unwind like Ctrl-C: no temp files left
+            if args.ops:
+                from lowbit.ops.load import load_op_file
+
+                for path in args.ops:
+                    load_op_file(path)
             return int(args.run(args))
     except LowbitError as err:  # named as the command line spells its options
         err = for_command_line(err, command_parser(parser, args.command), args.command)
