@@ -7,7 +7,8 @@
 
 Recorded: the recipe (TOML), lowbit's, ONNX Runtime's, onnx's and numpy's versions,
 the CPU and the ISA features that chose the INT8 weight grids (whether ONNX Runtime's
-uint8×int8 kernels saturate here, and the paired layouts it confirmed), the steps run,
+uint8×int8 kernels saturate here, and the paired layouts it confirmed, or the
+LOWBIT_FORCE_ISA override that chose them instead), the steps run,
 and the path, size and SHA-256 of the float model and every file the recipe read
 (calibration table, qtable, data sets). ``graph_sha256`` hashes the model without its
 metadata, so two builds compare by what they compute, not by when they were made.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ import onnx
 from lowbit.errors import RecipeError
 from lowbit.recipe.document import parse_recipe, recipe_text
 from lowbit.recipe.recipe import Recipe
+from lowbit.runtime.isa import ENV_VAR as ISA_OVERRIDE
 
 PREFIX = "lowbit."
 #: ISA flags that decide INT8 and BF16 paths on x86 (/proc/cpuinfo names)
@@ -99,6 +102,9 @@ def cpu_description(precision: str) -> dict[str, object]:
     name, flags = _cpuinfo()
     found: dict[str, object] = {"machine": platform.machine(), "model": name,
                                 "flags": [f for f in ISA_FLAGS if f in flags]}
+    forced = os.environ.get(ISA_OVERRIDE, "").strip()
+    if forced:  # the grids below were chosen for these forced facts, not this CPU's
+        found["forced_isa"] = forced
     if precision == "INT8":
         from lowbit.runtime.ort import int8_saturates, u8s8_layouts
 

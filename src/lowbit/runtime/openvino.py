@@ -7,7 +7,9 @@
     runner.layer_precisions                   # {"Convolution BF16": 20, "FullyConnected BF16": 1}
 
 OpenVINO computes a float model in BF16 by default on CPUs with AVX512-BF16 or
-AMX, so the hint is always set explicitly: ``precision=None`` means F32. A QDQ
+AMX, so the hint is always set explicitly: ``precision=None`` means F32. A BF16 hint
+where ``bf16_native()`` is false (no such kernels, or LOWBIT_FORCE_ISA=bf16=0: see
+lowbit.runtime.isa) compiles in F32, which is what OpenVINO does on such a CPU. A QDQ
 INT8 model runs its quantized layers on integer kernels whatever the hint (which
 then applies to the layers left float). ``precision_used`` is read from the
 compiled model's runtime graph (each layer's ``runtimePrecision``), never assumed.
@@ -19,6 +21,7 @@ checks that first.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +32,7 @@ import onnx
 import openvino as ov
 
 from lowbit.errors import ModelError, UsageError
+from lowbit.runtime.isa import forced_isa
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,10 @@ class OpenVinoRunner:
         if hint not in _HINTS:
             raise UsageError(f"OpenVINO precision must be one of {', '.join(_HINTS)}, "
                              f"found {precision}")
+        if hint == "BF16" and not bf16_native():
+            log.info("BF16 asked, but OpenVINO has no BF16 kernels here (%s): F32",
+                     "LOWBIT_FORCE_ISA" if forced_isa().bf16 is False else "this CPU")
+            hint = "F32"
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": _HINTS[hint],
                                      "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
@@ -123,6 +131,19 @@ class OpenVinoRunner:
                 shape = ", ".join("?" if e is None else str(e) for e in expected)
                 raise ModelError(f"input '{name}' must have shape [{shape}], "
                                  f"found {list(value.shape)}")
+
+
+def bf16_native() -> bool:
+    """``probe_bf16_native()``, or the ``bf16`` LOWBIT_FORCE_ISA forces (lowbit.runtime.isa)."""
+    forced = forced_isa().bf16
+    return probe_bf16_native() if forced is None else forced
+
+
+@functools.cache
+def probe_bf16_native() -> bool:
+    """Whether OpenVINO's CPU device computes BF16 natively on this CPU (AVX512-BF16 or
+    AMX-BF16): "BF16" among its OPTIMIZATION_CAPABILITIES."""
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _readable(model: ModelSource) -> str | bytes:

@@ -27,6 +27,7 @@ from lowbit.graph import declared_precision
 from lowbit.ops.custom import explain_ort_error
 from lowbit.ops.python import extensions_library
 from lowbit.runtime.backends import graph_precision
+from lowbit.runtime.isa import PAIRED_KINDS, forced_isa
 from lowbit.spec import named_dim_conflict
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,20 @@ def check_run(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray],
         raise ModelError(f"running {where} failed: {first_line}") from err
 
 
-PAIRED_KINDS = frozenset({"MatMul", "Gemm", "Conv", "DepthwiseConv"})
+def u8s8_layouts() -> frozenset[str]:
+    """``probe_u8s8_layouts()``, or what LOWBIT_FORCE_ISA says (lowbit.runtime.isa):
+    its ``pairs``, else with ``vnni=0`` the layouts of AVX2 / AVX-512 CPUs (every kind of
+    PAIRED_KINDS), with ``vnni=1`` none (exact kernels need no pairs)."""
+    forced = forced_isa()
+    if forced.pairs is not None:
+        return forced.pairs
+    if forced.vnni is not None:
+        return frozenset() if forced.vnni else PAIRED_KINDS
+    return probe_u8s8_layouts()
 
 
 @functools.cache
-def u8s8_layouts() -> frozenset[str]:
+def probe_u8s8_layouts() -> frozenset[str]:
     """Which of ONNX Runtime's uint8×int8 kernels on this CPU lowbit's paired 8-bit weights
     (lowbit.quantize.int8.params.quantize_weight_paired) fit: "MatMul", "Gemm" and "Conv" where
     the kernel saturates in the int16 sum of K rows 2i and 2i+1 and nowhere else (a Conv's
@@ -240,10 +250,17 @@ def _depthwise_value() -> float:
                       weight, 2048.0, weight_axis=0)
 
 
-@functools.cache
 def int8_saturates() -> bool:
+    """``probe_int8_saturates()``, or ``not vnni`` where LOWBIT_FORCE_ISA forces it
+    (lowbit.runtime.isa): what chooses the weight grids."""
+    forced = forced_isa().vnni
+    return probe_int8_saturates() if forced is None else not forced
+
+
+@functools.cache
+def probe_int8_saturates() -> bool:
     """Whether ONNX Runtime's uint8×int8 kernels on this CPU saturate with full-range
-    int8 weights.
+    int8 weights (the real kernels, whatever LOWBIT_FORCE_ISA says).
 
     x86 CPUs without VNNI (AVX2, plain AVX-512) multiply with VPMADDUBSW, which adds
     each pair of uint8·int8 products into a saturating int16: 255·127 + 255·127 =
