@@ -32,6 +32,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lowbit.errors import ModelError
+
 _CONV_AUTO_PAD = ("NOTSET", "VALID")
 _AXES_INPUT_OPSET = 13  # ReduceSum takes its axes as an input from opset 13
 _TO_THE_END = np.iinfo(np.int64).max
@@ -71,14 +73,29 @@ def mean_input_ops(model: onnx.ModelProto) -> dict[str, MeanInputOp]:
             pads = tuple(int(p) for p in attrs.get("pads", [0] * 2 * rank))
             if auto_pad == "VALID":
                 pads = (0,) * 2 * rank
-            ops[node.name] = MeanInputOp(
-                node.name, "Conv", node.input[0], kernel, pads,
-                tuple(int(s) for s in attrs.get("strides", [1] * rank)),
-                tuple(int(d) for d in attrs.get("dilations", [1] * rank)))
+            op = MeanInputOp(node.name, "Conv", node.input[0], kernel, pads,
+                             tuple(int(s) for s in attrs.get("strides", [1] * rank)),
+                             tuple(int(d) for d in attrs.get("dilations", [1] * rank)))
+            _check_conv(op, dims[2:])
+            ops[node.name] = op
         elif node.op_type == "Gemm" and len(dims) == 2:
             ops[node.name] = MeanInputOp(node.name, "Gemm", node.input[0],
                                          transposed=bool(attrs.get("transA", 0)))
     return ops
+
+
+def _check_conv(op: MeanInputOp, weight_kernel: tuple[int, ...]) -> None:
+    """A Conv whose attributes ONNX does not allow (a model ONNX Runtime would refuse) is a
+    ModelError naming it, not an index error in the tap arithmetic."""
+    rank = len(weight_kernel)
+    if op.kernel != weight_kernel or len(op.pads) != 2 * rank or min(op.pads) < 0 \
+            or len(op.strides) != rank or len(op.dilations) != rank \
+            or min((*op.strides, *op.dilations)) < 1:
+        raise ModelError(f"Conv '{op.node}' has kernel_shape {list(op.kernel)}, pads "
+                         f"{list(op.pads)}, strides {list(op.strides)} and dilations "
+                         f"{list(op.dilations)}, which do not fit its {rank}-D weight "
+                         f"{list(weight_kernel)} (ONNX wants 2x{rank} pads >= 0 and "
+                         f"{rank} strides and dilations >= 1)")
 
 
 def patch_means(op: MeanInputOp, mean_input: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lowbit.arguments import MAX_BINS, choice, count, number
 from lowbit.errors import UsageError
 
 SUBSAMPLE_ABOVE = 1 << 20
@@ -144,6 +145,9 @@ def register_observer(method: str) -> Callable[[type[Observer]], type[Observer]]
     return add
 
 
+MIN_BINS = 128
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How activation ranges are chosen: method, percentile (for 'percentile'), histogram bins."""
@@ -153,13 +157,12 @@ class CalibrationSettings:
     bins: int = 2048
 
     def __post_init__(self) -> None:
-        if self.method not in _OBSERVERS:
-            raise UsageError(f"unknown calibration method {self.method!r}; "
-                             f"supported: {', '.join(_OBSERVERS)}")
-        if not 0 < self.percentile <= 100:
-            raise UsageError(f"percentile must be in (0, 100], got {self.percentile}")
-        if int(self.bins) != self.bins or self.bins < 128:
-            raise UsageError(f"bins must be an integer >= 128, got {self.bins}")
+        choice(self.method, tuple(_OBSERVERS), "method")
+        object.__setattr__(self, "percentile",
+                           number(self.percentile, "percentile", low=0, high=100,
+                                  low_open=True))
+        object.__setattr__(self, "bins", count(self.bins, "bins", minimum=MIN_BINS,
+                                               maximum=MAX_BINS))
 
 
 def make_observer(settings: CalibrationSettings) -> Observer:

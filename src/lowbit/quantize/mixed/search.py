@@ -33,7 +33,7 @@ import onnx
 
 from lowbit.analysis.metrics import cosine
 from lowbit.calibration.observers import TensorRange
-from lowbit.errors import DatasetError, UsageError
+from lowbit.errors import ArgumentError, DatasetError, UsageError
 from lowbit.quantize.int8.scope import real_token_masks, real_tokens
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.mixed.deploy import deploy_mixed
@@ -74,8 +74,8 @@ class Target:
         except ValueError:
             number = float("nan")
         if not sep or math.isnan(number):
-            raise UsageError(f"--target {text!r}: expected cos=0.99, sqnr=30 or "
-                             "top1-drop=0.5")
+            raise ArgumentError(f"{{target}} {text[:60]!r}: expected cos=0.99, sqnr=30 or "
+                                "top1-drop=0.5")
         return cls(metric.strip().lower(), number)
 
     def holds(self, measured: float) -> bool:
@@ -136,7 +136,8 @@ def search_mixed(
     """
     goal = Target.parse(target) if isinstance(target, str) else target
     if fallback not in FLOAT_PRECISIONS:
-        raise UsageError(f"--fallback {fallback}: choose one of {', '.join(FLOAT_PRECISIONS)}")
+        raise ArgumentError(f"{{fallback}} {fallback!r}: choose one of "
+                            f"{', '.join(FLOAT_PRECISIONS)}")
     feeds = list(samples)
     if not feeds:
         raise DatasetError("the mixed-precision search needs at least one sample")
@@ -229,7 +230,7 @@ class _Judge:
         if self.target.metric != "top1-drop":
             return None
         if labels is None:
-            raise UsageError("a top1-drop target needs labels (--labels)")
+            raise ArgumentError("a top1-drop {target} needs {labels}")
         array = np.asarray(labels).reshape(-1)
         if len(array) < len(self.feeds):
             raise DatasetError(f"{len(array)} labels for {len(self.feeds)} samples")
