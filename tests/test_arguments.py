@@ -61,7 +61,8 @@ def test_paths_choices_flags() -> None:
 
 
 def test_memory_requests_are_refused_before_allocating() -> None:
-    with pytest.raises(ArgumentError, match=r"batches: batch 9 needs about 2 GiB, more than "
+    with pytest.raises(ArgumentError, match=r"batches: batch 9 would take about 2 GiB, more "
+                                            r"than "
                                             r"the memory budget \(1 GiB\)"):
         arguments.check_memory(2 << 30, "batches", "batch 9", budget=1 << 30)
     arguments.check_memory(1 << 20, "batches", "batch 1", budget=1 << 30)

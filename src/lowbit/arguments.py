@@ -200,7 +200,8 @@ def memory_refusal(need: int, what: str, budget: int | None = None) -> str | Non
         (available_memory(), "the memory available")
     if limit is None or need <= limit:
         return None
-    return f"{what} needs about {format_size(need)}, more than {of} ({format_size(limit)})"
+    return (f"{what} would take about {format_size(need)}, more than {of} "
+            f"({format_size(limit)})")
 
 
 def available_memory() -> int | None:

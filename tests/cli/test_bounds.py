@@ -65,7 +65,7 @@ def test_input_shapes_text_is_bounded(work: Path, capsys: pytest.CaptureFixture[
                            ("[[" + "9" * 5000 + ",3,16,16]]", "is not a list such as"),
                            ("[[99999999999999999999,3,16,16]]", "from 1 to 2147483647"),
                            ("input:" + "9" * 5000, "whole numbers from 1 to 2147483647"),
-                           ("[[100000,3,28000,28000]]", "needs about")):
+                           ("[[100000,3,28000,28000]]", "would take about")):
         _refused(["transform", work / "model.onnx", "-o", out, "--input-shapes", text], capsys,
                  "--input-shapes", expected)
     assert not out.exists()
@@ -85,7 +85,8 @@ def test_counts_and_bins_are_bounded(work: Path, capsys: pytest.CaptureFixture[s
 
 def test_bench_batch_that_cannot_fit(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _refused(["bench", work / "model.onnx", "--batch", "2000000000"], capsys,
-             "--batch: batch 2000000000 of model.onnx", "needs about", "more than")
+             "--batch: batch 2000000000 of model.onnx", "would take about",
+             "more than")
     _refused(["bench", work / "model.onnx", "--batch", str(10**20)], capsys,
              "--batch", "whole numbers from 1 to 2147483647")
 

@@ -46,7 +46,7 @@ def test_sizes_parse(text: str | int, size: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "lots", "-1G", "2X", "1.2.3M", "0", "512K", "G"])
 def test_bad_sizes_name_the_option(text: str) -> None:
-    with pytest.raises(UsageError, match="--memory-budget"):
+    with pytest.raises(UsageError, match="memory_budget must be"):
         parse_size(text)
 
 

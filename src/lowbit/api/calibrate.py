@@ -73,7 +73,7 @@ def calibrate(
     check_distinct({"{model}": model, "{dataset}": dataset}, {"{output}": output})
     source = load_float_model(model, "calibrate")
     canonical, _ = canonicalize(source, input_shapes=input_shapes)
-    _check_histograms(canonical, settings)
+    _check_histograms(canonical, settings, budget.bytes if memory_budget is not None else None)
     image_options = image_options_for(model, image_options, dataset, source)
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
@@ -102,12 +102,14 @@ def _first_shapes(samples: Dataset) -> dict[str, tuple[int, ...]]:
     return {} if first is None else {name: tuple(array.shape) for name, array in first.items()}
 
 
-def _check_histograms(model: onnx.ModelProto, settings: CalibrationSettings) -> None:
+def _check_histograms(model: onnx.ModelProto, settings: CalibrationSettings,
+                      budget: int | None) -> None:
     """The histogram methods keep 2 x bins float64 counts per observed tensor: refuse a
-    ``bins`` whose histograms cannot fit, before any is allocated."""
+    ``bins`` whose histograms cannot fit (in ``budget`` when the caller gave one, else in
+    the memory there is), before any is allocated."""
     if settings.method == "minmax":
         return
     tensors = find_activation_tensors(model)
     observed = len(tensors.inputs) + len(tensors.outputs)
     arguments.check_memory(observed * 2 * settings.bins * 8, "bins",
-                 f"{observed} histograms of {settings.bins} bins")
+                           f"{observed} histograms of {settings.bins} bins", budget)

@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from lowbit.errors import UsageError
+from lowbit.errors import ArgumentError, UsageError
 from lowbit.graph import infer_shapes_light
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ _KNOWN_FRACTION = 0.75
 ENGINE_OVERHEAD = 1.5
 
 
-def parse_size(text: str | int, *, option: str = "--memory-budget") -> int:
+def parse_size(text: str | int, *, option: str = "{memory_budget}") -> int:
     """Bytes from ``512M``, ``2G``, ``1.5GB``, ``800MiB`` or a plain number of bytes;
     anything else, or less than 1 MiB, is a UsageError naming ``option``."""
     if isinstance(text, int) and not isinstance(text, bool):
@@ -69,10 +69,11 @@ def parse_size(text: str | int, *, option: str = "--memory-budget") -> int:
     else:
         found = _SIZE.match(str(text))
         if found is None:
-            raise UsageError(f"{option} must be a size such as 512M or 2G, got {text!r}")
+            raise ArgumentError(f"{option} must be a size such as 512M or 2G, got "
+                                f"{str(text)[:60]!r}")
         size = int(float(found.group(1)) * _UNITS[found.group(2).upper()])
     if size < MIN_BUDGET:
-        raise UsageError(f"{option} must be at least 1M, got {text!r}")
+        raise ArgumentError(f"{option} must be at least 1M, got {str(text)[:60]!r}")
     return size
 
 
