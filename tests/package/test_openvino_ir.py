@@ -44,6 +44,6 @@ def test_int8_ir_validates_against_the_float_reference(work: Work, tmp_path) -> 
 def test_ir_goes_to_an_xml_file(work: Work, tmp_path) -> None:
     with pytest.raises(UsageError, match=r"\.xml"):
         package(work.f32, tmp_path / "model.lowbit", format="openvino")
-    with pytest.raises(UsageError, match="--target-platform applies to --format ort"):
+    with pytest.raises(UsageError, match="target_platform applies to format ort"):
         package(work.f32, tmp_path / "m.xml", format="openvino", target_platform="arm")
     assert list(tmp_path.iterdir()) == []

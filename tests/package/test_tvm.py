@@ -40,7 +40,7 @@ def test_int8_is_validated_and_said_to_gain_nothing(work: Work, tmp_path) -> Non
     ({"target": "cuda"}, "CPUs only"),
     ({"target": "llvm -mcpu=skylake"}, "takes targets as JSON"),
     ({"target": '{"kind": "llvm", "mcpu": '}, "not valid JSON"),
-    ({"target_platform": "arm"}, "--target-platform applies to --format ort"),
+    ({"target_platform": "arm"}, "target_platform applies to format ort"),
 ])
 def test_unsupported_targets_are_refused_before_writing(work: Work, tmp_path, kwargs,
                                                         needle) -> None:
@@ -48,7 +48,7 @@ def test_unsupported_targets_are_refused_before_writing(work: Work, tmp_path, kw
         package(work.f32, tmp_path / "m.so", format="tvm", **kwargs)
     with pytest.raises(UsageError, match=r"\.so file"):
         package(work.f32, tmp_path / "m.lowbit", format="tvm")
-    with pytest.raises(UsageError, match="applies to --format tvm"):
+    with pytest.raises(UsageError, match="applies to format tvm"):
         package(work.f32, tmp_path / "m.lowbit", target="{}")
     assert list(tmp_path.iterdir()) == []
 

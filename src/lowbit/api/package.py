@@ -124,18 +124,19 @@ def package(model: str | Path, output: str | Path, *, format: str = "ort",
     if format == "openvino":
         require_openvino()
         if target_platform is not None:
-            raise UsageError("--target-platform applies to --format ort; OpenVINO IR is "
+            raise UsageError("{target_platform} applies to {format} ort; OpenVINO IR is "
                              "compiled for its device when it is loaded")
         if Path(output).suffix.lower() != ".xml":
-            raise UsageError(f"-o {output}: OpenVINO IR is written to an .xml file (its .bin "
+            raise UsageError(f"{{output}} {output}: OpenVINO IR is written to an .xml file (its .bin "
                              f"beside it)")
     target = check_target(target_platform or default_target())
     if test_reference is not None and test_input is None:
-        raise UsageError("--test-reference needs --test-data (the inputs it was made from)")
+        raise UsageError("{test_reference} needs {test_input} (the inputs it was made from)")
     label_file = labels if isinstance(labels, str | Path) else None
-    written = {"-o": output, "-o (its .bin)": bin_path(output) if format == "openvino" else None}
-    check_distinct({"MODEL": model, "--test-data": test_input,
-                    "--test-reference": test_reference, "--labels": label_file}, written)
+    written = {"{output}": output,
+               "{output} (its .bin)": bin_path(output) if format == "openvino" else None}
+    check_distinct({"{model}": model, "{test_input}": test_input,
+                    "{test_reference}": test_reference, "{labels}": label_file}, written)
     proto = load_model(model)
     meta = _meta(model, proto)
     precision = precision_of(proto)
@@ -206,13 +207,13 @@ def _tvm_target(format: str, target: str, target_platform: str | None,
     """The parsed TVM target for format "tvm" (checked before anything is read), else None."""
     if format != "tvm":
         if target != "llvm":
-            raise UsageError("--target is TVM's; it applies to --format tvm")
+            raise UsageError("{target} is TVM's; it applies to {format} tvm")
         return None
     from lowbit.runtime.tvm_module import parse_target, require_tvm
 
     require_tvm()
     if target_platform is not None:
-        raise UsageError("--target-platform applies to --format ort; give TVM's --target")
+        raise UsageError("{target_platform} applies to {format} ort; give TVM's {target}")
     if Path(output).suffix != ".so":
         raise UsageError(f"-o {output}: a TVM module is written to a .so file")
     return parse_target(target)
@@ -366,7 +367,7 @@ def _labels(labels: str | Path | Sequence[str] | None,
         raise UsageError("a class name may not contain a line break")
     classes = _classes(proto)
     if classes is not None and classes != len(names):
-        raise UsageError(f"--labels gives {len(names)} class names but the model's first "
+        raise UsageError(f"{{labels}} gives {len(names)} class names but the model's first "
                          f"output has {classes} scores")
     return names
 

@@ -51,11 +51,11 @@ def parse_target(text: str) -> dict[str, Any]:
         try:
             config = json.loads(text)
         except json.JSONDecodeError as err:
-            raise UsageError(f"--target {text!r} is not valid JSON: {err}") from err
+            raise UsageError(f"{{target}} {text!r} is not valid JSON: {err}") from err
         if not isinstance(config, dict):
-            raise UsageError(f"--target {text!r} must be a JSON object")
+            raise UsageError(f"{{target}} {text!r} must be a JSON object")
     elif " " in text.strip():
-        raise UsageError(f"--target {text!r}: TVM takes targets as JSON now, e.g. "
+        raise UsageError(f"{{target}} {text!r}: TVM takes targets as JSON now, e.g. "
                          f"'{{\"kind\": \"llvm\", \"mcpu\": \"skylake\"}}'")
     else:
         config = {"kind": text.strip()}

@@ -137,7 +137,7 @@ class _Scorer:
             try:
                 self.labels = load_labels(None, data, len(samples))[:len(samples)]
             except DatasetError as err:
-                raise DatasetError(f"--target {goal} needs labels in the calibration data "
+                raise DatasetError(f"{{target}} {goal} needs labels in the calibration data "
                                    f"(a 'label' array): {err}") from None
         self.last = float("nan")
         self._cache: dict[int, float] = {}
