@@ -60,6 +60,8 @@ print(json.dumps({{
     "compared": {{d.name: d.op_type for d in report.diffs}},
     "evaluated": scores is not None, "bench_ms": timed.results[0].timing(1).median_ms,
     "profile": {{row.op_type: row.total_ms for row in profile.rows}},
+    "explain": __import__("lowbit.analysis.explain", fromlist=["x"]).explain_int8(
+        result.path, threads=1).summary(),
 }}))
 """
 
@@ -77,6 +79,7 @@ def test_a_python_op_runs_through_every_verb(tmp_path: Path) -> None:
     assert found["compared"]["pd"] == "PowerDifferencePy"
     assert found["evaluated"] and found["bench_ms"] > 0
     assert found["profile"]["PowerDifferencePy"] > 0  # the bridge's cost, per op
+    assert "in 1 custom op(s) (slowest powdiff PowerDifferencePy:" in found["explain"]
 
 
 def test_registering_without_the_extra_or_twice_is_a_usage_error(tmp_path: Path) -> None:

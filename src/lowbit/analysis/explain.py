@@ -90,6 +90,10 @@ class SpeedAdvice:
     ops: tuple[OpAdvice, ...]
     float_time_share: float | None = None
     qdq_time_share: float | None = None
+    # custom ops (a domain of their own, e.g. Python code through onnxruntime-extensions):
+    # node name -> (op type, ms per run); their kernels run outside ONNX Runtime's own
+    custom_ops: tuple[tuple[str, str, float], ...] = ()
+    custom_time_share: float | None = None
 
     @property
     def float_ops(self) -> tuple[OpAdvice, ...]:
@@ -102,6 +106,10 @@ class SpeedAdvice:
             text += f"; {self.float_time_share:.1%} of time in float fallbacks"
         if self.qdq_time_share is not None:
             text += f", {self.qdq_time_share:.1%} in QuantizeLinear/DequantizeLinear"
+        if self.custom_ops and self.custom_time_share is not None:
+            slowest = max(self.custom_ops, key=lambda op: op[2])
+            text += (f"; {self.custom_time_share:.1%} in {len(self.custom_ops)} custom op(s) "
+                     f"(slowest {slowest[0]} {slowest[1]}: {slowest[2]:.3f} ms per run)")
         return text
 
     def table(self) -> str:
@@ -128,8 +136,21 @@ def explain_int8(
     ops = advise(original, optimized, timing)
     if timing is None:
         return SpeedAdvice(ops=ops)
+    custom = _custom_times(optimized, timing)
+    total = timing.total_ms
     return SpeedAdvice(ops=ops, float_time_share=timing.share_of(FLOAT_COMPUTE_OPS),
-                       qdq_time_share=timing.share_of(QDQ_OPS))
+                       qdq_time_share=timing.share_of(QDQ_OPS), custom_ops=custom,
+                       custom_time_share=(sum(op[2] for op in custom) / total
+                                          if custom and total > 0 else None))
+
+
+def _custom_times(optimized: onnx.GraphProto, timing: OpProfile
+                  ) -> tuple[tuple[str, str, float], ...]:
+    """Nodes of a custom domain (not ONNX, not ONNX Runtime's own contrib ops) in the graph
+    ORT runs, with their profiled time per run."""
+    standard = {"", "ai.onnx", "com.microsoft", "com.microsoft.nchwc", "ai.onnx.ml"}
+    return tuple((node.name, node.op_type, timing.node_times.get(node.name, 0.0))
+                 for node in optimized.node if node.domain not in standard)
 
 
 def optimized_graph(model: str | Path, *, threads: int | None = None) -> onnx.GraphProto:
