@@ -61,7 +61,7 @@ from lowbit.runtime.backends import (
     graph_precision,
     make_runner,
 )
-from lowbit.runtime.ort import ORT_LEVELS, check_run, create_session
+from lowbit.runtime.ort import ORT_LEVELS, check_run
 from lowbit.spec import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class BenchResult:
     @property
     def label(self) -> str:
         """The file name, with engine and precision when not plain ORT: "m.onnx (openvino BF16)"."""
-        if self.backend == "ort":
+        if check_backend(self.backend).default:
             return self.model
         return f"{self.model} ({self.backend} {self.precision_used})"
 
@@ -259,18 +259,19 @@ class _OrtEngine:
 
 def _load_engine(variant: BenchVariant, proto: onnx.ModelProto,
                  threads: int | None, ort_optimization: str = "all") -> _OrtEngine | Runner:
-    if variant.backend != "ort":
+    backend = check_backend(variant.backend)
+    if backend.timed_session is None:
         return make_runner(variant.model, backend=variant.backend, threads=threads,
                            precision=variant.precision)
     declared = graph_precision(proto)
     check_ort_precision(str(variant.model), declared, variant.precision)
-    return _OrtEngine(create_session(variant.model, threads=threads,
-                                     optimization_level=ort_optimization), declared)
+    session = backend.timed_session(variant.model, threads, ort_optimization)
+    return _OrtEngine(session, declared)  # type: ignore[arg-type]
 
 
 def _describe(variant: BenchVariant, engine: _OrtEngine | Runner) -> str:
     name = Path(variant.model).name
-    if variant.backend == "ort":
+    if check_backend(variant.backend).default:
         return name
     return f"{name} ({variant.backend} {engine.precision_used})"
 

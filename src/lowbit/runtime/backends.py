@@ -66,6 +66,14 @@ class Backend:
     factory: RunnerFactory
     cannot_run: Callable[[onnx.ModelProto, bool], str | None] = lambda model, run: None
     inner_tensors: bool = False
+    # a raw session for timing (model, threads, graph optimization level), where the engine
+    # has one that lowbit times directly rather than through a Runner
+    timed_session: Callable[[ModelSource, int | None, str], object] | None = None
+
+    @property
+    def default(self) -> bool:
+        """Whether this is the engine every command uses unless told otherwise."""
+        return self.name == DEFAULT_BACKEND
 
     def require(self) -> None:
         """UsageError with the install command when the engine's package is missing."""
@@ -103,9 +111,16 @@ def _ort_cannot_run(model: onnx.ModelProto, run: bool) -> str | None:
     return cannot_run(model, run=run)
 
 
+def _ort_session(model: ModelSource, threads: int | None, level: str) -> object:
+    from lowbit.runtime.ort import create_session
+
+    return create_session(model, threads=threads, optimization_level=level)
+
+
+DEFAULT_BACKEND = "ort"
 BACKENDS: dict[str, Backend] = {
     "ort": Backend("ort", "ONNX Runtime, CPU provider", "onnxruntime", _make_ort,
-                   cannot_run=_ort_cannot_run, inner_tensors=True),
+                   cannot_run=_ort_cannot_run, inner_tensors=True, timed_session=_ort_session),
     "openvino": Backend("openvino", "OpenVINO, CPU device", "openvino", _make_openvino),
 }
 
