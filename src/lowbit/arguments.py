@@ -49,6 +49,15 @@ def path(value: Any, name: str) -> Path:
     return Path(value)
 
 
+def folder(value: Any, name: str) -> Path:
+    """A path for a folder a verb writes into: not an existing file."""
+    found = path(value, name)
+    if found.exists() and not found.is_dir():
+        raise ArgumentError(f"{{{name}}} {found} is a file; give a folder (new or existing) "
+                            "for the files it writes")
+    return found
+
+
 def optional_path(value: Any, name: str) -> Path | None:
     return None if value is None else path(value, name)
 

@@ -12,6 +12,8 @@ tensors, and which precision a model is in.
     inferred = infer_shapes_light(model, {"input": (1, 3, 640, 640)})  # shapes, no weights
     precision_of(model)                       # "F32", "F16", "BF16", "INT8", "MIXED", "W4"
     str(declared_precision(model))            # "INT8 (QDQ)", "W4 (MatMulNBits)", "F16", ...
+    is_qdq(model)                             # a QuantizeLinear/DequantizeLinear in the graph
+    check_qdq_params(model, "qdq.onnx")       # ModelError naming a zero/negative/NaN scale
 
 One module, so that a fresh name, an opset or a precision means the same thing in
 calibrate, the quantizers, compare and report.
@@ -27,12 +29,15 @@ import onnx
 import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
 
+from lowbit.errors import ModelError
+
 DEFAULT_DOMAINS = ("", "ai.onnx")
 AXES_INPUT_OPSET = 18  # ReduceMax/Min/Mean take their axes as an input from this opset
 # Ops that compute in integers themselves (QOperator form, dynamic INT8).
 _QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMulInteger",
                             "ConvInteger", "QGemm", "DynamicQuantizeLinear"})
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 # Shape inference reads the values of small initializers (Reshape's shape, Slice's starts)
 # and only the type and shape of the others (weights).
@@ -259,3 +264,34 @@ def _keeps_float_weights(graph: onnx.GraphProto) -> bool:
     return any(node.op_type in _WEIGHTED_OPS and len(node.input) > 1
                and (node.input[1] in floats or node.input[1] in casts)
                for node in graph.node)
+
+
+def is_qdq(model: onnx.ModelProto) -> bool:
+    """Whether the main graph holds a QuantizeLinear or DequantizeLinear."""
+    return any(node.op_type in QDQ_OPS and node.domain in DEFAULT_DOMAINS
+               for node in model.graph.node)
+
+
+def check_qdq_params(model: onnx.ModelProto, where: str = "the model") -> None:
+    """Every constant scale of a QuantizeLinear/DequantizeLinear is positive and finite
+    (a model made elsewhere may hold anything); else ModelError naming the scale tensor,
+    the node and the value found."""
+    graph = model.graph
+    wanted = {node.input[1] for node in graph.node
+              if node.op_type in QDQ_OPS and len(node.input) > 1}
+    scales = {init.name: numpy_helper.to_array(init) for init in graph.initializer
+              if init.name in wanted}
+    scales.update({node.output[0]: numpy_helper.to_array(attr.t) for node in graph.node
+                   if node.op_type == "Constant" and node.output and node.output[0] in wanted
+                   for attr in node.attribute if attr.name == "value"})
+    for node in graph.node:
+        if node.op_type not in QDQ_OPS or len(node.input) < 2 or node.input[1] not in scales:
+            continue
+        values = scales[node.input[1]].astype(np.float64).reshape(-1)
+        bad = ~np.isfinite(values) | (values <= 0)
+        if np.any(bad):
+            value = values[int(np.argmax(bad))]
+            what = "zero" if value == 0 else "negative" if value < 0 else "not finite"
+            raise ModelError(f"{where}: the scale '{node.input[1]}' of {node.op_type} "
+                             f"'{node.name or node.output[0]}' is {what} ({value:g}); a "
+                             "quantization scale must be positive and finite")

@@ -95,3 +95,13 @@ def test_an_empty_npz_is_one_line(work: Path, capsys: pytest.CaptureFixture[str]
     _refused(["report", work / "model.onnx", _data_flag("report"), work / "empty.npz", "-o",
               work / "report"], capsys, "empty.npz is not a readable .npz archive")
     assert not (work / "report").exists()
+
+
+def test_a_folder_output_that_is_a_file(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = work / "blocker.txt"
+    blocker.write_text("keep me\n")
+    _refused(["report", work / "model.onnx", _data_flag("report"), work / "x.npz", "-o",
+              blocker, "--repeats", "1"], capsys, "-o", "is a file; give a folder")
+    _refused(["compare", work / "model.onnx", work / "model.onnx", _data_flag("compare"),
+              work / "x.npz", "--dump", blocker], capsys, "--dump", "is a file")
+    assert blocker.read_text() == "keep me\n"

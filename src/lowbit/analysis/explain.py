@@ -53,6 +53,7 @@ from lowbit import arguments
 from lowbit.analysis.kernels import FLOAT_COMPUTE_OPS, INTEGER_COMPUTE_OPS, _save_optimized
 from lowbit.analysis.profile import OpProfile, profile_model
 from lowbit.errors import ModelError
+from lowbit.graph import check_qdq_params
 from lowbit.io.model import load_model
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,9 @@ def explain_int8(
     model = arguments.path(model, "model")
     threads = arguments.threads(threads)
     arguments.flag(profile, "profile")
-    original = load_model(model, check=False).graph
+    loaded = load_model(model, check=False)
+    check_qdq_params(loaded, str(model))  # a QDQ model made elsewhere may hold any scale
+    original = loaded.graph
     optimized = optimized_graph(model, threads=threads)
     timing = profile_model(model, threads=threads) if profile else None
     ops = advise(original, optimized, timing)

@@ -45,8 +45,9 @@ def compare(
     reference_model = arguments.path(reference_model, "reference_model")
     test_model = arguments.path(test_model, "test_model")
     inputs = arguments.path(inputs, "inputs")
-    csv, plot, dump = (arguments.optional_path(value, name) for name, value in
-                       (("csv", csv), ("plot", plot), ("dump", dump)))
+    csv, plot = (arguments.optional_path(value, name) for name, value in
+                 (("csv", csv), ("plot", plot)))
+    dump = arguments.folder(dump, "dump") if dump is not None else None
     arguments.flag(progress, "progress")
     tol = checked_tolerance(tolerance)
     budget = MemoryBudget.parse(memory_budget)

@@ -34,6 +34,7 @@ from lowbit.api.common import (
     run_samples,
 )
 from lowbit.api.plausibility import table_warnings
+from lowbit.api.prequantized import arrival_options, deploy_quantized, deploy_source
 from lowbit.atomic import write_text_atomic
 from lowbit.data import Dataset, open_dataset
 from lowbit.data.samples import finite_samples
@@ -91,17 +92,19 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     compared with the reference (or the float model's outputs); ``result.passed`` is
     False when a tolerance fails, and the file is written either way."""
     model, output = arguments.path(model, "model"), arguments.path(output, "output")
-    chosen = plan(recipe, **options)
+    chosen = plan(recipe, **arrival_options(model, recipe, options))
     _check_outputs(model, output, chosen)
     backend = check_backend(chosen.backend)
     backend.require()  # before anything is read or written
-    canonical, _ = canonicalize(load_float_model(model, "deploy"),
-                                input_shapes=chosen.input_shapes)
+    source = deploy_source(model, chosen)
+    if source.model is None:  # arrived quantized (QDQ): its scales are kept
+        return deploy_quantized(model, output=output, recipe=chosen)
+    canonical, _ = canonicalize(source.model, input_shapes=chosen.input_shapes)
     state = run_steps(DeployContext.for_model(chosen, canonical))
     assert state.built is not None
     check_model(state.built.model, "the converted model")
     samples, reference = _gate_inputs(chosen, canonical)  # read before anything is written
-    notes = list(state.notes) + table_warnings(model, state.table)
+    notes = [*source.notes, *state.notes, *table_warnings(model, state.table)]
     if chosen.precision != "INT8":
         reason = backend.cannot_run(state.built.model, samples is not None)
         if reason and samples is not None:
@@ -129,6 +132,9 @@ def _gate_inputs(recipe: Recipe, float_model: onnx.ModelProto
     if gate.data is None:
         return None, None
     samples = open_dataset(gate.data, input_specs(float_model))
+    if gate.float_model is not None:  # the float original of a model that arrived quantized
+        return samples, run_samples(load_float_model(gate.float_model, "deploy"),
+                                    finite_samples(samples))
     if gate.reference is not None:
         check_samples(samples)
         return samples, load_reference(gate.reference, output_names(float_model))

@@ -66,7 +66,7 @@ def quantize(model: str | Path, data: str | Path, output: str | Path, *,
     """Run the flow on ``model`` and ``data`` into the folder ``output`` (see the module
     docstring); ``recipe``/``options`` are deploy's (default: INT8 with every default)."""
     model, data = arguments.path(model, "model"), arguments.path(data, "data")
-    out = arguments.path(output, "output")
+    out = arguments.folder(output, "output")
     num, validate = arguments.count(num, "num"), arguments.count(validate, "validate")
     arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
     arguments.flag(report_speed, "report_speed")

@@ -62,7 +62,7 @@ def report(
     and the layer compare runs once per group of tensors that fits.
     """
     paths = arguments.paths(variants, "variants")
-    dataset, output = arguments.path(dataset, "dataset"), arguments.path(output, "output")
+    dataset, output = arguments.path(dataset, "dataset"), arguments.folder(output, "output")
     labels = arguments.optional_path(labels, "labels")
     batch, repeats = arguments.count(batch, "batch"), arguments.count(repeats, "repeats")
     compare_samples = arguments.count(compare_samples, "compare_samples")

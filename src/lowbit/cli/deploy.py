@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        "flags, from --recipe FILE (flags given here override it) or from "
                        "--recipe-from MODEL. Exit code 1 when a tolerance fails (the model is "
                      "still written).")
-    p.add_argument("model", help="the float ONNX model")
+    p.add_argument("model", help="the float ONNX model, or a QDQ model that arrives "
+                   "quantized (its scales kept, or --requantize)")
     p.add_argument("-o", "--output", help="the model to write (required unless --print-recipe)")
     plan = p.add_argument_group("the recipe")
     plan.add_argument("--recipe", metavar="FILE", help="read the recipe from a TOML file "
@@ -58,6 +59,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-reference", default=_D(None),
                    help="reference outputs (.npz); default: run the float model on "
                    "--test-data")
+    p.add_argument("--float-model", metavar="MODEL", default=_D(None),
+                   help="the float original of a model that arrives quantized (a QDQ model "
+                   "from ONNX Runtime's quantizer, NNCF or lowbit.qat): its outputs on "
+                   "--test-data are the reference")
+    p.add_argument("--requantize", action="store_true", default=_D(False),
+                   help="a model that arrives quantized: strip its Q/DQ (weights "
+                   "dequantized) and quantize the float graph again with lowbit's rules "
+                   "and --calibration-table, instead of keeping its scales")
     p.add_argument("--tolerance", default=_D("0.99,0.90"),
                    help="minimum cosine,euclidean similarity per output")
     p.add_argument("--activation", choices=("uint8", "int8"), default=_D("uint8"),

@@ -74,6 +74,7 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("input_shapes", "input_shapes"),
     Option("test_input", "validation.data"),
     Option("test_reference", "validation.reference"),
+    Option("float_model", "validation.float_model"),
     Option("tolerance", "validation.tolerance",
            lambda v: {"validation.tolerance": v if v is not None else "0.99,0.90"}),
     Option("activation", "int8.activation"),
@@ -100,6 +101,8 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("keep_float", "floats.keep_float", _keep_float),
     Option("speed", "speed"),
     Option("target", "target"),
+    Option("requantize", "requantize"),
+    Option("keep_scales", "keep_scales"),
 )}
 ALIASES = {"method": "float_method"}  # deploy's old name for the F16/BF16 method
 

@@ -209,10 +209,19 @@ class Validation:
     data: Path | None = None
     reference: Path | None = None
     tolerance: Tolerance = field(default_factory=Tolerance)
+    # the float original whose outputs on ``data`` are the reference (a model that
+    # arrives quantized is validated against it)
+    float_model: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", _path(self.data, "validation.data"))
         object.__setattr__(self, "reference", _path(self.reference, "validation.reference"))
+        object.__setattr__(self, "float_model", _path(self.float_model,
+                                                      "validation.float_model"))
+        if self.float_model is not None and (self.reference is not None or self.data is None):
+            raise RecipeError("{validation.float_model} is run on {validation.data} for the "
+                              "reference outputs: give it with {validation.data} and without "
+                              "{validation.reference}")
         tolerance: object = self.tolerance
         if isinstance(tolerance, str):
             text = tolerance
@@ -255,6 +264,12 @@ class Recipe:
     speed: str = field(default_factory=lambda: os.environ.get("LOWBIT_SPEED", "guard"))
     # the fidelity to reach, e.g. "cos=0.995" (steps/target.py), on calibration_data
     target: str | None = None
+    # a model that arrives quantized: strip its Q/DQ and quantize the float graph again
+    # with calibration_table, instead of keeping its scales (lowbit.quantize.int8.imported)
+    requantize: bool = False
+    # set by deploy for a QDQ model without requantize: it keeps its own scales, so no
+    # calibration table and none of lowbit's quantization settings apply
+    keep_scales: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.precision, str) or self.precision.upper() not in PRECISIONS:
@@ -267,6 +282,8 @@ class Recipe:
                 object.__setattr__(self, name, _path(value, name))
         _choice(self.backend, tuple(BACKENDS), "backend")
         _choice(self.speed, SPEED_CHECKS, "speed")
+        _flag(self.requantize, "requantize")
+        _flag(self.keep_scales, "keep_scales")
         if self.target is not None:
             from lowbit.quantize.mixed.search import Target
 
@@ -322,7 +339,8 @@ class Recipe:
                  "adaround.data": self.adaround.data if self.adaround else None,
                  "bias_correction.data": self.bias_correction.data,
                  "validation.data": self.validation.data,
-                 "validation.reference": self.validation.reference}
+                 "validation.reference": self.validation.reference,
+                 "validation.float_model": self.validation.float_model}
         return {name: path for name, path in found.items() if isinstance(path, Path)}
 
     # -- building ----------------------------------------------------------------------
@@ -373,11 +391,16 @@ class Recipe:
 
     def _check_applies(self) -> None:
         """Settings of another precision are refused, not ignored."""
+        if self.keep_scales:
+            self._check_keeps_scales()
+            return
         applies = {"INT8": ("int8", "smooth", "equalize", "adaround", "bias_correction",
-                            "quantize_table", "calibration_table", "speed", "target"),
+                            "quantize_table", "calibration_table", "speed", "target",
+                            "requantize"),
                    "W4": ("w4",), "F16": ("floats",), "BF16": ("floats",)}[self.precision]
         for name in ("int8", "smooth", "equalize", "adaround", "bias_correction", "w4",
-                     "floats", "quantize_table", "calibration_table", "speed", "target"):
+                     "floats", "quantize_table", "calibration_table", "speed", "target",
+                     "requantize"):
             if name in applies:
                 continue
             value, default = getattr(self, name), getattr(_defaults(), name)
@@ -405,6 +428,20 @@ class Recipe:
         elif self.calibration_table is None:
             raise RecipeError("{precision} INT8 needs {calibration_table} (run lowbit "
                               "calibrate), or {int8.dynamic} for run-time activation ranges")
+
+    def _check_keeps_scales(self) -> None:
+        """A model that arrives quantized keeps its scales: lowbit's own quantization
+        settings are refused, not ignored."""
+        for f in fields(self):
+            if f.name in _KEPT_WITH_SCALES:
+                continue
+            value, default = getattr(self, f.name), getattr(_defaults(), f.name)
+            if value != default:
+                which = _first_difference(f.name, value, default)
+                raise RecipeError(f"{{{which}}} is a setting of lowbit's own quantization; "
+                                  "the model arrives quantized (QDQ) and keeps its scales: "
+                                  "give {requantize} with {calibration_table} to re-derive "
+                                  "them")
 
     def _check_data(self) -> None:
         """Each algorithm that needs data has it, and data nothing reads is refused."""
@@ -454,6 +491,9 @@ _SECTIONS: dict[str, type] = {
     "adaround": AdaRounding, "bias_correction": BiasCorrection, "w4": WeightOnly,
     "floats": FloatConversion, "validation": Validation}
 _OPTIONAL_SECTIONS = ("equalize", "adaround")
+#: what still applies to a model that keeps its own scales (Recipe.keep_scales)
+_KEPT_WITH_SCALES = ("validation", "backend", "memory_budget", "speed", "input_shapes",
+                     "keep_scales")
 
 
 @functools.cache

@@ -1,0 +1,322 @@
+"""QDQ models made elsewhere (ONNX Runtime's quantizer, NNCF, a QAT export): check their
+quantization parameters, say what they quantize, and strip them back to a float graph.
+
+    found = describe_qdq(model)           # QdqSummary: pairs, weights, bits, quantized ops
+    found.quantized, found.left_float     # compute ops reading integer inputs, and the others
+    stripped = strip_qdq(model)           # StripResult: the float graph, weights dequantized
+    stripped.model, stripped.relus        # ... and the Relus a folded activation needed back
+
+Stripping follows what the QDQ graph computes, not names: an activation's
+``DequantizeLinear(QuantizeLinear(x))`` becomes ``x``; a DequantizeLinear of a constant
+(a weight, an int32 bias, a quantized constant operand) becomes the float initializer it
+dequantizes to, under the DequantizeLinear's output name. A quantizer that folded a Relu
+into its producer's range (ONNX Runtime's and lowbit's own rewrites do: the Conv then
+writes the Relu's output, and the QuantizeLinear's zero point at the bottom of its
+range clips at zero) leaves a graph whose float form lacks the Relu: where such a
+QuantizeLinear follows an op that can produce negative values, a Relu is put back and
+takes the tensor's name (the producer's output gets a fresh one), so a calibration
+table or a compare of the float original finds the tensor it knows. The top of a range
+(a folded ReLU6's 6) is not restored: it saturated there and saturates again once the
+model is quantized. QOperator models (QLinearConv, ...) are refused: their float form is
+not a rewrite away.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
+
+from lowbit.errors import ModelError
+from lowbit.graph import QDQ_OPS, FreshNames
+from lowbit.quantize.int8.params import QMIN_QMAX
+
+log = logging.getLogger(__name__)
+
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+# Ops whose output is never negative, and ops that only move their input's values.
+_NONNEGATIVE = frozenset({"Relu", "Sigmoid", "Softmax", "HardSigmoid", "Abs", "Exp"})
+_MOVES_VALUES = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze",
+                           "Unsqueeze", "Identity", "Concat", "Resize", "Pad", "Slice",
+                           "Gather", "Split", "AveragePool", "GlobalAveragePool",
+                           "GlobalMaxPool", "DequantizeLinear", "QuantizeLinear"})
+_INTEGER_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
+
+
+@dataclass(frozen=True)
+class ComputeOp:
+    """A Conv/ConvTranspose/MatMul/Gemm of the QDQ model and whether its data and weight
+    inputs are dequantized integers (``reason`` says what is float when not)."""
+
+    name: str
+    op_type: str
+    quantized: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class QdqSummary:
+    """What an already-quantized QDQ model quantizes."""
+
+    activation_pairs: int  # QuantizeLinear → DequantizeLinear on run-time tensors
+    activation_types: tuple[str, ...]  # "uint8", "int8"
+    weights: int  # DequantizeLinear of constant weights (2-D and more)
+    per_channel_weights: int
+    weight_bits: tuple[int, ...]  # the widest code of each weight: 4, 7 or 8 bits
+    ops: tuple[ComputeOp, ...] = ()
+
+    @property
+    def quantized(self) -> tuple[ComputeOp, ...]:
+        return tuple(op for op in self.ops if op.quantized)
+
+    @property
+    def left_float(self) -> tuple[ComputeOp, ...]:
+        return tuple(op for op in self.ops if not op.quantized)
+
+    def note(self) -> str:
+        bits = "/".join(str(b) for b in self.weight_bits) or "no"
+        kinds = "/".join(self.activation_types) or "no"
+        return (f"arrived quantized (QDQ): {len(self.quantized)} of {len(self.ops)} "
+                f"conv/matmul/gemm read integer inputs; {self.activation_pairs} {kinds} "
+                f"activation Q/DQ pairs, {self.weights} weights at {bits} bits "
+                f"({self.per_channel_weights} per channel); its scales are kept as they are")
+
+
+@dataclass(frozen=True)
+class StripResult:
+    """The float graph of a QDQ model and what stripping did."""
+
+    model: onnx.ModelProto
+    pairs: int  # activation Q/DQ pairs removed
+    constants: int  # dequantized weights, biases and constants
+    relus: tuple[str, ...] = field(default=())  # tensors given their folded Relu back
+
+
+def describe_qdq(model: onnx.ModelProto) -> QdqSummary:
+    """Counts of what a QDQ model quantizes, and each compute op's inputs."""
+    graph = model.graph
+    constants = _constants(graph)
+    producers = {out: node for node in graph.node for out in node.output}
+    pairs, types = 0, set()
+    weights, per_channel, bits = 0, 0, set()
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        data = node.input[0]
+        source = producers.get(data)
+        if source is not None and source.op_type == "QuantizeLinear":
+            pairs += 1
+            zero = constants.get(source.input[2]) if len(source.input) > 2 else None
+            types.add(str(zero.dtype) if zero is not None else "uint8")
+        elif data in constants and constants[data].ndim >= 2:
+            weights += 1
+            scale = constants.get(node.input[1])
+            per_channel += int(scale is not None and scale.size > 1)
+            codes = np.abs(constants[data].astype(np.int64))
+            widest = int(codes.max(initial=0))
+            bits.add(4 if widest <= 7 else 7 if widest <= 63 else 8)
+    ops = tuple(_compute_op(node, producers, constants) for node in graph.node
+                if node.op_type in COMPUTE_OPS and node.domain in ("", "ai.onnx"))
+    return QdqSummary(pairs, tuple(sorted(types)), weights, per_channel, tuple(sorted(bits)),
+                      ops)
+
+
+def _compute_op(node: onnx.NodeProto, producers: dict[str, onnx.NodeProto],
+                constants: dict[str, np.ndarray]) -> ComputeOp:
+    label = node.name or node.output[0]
+    data = node.input[0]
+    weight = node.input[1] if len(node.input) > 1 else ""
+    data_dq = producers.get(data)
+    weight_dq = producers.get(weight)
+    if data_dq is None or data_dq.op_type != "DequantizeLinear":
+        return ComputeOp(label, node.op_type, False, f"input '{data}' is float")
+    if weight in constants:
+        return ComputeOp(label, node.op_type, False, f"weight '{weight}' is float")
+    if weight_dq is None or weight_dq.op_type != "DequantizeLinear":
+        return ComputeOp(label, node.op_type, False, f"operand '{weight}' is float")
+    return ComputeOp(label, node.op_type, True)
+
+
+def strip_qdq(model: onnx.ModelProto) -> StripResult:
+    """The float graph of a QDQ model (see the module docstring); ModelError for a
+    QOperator model or a QuantizeLinear read by anything but a DequantizeLinear."""
+    ir_model = ir.from_proto(model)
+    graph = ir_model.graph
+    names = FreshNames.of_ir(graph)
+    constants = 0
+    for node in list(graph):
+        if node.op_type == "DequantizeLinear" and _is_constant(node.inputs[0]):
+            _dequantize_constant(graph, node)
+            constants += 1
+    pairs, relus = 0, []
+    for node in list(graph):
+        if node.op_type != "QuantizeLinear":
+            continue
+        readers = [user for user, _ in node.outputs[0].uses()]
+        odd = [user for user in readers if user.op_type != "DequantizeLinear"]
+        if odd or node.outputs[0].is_graph_output():
+            what = odd[0].op_type if odd else "a graph output"
+            raise ModelError(f"QuantizeLinear '{node.name}' feeds {what}: only QDQ models "
+                             "(each QuantizeLinear read by DequantizeLinear) strip back to "
+                             "float; QOperator models do not")
+        data = node.inputs[0]
+        assert data is not None
+        source = _with_relu(graph, node, data, names) if _clips_at_zero(node, data) else data
+        if source is not data:
+            relus.append(source.name or "")
+        for dq in readers:
+            _replace_output(graph, dq.outputs[0], source, names)
+            graph.remove(dq, safe=True)
+            pairs += 1
+        graph.remove(node, safe=True)
+    left = sorted({n.op_type for n in graph
+                   if n.op_type in QDQ_OPS or n.op_type.startswith("QLinear")})
+    if left:
+        raise ModelError(f"the model keeps {', '.join(left)} after its Q/DQ pairs were "
+                         "stripped: only QDQ models strip back to float")
+    RemoveUnusedNodesPass()(ir_model)
+    TopologicalSortPass()(ir_model)
+    out = ir.to_proto(ir_model)
+    log.info("stripped %d Q/DQ pairs and %d dequantized constants; Relu restored on %s",
+             pairs, constants, ", ".join(relus) or "none")
+    return StripResult(out, pairs, constants, tuple(relus))
+
+
+def _dequantize_constant(graph: ir.Graph, node: ir.Node) -> None:
+    """A DequantizeLinear of a constant becomes the float initializer it computes."""
+    data, scale = node.inputs[0], node.inputs[1]
+    zero = node.inputs[2] if len(node.inputs) > 2 else None
+    if scale is None or not _is_constant(scale) or (zero is not None and not _is_constant(zero)):
+        raise ModelError(f"DequantizeLinear '{node.name}' reads a constant with a scale or "
+                         "zero point computed at run time; it cannot be stripped")
+    if node.attributes.get_int("block_size", 0):
+        raise ModelError(f"DequantizeLinear '{node.name}' is blockwise (block_size); "
+                         "lowbit strips per-tensor and per-axis quantization only")
+    q = _array(data).astype(np.float64)
+    s = _array(scale).astype(np.float64)
+    z = _array(zero).astype(np.float64) if zero is not None else np.zeros_like(s)
+    if s.size > 1:
+        axis = node.attributes.get_int("axis", 1) % max(q.ndim, 1)
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        s, z = s.reshape(shape), z.reshape(shape)
+    values = ((q - z) * s).astype(np.float32)
+    out = node.outputs[0]
+    name = out.name or "dequantized"
+    value = ir.Value(name=f"{name}__float", shape=ir.Shape(values.shape),
+                     type=ir.TensorType(ir.DataType.FLOAT),
+                     const_value=ir.tensor(values, name=f"{name}__float"))
+    graph.register_initializer(value)
+    if out.is_graph_output():
+        identity = ir.Node("", "Identity", [value], name=f"{name}__identity")
+        graph.insert_before(node, identity)
+        ir.convenience.replace_all_uses_with(out, identity.outputs[0],
+                                             replace_graph_outputs=True)
+        out.name, identity.outputs[0].name = None, name
+        graph.remove(node, safe=True)
+        return
+    ir.convenience.replace_all_uses_with(out, value)
+    graph.remove(node, safe=True)
+    value.name = name  # the consumers read it under the name they read before
+
+
+def _clips_at_zero(quantize: ir.Node, data: ir.Value) -> bool:
+    """Whether the QuantizeLinear's range starts at exactly zero (zero point at the bottom of
+    its type) while its input can be negative: a Relu folded into the producer."""
+    zero = quantize.inputs[2] if len(quantize.inputs) > 2 else None
+    if zero is None or not _is_constant(zero):
+        return False
+    points = _array(zero)
+    dtype = str(points.dtype)
+    if dtype not in QMIN_QMAX or points.size != 1 or int(points.reshape(-1)[0]) != \
+            QMIN_QMAX[dtype][0]:
+        return False
+    return _can_be_negative(data, set())
+
+
+def _can_be_negative(value: ir.Value, seen: set[int]) -> bool:
+    producer = value.producer()
+    if producer is None or id(value) in seen:
+        return False  # a graph input's range is the caller's; outside it, it saturates
+    seen.add(id(value))
+    if producer.op_type in _NONNEGATIVE:
+        return False
+    if producer.op_type == "Clip":
+        low = producer.inputs[1] if len(producer.inputs) > 1 else None
+        return not (low is not None and _is_constant(low) and float(_array(low)) >= 0)
+    if producer.op_type in _MOVES_VALUES:
+        sources = [v for v in producer.inputs[:1 if producer.op_type != "Concat" else None]
+                   if v is not None]
+        return any(_can_be_negative(v, seen) for v in sources)
+    return True
+
+
+def _with_relu(graph: ir.Graph, quantize: ir.Node, data: ir.Value, names: FreshNames
+               ) -> ir.Value:
+    """A Relu of ``data`` right after its producer; the Relu's output takes ``data``'s name
+    where it can (the producer's output gets a fresh one), as the float original had."""
+    relu = ir.Node("", "Relu", [data], name=names.make(f"{data.name or 'tensor'}_relu"))
+    graph.insert_before(quantize, relu)
+    out = relu.outputs[0]
+    original = data.name or "tensor"
+    if data.is_graph_output() or data.is_graph_input():
+        out.name = names.make(f"{original}_relu")
+        return out
+    data.name = names.make(f"{original}_before_relu")
+    out.name = original
+    return out
+
+
+def _replace_output(graph: ir.Graph, old: ir.Value, new: ir.Value, names: FreshNames) -> None:
+    """Every reader of ``old`` reads ``new``; a graph output keeps its name (``new`` takes
+    it over where it can, else through an Identity)."""
+    if not old.is_graph_output():
+        ir.convenience.replace_all_uses_with(old, new)
+        return
+    name = old.name
+    if not (new.is_graph_input() or new.is_graph_output() or new.is_initializer()):
+        ir.convenience.replace_all_uses_with(old, new, replace_graph_outputs=True)
+        old.name = names.make(f"{name}__stripped")
+        new.name = name
+        return
+    identity = ir.Node("", "Identity", [new], name=names.make(f"{name}_identity"))
+    graph.append(identity)
+    ir.convenience.replace_all_uses_with(old, identity.outputs[0], replace_graph_outputs=True)
+    old.name = names.make(f"{name}__stripped")
+    identity.outputs[0].name = name
+
+
+def _is_constant(value: ir.Value | None) -> bool:
+    if value is None:
+        return False
+    if value.const_value is not None:
+        return True
+    producer = value.producer()
+    return producer is not None and producer.op_type == "Constant"
+
+
+def _array(value: ir.Value | None) -> np.ndarray:
+    assert value is not None
+    if value.const_value is not None:
+        return np.asarray(value.const_value.numpy())
+    producer = value.producer()
+    assert producer is not None
+    attribute = producer.attributes["value"]
+    return np.asarray(attribute.as_tensor().numpy())
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant outputs of the main graph, as arrays."""
+    from onnx import numpy_helper
+
+    found = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    found[node.output[0]] = numpy_helper.to_array(attr.t)
+    return found
