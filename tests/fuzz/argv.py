@@ -49,6 +49,8 @@ BASES: dict[str, list[tuple[str, str]]] = {
                ("data|dataset", "{in}/x.npz"), ("output", "{out}/report"), ("batch", "2"),
                ("repeats", "1"), ("num", "4")],
     "info": [("model", "{in}/model.int8.onnx")],
+    "package": [("model", "{in}/model.int8.onnx"), ("output", "{out}/model.lowbit"),
+                ("test_input|test_data", "{in}/x.npz")],
     "quantize": [("model", "{in}/model.onnx"), ("data|dataset", "{in}/x.npz"),
                  ("output", "{out}/q"), ("num", "4"), ("validate", "2"), ("no_report", "")],
 }

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.fuzz.harness import TRIED, build_template
 
-CI_EXAMPLES = {"argv": 2, "onnx": 60, "npz": 40, "table": 40}
+CI_EXAMPLES = {"argv": 2, "onnx": 50, "npz": 36, "table": 36}
 LONG_EXAMPLES = 100  # per property (an argv mutation: times its weight): hours
 
 
