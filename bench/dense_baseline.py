@@ -70,9 +70,9 @@ from dense_quantizers import THREADS, cpu_flags, cpu_has_vnni, cpu_model
 
 log = logging.getLogger("dense_baseline")
 
-QUANTIZERS = ("lowbit", "ort", "nncf", "nncf_mixed")
-LABELS = {"f32": "F32", "lowbit": "lowbit default", "ort": "ORT MinMax", "nncf": "NNCF",
-          "nncf_mixed": "NNCF mixed"}
+QUANTIZERS = ("lowbit", "lowbit_target", "ort", "nncf", "nncf_mixed")
+LABELS = {"f32": "F32", "lowbit": "lowbit default", "lowbit_target": "lowbit --target auto",
+          "ort": "ORT MinMax", "nncf": "NNCF", "nncf_mixed": "NNCF mixed"}
 DEFAULT_NUM = {"pnet": 128, "rnet": 200, "onet": 200, "lite0_edges": 100,
                "text_direction": 200, "mobilenet_v2_dyn": 32}
 DEFAULT_REPORT = {"mobilenet_v2_dyn": 16, "lite0_edges": 100, "pnet": 64}

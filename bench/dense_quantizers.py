@@ -9,7 +9,10 @@ memory or warm caches reach the next. ``what`` is one of
 
 - ``f32``: plain inference over the samples, batch 1 (the baseline for time and RSS);
 - ``lowbit``: ``lowbit.calibrate(model, data, num=all)`` then
-  ``lowbit.deploy(model, quantize="INT8", calibration_table=...)``, defaults otherwise;
+  ``lowbit.deploy(model, quantize="INT8", calibration_table=...)``, defaults otherwise
+  (the speed guard included: set LOWBIT_SPEED=off to leave it out);
+- ``lowbit_target``: the same with ``target="auto", calibration_data=data`` (deploy
+  --target auto: cos 0.995 for a dense output map, 0.999 for vectors);
 - ``ort``: ``quantize_static`` QDQ, MinMax, per-channel int8 weights, uint8
   activations, ``reduce_range`` only on a CPU without VNNI (``avx512_vnni``,
   ``avx_vnni`` or ``amx_int8`` in /proc/cpuinfo); no ``quant_pre_process``. (ORT's
@@ -90,7 +93,7 @@ def run_f32(model: Path, data: Path, out: Path) -> list[str]:
     return []
 
 
-def run_lowbit(model: Path, data: Path, out: Path) -> list[str]:
+def run_lowbit(model: Path, data: Path, out: Path, target: str | None = None) -> list[str]:
     import lowbit
 
     table = out.with_suffix(".calib")
@@ -99,7 +102,9 @@ def run_lowbit(model: Path, data: Path, out: Path) -> list[str]:
                      threads=THREADS)
     calibrated = time.perf_counter()
     calibrate_peak = status_mb("VmHWM")
-    result = lowbit.deploy(model, quantize="INT8", calibration_table=table, output=out)
+    extra = {} if target is None else {"target": target, "calibration_data": data}
+    result = lowbit.deploy(model, quantize="INT8", calibration_table=table, output=out,
+                           **extra)
     split = (f"calibrate {calibrated - start:.1f} s (peak RSS {calibrate_peak:.0f} MB), "
              f"deploy {time.perf_counter() - calibrated:.1f} s")
     return [split, *result.notes]
@@ -148,6 +153,9 @@ def run_nncf(model: Path, data: Path, out: Path, mixed: bool = False) -> list[st
 RUNS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
     "f32": run_f32, "lowbit": run_lowbit, "ort": run_ort, "nncf": run_nncf,
     "nncf_mixed": lambda model, data, out: run_nncf(model, data, out, mixed=True),
+    # deploy --target auto: cos 0.995 for a dense output map, 0.999 for vectors, measured
+    # on the first 32 calibration (DEV) samples
+    "lowbit_target": lambda model, data, out: run_lowbit(model, data, out, target="auto"),
 }
 
 
