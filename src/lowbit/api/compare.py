@@ -13,6 +13,7 @@ from lowbit.data import (
     open_dataset,
 )
 from lowbit.data.samples import SampleWindow
+from lowbit.graph import check_qdq_params
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
 from lowbit.runtime.memory import MemoryBudget
@@ -57,6 +58,7 @@ def compare(
                     "{dump}": OutputDir(dump, DUMP_FILES) if dump else None})
     ref_model = load_model(reference_model)
     test = load_model(test_model)  # a missing or broken file fails with a clear message
+    check_qdq_params(test, str(test_model))  # one made elsewhere may hold any scale
     samples = open_dataset(inputs, input_specs(ref_model))
     report = compare_layers(ref_model, test, SampleWindow(samples, len(samples)), tol,
                             dump_dir=Path(dump) if dump else None, progress=progress,
