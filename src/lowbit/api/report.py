@@ -84,7 +84,7 @@ def report(
     results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
                               reference=paths[base], threads=threads, num=num, backend=backend,
                               image_options=image_options, memory_budget=budget.bytes)
-    timed = _timed_batch(models[base], Path(dataset), image_options, batch, budget)
+    timed = _timed_batch(models[base], dataset, image_options, batch, budget)
     bench = bench_models(paths, BenchSettings(batches=(1, timed), threads=threads,
                                               repeats=repeats, backend=backend), progress=False)
     rows = build_rows(list(zip(precisions, paths, strict=True)), results, bench, base)

@@ -135,6 +135,7 @@ def test_a_transformer_whose_default_is_all_smoothed_is_checked_without_smoothin
     assert without is not None and not without.unsmoothed
     assert without.sqnr == check.sqnr  # the same unsmoothed models, scored alike
 
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -29,6 +29,7 @@ A progress bar shows the passes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
@@ -125,26 +126,25 @@ def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.nda
                 return None
             return result.model
 
-        def score(models: Mapping[float, onnx.ModelProto | None] | None, smooth: bool
-                  ) -> dict[float, float]:
+        def score(smooth: bool) -> dict[float, float]:
             scores: dict[float, float] = {}
             for alpha in alphas:
-                quantized = models[alpha] if models and alpha in models else \
-                    build(alpha, smooth)
+                quantized = build(alpha, smooth)
                 if quantized is not None:
-                    found = reference.score(quantized)
-                    if found is not None:
-                        scores[alpha] = found
+                    scores[alpha] = reference.score(quantized)
+                del quantized  # one INT8 model held at a time
             return scores
 
         unsmoothed = False
         if smoothing:
-            ends = {alpha: build(alpha, True) for alpha in {min(alphas), max(alphas)}}
-            if len(ends) == 2 and None not in ends.values() and \
-                    ends[min(alphas)] == ends[max(alphas)]:
+            # Built one at a time and known by their bytes' digest, so neither is held.
+            first, last = min(alphas), max(alphas)
+            digests = {alpha: _digest(build(alpha, True)) for alpha in (first, last)}
+            if first != last and None not in digests.values() and \
+                    digests[first] == digests[last]:
                 unsmoothed = True  # the blend changes nothing in the smoothed default
             else:
-                scores = score(ends, True)
+                scores = score(True)
                 unsmoothed = len(set(scores.values())) <= 1
         if unsmoothed:
             # Smoothing derived every range the default model uses (all-MatMul transformers):
@@ -154,9 +154,9 @@ def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.nda
             if table.input_means:
                 corrected, _ = correct_biases_from_means(model, table.input_means,
                                                          table.num_samples, settings)
-            scores = score(None, False)
+            scores = score(False)
         elif not smoothing:
-            scores = score(None, False)
+            scores = score(False)
     if not scores:
         return None
     best = max(scores, key=lambda a: (scores[a], -a))  # a tie keeps the smaller α
@@ -173,9 +173,9 @@ class _Reference:
                  threads: int | None, budget: MemoryBudget, advance: Callable[[int], None]
                  ) -> None:
         self.feeds, self.threads, self.budget, self.advance = feeds, threads, budget, advance
-        self.runner = OrtRunner(model, threads=threads, memory_pattern=False)
-        self.names = self.runner.output_names
-        self.inputs = set(self.runner.input_names)
+        runner = OrtRunner(model, threads=threads, memory_pattern=False)
+        self.names = runner.output_names
+        self.inputs = set(runner.input_names)
         self.mask_input = attention_mask_input(model)  # padded positions are not scored
         first = next(iter(feeds), None)
         self.batch = 1 if first is None else choose_batch(model, self._inputs(first), budget)
@@ -183,7 +183,7 @@ class _Reference:
         self.float_outputs = True
         self.cache: list[tuple[dict[str, np.ndarray], list[np.ndarray]]] | None = []
         held = 0
-        for run, expected in self._passes(self.runner):
+        for run, expected in self._passes(runner):
             if self.samples == 0 and not all(np.asarray(v).dtype.kind == "f"
                                              for v in expected):
                 self.float_outputs = False
@@ -194,11 +194,17 @@ class _Reference:
                 self.cache.append((run, expected))
             else:
                 self.cache = None  # too large to keep: run the float model once per blend
+        # The float session is kept only to run again; with the outputs kept, it goes.
+        self.runner = runner if self.cache is None else None
 
-    def score(self, quantized: onnx.ModelProto) -> float | None:
+    def score(self, quantized: onnx.ModelProto) -> float:
         """The pooled output SQNR (dB) of ``quantized`` against the float outputs."""
         runner = OrtRunner(quantized, threads=self.threads, memory_pattern=False)
-        batches = self.cache if self.cache is not None else self._passes(self.runner, False)
+        if self.cache is not None:
+            batches: Iterable[tuple[dict[str, np.ndarray], list[np.ndarray]]] = self.cache
+        else:
+            assert self.runner is not None
+            batches = self._passes(self.runner, False)
         signal = noise = 0.0
         for run, want in batches:
             got = runner.run(run, self.names)
@@ -221,6 +227,10 @@ class _Reference:
 
     def _inputs(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: v for k, v in feed.items() if k in self.inputs}
+
+
+def _digest(model: onnx.ModelProto | None) -> str | None:
+    return None if model is None else hashlib.sha256(model.SerializeToString()).hexdigest()
 
 
 def _batch_size(run: Mapping[str, np.ndarray]) -> int:

@@ -547,7 +547,7 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
                             memory_budget=memory_budget)
     if chosen is None:
         search = list(samples[:SEARCH_SAMPLES])
-        reference = _run(model, search, threads)
+        reference = _run(model, search, threads, memory_budget)
         keep = _real_positions(model, search)
         scores: dict[float, float] = {}
         for candidate in alphas:
@@ -555,7 +555,8 @@ def smooth_for_int8(model: onnx.ModelProto, table: CalibrationTable | None,
             trial_table = None if table is None else recalibrate(
                 table, trial, search, threads=threads, memory_budget=memory_budget)
             quantized = _quantize(trial.model, trial_table, settings, dynamic)
-            scores[candidate] = _sqnr(reference, _run(quantized, search, threads), keep)
+            scores[candidate] = _sqnr(reference, _run(quantized, search, threads, memory_budget),
+                                      keep)
             log.info("SmoothQuant α=%g: output SQNR %.2f dB", candidate, scores[candidate])
         chosen = max(scores, key=lambda a: scores[a])
     else:
@@ -603,13 +604,16 @@ def _sqnr(reference: Sequence[np.ndarray], actual: Sequence[np.ndarray],
     return 10.0 * math.log10(signal / noise) if noise > 0 else float("inf")
 
 
-def _run(model: onnx.ModelProto, samples: Sequence[Sample], threads: int | None
-         ) -> list[np.ndarray]:
-    """Every output, concatenated over the samples (outputs in graph order)."""
-    session = create_session(model.SerializeToString(), threads=threads)
+def _run(model: onnx.ModelProto, samples: Sequence[Sample], threads: int | None,
+         memory_budget: MemoryBudget | None = None) -> list[np.ndarray]:
+    """Every output, concatenated over the samples (outputs in graph order), up to 8
+    samples per run as ``memory_budget`` allows."""
+    session = create_session(model.SerializeToString(), threads=threads, memory_pattern=False)
     names = [o.name for o in session.get_outputs()]
     collected: list[list[np.ndarray]] = [[] for _ in names]
-    for feeds in _batches(model, samples, 8):
+    size = choose_batch(model, samples[0], memory_budget or MemoryBudget.default()) \
+        if samples else 1
+    for feeds in _batches(model, samples, size):
         for index, value in enumerate(session.run(names, feeds)):
             collected[index].append(value)
     return [np.concatenate(parts) for parts in collected]
