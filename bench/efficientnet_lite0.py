@@ -315,7 +315,7 @@ def _compare_padding() -> None:
                 top = np.argsort(-p)[:5]
                 print(f"{photo:10s} {padding:9s} " +
                       ", ".join(f"{names[i]} {p[i]:.2f}" for i in top))
-        held_out = torch.from_numpy(photo_set(64, seed=7))
+        held_out = torch.from_numpy(photo_set(64, seed=7, split="report"))
         out = {padding: torch.softmax(m(held_out), 1) for padding, m in models.items()}
     for padding, probs in out.items():
         print(f"{padding}: mean max-probability on 64 crops {probs.max(1).values.mean():.3f}")

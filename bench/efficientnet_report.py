@@ -7,16 +7,17 @@
 Steps, all in one process:
 
 1. export the torch model to ONNX (bench/efficientnet_lite0.py), ``lowbit.transform``;
-2. for each ``--method``: ``lowbit.calibrate`` on 200 photo crops (seed 0),
+2. for each ``--method``: ``lowbit.calibrate`` on 200 crops of the DEV photos (seed 0),
    ``lowbit.deploy`` INT8 (per-channel weights, uint8 activations; with
    ``--per-tensor`` also per-tensor weights);
 3. ORT ``quantize_static`` on the same crops (QDQ, per-channel, U8S8) for each
    ``--ort-method`` (MinMax, Percentile, Entropy). ORT's histogram calibrators keep
    every activation of every sample (~52 MB a sample here), so they get as many
    of the 200 crops as fit in half the free memory; the table says how many;
-4. accuracy against F32 on ``--eval`` held-out crops (seed 1): top-1 agreement,
-   top-5 overlap (|top5 F32 ∩ top5 INT8| / 5, averaged), mean logit cosine; and the
-   named photos' top-5, F32 beside the first lowbit INT8;
+4. accuracy against F32 on ``--eval`` crops of the REPORT photos (seed 1): top-1
+   agreement with its 95 % bootstrap interval over the 7 photos, top-5 overlap
+   (|top5 F32 ∩ top5 INT8| / 5, averaged), mean logit cosine; and the named photos'
+   top-5, F32 beside the first lowbit INT8;
 5. ``lowbit.bench``: F32, the first lowbit INT8 and ORT MinMax INT8 interleaved at
    batch 1 and 8, ``--threads`` threads (plus the W4A8 models with ``--weight-bits 4``).
 
@@ -27,9 +28,10 @@ when ``--bias-correction`` is given; ``--adaround`` adds per-channel INT8 with A
 ``--weight-bits 4`` adds W4A8 (nearest, and AdaRound with ``--adaround``), stored as int8
 at the model's opset 17 and as int4 in an opset-21 copy (for size and speed).
 
-The crops all come from seven photos (bench/photos.py), so held-out crops are new
-views of the calibration photos, not new photos: agreement here measures how
-faithfully INT8 reproduces F32, not ImageNet accuracy.
+Calibration crops come from the 10 DEV photos and the scored crops from the 7 REPORT
+photos of bench/splits.py, so no scored crop shares a photo with calibration; with 7
+photos the interval is wide. Agreement measures how faithfully INT8 reproduces F32,
+not ImageNet accuracy.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ import lowbit
 from efficientnet_lite0 import export_onnx
 from lowbit.analysis.bench import BenchComparison, BenchSettings
 from lowbit.analysis.kernels import count_kernels
-from photos import class_names, named_photos, photo_set
+from photos import class_names, named_photos, photo_set, photo_sources
+from provenance import header as provenance_header
+from splits import REPORT, Interval, bootstrap_interval
 
 log = logging.getLogger("efficientnet_report")
 
@@ -76,6 +80,7 @@ class Agreement:
     top1: float  # fraction of crops whose top-1 class is F32's
     top5_overlap: float  # mean |top5 ∩ top5_F32| / 5
     cosine: float  # mean cosine of the logit vectors
+    top1_interval: Interval  # top1's 95 % bootstrap interval over the REPORT photos
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,22 @@ def agreement(reference: np.ndarray, logits: np.ndarray) -> Agreement:
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top5_ref, top5, strict=True)])
     ref64, out64 = reference.astype(np.float64), logits.astype(np.float64)
     cos = (ref64 * out64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(out64, axis=1))
-    return Agreement(float(np.mean(top5_ref[:, 0] == top5[:, 0])), float(overlap),
-                     float(cos.mean()))
+    agree = (top5_ref[:, 0] == top5[:, 0]).astype(np.float64)
+    interval = bootstrap_interval(agree, photo_sources(len(agree), "report"))
+    return Agreement(float(agree.mean()), float(overlap), float(cos.mean()), interval)
+
+
+def default_variant(f32: Path, calib_npz: Path, samples: int, out: Path) -> Variant:
+    """lowbit's defaults: ``lowbit calibrate`` (method auto) and ``lowbit deploy`` with
+    nothing else given (bias correction from the table, this CPU's weight grids)."""
+    start = time.perf_counter()
+    table = out / "lite0.default.calib"
+    lowbit.calibrate(f32, calib_npz, num=samples, output=table, progress=False)
+    path = out / "lite0.lowbit.default.int8.onnx"
+    lowbit.deploy(f32, calibration_table=table, output=path)
+    seconds = time.perf_counter() - start
+    log.info("lowbit defaults: %.1f s", seconds)
+    return Variant("lowbit defaults", "lowbit", "auto", "defaults", samples, path, seconds)
 
 
 def lowbit_variants(f32: Path, calib_npz: Path, methods: list[str], per_tensor: bool,
@@ -307,9 +326,13 @@ def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> 
 
 
 def accuracy_table(rows: list[Row], held_out: int) -> str:
-    header = ("INT8 model", "calib samples", f"top-1 agree ({held_out})", "top-5 overlap",
-              "logit cos", "int kernels", "calib+quant s")
+    photos = len(REPORT.photos)
+    header = ("INT8 model", "calib samples", f"top-1 agree ({held_out})",
+              f"95 % CI ({photos} photos)", "top-5 overlap", "logit cos", "int kernels",
+              "calib+quant s")
     cells = [(r.variant.label, str(r.variant.calib_samples), f"{100 * r.agreement.top1:.1f} %",
+              (f"{100 * r.agreement.top1_interval.low:.1f}–"
+              f"{100 * r.agreement.top1_interval.high:.1f} %"),
               f"{100 * r.agreement.top5_overlap:.1f} %", f"{r.agreement.cosine:.4f}",
               r.int_kernels, f"{r.variant.seconds:.1f}") for r in rows]
     return markdown_table(header, cells)
@@ -348,6 +371,9 @@ def parse_args() -> argparse.Namespace:
                         help="AdaRound steps per layer")
     parser.add_argument("--weight-bits", type=int, choices=(4, 8), default=8,
                         help="4: also deploy W4A8 (int8 storage, and int4 at opset 21)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="add a first row: lowbit's defaults (calibrate, deploy, nothing "
+                        "else given)")
     parser.add_argument("--calib", type=int, default=200, help="calibration crops (seed 0)")
     parser.add_argument("--eval", type=int, default=300, help="held-out crops (seed 1)")
     parser.add_argument("--threads", type=int, default=2)
@@ -381,15 +407,16 @@ def main() -> None:
 
     onnx_path = export_onnx(out / "efficientnet_lite0.onnx")
     f32 = lowbit.transform(onnx_path, out / "lite0.f32.onnx").path
-    calib = photo_set(args.calib, seed=0)
-    held_out = photo_set(args.eval, seed=1)
+    calib = photo_set(args.calib, seed=0, split="dev")
+    held_out = photo_set(args.eval, seed=1, split="report")
     calib_npz = out / "calib.npz"
     np.savez(calib_npz, input=calib)
     log.info("model and %d + %d crops ready in %s (%.0f s)", args.calib, args.eval, out,
              time.perf_counter() - began)
 
-    variants = lowbit_variants(f32, calib_npz, args.methods, args.per_tensor, args.calib, out,
-                               args.bias_correction)
+    variants = [default_variant(f32, calib_npz, args.calib, out)] if args.defaults else []
+    variants += lowbit_variants(f32, calib_npz, args.methods, args.per_tensor, args.calib, out,
+                                args.bias_correction)
     variants += accuracy_variants(f32, calib_npz, args.methods[0], args.calib, out, args)
     if args.equalize:
         variants.append(relu_float_variant(f32, calib_npz, out))
@@ -411,8 +438,11 @@ def main() -> None:
     report = "\n\n".join([
         (f"### efficientnet_report {datetime.date.today()} — EfficientNet-Lite0 (ImageNet "
          f"weights), ORT {ort.__version__}, {args.threads} threads, {elapsed / 60:.1f} min"),
-        (f"Agreement with F32 on {args.eval} held-out photo crops (seed 1); calibration on "
-         f"{args.calib} crops (seed 0)."),
+        provenance_header(),
+        (f"Agreement with F32 on {args.eval} crops (seed 1) of the {len(REPORT.photos)} REPORT "
+         f"photos ({', '.join(REPORT.photos)}); calibration on {args.calib} crops (seed 0) "
+         "of the DEV photos (bench/splits.py). Only 7 photos: the interval is a bootstrap "
+         "over photos, not over crops."),
         accuracy_table(rows, args.eval),
         f"Top-5 of the named photos' centre crops, F32 and {variants[0].label}:",
         markdown_table(("photo", "F32", "INT8"), top5),

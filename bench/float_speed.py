@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="float_speed_"))
     out.mkdir(parents=True, exist_ok=True)
-    held_out = photo_crops(8, seed=3)
+    held_out = photo_crops(8, seed=3, split="report")
     title = (f"### float_speed {datetime.date.today()}: {platform.processor() or 'CPU'}, "
              f"{args.threads} threads, {args.repeats} repeats")
     lines = [title, ""]

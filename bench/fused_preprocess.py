@@ -101,7 +101,7 @@ def main() -> None:
     plain = lowbit.transform(source, work / "plain.f32.onnx", image_options=OPTIONS).path
     fused = lowbit.transform(source, work / "fused.f32.onnx", image_options=OPTIONS,
                              fuse_preprocess=True).path
-    calib = photos.photo_set(args.calib, seed=0)
+    calib = photos.photo_set(args.calib, seed=0, split="dev")
     np.savez(work / "plain_calib.npz", input=calib)
     np.savez(work / "fused_calib.npz", input=to_pixels(calib))
     int8 = {}
@@ -114,7 +114,7 @@ def main() -> None:
               f"{', '.join(f'{d.op_type} {d.name}' for d in result.left_float) or 'none'}")
         int8[name] = result.path
 
-    held_out = photos.photo_set(args.eval, seed=1)
+    held_out = photos.photo_set(args.eval, seed=1, split="report")
     pixels = to_pixels(held_out)
     reference = logits(plain, held_out)
     rows = []

@@ -372,7 +372,7 @@ def main() -> None:
 
     calib_npz = args.out_dir / "calib.npz"
     np.savez(calib_npz, input=photo_crops(args.calib_samples, seed=0))
-    held_out = photo_crops(16, seed=12345)
+    held_out = photo_crops(16, seed=12345, split="report")
     float_rows: list[FloatRow] = []
     int8_rows: list[Int8Row] = []
     summaries: dict[str, str] = {}

@@ -235,7 +235,7 @@ def main() -> None:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(BUILDERS)}")
 
     calib = photo_crops(args.calib_samples, seed=0)
-    held_out = photo_crops(32, seed=12345)
+    held_out = photo_crops(32, seed=12345, split="report")
     calib_npz = args.out_dir / "calib.npz"
     np.savez(calib_npz, input=calib)
     print(f"outputs in {args.out_dir}; ORT quant_pre_process: "

@@ -188,8 +188,8 @@ def prepare(name: str, work: Path, args: argparse.Namespace) -> Bench:
             lowbit.transform(export_onnx(work / "efficientnet_lite0.onnx"), f32)
         calib, held = work / "efficientnet_calib.npy", work / "efficientnet_eval.npy"
         if not calib.exists():
-            np.save(calib, photo_set(200, seed=0))
-            np.save(held, photo_set(300, seed=1))
+            np.save(calib, photo_set(200, seed=0, split="dev"))
+            np.save(held, photo_set(300, seed=1, split="report"))
         return Bench(name, f32, calib, 200, lambda m: _logit_scores(f32, m, held, top=True))
     import minilm
 

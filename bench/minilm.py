@@ -2,7 +2,7 @@
 
     import minilm                                   # with bench/ on sys.path
     path = minilm.export_minilm("/tmp/minilm.onnx")                 # seq_len=64 by default
-    calib, evaluation = minilm.split_sentences()                   # disjoint lists of str
+    calib, evaluation = minilm.split_sentences()   # DEV calibration / REPORT (bench/splits.py)
     minilm.write_dataset("/tmp/minilm_calib.npz", calib)           # for lowbit calibrate
     encoded = minilm.tokenize(evaluation)            # {input_ids, attention_mask, token_type_ids}
     emb = minilm.embed(path, encoded)               # [N, 384] float32, L2-normalised
@@ -41,10 +41,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from splits import sentence_indices
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -192,12 +196,19 @@ def reference_embeddings(texts: Sequence[str]) -> np.ndarray:
 
 
 def split_sentences(calibration: int = 100) -> tuple[list[str], list[str]]:
-    """Disjoint (calibration, evaluation) lists: every third sentence goes to calibration
-    until ``calibration`` are taken, so both lists cover every topic; the rest evaluate."""
+    """Disjoint (calibration, report) lists, from bench/splits.py's split by sentence: the
+    first ``calibration`` (at most 100) of the DEV calibration sentences (i % 4 == 0) and
+    the 200 REPORT sentences (odd i); every topic is on both sides. Constants are scored
+    on ``tuning_sentences()``, never on the report list."""
     texts = sentences()
-    calib_idx = list(range(0, len(texts), 3))[:calibration]
-    chosen = set(calib_idx)
-    return [texts[i] for i in calib_idx], [t for i, t in enumerate(texts) if i not in chosen]
+    calib = [texts[i] for i in sentence_indices("calibration", len(texts))][:calibration]
+    return calib, [texts[i] for i in sentence_indices("report", len(texts))]
+
+
+def tuning_sentences() -> list[str]:
+    """The 100 DEV sentences (i % 4 == 2) that score a constant such as SmoothQuant's α."""
+    texts = sentences()
+    return [texts[i] for i in sentence_indices("tuning", len(texts))]
 
 
 def sentences() -> list[str]:
@@ -654,9 +665,9 @@ def _parse(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="/tmp/minilm/minilm.onnx", help="ONNX file to write")
     parser.add_argument("--seq-len", type=int, default=SEQ_LEN, help="fixed sequence length")
     parser.add_argument("--calib-npz", help="also write the calibration sentences as an .npz")
-    parser.add_argument("--eval-npz", help="also write the evaluation sentences as an .npz")
+    parser.add_argument("--eval-npz", help="also write the REPORT sentences as an .npz")
     parser.add_argument("--calibration", type=int, default=100,
-                        help="number of calibration sentences (the rest evaluate)")
+                        help="number of DEV calibration sentences (at most 100)")
     return parser.parse_args(None if argv is None else list(argv))
 
 

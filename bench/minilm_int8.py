@@ -2,15 +2,20 @@
 
     python bench/minilm_int8.py --workdir /tmp/minilm_int8 --markdown results.md
     python bench/minilm_int8.py --only float,lowbit-static,ort-dynamic --repeats 5
+    python bench/minilm_int8.py --score-on tuning --no-speed \
+        --only lowbit-static-auto,lowbit-table-smooth-0.5,...   # choose α on DEV
 
 The encoder is exported by bench/minilm.py (sequence length 64, dynamic batch) and
 cleaned by ``lowbit.transform``; every quantizer starts from that same F32 file.
-The 400 sentences of bench/minilm.py are split: 100 calibrate (every quantizer that
-calibrates sees exactly those), the other 300 evaluate. For each variant the table
-gives the mean-pooled, L2-normalised sentence embedding's cosine to F32's (mean and
-min over the 300 sentences), the file size, how many of the 48 MatMuls ORT runs as
-integer kernels, and the speed ratio to F32 at batch 1 and 8, all variants timed
-interleaved in one process (lowbit.analysis.bench, medians).
+The 400 sentences of bench/minilm.py are split by sentence (bench/splits.py): 100 DEV
+sentences calibrate (every quantizer that calibrates sees exactly those), 100 other DEV
+sentences score constants (``--score-on tuning``: how SmoothQuant's α was chosen), and
+the 200 REPORT sentences give every published figure (``--score-on report``, the
+default). For each variant the table gives the mean-pooled, L2-normalised sentence
+embedding's cosine to F32's (mean, its 95 % bootstrap interval over the sentences, and
+min), the file size, how many of the 48 MatMuls ORT runs as integer kernels, and the
+speed ratio to F32 at batch 1 and 8, all variants timed interleaved in one process
+(lowbit.analysis.bench, medians; ``--no-speed`` leaves the timing out).
 
 ``lowbit-static-auto`` is lowbit's defaults (``lowbit calibrate`` with method auto, then
 ``lowbit deploy``: SmoothQuant at α 0.8 from the table's channel ranges, paired 8-bit
@@ -52,6 +57,8 @@ import lowbit
 import minilm
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.explain import explain_int8
+from provenance import header as provenance_header
+from splits import bootstrap_interval
 
 log = logging.getLogger("minilm_int8")
 CALIBRATION_SENTENCES = 100
@@ -98,7 +105,7 @@ def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[
         "lowbit-static-attention": deploy("lowbit-static-attention", quantize_attention=True),
         **{f"lowbit-table-smooth-{a}": deploy(f"lowbit-table-smooth-{a}", method="auto",
                                               smooth=a)
-           for a in ("0.5", "0.6", "0.7", "0.9")},
+           for a in ("0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0")},
         "lowbit-smooth-0.5": deploy("lowbit-smooth-0.5", smooth="0.5", smooth_data=calib),
         "lowbit-smooth-auto": deploy("lowbit-smooth-auto", smooth="auto", smooth_data=calib),
         "lowbit-dynamic": deploy("lowbit-dynamic", dynamic=True),
@@ -190,19 +197,24 @@ def _nncf_variants(work: Path, f32: Path, calib_arrays: dict[str, np.ndarray]
 
 
 def _rows(names: list[str], variants: dict[str, Variant], embeddings: dict[str, np.ndarray],
-          kernels: dict[str, str], bench: object) -> Iterator[list[str]]:
+          kernels: dict[str, str], bench: object | None) -> Iterator[list[str]]:
     ref = embeddings["float"]
     order = list(variants)
     base = order.index("float")
     for i, name in enumerate(order):
         cos = minilm.cosines(ref, embeddings[name])
+        interval = bootstrap_interval(cos.astype(np.float64))  # over sentences
         size = variants[name].path.stat().st_size / 1e6
-        b1 = bench.ratio(1, i, base)  # type: ignore[attr-defined]
-        b8 = bench.ratio(8, i, base)  # type: ignore[attr-defined]
-        result = bench.results[i]  # type: ignore[attr-defined]
-        t1, t8 = result.timing(1).median_ms, result.timing(8).median_ms
-        yield [name, f"{cos.mean():.5f}", f"{cos.min():.5f}", f"{size:.1f}", kernels[name],
-               f"{t1:.1f}", f"{b1:.2f}x", f"{t8:.1f}", f"{b8:.2f}x", variants[name].note]
+        speed = ["-"] * 4
+        if bench is not None:
+            b1 = bench.ratio(1, i, base)  # type: ignore[attr-defined]
+            b8 = bench.ratio(8, i, base)  # type: ignore[attr-defined]
+            result = bench.results[i]  # type: ignore[attr-defined]
+            t1, t8 = result.timing(1).median_ms, result.timing(8).median_ms
+            speed = [f"{t1:.1f}", f"{b1:.2f}x", f"{t8:.1f}", f"{b8:.2f}x"]
+        yield [name, f"{cos.mean():.5f}", f"{interval.low:.5f}–{interval.high:.5f}",
+               f"{cos.min():.5f}", f"{size:.1f}", kernels[name], *speed,
+               variants[name].note]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,6 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", help="append the table to this file")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse variant files already in --workdir (delete one to rebuild)")
+    parser.add_argument("--score-on", choices=("report", "tuning"), default="report",
+                        help="REPORT sentences (published figures) or the DEV tuning "
+                        "sentences (choosing constants); bench/splits.py")
+    parser.add_argument("--no-speed", action="store_true", help="leave out the timing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
@@ -226,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     f32 = work / "minilm.f32.onnx"
     lowbit.transform(raw, f32)
     calib_texts, eval_texts = minilm.split_sentences(CALIBRATION_SENTENCES)
+    if args.score_on == "tuning":
+        eval_texts = minilm.tuning_sentences()
     calib = minilm.write_dataset(work / "calib.npz", calib_texts)
     encoded = minilm.tokenize(eval_texts)
     with np.load(calib) as data:
@@ -260,19 +278,23 @@ def main(argv: list[str] | None = None) -> None:
         embeddings[name] = minilm.embed(variant.path, encoded, threads=args.threads)
         advice = explain_int8(variant.path, profile=False)
         kernels[name] = f"{sum(op.integer for op in advice.ops)}/{len(advice.ops)}"
-    bench = bench_models([v.path for v in variants.values()],
-                         BenchSettings(batches=(1, 8), threads=args.threads,
-                                       repeats=args.repeats), progress=False)
-    header = ["variant", "cos mean", "cos min", "MB", "int MatMuls", "b1 ms", "b1 vs F32",
-              "b8 ms", "b8 vs F32", "note"]
+    bench = None if args.no_speed else bench_models(
+        [v.path for v in variants.values()],
+        BenchSettings(batches=(1, 8), threads=args.threads, repeats=args.repeats),
+        progress=False)
+    header = ["variant", "cos mean", f"95 % CI ({len(eval_texts)} sentences)", "cos min", "MB",
+              "int MatMuls", "b1 ms", "b1 vs F32", "b8 ms", "b8 vs F32", "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |"
               for row in _rows(wanted, variants, embeddings, kernels, bench)]
     cpu = platform.processor() or platform.machine()
     title = (f"### minilm_int8 {datetime.date.today()} — {cpu}, ORT {ort.__version__}, "
              f"{args.threads} threads (2 shared cores), {args.repeats} repeats, "
-             f"{CALIBRATION_SENTENCES} calibration / {len(eval_texts)} evaluation sentences")
-    text = "\n".join([title, "", *lines, "", *(f"* failed: {f}" for f in failures), ""])
+             f"{CALIBRATION_SENTENCES} DEV calibration / {len(eval_texts)} "
+             f"{args.score_on.upper() if args.score_on == 'report' else 'DEV tuning'} "
+             "sentences")
+    text = "\n".join([title, "", provenance_header(argv), "", *lines, "",
+                      *(f"* failed: {f}" for f in failures), ""])
     print(text)
     print("build seconds: " + ", ".join(f"{v.name} {v.seconds:.0f}" for v in variants.values()))
     if args.markdown:

@@ -114,8 +114,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     source = export_onnx(out / "effnet.onnx")
     f32 = lowbit.transform(source, out / "effnet.f32.onnx").path
-    np.savez(out / "calib.npz", input=photo_set(200, seed=0))
-    x = photo_set(args.samples, seed=2)
+    np.savez(out / "calib.npz", input=photo_set(200, seed=0, split="dev"))
+    x = photo_set(args.samples, seed=2, split="report")
     np.savez(out / "search.npz", input=x)
     lowbit.calibrate(f32, out / "calib.npz", output=out / "effnet.calib", progress=False)
     int8 = lowbit.deploy(f32, calibration_table=out / "effnet.calib",

@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import efficientnet_lite0 as lite0
 import photos
+import splits
 from lowbit.runtime.ort import create_session
 
 # ImageNet-1k indices (standard order).
@@ -117,10 +118,15 @@ def test_fold_pads_into_convs_leaves_a_non_zero_pad_alone():
 
 
 def test_photo_set_is_deterministic_and_preprocessed_for_lite(named):
-    a, b, c = photos.photo_set(10, seed=3), photos.photo_set(10, seed=3), photos.photo_set(10, 4)
+    a, b = photos.photo_set(10, seed=3, split="dev"), photos.photo_set(10, seed=3, split="dev")
+    c = photos.photo_set(10, 4, split="dev")
     assert a.shape == (10, 3, 224, 224) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+    report = photos.photo_set(10, seed=3, split="report")
+    assert not np.isclose(a[:, None], report[None]).all(axis=(2, 3, 4)).any()
+    assert set(photos.photo_sources(30, "dev")) == set(splits.DEV.photos)
+    assert not set(splits.DEV.photos) & set(splits.REPORT.photos)  # disjoint by photo
     assert a.min() >= -127 / 128 and a.max() <= 128 / 128
     assert {"chelsea", "coffee", "astronaut", "rocket", "china", "flower"} <= set(named)
     assert all(x.shape == (1, 3, 224, 224) for x in named.values())

@@ -32,8 +32,9 @@ def test_sentences_are_many_distinct_and_split_without_overlap():
     texts = minilm.sentences()
     assert len(texts) >= 300 and len(set(texts)) == len(texts)
     calib, evaluation = minilm.split_sentences(100)
-    assert len(calib) == 100 and len(evaluation) == len(texts) - 100
-    assert not set(calib) & set(evaluation)
+    tuning = minilm.tuning_sentences()
+    assert len(calib) == len(tuning) == 100 and len(evaluation) == 200
+    assert not set(calib) & set(evaluation) and not set(tuning) & (set(evaluation) | set(calib))
 
 
 def test_tokenize_pads_to_the_fixed_length_with_int64_inputs():
