@@ -132,7 +132,8 @@ def test_deploy_validates_and_stays_close_to_float(
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 6
     x = np.load(work / "test.npz")["input"]
-    assert cosine(run_ort(transformed, x), run_ort(out, x)) > 0.99
+    # Measured 0.999991 (2026-12-06); the threshold allows ~3x that error (1 - cos), not 1000x.
+    assert cosine(run_ort(transformed, x), run_ort(out, x)) > 0.99997
 
 
 def test_deploy_qoperator_uses_integer_ops(
@@ -146,7 +147,7 @@ def test_deploy_qoperator_uses_integer_ops(
     ops = [n.op_type for n in onnx.load(out).graph.node]
     assert "QLinearConv" in ops and "Conv" not in ops
     x = np.load(work / "test.npz")["input"]
-    assert cosine(run_ort(transformed, x), run_ort(out, x)) > 0.99
+    assert cosine(run_ort(transformed, x), run_ort(out, x)) > 0.99997  # measured 0.999991
 
 
 def test_deploy_int8_activations(

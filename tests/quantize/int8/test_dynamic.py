@@ -49,8 +49,8 @@ def test_dynamic_rewrites_the_linear_layers_and_runs_close_to_float(block):
     weights = [numpy_helper.to_array(i) for i in q.graph.initializer
                if i.data_type == TensorProto.INT8 and len(i.dims) == 2]
     assert len(weights) == 6 and max(int(np.abs(w).max()) for w in weights) == 63
-    for sample in token_samples(4, seed=3):
-        assert cosine(run(block, sample), run(q, sample)) >= 0.99
+    for sample in token_samples(4, seed=3):  # measured 0.99985-0.99991 (2026-12-06)
+        assert cosine(run(block, sample), run(q, sample)) >= 0.9995
 
 
 def test_dynamic_with_quantize_attention_quantizes_both_operands(block):
@@ -59,7 +59,7 @@ def test_dynamic_with_quantize_attention_quantizes_both_operands(block):
     assert ops["MatMulInteger"] == 8 and ops["MatMul"] == 0
     assert ops["DynamicQuantizeLinear"] == 4 + 4  # q_heads, k_heads, probs, v_heads
     sample = token_samples(2, seed=5)[1]
-    assert cosine(run(block, sample), run(result.model, sample)) >= 0.98
+    assert cosine(run(block, sample), run(result.model, sample)) >= 0.9998  # measured 0.99993
 
 
 def test_gemm_with_transposed_weight_and_bias_keeps_its_numbers():
