@@ -9,13 +9,21 @@
 Memory is bounded by the bin count, never by the number of samples: the
 histogram observers keep one histogram of |x| and a few scalars.
 
-Histogram layout. The histogram has ``2 * bins`` internal bins over [0, R].
-R starts at the first non-zero batch's max |x|; when a later batch exceeds R,
-R is doubled (as often as needed) and adjacent bin pairs are merged, so
-earlier counts stay exact at the coarser width. Because R only doubles when
-the max exceeds it, the occupied range [0, max|x|] always covers more than half
-of the internal bins, i.e. at least ``bins`` bins of resolution. Threshold
-searches run over the occupied bins only.
+Histogram layout. The histogram has ``2 * bins`` internal bins over [0, R], R a
+power of two: the smallest one above the first non-zero batch's max |x|; when a
+later batch reaches R, R is doubled (as often as needed) and adjacent bin pairs
+are merged. The occupied range [0, max|x|] always covers at least half of the
+internal bins, i.e. at least ``bins`` bins of resolution. Threshold searches run
+over the occupied bins only.
+
+Exact merging. Values are binned in float64 (a float32 value times 2·bins / R, a
+power-of-two multiple of an integer below 2¹⁷, is exact there), so binning at R and
+then merging pairs equals binning at 2R; counts are whole numbers (a subsample's
+weight is its integer stride), so their sums are exact in any order. The final R
+is the smallest power of two above the max |x| of all the data, whatever came
+first. Hence ``a.merge(b)`` of two observers that saw two parts of a data set is
+bit-identical to one observer that saw all of it, in any order and split
+(lowbit.parallel runs calibration as shards on this).
 
 Large tensors. For an update with more than ``SUBSAMPLE_ABOVE`` elements the
 histogram is built from every ``stride``-th element (stride = ceil(size /
@@ -28,6 +36,7 @@ kept in the observed min/max, so the consumer can see and skip such a tensor.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -81,10 +90,13 @@ class Observer(ABC):
                 self._observe(finite, float(np.abs(finite).max()))
 
     def update_summary(self, lo: float, hi: float, size: int,
-                       sample: np.ndarray | None = None) -> None:
+                       sample: np.ndarray | None = None, weight: float | None = None
+                       ) -> None:
         """Observe a tensor known by its exact min/max and element count, plus (for
-        histogram methods) a strided subsample of its values, as the in-graph
-        summaries of lowbit.calibration.collect deliver them."""
+        histogram methods) a strided subsample of its values, each standing for
+        ``weight`` elements (default: size / the subsample's size), as the in-graph
+        summaries of lowbit.calibration.collect deliver them (their weight is the
+        integer stride, so that merged histograms are exact)."""
         if size == 0:
             return
         self.count += size
@@ -93,7 +105,8 @@ class Observer(ABC):
         if sample is None or sample.size == 0:
             return
         values = np.asarray(sample, dtype=np.float32).ravel()
-        weight = size / values.size
+        if weight is None:
+            weight = size / values.size
         if math.isfinite(lo) and math.isfinite(hi):
             self._observe(values, max(-lo, hi), weight)
         else:
@@ -105,6 +118,16 @@ class Observer(ABC):
     def needs_values(self) -> bool:
         """Whether the observer needs values beyond min/max (histogram methods)."""
         return False
+
+    def merge(self, other: Observer) -> None:
+        """Add what ``other`` (an observer of the same settings) saw, as if this one had
+        seen it too: exact (see the module doc)."""
+        if type(other) is not type(self):
+            raise UsageError(f"cannot merge a {type(other).__name__} into a "
+                             f"{type(self).__name__}")
+        self.count += other.count
+        self.min = _merged(self.min, other.min, min)
+        self.max = _merged(self.max, other.max, max)
 
     def result(self) -> TensorRange:
         """The range seen so far; a tensor never seen (or always empty) gives zeros."""
@@ -127,6 +150,11 @@ class Observer(ABC):
     @property
     def _max_abs(self) -> float:
         return max(abs(self.min), abs(self.max))
+
+
+def _merged(a: float, b: float, pick: Callable[[float, float], float]) -> float:
+    """min or max of two running extremes; NaN (seen by either) stays NaN."""
+    return math.nan if math.isnan(a) or math.isnan(b) else pick(a, b)
 
 
 _OBSERVERS: dict[str, type[Observer]] = {}
@@ -201,6 +229,22 @@ class HistogramObserver(Observer):
     def bin_width(self) -> float:
         return self.range / self.hist.size
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled with the histogram cut after its last non-empty bin (what a worker of
+        lowbit.parallel sends back is the occupied part only)."""
+        state = dict(self.__dict__)
+        nonzero = np.flatnonzero(self.hist)
+        state["hist"] = self.hist[: nonzero[-1] + 1 if nonzero.size else 0].copy()
+        state["hist_size"] = self.hist.size
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state = dict(state)
+        occupied = np.asarray(state.pop("hist"), dtype=np.float64)
+        hist = np.zeros(int(state.pop("hist_size")), dtype=np.float64)  # type: ignore[call-overload]
+        hist[: occupied.size] = occupied
+        self.__dict__.update(state, hist=hist)
+
     @property
     def needs_values(self) -> bool:
         return True
@@ -219,11 +263,13 @@ class HistogramObserver(Observer):
             self.hist[0] += values.size * weight
             return
         if self.range == 0.0:
-            self.range = max_abs
-        elif max_abs > self.range:
-            self._grow(max_abs)
+            self.range = grid_range(max_abs)
+        elif max_abs >= self.range:
+            self._grow(grid_range(max_abs))
         nbins = self.hist.size
-        index = (np.abs(values) * (nbins / self.range)).astype(np.intp)
+        # float64: |x| (24-bit mantissa) times nbins/R (an integer over a power of two) is
+        # exact, so the bin of a value at R and at 2R agree (see the module doc).
+        index = (np.abs(values).astype(np.float64) * (nbins / self.range)).astype(np.intp)
         np.minimum(index, nbins - 1, out=index)
         counts = np.bincount(index, minlength=nbins)
         if weight == 1:
@@ -231,15 +277,40 @@ class HistogramObserver(Observer):
         else:
             self.hist += counts * weight
 
-    def _grow(self, max_abs: float) -> None:
-        """Double R until it covers max_abs, merging bin pairs so old counts stay valid."""
+    def _grow(self, target: float) -> None:
+        """Double R up to ``target`` (a power of two), merging bin pairs so the counts
+        are those of binning at the coarser width."""
         nbins = self.hist.size
-        while self.range < max_abs:
+        while self.range < target:
             self.range *= 2.0
             if self.hist[1:].any():
                 merged = self.hist.reshape(-1, 2).sum(axis=1)
                 self.hist[: nbins // 2] = merged
                 self.hist[nbins // 2 :] = 0.0
+
+    def merge(self, other: Observer) -> None:
+        super().merge(other)
+        assert isinstance(other, HistogramObserver)
+        if other.hist.size != self.hist.size:
+            raise UsageError(f"cannot merge histograms of {other.hist.size // 2} and "
+                             f"{self.hist.size // 2} bins")
+        if other.range > self.range:
+            if self.range == 0.0:
+                self.range = other.range  # only zeros so far: they stay in bin 0
+            else:
+                self._grow(other.range)
+        counts = other.hist
+        if 0.0 < other.range < self.range:
+            coarse = copy.copy(other)
+            coarse.hist = other.hist.copy()
+            coarse._grow(self.range)
+            counts = coarse.hist
+        self.hist += counts
+        self.zeros += other.zeros
+        if other.top > self.top:
+            self.top, self.at_top = other.top, other.at_top
+        elif other.top == self.top:
+            self.at_top += other.at_top
 
     def _occupied(self) -> np.ndarray:
         """The histogram up to its last non-empty bin."""
@@ -315,6 +386,12 @@ class AutoObserver(HistogramObserver):
 
 
 AUTO_PERCENTILES = (99.9, 99.99, 99.999)
+
+
+def grid_range(max_abs: float) -> float:
+    """The histogram range R for a largest |x|: the smallest power of two above it."""
+    _, exponent = math.frexp(max_abs)  # max_abs = m · 2**exponent, 0.5 <= m < 1
+    return math.ldexp(1.0, exponent)
 
 
 def quantization_error(hist: np.ndarray, width: float, levels: int, threshold: float, *,
