@@ -5,6 +5,7 @@
     summary = extremes.extend(summary)      # adds Reshape([-1, K]) → ReduceMin/ReduceMax
     extremes.add(feeds, fetched)            # per run
     extremes.result()                       # {tensor: (min[K], max[K])}
+    part = extremes.fresh(); part.merge(other_part)   # exact, for runs in parts
 
 SmoothQuant (lowbit.quantize.prepare.smoothquant) divides channel j of a MatMul input X by
 s_j, computed from max|X_j|. With the per-channel min and max of X, the smoothed
@@ -117,6 +118,26 @@ class ChannelExtremes:
                 np.maximum(self.high[tensor], high, out=self.high[tensor])
             else:
                 self.low[tensor], self.high[tensor] = low.copy(), high.copy()
+
+    def fresh(self) -> ChannelExtremes:
+        """A copy for the same tensors that has seen nothing (a part's state)."""
+        copy = ChannelExtremes.__new__(ChannelExtremes)
+        copy.__dict__.update(self.__dict__)
+        copy.low, copy.high, copy.broken = {}, {}, set()
+        return copy
+
+    def merge(self, other: ChannelExtremes) -> None:
+        """Add what ``other`` (the same tensors) saw: per-channel min and max, exact."""
+        self.broken |= other.broken
+        for tensor, low in other.low.items():
+            high = other.high[tensor]
+            if tensor not in self.low:
+                self.low[tensor], self.high[tensor] = low.copy(), high.copy()
+            elif self.low[tensor].shape != low.shape:
+                self.broken.add(tensor)
+            else:  # not in place: an unpickled array is read-only
+                self.low[tensor] = np.minimum(self.low[tensor], low)
+                self.high[tensor] = np.maximum(self.high[tensor], high)
 
     def result(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {t: (self.low[t], self.high[t]) for t in self.channels

@@ -5,6 +5,11 @@
     table = collect_ranges(model, samples, settings, num_samples=200)
     write_table(table, "model.calib")
 
+    run = CalibrationRun(model, settings)            # the same, in parts (lowbit.parallel)
+    state = run.observe(part_one)                    # CalibrationState: small, picklable
+    state.merge(run.observe(part_two))               # exact: as if one run saw both
+    table = finish_table(state)
+
 `samples` is any iterable of ``{input_name: array}`` dicts, one sample each
 (batch-1 slices for models with a batch axis). Every float tensor an activation
 can be (the graph's float inputs and every float output of a main-graph node
@@ -21,8 +26,12 @@ measured on a first run of one sample), so memory does not grow with the input
 size either; a model that fails to run batched falls back to one sample per run.
 The probes are ordered so that ONNX Runtime runs each right after the tensor it
 reads (lowbit.graph.schedule_probes): a tensor is freed as in plain inference.
-Batching does not change the table: min/max merge exactly and the histogram
-observers see the same values in the same order.
+Batching does not change the table, nor does splitting the samples into parts whose
+states are merged (:meth:`CalibrationState.merge`): min/max merge exactly, the histogram
+observers merge exactly (lowbit.calibration.observers), and the values a histogram
+method sees are chosen per sample (every stride-th value of each sample's tensor, the
+stride an integer that is also the values' weight), whatever batch the sample ran in.
+Only the input means are float sums, equal to rounding.
 """
 
 from __future__ import annotations
@@ -30,8 +39,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sized
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -63,7 +72,7 @@ _NO_INPUT_DYNAMIC_OPS = {"RandomNormal", "RandomUniform"}
 # Histogram methods see about this many values of each tensor per sample; min and max
 # are exact whatever the size.
 SUBSAMPLE_PER_SAMPLE = 1 << 13
-_BUDGET_INPUT = "lowbit_subsample_budget"
+_ROWS_INPUT = "lowbit_subsample_rows"  # samples in the run: the subsample is taken per sample
 
 Sample = Mapping[str, np.ndarray]
 Feeds = dict[str, np.ndarray]
@@ -100,53 +109,153 @@ def collect_ranges(
     (lowbit.calibration.channel_ranges), from which deploy smooths without data.
     Runs batch up to ``max_batch`` samples, as many as ``memory_budget`` (default:
     :meth:`MemoryBudget.default`) allows at the data's shape (lowbit.runtime.memory)."""
-    if max_batch < 1:
-        raise UsageError(f"max_batch must be at least 1, got {max_batch}")
-    specs = input_specs(model)
-    tensors = find_activation_tensors(model, skip_derived=skip_derived)
-    observers = {name: make_observer(settings) for name in [*tensors.inputs, *tensors.outputs]}
-    with_values = any(o.needs_values for o in observers.values())
-    summary_model, summaries = _summary_model(model, tensors.outputs, with_values=with_values)
-    means = _MeanSums(mean_input_ops(model) if input_means else {}, onnx_opset(model))
-    summary_model = means.extend(summary_model)
-    extremes = ChannelExtremes(model, linear_inputs(model) if channel_ranges else {})
-    summary_model = extremes.extend(summary_model)
-    schedule_probes(summary_model.graph, first=len(model.graph.node))
-    session = create_session(summary_model.SerializeToString(), threads=threads,
-                             memory_pattern=False)
-    fetch = [name for s in summaries.values() for name in s.fetch] + means.fetch + \
-        extremes.fetch
-    batching = max_batch > 1 and all(
-        len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in specs)
-    runner = _BatchRunner(session, fetch, specs, batching=batching,
-                          budget_input=_BUDGET_INPUT if with_values else None)
-    sizes = _BatchSizes(summary_model, memory_budget or MemoryBudget.default(),
-                        max_batch if batching else 1, runner)
-    del summary_model  # the session holds its own copy, _BatchSizes the graph
+    run = CalibrationRun(model, settings, threads=threads, max_batch=max_batch,
+                         memory_budget=memory_budget, skip_derived=skip_derived,
+                         input_means=input_means, channel_ranges=channel_ranges)
     stream = samples if num_samples is None else itertools.islice(samples, num_samples)
-    count = 0
     with progress_bar("calibrating", progress, _total(samples, num_samples)) as advance:
-        source = getattr(samples, "source", None)
-        for group in _groups(_checked(stream, specs, source), sizes):
-            for feeds, values in runner.run(group):
-                for name in tensors.inputs:
-                    observers[name].update(feeds[name])
-                fetched = dict(zip(fetch, values, strict=True))
-                means.add(fetched)
+        state = run.observe(stream, source=getattr(samples, "source", None), advance=advance)
+    return finish_table(state)
+
+
+@dataclass
+class TapSums:
+    """The input means' partial state: per Conv/Gemm op, its tap sums over the runs seen."""
+
+    ops: dict[str, MeanInputOp]
+    averaged: dict[str, bool]  # the probe sums per-sample means (1x1 convs)
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    spatial: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # ops whose input size changed
+
+    def add(self, name: str, value: np.ndarray, spatial: tuple[int, ...]) -> None:
+        total = self.sums.get(name)
+        if total is None:
+            self.sums[name] = value
+            self.spatial[name] = spatial
+        elif total.shape == value.shape and self.spatial[name] == spatial:
+            self.sums[name] = total + value  # not in place: an unpickled array is read-only
+        else:
+            self.broken.add(name)
+
+    def merge(self, other: TapSums) -> None:
+        self.broken |= other.broken
+        for name, value in other.sums.items():
+            self.add(name, value.copy(), other.spatial[name])
+
+    def result(self, count: int) -> dict[str, np.ndarray]:
+        found = {}
+        for name, op in self.ops.items():
+            total = self.sums.get(name)
+            if total is None or name in self.broken or not np.isfinite(total).all():
+                continue
+            if op.op_type == "Conv" and len(self.spatial[name]) != len(op.kernel):
+                continue
+            found[name] = means_from_tap_sums(op, total, self.spatial[name], count,
+                                              averaged=self.averaged[name])
+        return found
+
+
+@dataclass
+class CalibrationState:
+    """What calibration saw of some samples: small (tensors x bins), picklable, and
+    mergeable: ``a.merge(b)`` is the state of a run that saw a's samples and b's."""
+
+    settings: CalibrationSettings
+    observers: dict[str, Observer]
+    skipped: dict[str, str]
+    means: TapSums
+    extremes: ChannelExtremes
+    count: int = 0
+
+    def merge(self, other: CalibrationState) -> CalibrationState:
+        """Add ``other``'s samples (same model and settings) to this state; returns it."""
+        if other.settings != self.settings or other.observers.keys() != self.observers.keys():
+            raise UsageError("cannot merge calibration states of different models or settings")
+        for name, observer in self.observers.items():
+            observer.merge(other.observers[name])
+        self.means.merge(other.means)
+        self.extremes.merge(other.extremes)
+        self.count += other.count
+        return self
+
+
+def finish_table(state: CalibrationState) -> CalibrationTable:
+    """The calibration table of everything ``state`` saw."""
+    if state.count == 0:
+        raise DatasetError("data set has no samples")
+    table = _table(state.observers, state.skipped, state.settings, state.count)
+    table.input_means = state.means.result(state.count)
+    table.channel_ranges = state.extremes.result()
+    return table
+
+
+class CalibrationRun:
+    """One ONNX Runtime session over the model with its summaries added: observes samples
+    into fresh :class:`CalibrationState` objects (keywords as for :func:`collect_ranges`)."""
+
+    def __init__(self, model: onnx.ModelProto, settings: CalibrationSettings, *,
+                 threads: int | None = None, max_batch: int = 8,
+                 memory_budget: MemoryBudget | None = None, skip_derived: bool = True,
+                 input_means: bool = False, channel_ranges: bool = False) -> None:
+        if max_batch < 1:
+            raise UsageError(f"max_batch must be at least 1, got {max_batch}")
+        self.settings = settings
+        self.specs = input_specs(model)
+        self.tensors = find_activation_tensors(model, skip_derived=skip_derived)
+        self.with_values = make_observer(settings).needs_values
+        summary_model, self.summaries = _summary_model(model, self.tensors.outputs,
+                                                       with_values=self.with_values)
+        self.means = _MeanSums(mean_input_ops(model) if input_means else {}, onnx_opset(model))
+        summary_model = self.means.extend(summary_model)
+        self.extremes = ChannelExtremes(model, linear_inputs(model) if channel_ranges else {})
+        summary_model = self.extremes.extend(summary_model)
+        schedule_probes(summary_model.graph, first=len(model.graph.node))
+        session = create_session(summary_model.SerializeToString(), threads=threads,
+                                 memory_pattern=False)
+        self.fetch = [name for s in self.summaries.values() for name in s.fetch] + \
+            self.means.fetch + self.extremes.fetch
+        batching = max_batch > 1 and all(
+            len(s.shape) > 0 and not isinstance(s.shape[0], int) for s in self.specs)
+        self.runner = _BatchRunner(session, self.fetch, self.specs, batching=batching,
+                                   rows_input=_ROWS_INPUT if self.with_values else None)
+        self.sizes = _BatchSizes(summary_model, memory_budget or MemoryBudget.default(),
+                                 max_batch if batching else 1, self.runner)
+
+    def new_state(self) -> CalibrationState:
+        names = [*self.tensors.inputs, *self.tensors.outputs]
+        return CalibrationState(self.settings, {n: make_observer(self.settings) for n in names},
+                                dict(self.tensors.skipped), self.means.partial(),
+                                self.extremes.fresh())
+
+    def observe(self, samples: Iterable[Sample], *, source: object = None,
+                first_index: int = 0, advance: Callable[[int], None] | None = None
+                ) -> CalibrationState:
+        """A new state of ``samples`` (numbered from ``first_index`` in errors)."""
+        state = self.new_state()
+        observers, extremes = state.observers, state.extremes
+        for group in _groups(_checked(samples, self.specs, source, first_index), self.sizes):
+            for feeds, values, rows in self.runner.run(group):
+                for name in self.tensors.inputs:
+                    value = feeds[name]
+                    if rows > 1:  # per sample, as a run of one sample would see it
+                        for row in range(rows):
+                            observers[name].update(value[row:row + 1])
+                    else:
+                        observers[name].update(value)
+                fetched = dict(zip(self.fetch, values, strict=True))
+                self.means.add(state.means, fetched)
                 extremes.add(feeds, fetched)
-                for name, summary in summaries.items():
+                for name, summary in self.summaries.items():
                     observers[name].update_summary(
                         float(fetched[summary.min]), float(fetched[summary.max]),
                         int(fetched[summary.size]),
-                        fetched[summary.values] if summary.values else None)
-            count += len(group)
-            advance(len(group))
-    if count == 0:
-        raise DatasetError("data set has no samples")
-    table = _table(observers, tensors.skipped, settings, count)
-    table.input_means = means.result(count)
-    table.channel_ranges = extremes.result()
-    return table
+                        fetched[summary.values] if summary.values else None,
+                        float(fetched[summary.stride]) if summary.stride else None)
+            state.count += len(group)
+            if advance is not None:
+                advance(len(group))
+        return state
 
 
 class _MeanSums:
@@ -157,9 +266,6 @@ class _MeanSums:
         self.ops = dict(ops)
         self.probes = {name: tap_sum_probe(op, f"lowbit_taps_{index}", opset=opset)
                        for index, (name, op) in enumerate(self.ops.items())}
-        self.sums: dict[str, np.ndarray] = {}
-        self.spatial: dict[str, tuple[int, ...]] = {}
-        self.broken: set[str] = set()  # ops whose input size changed between runs
 
     @property
     def fetch(self) -> list[str]:
@@ -176,30 +282,14 @@ class _MeanSums:
                 helper.make_tensor_value_info(probe.shape, TensorProto.INT64, [None])])
         return model
 
-    def add(self, fetched: Mapping[str, np.ndarray]) -> None:
+    def partial(self) -> TapSums:
+        return TapSums(dict(self.ops), {name: probe.averaged
+                                        for name, probe in self.probes.items()})
+
+    def add(self, sums: TapSums, fetched: Mapping[str, np.ndarray]) -> None:
         for name, probe in self.probes.items():
             spatial = tuple(int(d) for d in fetched[probe.shape][2:])
-            value = np.asarray(fetched[probe.sums], np.float64)
-            total = self.sums.get(name)
-            if total is None:
-                self.sums[name] = value
-                self.spatial[name] = spatial
-            elif total.shape == value.shape and self.spatial[name] == spatial:
-                total += value
-            else:
-                self.broken.add(name)
-
-    def result(self, count: int) -> dict[str, np.ndarray]:
-        found = {}
-        for name, op in self.ops.items():
-            total = self.sums.get(name)
-            if total is None or name in self.broken or not np.isfinite(total).all():
-                continue
-            if op.op_type == "Conv" and len(self.spatial[name]) != len(op.kernel):
-                continue
-            found[name] = means_from_tap_sums(op, total, self.spatial[name], count,
-                                              averaged=self.probes[name].averaged)
-        return found
+            sums.add(name, np.asarray(fetched[probe.sums], np.float64), spatial)
 
 
 def find_activation_tensors(model: onnx.ModelProto, *, skip_derived: bool = False
@@ -261,17 +351,22 @@ class _Summary:
     max: str
     size: str
     values: str | None  # strided subsample, for histogram methods
+    stride: str | None  # its stride: the weight of each value
 
     @property
     def fetch(self) -> list[str]:
-        return [self.min, self.max, self.size] + ([self.values] if self.values else [])
+        return [self.min, self.max, self.size] + ([self.values, self.stride]
+                                                  if self.values and self.stride else [])
 
 
 def _summary_model(model: onnx.ModelProto, outputs: Mapping[str, int], *, with_values: bool
                    ) -> tuple[onnx.ModelProto, dict[str, _Summary]]:
     """A copy of the model that outputs, per activation tensor, its min, max and size
     (ReduceMin/ReduceMax/Size inside ONNX Runtime) and, for histogram methods, a
-    strided subsample of at most about `budget` values (a graph input, set per run).
+    strided subsample of each sample's values (the tensor seen as [rows, -1], rows the
+    samples in the run, a graph input, or 1 where they do not divide its size: every
+    stride-th value of each row, stride = max(row size // SUBSAMPLE_PER_SAMPLE, 1)) and
+    that stride.
 
     Nothing but scalars and small subsamples leaves the session, so ORT reuses its
     buffers as in plain inference and the work stays in its multithreaded kernels.
@@ -282,13 +377,17 @@ def _summary_model(model: onnx.ModelProto, outputs: Mapping[str, int], *, with_v
     nodes: list[onnx.NodeProto] = []
     summaries: dict[str, _Summary] = {}
     if with_values:
-        graph.input.append(helper.make_tensor_value_info(_BUDGET_INPUT, TensorProto.INT64, []))
+        graph.input.append(helper.make_tensor_value_info(_ROWS_INPUT, TensorProto.INT64, []))
         graph.initializer.extend([
             numpy_helper.from_array(np.array([-1], np.int64), "lowbit_flat_shape"),
             numpy_helper.from_array(np.array([0], np.int64), "lowbit_zero"),
             numpy_helper.from_array(np.array([2**62], np.int64), "lowbit_end"),
             numpy_helper.from_array(np.array(1, np.int64), "lowbit_one"),
+            numpy_helper.from_array(np.array(0, np.int64), "lowbit_zero_scalar"),
             numpy_helper.from_array(np.array([1], np.int64), "lowbit_shape1"),
+            numpy_helper.from_array(np.array([1], np.int64), "lowbit_axis1"),
+            numpy_helper.from_array(np.array(SUBSAMPLE_PER_SAMPLE, np.int64),
+                                    "lowbit_per_sample"),
         ])
     for index, (name, elem) in enumerate(outputs.items()):
         tag = f"lowbit_summary_{index}"
@@ -297,36 +396,51 @@ def _summary_model(model: onnx.ModelProto, outputs: Mapping[str, int], *, with_v
             source = f"{tag}_float"
             nodes.append(helper.make_node("Cast", [name], [source], to=TensorProto.FLOAT))
         names = _Summary(f"{tag}_min", f"{tag}_max", f"{tag}_size",
-                         f"{tag}_values" if with_values else None)
+                         f"{tag}_values" if with_values else None,
+                         f"{tag}_stride" if with_values else None)
         nodes += [helper.make_node("ReduceMin", [source], [names.min], keepdims=0),
                   helper.make_node("ReduceMax", [source], [names.max], keepdims=0),
                   helper.make_node("Size", [source], [names.size])]
         graph.output.extend([helper.make_tensor_value_info(names.min, TensorProto.FLOAT, []),
                              helper.make_tensor_value_info(names.max, TensorProto.FLOAT, []),
                              helper.make_tensor_value_info(names.size, TensorProto.INT64, [])])
-        if names.values:
+        if names.values and names.stride:
             nodes += [
-                helper.make_node("Reshape", [source, "lowbit_flat_shape"], [f"{tag}_flat"]),
-                helper.make_node("Div", [names.size, _BUDGET_INPUT], [f"{tag}_ratio"]),
-                helper.make_node("Max", [f"{tag}_ratio", "lowbit_one"], [f"{tag}_stride"]),
-                helper.make_node("Reshape", [f"{tag}_stride", "lowbit_shape1"],
+                helper.make_node("Mod", [names.size, _ROWS_INPUT], [f"{tag}_rest"]),
+                helper.make_node("Equal", [f"{tag}_rest", "lowbit_zero_scalar"],
+                                 [f"{tag}_divides"]),
+                helper.make_node("Where", [f"{tag}_divides", _ROWS_INPUT, "lowbit_one"],
+                                 [f"{tag}_rows"]),
+                helper.make_node("Reshape", [f"{tag}_rows", "lowbit_shape1"],
+                                 [f"{tag}_rows1"]),
+                helper.make_node("Concat", [f"{tag}_rows1", "lowbit_flat_shape"],
+                                 [f"{tag}_shape2"], axis=0),
+                helper.make_node("Reshape", [source, f"{tag}_shape2"], [f"{tag}_matrix"]),
+                helper.make_node("Div", [names.size, f"{tag}_rows"], [f"{tag}_per_row"]),
+                helper.make_node("Div", [f"{tag}_per_row", "lowbit_per_sample"],
+                                 [f"{tag}_ratio"]),
+                helper.make_node("Max", [f"{tag}_ratio", "lowbit_one"], [names.stride]),
+                helper.make_node("Reshape", [names.stride, "lowbit_shape1"],
                                  [f"{tag}_steps"]),
-                helper.make_node("Slice", [f"{tag}_flat", "lowbit_zero", "lowbit_end",
-                                           "lowbit_zero", f"{tag}_steps"], [names.values]),
+                helper.make_node("Slice", [f"{tag}_matrix", "lowbit_zero", "lowbit_end",
+                                           "lowbit_axis1", f"{tag}_steps"], [f"{tag}_picked"]),
+                helper.make_node("Reshape", [f"{tag}_picked", "lowbit_flat_shape"],
+                                 [names.values]),
             ]
-            graph.output.append(helper.make_tensor_value_info(names.values, TensorProto.FLOAT,
-                                                              [None]))
+            graph.output.extend([
+                helper.make_tensor_value_info(names.values, TensorProto.FLOAT, [None]),
+                helper.make_tensor_value_info(names.stride, TensorProto.INT64, [])])
         summaries[name] = names
     graph.node.extend(nodes)
     return summary, summaries
 
 
 def _checked(samples: Iterable[Sample], specs: list[TensorSpec],
-             source: object = None) -> Iterator[dict[str, np.ndarray]]:
+             source: object = None, first_index: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Samples as feed dicts of the model's dtypes; missing, misshapen or NaN inputs raise,
     naming the data set's ``source`` (its file or folder) when known."""
     where = f" in {source}" if source else ""
-    for index, sample in enumerate(samples):
+    for index, sample in enumerate(samples, start=first_index):
         feeds: dict[str, np.ndarray] = {}
         for spec in specs:
             if spec.name not in sample:
@@ -424,9 +538,9 @@ class _BatchRunner:
     """Runs groups of samples as one batch; falls back to one sample per run if that fails."""
 
     def __init__(self, session: ort.InferenceSession, fetch: list[str],
-                 specs: list[TensorSpec], *, batching: bool, budget_input: str | None = None
+                 specs: list[TensorSpec], *, batching: bool, rows_input: str | None = None
                  ) -> None:
-        self.budget_input = budget_input
+        self.rows_input = rows_input
         self.measure_next = False  # measure the next run's memory (into growth)
         self.growth: int | None = None
         self.session = session
@@ -435,29 +549,27 @@ class _BatchRunner:
         self.batching = batching
 
     def run(self, group: list[dict[str, np.ndarray]]
-            ) -> Iterator[tuple[Mapping[str, np.ndarray], list[np.ndarray]]]:
-        """Yield (feeds, fetched values) per run: one pair per batch or per sample."""
+            ) -> Iterator[tuple[Mapping[str, np.ndarray], list[np.ndarray], int]]:
+        """Yield (feeds, fetched values, samples in the run) per run: one per batch or per
+        sample."""
         if self.batching and len(group) > 1:
             feeds = {n: np.concatenate([g[n] for g in group], axis=0) for n in self.names}
             try:
-                yield feeds, self._run_one(feeds)
+                yield feeds, self._run_one(feeds, len(group)), len(group)
                 return
             except ModelError as err:
                 log.warning("the model does not run on a batch of %d samples (%s); "
                             "calibrating one sample per run", len(group), err)
                 self.batching = False
         for feeds in group:
-            yield feeds, self._run_one(feeds)
+            yield feeds, self._run_one(feeds, 1), 1
 
-    def _run_one(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def _run_one(self, feeds: Mapping[str, np.ndarray], rows: int) -> list[np.ndarray]:
         if not self.fetch:
             return []
         run_feeds = dict(feeds)
-        if self.budget_input:
-            head = next(iter(feeds.values()), None)
-            samples = head.shape[0] if self.batching and head is not None and head.ndim else 1
-            run_feeds[self.budget_input] = np.array(SUBSAMPLE_PER_SAMPLE * max(samples, 1),
-                                                    np.int64)
+        if self.rows_input:
+            run_feeds[self.rows_input] = np.array(max(rows, 1), np.int64)
         try:
             if self.measure_next:
                 self.measure_next = False

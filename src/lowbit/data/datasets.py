@@ -103,6 +103,11 @@ class Dataset:
         count = len(self) if n is None else min(n, len(self))
         return (self._sample(i) for i in range(count))
 
+    def take_range(self, start: int, stop: int) -> Iterator[Sample]:
+        """Samples ``start`` .. ``stop`` - 1 (cut to the data set), one at a time: what a
+        shard of a parallel stage reads (lowbit.parallel)."""
+        return (self._sample(i) for i in range(max(start, 0), min(stop, len(self))))
+
     def _sample(self, index: int) -> Sample:
         sample = self._load(index)
         if not self._dims_told:

@@ -1,0 +1,73 @@
+"""How many workers a stage runs on, and where: checked once, then opened as an executor.
+
+    parallel = Parallelism.checked(workers=None, cluster=None)    # the default: this process
+    with open_executor(parallel, threads=None, samples=1000) as executor: ...
+
+``workers`` None keeps a local stage in this process, with ONNX Runtime's own threads on
+every core: measured with bench/parallel.py (bench/results/parallel.md), one process with
+2 threads calibrated faster on a 2-core machine than 2 processes with 1 thread each
+(which pay a process start, a session and a copy of the model per worker), so the default
+is never slower than lowbit was before workers existed. ``workers`` N > 1 runs N spawned
+processes with cores / N engine threads each. ``cluster`` "local" starts Ray on this
+machine, "ray" joins the cluster RAY_ADDRESS names; there ``workers`` None means one
+worker per CPU of the cluster (per ``threads`` CPUs when threads are given).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lowbit import arguments
+from lowbit.parallel.executors import Executor, InlineExecutor, PoolExecutor
+
+CLUSTERS = ("ray", "local")
+MAX_WORKERS = 4096
+DEFAULT_WORKERS = 1  # locally: this process, all cores to ONNX Runtime (see the module doc)
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """``workers`` (None: the default) and ``cluster`` (None, "ray", "local")."""
+
+    workers: int | None = None
+    cluster: str | None = None
+
+    @classmethod
+    def checked(cls, workers: object = None, cluster: object = None) -> Parallelism:
+        """The keywords checked up front: {workers} >= 1, {cluster} one of CLUSTERS and
+        Ray importable for it (else one line saying how to install the extra)."""
+        count = arguments.optional_count(workers, "workers", maximum=MAX_WORKERS)
+        where = None if cluster is None else arguments.choice(cluster, CLUSTERS, "cluster")
+        if where is not None:
+            from lowbit.parallel.ray_executor import import_ray
+
+            import_ray()
+        return cls(count, where)
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def open_executor(parallel: Parallelism, *, threads: int | None, samples: int) -> Executor:
+    """The executor for ``parallel``: Ray when a cluster is named, a process pool for more
+    than one worker, else this process. ``threads`` (engine threads per worker) defaults
+    to the cores over the workers on this machine, ORT's own default inline. ``samples``
+    (the stage's) caps the workers: a worker gets at least one sample."""
+    if parallel.cluster is not None:
+        from lowbit.parallel.ray_executor import RayExecutor
+
+        if parallel.cluster == "local" and threads is None:
+            workers = parallel.workers or cores()
+            threads = max(1, cores() // workers)
+        return RayExecutor.start(parallel.cluster, parallel.workers, threads)
+    workers = parallel.workers or DEFAULT_WORKERS
+    workers = max(1, min(workers, samples))
+    if workers == 1:
+        return InlineExecutor(threads)
+    return PoolExecutor(workers, threads or max(1, cores() // workers))
