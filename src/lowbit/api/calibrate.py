@@ -12,6 +12,7 @@ from lowbit.api.common import image_options_for, load_float_model
 from lowbit.api.plausibility import input_warnings
 from lowbit.calibration.collect import collect_ranges, find_activation_tensors
 from lowbit.calibration.observers import CalibrationSettings
+from lowbit.calibration.sharded import collect_ranges_sharded
 from lowbit.calibration.table import CalibrationTable, write_table
 from lowbit.data import (
     Dataset,
@@ -19,9 +20,11 @@ from lowbit.data import (
     ImageOptions,
     open_dataset,
 )
+from lowbit.data.refs import DatasetRef
 from lowbit.data.samples import SampleWindow
 from lowbit.io.model import input_specs
 from lowbit.outputs import check_distinct
+from lowbit.parallel import InlineExecutor, Parallelism, open_executor
 from lowbit.passes import canonicalize
 from lowbit.passes.canonical import Shapes
 from lowbit.quantize.prepare.auto_check import CHECK_SAMPLES, check_auto_table, with_alpha
@@ -47,6 +50,8 @@ def calibrate(
     channel_ranges: bool = True,
     check_samples: int = CHECK_SAMPLES,
     memory_budget: str | int | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
 ) -> CalibrationTable:
     """Stream ``num`` samples (all when None) through the model and write the table.
 
@@ -58,7 +63,12 @@ def calibrate(
     Method auto ends with an output check on the first ``check_samples`` samples
     (lowbit.quantize.prepare.auto_check; 0 skips it). ``memory_budget`` (bytes, or a
     size such as "512M"; default lowbit.runtime.memory.MemoryBudget.default()) bounds
-    what a batch of samples may hold."""
+    what a batch of samples may hold, in all workers together.
+
+    ``workers`` runs the samples as shards on that many local processes (None: this
+    process, see lowbit.parallel.plan), ``cluster`` on Ray ("local"
+    starts it here, "ray" joins the cluster RAY_ADDRESS names); the table is the same,
+    bit for bit, however the samples are split (lowbit.calibration.sharded)."""
     model, dataset = arguments.path(model, "model"), arguments.path(dataset, "dataset")
     output = arguments.optional_path(output, "output")
     num, threads = arguments.optional_count(num, "num"), arguments.threads(threads)
@@ -70,6 +80,7 @@ def calibrate(
                         ("channel_ranges", channel_ranges)):
         arguments.flag(value, name)
     check_samples = arguments.count(check_samples, "check_samples", minimum=0)
+    parallel = Parallelism.checked(workers, cluster)
     check_distinct({"{model}": model, "{dataset}": dataset}, {"{output}": output})
     source = load_float_model(model, "calibrate")
     canonical, _ = canonicalize(source, input_shapes=input_shapes)
@@ -77,9 +88,18 @@ def calibrate(
     image_options = image_options_for(model, image_options, dataset, source)
     del source  # the canonical copy is the one used from here on
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
-    table = collect_ranges(canonical, samples, settings, num_samples=num, progress=progress,
-                           threads=threads, input_means=input_means,
-                           channel_ranges=channel_ranges, memory_budget=budget)
+    count = len(samples) if num is None else min(num, len(samples))
+    with open_executor(parallel, threads=threads, samples=count) as executor:
+        if isinstance(executor, InlineExecutor):  # as before: no copy of the model
+            table = collect_ranges(canonical, samples, settings, num_samples=num,
+                                   progress=progress, threads=threads,
+                                   input_means=input_means, channel_ranges=channel_ranges,
+                                   memory_budget=budget)
+        else:
+            table = collect_ranges_sharded(
+                canonical, DatasetRef(str(dataset), image_options=image_options), settings,
+                executor, num=num, progress=progress, memory_budget=budget,
+                input_means=input_means, channel_ranges=channel_ranges)
     for warning in input_warnings(model, table.ranges, dataset, dtypes=samples.stored_dtypes,
                                   preprocessed_by_lowbit=isinstance(samples,
                                                                     ImageFolderDataset)):

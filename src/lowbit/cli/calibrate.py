@@ -9,6 +9,7 @@ from lowbit.cli.options import (
     add_image_options,
     add_json_option,
     add_memory_budget_option,
+    add_parallel_options,
     image_options,
 )
 
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_memory_budget_option(p)
+    add_parallel_options(p)
     add_json_option(p)
     p.add_argument("--check-samples", type=int, default=32, metavar="N",
                    help="auto: build the INT8 model for 5 blends between auto's thresholds "
@@ -60,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             input_shapes=parse_shapes(args.input_shapes), image_options=image_options(args),
             threads=args.threads, progress=not args.no_progress,
             input_means=not args.no_input_means, channel_ranges=not args.no_channel_ranges,
-            check_samples=args.check_samples, memory_budget=args.memory_budget)
+            check_samples=args.check_samples, memory_budget=args.memory_budget,
+            workers=args.workers, cluster=args.cluster)
         if args.json:
             print_json(table)
             return 0
