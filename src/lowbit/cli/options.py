@@ -50,11 +50,11 @@ def add_memory_budget_option(p: argparse.ArgumentParser, **kwargs: object) -> No
                    "the batch shrinks as the inputs grow", **kwargs)  # type: ignore[arg-type]
 
 
-def add_parallel_options(p: argparse.ArgumentParser) -> None:
-    """--workers N and --cluster {ray,local}: run the data set as shards (lowbit.parallel)."""
+def add_parallel_options(p: argparse.ArgumentParser, *, what: str = "samples") -> None:
+    """--workers N and --cluster {ray,local}: run ``what`` as shards (lowbit.parallel)."""
     p.add_argument("--workers", type=int, metavar="N",
-                   help="run the samples as shards on N worker processes (default: 1, this "
-                   "process with all cores, the fastest on small machines; with --cluster: "
+                   help=f"run the {what} as shards on N worker processes (default: 1, this "
+                   "process with all cores, the fastest measured on 2 cores; with --cluster: "
                    "the cluster's CPUs); the result is the same whatever N")
     p.add_argument("--cluster", choices=("ray", "local"),
                    help="run the workers on Ray: 'ray' joins the cluster RAY_ADDRESS names, "

@@ -8,6 +8,7 @@ from lowbit.cli.options import (
     add_data_option,
     add_json_option,
     add_memory_budget_option,
+    add_parallel_options,
     add_weight_range,
 )
 
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation type of the INT8 part")
     add_weight_range(p)
     add_memory_budget_option(p)
+    add_parallel_options(p, what="candidate ops of the ranking")
     add_json_option(p)
 
     def run(args: argparse.Namespace) -> int:
@@ -43,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             output=args.output, num=args.num, target=args.target,
                             labels=args.labels, fallback=args.fallback,
                             activation=args.activation, weight_range=args.weight_range,
-                            memory_budget=args.memory_budget)
+                            memory_budget=args.memory_budget, workers=args.workers,
+                            cluster=args.cluster)
         if args.json:
             print_json(result)
             return 0 if result.search is None or result.search.met else 1

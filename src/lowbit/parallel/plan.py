@@ -54,11 +54,13 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def open_executor(parallel: Parallelism, *, threads: int | None, samples: int) -> Executor:
+def open_executor(parallel: Parallelism, *, threads: int | None,
+                  samples: int | None = None) -> Executor:
     """The executor for ``parallel``: Ray when a cluster is named, a process pool for more
     than one worker, else this process. ``threads`` (engine threads per worker) defaults
     to the cores over the workers on this machine, ORT's own default inline. ``samples``
-    (the stage's) caps the workers: a worker gets at least one sample."""
+    (the stage's, where its shards are samples) caps the workers: one sample each at
+    least."""
     if parallel.cluster is not None:
         from lowbit.parallel.ray_executor import RayExecutor
 
@@ -67,7 +69,7 @@ def open_executor(parallel: Parallelism, *, threads: int | None, samples: int) -
             threads = max(1, cores() // workers)
         return RayExecutor.start(parallel.cluster, parallel.workers, threads)
     workers = parallel.workers or DEFAULT_WORKERS
-    workers = max(1, min(workers, samples))
+    workers = max(1, workers if samples is None else min(workers, samples))
     if workers == 1:
         return InlineExecutor(threads)
     return PoolExecutor(workers, threads or max(1, cores() // workers))

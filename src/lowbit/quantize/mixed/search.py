@@ -124,6 +124,7 @@ def search_mixed(
     build: Callable[[Mapping[str, str]], onnx.ModelProto] | None = None,
     prune: int | None = None,
     memory_budget: MemoryBudget | None = None,
+    rank: Callable[..., SensitivityResult] = rank_sensitivity,
 ) -> SearchResult:
     """Find the fewest ops to run at ``fallback`` so that ``target`` holds on ``samples``.
 
@@ -131,8 +132,10 @@ def search_mixed(
     ``max_steps`` caps the number of mixed models measured after the all-INT8 one, and
     ``prune`` the trials of the pruning pass (None: one per chosen op). ``reference`` is
     the model whose outputs the target compares with (default ``model``; deploy passes
-    the float model when ``model`` is already prepared, e.g. bias-corrected) and
-    ``build`` how a candidate is made from {op: precision} (default deploy_mixed).
+    the float model when ``model`` is already prepared, e.g. bias-corrected),
+    ``build`` how a candidate is made from {op: precision} (default deploy_mixed) and
+    ``rank`` the ranking, called as rank_sensitivity is (a sharded one on workers:
+    lowbit.quantize.mixed.sharded).
     """
     goal = Target.parse(target) if isinstance(target, str) else target
     if fallback not in FLOAT_PRECISIONS:
@@ -148,7 +151,7 @@ def search_mixed(
         return _finish(result, (), judge, fallback)
 
     # BF16 rarely runs on ORT's CPU provider: rank with F32, the closest runnable proxy.
-    ranking = rank_sensitivity(model, ranges, settings, feeds, num=sensitivity_num,
+    ranking = rank(model, ranges, settings, feeds, num=sensitivity_num,
                                precision="F16" if fallback == "F16" else "F32", skipped=skipped,
                                memory_budget=memory_budget)
     result.ranking = ranking

@@ -93,17 +93,21 @@ def rank_sensitivity(
     skipped: Mapping[str, str] | None = None,
     candidates: list[tuple[str, str]] | None = None,
     memory_budget: MemoryBudget | None = None,
+    threads: int | None = None,
 ) -> SensitivityResult:
     """Rank the quantizable ops of ``model`` (canonical) by output SQNR when each alone is
     kept at ``precision``; uses the first ``num`` samples (all when None). The INT8
     model's tensors every suffix reads are kept per sample up to half ``memory_budget``
-    and the rest in a temporary folder (lowbit.runtime.memory.RowStore)."""
+    and the rest in a temporary folder (lowbit.runtime.memory.RowStore). ``threads``:
+    ONNX Runtime threads per session (None: its default). Ranking ``candidates`` in
+    parts and sorting the rows of all parts as here gives the same ranking
+    (lowbit.quantize.mixed.sharded runs the parts on workers)."""
     feeds = list(islice(samples, num)) if num is not None else list(samples)
     if not feeds:
         raise DatasetError("sensitivity ranking needs at least one sample")
     costs = node_costs(model)
     total_cost = sum(costs.values()) or 1.0
-    reference_session = create_session(model)
+    reference_session = create_session(model, threads=threads)
     reference = [reference_session.run(None, dict(f)) for f in feeds]
     masks = real_token_masks(model, feeds)  # a transformer's padded positions not scored
     output_names = [o.name for o in reference_session.get_outputs()]
@@ -121,14 +125,14 @@ def rank_sensitivity(
                       if t in base_tensors} | set(output_names))
     budget = memory_budget or MemoryBudget.default()
     with RowStore(budget.bytes // 2) as base_values:
-        _run_exposed(base, exposed, feeds, base_values)
+        _run_exposed(base, exposed, feeds, base_values, threads)
         passes += len(feeds)
         runs += len(feeds)
         measured, passes, runs = _measure_ops(model, ranges, settings, ops, suffixes,
                                               base_tensors, base_values, reference, masks,
                                               output_names, feeds, precision, skipped, costs,
-                                              total_cost, passes, runs)
-    measured.sort(key=lambda row: (-row[2], -row[3]))
+                                              total_cost, passes, runs, threads)
+    measured.sort(key=lambda row: (-row[2], -row[3]))  # stable: ties keep candidate order
     rows = [LossRow(order, name, op_type, sqnr, cos)
             for order, (name, op_type, sqnr, cos) in enumerate(measured, start=1)]
     return SensitivityResult(rows, passes, runs, len(feeds))
@@ -140,7 +144,8 @@ def _measure_ops(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
                  base_values: RowStore, reference: list[list[np.ndarray]],
                  masks: list[np.ndarray | None], output_names: list[str], feeds: list[Sample],
                  precision: str, skipped: Mapping[str, str] | None,
-                 costs: Mapping[str, float], total_cost: float, passes: float, runs: int
+                 costs: Mapping[str, float], total_cost: float, passes: float, runs: int,
+                 threads: int | None = None
                  ) -> tuple[list[tuple[str, str, float, float]], float, int]:
     """Each op's output SQNR and cosine with it alone kept at ``precision``."""
     measured: list[tuple[str, str, float, float]] = []
@@ -150,10 +155,10 @@ def _measure_ops(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
             log.debug("%s: suffix not separable, running the whole mixed model", name)
             mixed = deploy_mixed(model, ranges, settings, {name: precision},
                                  skipped=skipped).model
-            outputs = _run_full(mixed, output_names, feeds)
+            outputs = _run_full(mixed, output_names, feeds, threads)
             passes += len(feeds)
         else:
-            outputs = _run_suffix(suffix, base_values, output_names, feeds)
+            outputs = _run_suffix(suffix, base_values, output_names, feeds, threads)
             passes += len(feeds) * sum(costs.get(n, 0.0) for n in suffix.nodes) / total_cost
         runs += len(feeds)
         sqnr, cos = _score(reference, outputs, masks)
@@ -248,10 +253,10 @@ def _tensor_names(model: onnx.ModelProto) -> set[str]:
 
 
 def _run_exposed(model: onnx.ModelProto, names: list[str], feeds: list[Sample],
-                 values: RowStore) -> None:
+                 values: RowStore, threads: int | None = None) -> None:
     graph_inputs = {i.name for i in model.graph.input}
     session = create_session(with_outputs(model, [n for n in names if n not in graph_inputs]),
-                             memory_pattern=False)
+                             memory_pattern=False, threads=threads)
     fetch = [o.name for o in session.get_outputs()]
     for feed in feeds:
         row = dict(zip(fetch, session.run(fetch, dict(feed)), strict=True))
@@ -260,13 +265,13 @@ def _run_exposed(model: onnx.ModelProto, names: list[str], feeds: list[Sample],
 
 
 def _run_full(model: onnx.ModelProto, output_names: list[str],
-              feeds: list[Sample]) -> list[list[np.ndarray]]:
-    session = create_session(model)
+              feeds: list[Sample], threads: int | None = None) -> list[list[np.ndarray]]:
+    session = create_session(model, threads=threads)
     return [session.run(output_names, dict(feed)) for feed in feeds]
 
 
-def _run_suffix(suffix: _Suffix, base_values: RowStore,
-                output_names: list[str], feeds: list[Sample]) -> list[list[np.ndarray]]:
+def _run_suffix(suffix: _Suffix, base_values: RowStore, output_names: list[str],
+                feeds: list[Sample], threads: int | None = None) -> list[list[np.ndarray]]:
     if suffix.model is None:
         return [[values[name] for name in output_names] for values in base_values]
     model = onnx.ModelProto()
@@ -277,7 +282,7 @@ def _run_suffix(suffix: _Suffix, base_values: RowStore,
         shape = ["N", *array.shape[1:]] if array.ndim else []
         info.CopyFrom(helper.make_tensor_value_info(
             info.name, helper.np_dtype_to_tensor_dtype(array.dtype), shape))
-    session = create_session(model)
+    session = create_session(model, threads=threads)
     results = []
     for index in range(min(len(feeds), len(base_values))):
         values = base_values[index]

@@ -1,0 +1,104 @@
+"""The sensitivity ranking as shards of candidate ops on an executor (lowbit.parallel).
+
+    with open_executor(Parallelism(workers=2), threads=None, samples=len(ops)) as executor:
+        result = rank_sensitivity_sharded(model, table.ranges, settings,
+                                          DatasetRef("calib.npz"), 16, executor)
+
+Every candidate op is measured independently (the model with that op alone kept float),
+so the candidates split into contiguous shards; a worker opens the data set by path,
+reads the same first ``num`` samples, runs the F32 reference and the INT8 model once and
+measures its shard's ops (lowbit.quantize.mixed.sensitivity.rank_sensitivity with those
+``candidates``). The rows of all shards, sorted as one process sorts them (ties keep the
+candidate order), are the ranking; each worker's reference and INT8 passes are counted
+in ``forward_passes``, so the cost shows what the workers did between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from lowbit.calibration.observers import TensorRange
+from lowbit.data.refs import DatasetRef
+from lowbit.data.samples import first_samples
+from lowbit.io.model import input_specs
+from lowbit.parallel import Advance, Executor, Shard, Shared, new_key, worker_cache
+from lowbit.parallel.shards import split_samples
+from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.mixed.qtable import LossRow
+from lowbit.quantize.mixed.sensitivity import (
+    SensitivityResult,
+    candidate_ops,
+    rank_sensitivity,
+)
+from lowbit.runtime.memory import MemoryBudget
+
+
+@dataclass(frozen=True)
+class RankingJob:
+    """What every shard of one ranking needs: small, picklable, by reference."""
+
+    key: str
+    model: Shared
+    dataset: DatasetRef
+    num: int
+    ranges: Mapping[str, TensorRange]
+    settings: QuantizeSettings
+    candidates: tuple[tuple[str, str], ...]
+    precision: str
+    skipped: Mapping[str, str] | None
+    threads: int | None
+    memory_budget: int
+
+
+def rank_shard(job: RankingJob, shard: Shard, advance: Advance) -> SensitivityResult:
+    """The rows of one shard's candidate ops (in a worker)."""
+    model, feeds = worker_cache(job.key, "ranking", lambda: _prepare(job))
+    result = rank_sensitivity(model, job.ranges, job.settings, feeds, precision=job.precision,
+                              skipped=job.skipped,
+                              candidates=list(job.candidates[shard.start:shard.stop]),
+                              memory_budget=MemoryBudget(job.memory_budget),
+                              threads=job.threads)
+    advance(shard.size)
+    return result
+
+
+def _prepare(job: RankingJob) -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]]:
+    model = onnx.load_from_string(job.model.load())
+    dataset = job.dataset.open(input_specs(model))
+    return model, list(first_samples(dataset, job.num))
+
+
+def merge_rankings(parts: Sequence[SensitivityResult],
+                   candidates: Sequence[tuple[str, str]]) -> SensitivityResult:
+    """The shards' rows as one ranking, ordered as rank_sensitivity orders them."""
+    position = {name: index for index, (name, _) in enumerate(candidates)}
+    rows = sorted((row for part in parts for row in part.rows),
+                  key=lambda row: (-row.sqnr_db, -row.cosine, position[row.name]))
+    return SensitivityResult(
+        [LossRow(order, row.name, row.op_type, row.sqnr_db, row.cosine)
+         for order, row in enumerate(rows, start=1)],
+        sum(part.forward_passes for part in parts), sum(part.runs for part in parts),
+        parts[0].samples if parts else 0)
+
+
+def rank_sensitivity_sharded(model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
+                             settings: QuantizeSettings, dataset: DatasetRef, num: int,
+                             executor: Executor, *, precision: str = "F32",
+                             skipped: Mapping[str, str] | None = None,
+                             memory_budget: MemoryBudget | None = None,
+                             progress: bool = True) -> SensitivityResult:
+    """rank_sensitivity of ``model`` (canonical) on the first ``num`` samples of
+    ``dataset``, its candidate ops measured as shards on ``executor``."""
+    candidates = candidate_ops(model, ranges, settings, skipped=skipped)
+    budget = memory_budget or MemoryBudget.default()
+    job = RankingJob(new_key(), executor.share(model.SerializeToString()), dataset, num,
+                     dict(ranges), settings, tuple(candidates), precision,
+                     None if skipped is None else dict(skipped), executor.threads,
+                     max(budget.bytes // executor.local_workers, 1 << 20))
+    shards = split_samples(len(candidates), executor.parts, align=1)
+    parts = executor.run(rank_shard, job, shards, label="ranking ops", progress=progress)
+    return merge_rankings(parts, candidates)
