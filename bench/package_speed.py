@@ -213,8 +213,8 @@ def tvm_rows(label: str, model: Path, out: Path, runs: int) -> list[str]:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| model | variant | size MB | vs .onnx | read+check ms | session ms | "
-            "first run ms | steady ms | vs .onnx | max |diff| |")
+    head = ("| model | variant | size MB | size vs .onnx | read+check ms | session ms | "
+            "first run ms | steady ms | steady vs .onnx | max abs diff |")
     lines = [head, "|" + "---|" * 10]
     base = {r.model: r for r in rows if r.variant == ".onnx"}
     for r in rows:
@@ -269,12 +269,12 @@ def main() -> None:
     print(table(rows))
     if ir:
         print()
-        print("| model | OpenVINO IR | .bin MB | max |IR - .onnx| (F32 hint) |")
+        print("| model | OpenVINO IR | .bin MB | max abs diff IR vs .onnx (F32 hint) |")
         print("|---|---|---|---|")
         print("\n".join(ir))
     if compiled:
         print()
-        print("| model | TVM compile s | TVM ms (untuned) | ORT ms | TVM/ORT | max |diff| |")
+        print("| model | TVM compile s | TVM ms (untuned) | ORT ms | TVM/ORT | max abs diff |")
         print("|---|---|---|---|---|---|")
         print("\n".join(compiled))
 

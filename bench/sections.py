@@ -1,0 +1,212 @@
+"""The sections of BENCHMARKS.md, ordered by topic: command, prose and checked claims.
+
+    from sections import SECTIONS, TOPICS
+    [s.id for s in SECTIONS if s.topic == "Speed"]
+
+One Section per result file in bench/results/. ``command`` is what bench/regenerate.py
+runs (``python <command> [--markdown PATH]``); ``prose`` is the text above the tables;
+``claims`` are the sentences the section asserts, each with its check against the
+tables (claims.py). A claim that stops holding fails ``regenerate.py --check`` and the
+test suite, so the prose is changed with the numbers, not after them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from claims import Claim, compare_rows, every_row
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+TOPICS = (
+    "Headline fidelity on report data",
+    "Accuracy against ONNX Runtime's quantizer and NNCF",
+    "Speed",
+    "Real models: dense outputs, memory and quantize time",
+    "Transformers",
+    "Float formats and mixed precision",
+    "Training and quantization-aware training",
+    "Calibration and analysis cost, and scale-out",
+    "Deployment: bundles, OpenVINO IR, TVM, custom operators",
+    "Reliability: fuzzing and mutation checks",
+)
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    topic: str
+    title: str
+    command: tuple[str, ...]  # run from the repository root: python <command>
+    minutes: float  # rough wall time on the 2-core development machine
+    prose: str = ""
+    claims: tuple[Claim, ...] = ()
+    markdown_flag: bool = True  # the script writes its section with --markdown PATH
+
+    @property
+    def result(self) -> Path:
+        return RESULTS / f"{self.id}.md"
+
+
+def _cmd(line: str) -> tuple[str, ...]:
+    import shlex
+
+    return tuple(shlex.split(line))
+
+
+SPEED, ACCURACY, HEADLINE = TOPICS[2], TOPICS[1], TOPICS[0]
+REAL, TRANSFORMERS, FLOATS = TOPICS[3], TOPICS[4], TOPICS[5]
+TRAINING, COST, DEPLOY, RELIABILITY = TOPICS[6], TOPICS[7], TOPICS[8], TOPICS[9]
+
+SECTIONS: tuple[Section, ...] = (
+    # -- Headline ----------------------------------------------------------------------
+    Section(
+        "demo_fidelity", HEADLINE, "The demo model on the REPORT digits",
+        _cmd("bench/demo_fidelity.py"), 3,
+        claims=(
+            every_row("INT8 agrees with F32's top-1 on at least 99 % of the REPORT digits.",
+                      "value", minimum=99, where={"figure": "top-1 agreement %"}),
+            every_row("INT8's top-1 is within 0.5 points of F32's.", "value", minimum=-0.5,
+                      where={"figure": "INT8 − F32 top-1 (pt)"}),
+            every_row("INT8 is faster than F32 at batch 1.", "speed-up b1",
+                      minimum=1.0, where={"model": "lowbit INT8"}),
+            every_row("INT8 is faster than F32 at batch 32.", "speed-up b32", minimum=1.0,
+                      where={"model": "lowbit INT8"}),
+        )),
+    # -- Speed -------------------------------------------------------------------------
+    Section(
+        "int8_speed", SPEED,
+        "INT8 speed: lowbit against F32 and against ONNX Runtime's own quantizer",
+        _cmd("bench/int8_speed.py --repeats 30"), 12,
+        prose="ResNet-18 and MobileNetV2 (opset 17, random He-initialised weights with real "
+              "BatchNormalization statistics), 200 calibration crops of the DEV photos, "
+              "min/max; ORT's baseline is `quantize_static` (QDQ, per-channel, U8S8, MinMax) "
+              "on the same crops after `quant_pre_process`. \"int kernels\" counts the "
+              "conv/matmul/gemm nodes ORT's optimized graph runs as integer kernels; \"cos vs "
+              "F32\" is the mean logit cosine on held-out crops of the REPORT photos.",
+        claims=(
+            compare_rows("lowbit INT8 is faster than F32 at batch 32 on both models.",
+                         "b32 throughput img/s", {"precision": "lowbit INT8"},
+                         {"precision": "F32"}, by="model"),
+            compare_rows("lowbit INT8 is faster than F32 at batch 1 on both models.",
+                         "b1 median ms", {"precision": "lowbit INT8"}, {"precision": "F32"},
+                         by="model", higher=False),
+            compare_rows("At batch 32 lowbit's INT8 throughput is within 10 % of ONNX "
+                         "Runtime's INT8 or above it, on both models.",
+                         "b32 throughput img/s", {"precision": "lowbit INT8"},
+                         {"precision": "ORT INT8"}, by="model", factor=0.9),
+            compare_rows("At batch 1 lowbit's INT8 latency is within 15 % of ONNX Runtime's "
+                         "INT8 or below it, on both models.",
+                         "b1 median ms", {"precision": "lowbit INT8"}, {"precision": "ORT INT8"},
+                         by="model", higher=False, factor=1.15),
+        )),
+    Section("graph_passes", SPEED,
+            "Graph passes: node counts, F32 at ORT's levels, INT8 with and without them",
+            _cmd("bench/graph_passes.py --batches 1,32 --repeats 6 --warmup 1 --horizontal"),
+            40),
+    Section("fused_preprocess", SPEED,
+            "--fuse-preprocess on EfficientNet-Lite0: accuracy and time",
+            _cmd("bench/fused_preprocess.py"), 15),
+    # -- Accuracy against peers -------------------------------------------------------------
+    Section("accuracy_vs_peers", ACCURACY,
+            "INT8 accuracy against ONNX Runtime and NNCF, and lowbit's defaults",
+            _cmd("bench/issue6_accuracy.py --models efficientnet_lite0,mnist_mobilenetv2,"
+                 "mnist_resnet"), 120),
+    Section("lite0_methods", ACCURACY,
+            "EfficientNet-Lite0 with real ImageNet weights: F32 vs INT8 per calibration method",
+            _cmd("bench/efficientnet_report.py --method minmax,percentile,mse,kl"), 25),
+    Section("auto_method", ACCURACY, "Calibration method auto",
+            _cmd("bench/efficientnet_report.py --method auto,minmax,kl,mse --ort-method minmax"),
+            25),
+    Section("bias_correction", ACCURACY, "Bias correction",
+            _cmd("bench/efficientnet_report.py --method auto --per-tensor --bias-correction "
+                 "--ort-method ''"), 15),
+    Section("paired_weights_cnn", ACCURACY,
+            "Paired 8-bit Conv and Gemm weights, full-range depthwise: the CNN defaults",
+            _cmd("bench/issue6_accuracy.py --models efficientnet_lite0 --lowbit "
+                 "'minmax,auto,default,default+ada,default 7-bit' --ort minmax,entropy,"
+                 "percentile --no-nncf"), 60),
+    # -- Transformers -------------------------------------------------------------------------
+    Section("minilm_int8", TRANSFORMERS,
+            "all-MiniLM-L6-v2: static, dynamic and SmoothQuant INT8 against ORT's quantizers",
+            _cmd("bench/minilm_int8.py --workdir /tmp/minilm_int8 --repeats 20"), 60),
+    Section("minilm_defaults", TRANSFORMERS,
+            "MiniLM's defaults: SmoothQuant from the table and paired 8-bit MatMul weights",
+            _cmd("bench/minilm_int8.py --workdir /tmp/minilm_int8 --repeats 40"), 60),
+    Section("w4_minilm", TRANSFORMERS, "INT4 weight-only (W4) on MiniLM",
+            _cmd("bench/w4_minilm.py --no-ort-gptq"), 60),
+    # -- Float formats and mixed precision -------------------------------------------------
+    Section("float_formats", FLOATS,
+            "F32, F16, BF16, INT8 and mixed on ONNX Runtime and OpenVINO",
+            _cmd("bench/float_speed.py --repeats 10 --batch 16"), 20),
+    Section("mixed_walks", FLOATS, "Mixed precision: sensitivity and the automatic search",
+            _cmd("bench/mixed_walks.py --samples 32"), 20),
+    # -- Cost ---------------------------------------------------------------------------------
+    Section("calibration_cost", COST, "Calibration cost: time and memory per method",
+            _cmd("bench/calibration_cost.py"), 30),
+    Section("compare_cost", COST, "Layer-by-layer compare cost",
+            _cmd("bench/compare_cost.py"), 10),
+    Section(
+        "parallel", COST, "Calibration on processes and Ray: shards merged exactly",
+        _cmd("bench/parallel.py --samples 192 --repeats 3"), 15,
+        prose="`calibrate --workers N` and `--cluster local|ray` split the samples into "
+              "shards whose observer states merge exactly (the tables are compared bit for "
+              "bit in the run). This machine has two cores, so the comparison is one process "
+              "with two ORT threads against two processes with one thread each; larger "
+              "machines are where shards pay.",
+        claims=(
+            every_row("On this 2-core machine no split is more than 5 % faster than one "
+                      "process with two threads, which is why calibrate's default stays one "
+                      "process.", "vs 1 process x 2 threads", maximum=1.05),
+            every_row("Merging the shards' states takes under half a second.",
+                      "merge s (median)", maximum=0.5),
+        )),
+    # -- Deployment ---------------------------------------------------------------------
+    Section(
+        "package", DEPLOY,
+        "Bundles (lowbit package / lowbit-run), OpenVINO IR and TVM against the .onnx",
+        _cmd("bench/package_speed.py --tvm"), 10, markdown_flag=False,
+        prose="ResNet-18 (random weights) and the demo's MNIST CNN, F32 and INT8, packaged "
+              "for `amd64` (portable, saved runtime optimizations) and for `host` (every "
+              "optimization of this CPU): cold start and first inference of the bundle "
+              "against the .onnx, steady-state batch-1 latency interleaved, sizes; OpenVINO "
+              "IR with F32 weights kept against OpenVINO's default FP16 compression; TVM "
+              "(untuned, target llvm) against ONNX Runtime on the same threads.",
+        claims=(
+            every_row("Every bundle's outputs match its .onnx's to 1e-4 or better.",
+                      "max abs diff", maximum=1e-4, table="steady vs .onnx"),
+            every_row("A bundle's steady-state latency is within 1.6x of the .onnx's (the "
+                      "portable amd64 F32 bundle gives up the CPU-specific NCHWc layout; the "
+                      "host bundles and every INT8 bundle run at the .onnx's speed).",
+                      "steady vs .onnx", maximum=1.6),
+            every_row("A host bundle runs within 10 % of its .onnx's steady-state latency.",
+                      "steady vs .onnx", maximum=1.1, where={"variant": "bundle host"}),
+            every_row("A bundle is at most 5 % larger than its .onnx.", "size vs .onnx",
+                      maximum=1.05),
+            compare_rows("lowbit's OpenVINO IR keeps F32 weights, so its outputs are at least "
+                         "as close to the .onnx's as OpenVINO's default FP16-weight IR, on "
+                         "every model.", "max abs diff IR vs .onnx (F32 hint)",
+                         {"OpenVINO IR": "lowbit (compress_to_fp16=False)"},
+                         {"OpenVINO IR": "OpenVINO default (FP16 weights)"}, by="model",
+                         higher=False),
+            every_row("Untuned TVM (experimental, never a default) is at least 10x slower "
+                      "than ONNX Runtime on every model here.", "TVM/ORT", minimum=10),
+        )),
+    # -- Reliability ----------------------------------------------------------------------
+    Section(
+        "fuzz", RELIABILITY, "Fuzzing: mutated arguments, models, data sets and tables",
+        _cmd("bench/fuzz_summary.py"), 6,
+        prose="The fuzzing suite (tests/fuzz) at its CI budget: every verb's command line "
+              "mutated (a value replaced, a token dropped or added), and models, .npz data "
+              "sets, calibration tables, qtables and recipes corrupted. A case fails the "
+              "suite if it prints a traceback, exits with anything but 0, 1 or 2, leaves a "
+              "temporary file or changes an input. `python bench/fuzz_summary.py --long` is "
+              "the soak (fresh seeds, about 100 examples per property).",
+        claims=(
+            every_row("No fuzz case ended with an exit code other than 0, 1 or 2.",
+                      "other exits", maximum=0),
+            every_row("Every property of the fuzzing suite held.", "properties failed",
+                      maximum=0),
+        )),
+)
