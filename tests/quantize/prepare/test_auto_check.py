@@ -19,7 +19,14 @@ from lowbit.errors import UsageError
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.settings import QuantizeSettings
-from lowbit.quantize.prepare.auto_check import ALPHAS, blend, check_auto_table, with_alpha
+from lowbit.quantize.prepare.auto_check import (
+    ALPHAS,
+    FINALISTS,
+    FIRST_ROUND,
+    blend,
+    check_auto_table,
+    with_alpha,
+)
 from lowbit.runtime.memory import MemoryBudget
 from lowbit.runtime.ort import create_session
 from tests.models import small_resnet
@@ -44,7 +51,8 @@ def test_the_check_scores_every_blend_with_the_real_quantizer(resnet) -> None:
     model, samples = resnet
     table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
     check = check_auto_table(model, samples[:16], table)
-    assert check is not None and set(check.sqnr) == set(ALPHAS) and check.samples == 16
+    assert check is not None and set(check.first_round) == set(ALPHAS)
+    assert check.samples == 16 and check.first_samples == FIRST_ROUND
     assert check.sqnr[check.alpha] == max(check.sqnr.values())
     # α = 1 is minmax: its score is the INT8 minmax model's output SQNR on those samples
     minmax = collect_ranges(model, samples, CalibrationSettings("minmax"), progress=False)
@@ -56,8 +64,43 @@ def test_the_check_scores_every_blend_with_the_real_quantizer(resnet) -> None:
     out = create_session(quantized).run(None, {"input": x.astype(np.float32)})[0]
     sqnr = 10 * np.log10((ref.astype(np.float64) ** 2).sum()
                          / ((ref - out).astype(np.float64) ** 2).sum())
-    assert check.sqnr[1.0] == pytest.approx(sqnr, abs=0.05)
+    assert check.sqnr[1.0] == pytest.approx(sqnr, abs=0.05)  # minmax: always a finalist
     assert f"chose α={check.alpha:g}" in check.summary()
+
+
+def test_every_blend_runs_the_first_round_and_the_best_two_and_minmax_the_rest(
+        resnet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Successive halving: all five blends on the first FIRST_ROUND samples, then only
+    the two best there and minmax on the rest; the choice is theirs over all samples,
+    and a check that fits in one round scores every blend on all of it."""
+    from lowbit.quantize.prepare import auto_check
+
+    model, samples = resnet
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False)
+    runs: list[int] = []
+    real_runner = auto_check.OrtRunner
+
+    class Counted(real_runner):
+        def run(self, feeds, output_names=None):
+            runs.append(len(next(iter(feeds.values()))))
+            return super().run(feeds, output_names)
+
+    monkeypatch.setattr(auto_check, "OrtRunner", Counted)
+    check = check_auto_table(model, samples[:24], table)
+    assert check is not None
+    ranked = sorted(check.first_round, key=lambda a: (-check.first_round[a], a))
+    assert set(check.sqnr) == set(ranked[:FINALISTS]) | {1.0}
+    rest = 24 - FIRST_ROUND
+    assert sum(runs) == 24 + FIRST_ROUND * len(ALPHAS) + rest * len(check.sqnr)
+    assert check.sqnr[check.alpha] == max(check.sqnr.values())
+    assert check.sqnr[check.alpha] >= check.sqnr[1.0]  # never worse than minmax here
+    # each finalist's figure is its SQNR over all 24 samples, not over the first round
+    one_round = check_auto_table(model, samples[:FIRST_ROUND], table)
+    assert one_round is not None and set(one_round.sqnr) == set(ALPHAS)
+    assert one_round.first_round == pytest.approx(check.first_round, abs=1e-9)
+    assert any(abs(check.sqnr[a] - check.first_round[a]) > 1e-6 for a in check.sqnr)
+    dropped = set(ALPHAS) - set(check.sqnr)
+    assert dropped and all(f"{a:g}: " in check.summary() for a in dropped)
 
 
 def test_calibrate_auto_writes_the_check_into_the_table(resnet, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ class Speed:
 
 def run(context: DeployContext, state: DeployState) -> DeployState:
     assert state.built is not None and state.table is not None
-    feeds = _feeds(context)
+    feeds = _all_feeds(context)
     if not feeds:
         return state.noted("speed: not checked (the model has dynamic dimensions besides the "
                            "batch, and the calibration table does not say its input shapes; "
@@ -143,12 +143,23 @@ class _Timer:
     """Float and candidate models run interleaved on the same feeds, one session per model
     and batch size (a session that alternates shapes re-plans its memory). The fastest
     of the repeated runs stands for each: on a busy machine other work only ever adds
-    time, so the minimum is the steadiest estimate of what the model itself costs."""
+    time, so the minimum is the steadiest estimate of what the model itself costs.
+
+    Batch 1 is always timed; the larger batch only where one float sample is quick
+    (under SMALL_RUN seconds: a large input's batch-1 time already tells). The float
+    model is serialized once for all its sessions."""
 
     def __init__(self, float_model: onnx.ModelProto, feeds: Mapping[int, dict[str, np.ndarray]]
                  ) -> None:
-        self.feeds = feeds
-        self.float_sessions = {batch: create_session(float_model) for batch in feeds}
+        serialized = float_model.SerializeToString()
+        one = create_session(serialized)
+        self.feeds = dict(feeds)
+        if max(BATCHES) in self.feeds:
+            times = time_interleaved([lambda: one.run(None, self.feeds[1])], 1, 3)
+            if float(np.median(times[0])) > SMALL_RUN:
+                del self.feeds[max(BATCHES)]
+        self.float_sessions = {batch: one if batch == 1 else create_session(serialized)
+                               for batch in self.feeds}
 
     def speed(self, model: onnx.ModelProto) -> Speed:
         ratios = {}
@@ -158,18 +169,6 @@ class _Timer:
             times = time_interleaved(runs, WARMUP, REPEATS, MIN_SECONDS)
             ratios[batch] = float(np.min(times[0]) / np.min(times[1]))
         return Speed(ratios)
-
-
-def _feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
-    """Batch 1 always; batch 8 too where the batch is free and one sample is quick
-    (under SMALL_RUN seconds in float: a large input's batch-1 time already tells)."""
-    feeds = _all_feeds(context)
-    if max(BATCHES) in feeds:
-        session = create_session(context.float_model)
-        times = time_interleaved([lambda: session.run(None, feeds[1])], 1, 3)
-        if float(np.median(times[0])) > SMALL_RUN:
-            del feeds[max(BATCHES)]
-    return feeds
 
 
 def _all_feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
