@@ -1,6 +1,7 @@
 """Baseline on the dense-output stand-ins: F32 vs lowbit's default vs ORT quantize_static vs NNCF.
 
     python bench/dense_baseline.py --json dense.json                      # every model
+    python bench/dense_baseline.py --markdown bench/results/dense.md     # the section
     python bench/dense_baseline.py --models pnet,text_direction --num 64 --json dense.json
     python bench/dense_baseline.py --models mobilenet_v2_dyn --no-speed    # memory only
 
@@ -378,7 +379,8 @@ def parse_args() -> argparse.Namespace:
                         help="where the F32 stand-ins are built and kept (default --out-dir)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the F32 models")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
-    parser.add_argument("--markdown", type=Path, default=None, help="append the tables here")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write the section here (provenance header first; overwrites)")
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.quantizers = [q.strip() for q in args.quantizers.split(",") if q.strip()]
@@ -397,7 +399,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = [measure_model(name, args, out) for name in args.models]
     command = "python bench/dense_baseline.py " + " ".join(sys.argv[1:])
-    parts = [f"{header_text(args)}\n\n`{command.strip()}`"]
+    shared = ("The machine was shared with other jobs while this ran (each model's line "
+              "gives the load average while timing): speeds are ratios of interleaved runs, "
+              "quantize times each a single run in a fresh process, so read them as ratios, "
+              "not absolute figures.")
+    parts = [f"{header_text(args)}\n\n`{command.strip()}`\n\n{shared}"]
     for r in results:
         shape = "x".join(str(d) for d in r["input"])
         loads = [s["load_average_1min"] for row in r["rows"] for s in row["speed"].values()]
@@ -408,8 +414,10 @@ def main() -> None:
     report = "\n\n".join(parts) + "\n"
     print(report)
     if args.markdown is not None:
-        with args.markdown.open("a") as handle:
-            handle.write("\n" + report)
+        from provenance import header
+
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(f"{header()}\n\n{report}", encoding="utf-8")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"header": header_text(args), "command": command,

@@ -189,7 +189,8 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     logging.basicConfig(level=logging.WARNING)
     run = RUNS[spec["what"]]
-    modules = ["onnx", "onnxruntime.quantization", "lowbit", "lowbit.runtime.ort"]
+    # lowbit's public functions load lazily (lowbit.api): imported here like the others'
+    modules = ["onnx", "onnxruntime.quantization", "lowbit", "lowbit.api", "lowbit.runtime.ort"]
     for module in modules + (["nncf"] if spec["what"].startswith("nncf") else []):
         importlib.import_module(module)
     start_rss = status_mb("VmRSS")

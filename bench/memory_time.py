@@ -21,7 +21,9 @@ Models (``--models``):
   (bench/minilm_int8.py's measure).
 
 Rows, each measured in a fresh Python process (this script with ``--child``) that
-reports its own wall time and peak RSS (``VmHWM``, which starts afresh at exec):
+reports its own wall time (its library imported before the clock starts: lowbit and
+lowbit.api, or onnxruntime.quantization) and peak RSS (``VmHWM``, which starts afresh
+at exec):
 
 - ``F32 inference``: ONNX Runtime on the same samples, batch 1, read one at a time;
 - ``lowbit calibrate minmax`` / ``lowbit calibrate`` (the default, auto with its output
@@ -259,8 +261,11 @@ def child(args: argparse.Namespace) -> None:
     import onnxruntime as ort
 
     batches: list[str] = []
+    if kind == "ort":  # each library is imported before the clock starts
+        import onnxruntime.quantization
     if kind.startswith("lowbit"):
         import lowbit
+        import lowbit.api  # lowbit's functions load lazily
 
         class Batches(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
@@ -426,7 +431,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="timed runs of each row")
     parser.add_argument("--baseline-src", help="a lowbit src/ folder to measure as 'before'")
     parser.add_argument("--workdir", default="/tmp/lowbit_memory_time")
-    parser.add_argument("--markdown", help="append the tables to this file")
+    parser.add_argument("--markdown", help="write the section to this file (provenance "
+                        "header first; overwrites)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     for name in ("--model", "--data", "--out", "--method", "--table"):
         parser.add_argument(name, help=argparse.SUPPRESS)
@@ -444,8 +450,11 @@ def main() -> None:
     result = "\n\n".join(text) + "\n"
     print("\n" + result)
     if args.markdown:
-        with open(args.markdown, "a", encoding="utf-8") as handle:
-            handle.write("\n" + result)
+        sys.path.insert(0, str(HERE))
+        from provenance import header as provenance
+
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(f"{provenance()}\n\n{result}", encoding="utf-8")
 
 
 if __name__ == "__main__":
