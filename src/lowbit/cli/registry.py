@@ -48,6 +48,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "run by lowbit-run", "lowbit.cli.package"),
     Command("demo", "run the whole flow on the MNIST model shipped with lowbit",
             "lowbit.cli.demo"),
+    Command("train", "train an MNIST CNN in FP32 and BF16, profile, deploy", "lowbit.cli.train"),
 )}
 
 
