@@ -19,7 +19,12 @@ Steps, all in one process:
    (|top5 F32 ∩ top5 INT8| / 5, averaged), mean logit cosine; and the named photos'
    top-5, F32 beside the first lowbit INT8;
 5. ``lowbit.bench``: F32, the first lowbit INT8 and ORT MinMax INT8 interleaved at
-   batch 1 and 8, ``--threads`` threads (plus the W4A8 models with ``--weight-bits 4``).
+   ``--batches`` (1 and 32), ``--threads`` threads (plus the W4A8 models with
+   ``--weight-bits 4``).
+
+``--markdown PATH`` writes the section (provenance header first) to PATH; the headline
+section is ``--defaults --method minmax --ort-method minmax``: lowbit's defaults beside
+minmax and ORT's MinMax.
 
 Issue 6 parts 3-4, on the first method's table: ``--equalize`` adds per-tensor (and
 per-channel) INT8 with cross-layer equalization (ReLU6 pairs bounded by the data, and
@@ -81,6 +86,7 @@ class Agreement:
     top5_overlap: float  # mean |top5 ∩ top5_F32| / 5
     cosine: float  # mean cosine of the logit vectors
     top1_interval: Interval  # top1's 95 % bootstrap interval over the REPORT photos
+    cosine_interval: Interval  # the mean cosine's, likewise
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,9 @@ def agreement(reference: np.ndarray, logits: np.ndarray) -> Agreement:
     ref64, out64 = reference.astype(np.float64), logits.astype(np.float64)
     cos = (ref64 * out64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(out64, axis=1))
     agree = (top5_ref[:, 0] == top5[:, 0]).astype(np.float64)
-    interval = bootstrap_interval(agree, photo_sources(len(agree), "report"))
-    return Agreement(float(agree.mean()), float(overlap), float(cos.mean()), interval)
+    sources = photo_sources(len(agree), "report")
+    return Agreement(float(agree.mean()), float(overlap), float(cos.mean()),
+                     bootstrap_interval(agree, sources), bootstrap_interval(cos, sources))
 
 
 def default_variant(f32: Path, calib_npz: Path, samples: int, out: Path) -> Variant:
@@ -328,12 +335,15 @@ def markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> 
 def accuracy_table(rows: list[Row], held_out: int) -> str:
     photos = len(REPORT.photos)
     header = ("INT8 model", "calib samples", f"top-1 agree ({held_out})",
-              f"95 % CI ({photos} photos)", "top-5 overlap", "logit cos", "int kernels",
+              f"95 % CI ({photos} photos)", "top-5 overlap", "logit cos",
+              f"logit cos 95 % CI ({photos} photos)", "int kernels",
               "calib+quant s")
     cells = [(r.variant.label, str(r.variant.calib_samples), f"{100 * r.agreement.top1:.1f} %",
               (f"{100 * r.agreement.top1_interval.low:.1f}–"
               f"{100 * r.agreement.top1_interval.high:.1f} %"),
               f"{100 * r.agreement.top5_overlap:.1f} %", f"{r.agreement.cosine:.4f}",
+              (f"{r.agreement.cosine_interval.low:.4f}–"
+               f"{r.agreement.cosine_interval.high:.4f}"),
               r.int_kernels, f"{r.variant.seconds:.1f}") for r in rows]
     return markdown_table(header, cells)
 
@@ -377,10 +387,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calib", type=int, default=200, help="calibration crops (seed 0)")
     parser.add_argument("--eval", type=int, default=300, help="held-out crops (seed 1)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", default="1,32", help="batch sizes timed, comma-separated")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None,
-                        help="append the tables to this Markdown file")
+                        help="write the section (provenance header first) to this file")
     args = parser.parse_args()
     args.methods = _choices(parser, args.method, LOWBIT_METHODS, "--method")
     args.ort_methods = _choices(parser, args.ort_method, tuple(ORT_METHODS), "--ort-method")
@@ -430,15 +441,16 @@ def main() -> None:
     timed += [(v.label, v.path) for v in variants
               if v.granularity.startswith("W4A8") and "AdaRound" not in v.granularity
               and "bias" not in v.granularity]
-    batches = (1, 8)
+    batches = tuple(int(b) for b in args.batches.split(","))
     comparison = lowbit.bench([p for _, p in timed], BenchSettings(
         batches=batches, threads=args.threads, repeats=args.repeats))
     elapsed = time.perf_counter() - began
 
     report = "\n\n".join([
-        (f"### efficientnet_report {datetime.date.today()} — EfficientNet-Lite0 (ImageNet "
-         f"weights), ORT {ort.__version__}, {args.threads} threads, {elapsed / 60:.1f} min"),
         provenance_header(),
+        (f"EfficientNet-Lite0 (ImageNet weights), {datetime.date.today()}, ORT "
+         f"{ort.__version__}, {args.threads} threads, the whole run {elapsed / 60:.1f} min on "
+         "a machine shared with other work."),
         (f"Agreement with F32 on {args.eval} crops (seed 1) of the {len(REPORT.photos)} REPORT "
          f"photos ({', '.join(REPORT.photos)}); calibration on {args.calib} crops (seed 0) "
          "of the DEV photos (bench/splits.py). Only 7 photos: the interval is a bootstrap "
@@ -446,15 +458,16 @@ def main() -> None:
         accuracy_table(rows, args.eval),
         f"Top-5 of the named photos' centre crops, F32 and {variants[0].label}:",
         markdown_table(("photo", "F32", "INT8"), top5),
-        f"Speed (interleaved, {args.repeats} repeats, {args.threads} threads):",
+        (f"Speed (interleaved in one process, {args.repeats} repeats, {args.threads} threads, "
+         "medians; the machine was loaded, so read the ratios):"),
         speed_table([label for label, _ in timed], comparison, batches),
     ]) + "\n"
     print()
     print(report)
     if args.markdown is not None:
-        with args.markdown.open("a") as handle:
-            handle.write(report + "\n")
-        print(f"appended to {args.markdown}")
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(report, encoding="utf-8")
+        print(f"wrote {args.markdown}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """INT8 on all-MiniLM-L6-v2: lowbit static / SmoothQuant / dynamic against ONNX Runtime's quantizers.
 
     python bench/minilm_int8.py --workdir /tmp/minilm_int8 --markdown results.md
+    python bench/minilm_int8.py --workdir /tmp/minilm_report --repeats 10 \
+        --only lowbit-static-auto,lowbit-auto-no-smooth,lowbit-dynamic,ort-dynamic \
+        --markdown bench/results/minilm_report.md           # the headline section
     python bench/minilm_int8.py --only float,lowbit-static,ort-dynamic --repeats 5
     python bench/minilm_int8.py --score-on tuning --no-speed \
         --only lowbit-static-auto,lowbit-table-smooth-0.5,...   # choose α on DEV
@@ -14,8 +17,10 @@ the 200 REPORT sentences give every published figure (``--score-on report``, the
 default). For each variant the table gives the mean-pooled, L2-normalised sentence
 embedding's cosine to F32's (mean, its 95 % bootstrap interval over the sentences, and
 min), the file size, how many of the 48 MatMuls ORT runs as integer kernels, and the
-speed ratio to F32 at batch 1 and 8, all variants timed interleaved in one process
-(lowbit.analysis.bench, medians; ``--no-speed`` leaves the timing out).
+speed ratio to F32 at ``--batches`` (1 and 32), all variants timed interleaved in one
+process (lowbit.analysis.bench, medians; ``--no-speed`` leaves the timing out).
+``--markdown PATH`` writes the section (provenance header first) to PATH; files kept
+by ``--reuse`` are listed in it.
 
 ``lowbit-static-auto`` is lowbit's defaults (``lowbit calibrate`` with method auto, then
 ``lowbit deploy``: SmoothQuant at α 0.8 from the table's channel ranges, paired 8-bit
@@ -197,7 +202,8 @@ def _nncf_variants(work: Path, f32: Path, calib_arrays: dict[str, np.ndarray]
 
 
 def _rows(names: list[str], variants: dict[str, Variant], embeddings: dict[str, np.ndarray],
-          kernels: dict[str, str], bench: object | None) -> Iterator[list[str]]:
+          kernels: dict[str, str], bench: object | None, batches: tuple[int, ...]
+          ) -> Iterator[list[str]]:
     ref = embeddings["float"]
     order = list(variants)
     base = order.index("float")
@@ -205,13 +211,12 @@ def _rows(names: list[str], variants: dict[str, Variant], embeddings: dict[str, 
         cos = minilm.cosines(ref, embeddings[name])
         interval = bootstrap_interval(cos.astype(np.float64))  # over sentences
         size = variants[name].path.stat().st_size / 1e6
-        speed = ["-"] * 4
+        speed = ["-"] * (2 * len(batches))
         if bench is not None:
-            b1 = bench.ratio(1, i, base)  # type: ignore[attr-defined]
-            b8 = bench.ratio(8, i, base)  # type: ignore[attr-defined]
             result = bench.results[i]  # type: ignore[attr-defined]
-            t1, t8 = result.timing(1).median_ms, result.timing(8).median_ms
-            speed = [f"{t1:.1f}", f"{b1:.2f}x", f"{t8:.1f}", f"{b8:.2f}x"]
+            speed = [cell for b in batches for cell in (
+                f"{result.timing(b).median_ms:.1f}",
+                f"{bench.ratio(b, i, base):.2f}x")]  # type: ignore[attr-defined]
         yield [name, f"{cos.mean():.5f}", f"{interval.low:.5f}–{interval.high:.5f}",
                f"{cos.min():.5f}", f"{size:.1f}", kernels[name], *speed,
                variants[name].note]
@@ -223,7 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per batch")
     parser.add_argument("--threads", type=int, default=2, help="ORT threads")
     parser.add_argument("--only", help="comma-separated variant names (float always runs)")
-    parser.add_argument("--markdown", help="append the table to this file")
+    parser.add_argument("--batches", default="1,32", help="batch sizes timed, comma-separated")
+    parser.add_argument("--markdown", type=Path,
+                        help="write the section (provenance header first) to this file")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse variant files already in --workdir (delete one to rebuild)")
     parser.add_argument("--score-on", choices=("report", "tuning"), default="report",
@@ -258,11 +265,16 @@ def main(argv: list[str] | None = None) -> None:
                           if n and n != "float"]
     variants: dict[str, Variant] = {}
     failures: list[str] = []
+    reused: list[str] = []
+    batches = tuple(int(b) for b in args.batches.split(","))
     for name in wanted:
         path, note_file = work / f"{name}.onnx", work / f"{name}.note"
         if args.reuse and name != "float" and path.exists():
             note = note_file.read_text() if note_file.exists() else ""
             variants[name] = Variant(name, path, 0.0, note)
+            stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime)
+            reused.append(f"{name} ({path}, built {stamp:%Y-%m-%d %H:%M})")
+            log.warning("  reusing %s", reused[-1])
             continue
         log.info("building %s", name)
         try:
@@ -280,26 +292,29 @@ def main(argv: list[str] | None = None) -> None:
         kernels[name] = f"{sum(op.integer for op in advice.ops)}/{len(advice.ops)}"
     bench = None if args.no_speed else bench_models(
         [v.path for v in variants.values()],
-        BenchSettings(batches=(1, 8), threads=args.threads, repeats=args.repeats),
+        BenchSettings(batches=batches, threads=args.threads, repeats=args.repeats),
         progress=False)
     header = ["variant", "cos mean", f"95 % CI ({len(eval_texts)} sentences)", "cos min", "MB",
-              "int MatMuls", "b1 ms", "b1 vs F32", "b8 ms", "b8 vs F32", "note"]
+              "int MatMuls", *(cell for b in batches for cell in (f"b{b} ms", f"b{b} vs F32")),
+              "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |"
-              for row in _rows(wanted, variants, embeddings, kernels, bench)]
+              for row in _rows(wanted, variants, embeddings, kernels, bench, batches)]
     cpu = platform.processor() or platform.machine()
-    title = (f"### minilm_int8 {datetime.date.today()} — {cpu}, ORT {ort.__version__}, "
-             f"{args.threads} threads (2 shared cores), {args.repeats} repeats, "
+    title = (f"all-MiniLM-L6-v2, {datetime.date.today()}, {cpu}, ORT {ort.__version__}, "
+             f"{args.threads} threads (a machine shared with other work: read the ratios), "
+             f"{args.repeats} repeats, "
              f"{CALIBRATION_SENTENCES} DEV calibration / {len(eval_texts)} "
              f"{args.score_on.upper() if args.score_on == 'report' else 'DEV tuning'} "
              "sentences")
-    text = "\n".join([title, "", provenance_header(argv), "", *lines, "",
-                      *(f"* failed: {f}" for f in failures), ""])
+    text = "\n".join([provenance_header(argv), "", title + ".", "", *lines, "",
+                      *(f"* failed: {f}" for f in failures),
+                      *(f"* reused from an earlier run (--reuse): {r}" for r in reused), ""])
     print(text)
     print("build seconds: " + ", ".join(f"{v.name} {v.seconds:.0f}" for v in variants.values()))
     if args.markdown:
-        with open(args.markdown, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

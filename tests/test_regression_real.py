@@ -5,7 +5,8 @@ method on a DEV sample (seed 0), deploys it with the default recipe and scores t
 model against F32 on a fixed REPORT sample (bench/splits.py: no REPORT source was seen
 in calibration): the MNIST demo model, EfficientNet-Lite0 (ImageNet weights), MiniLM
 and MTCNN's P-, R- and O-Net (their published weights). The samples are small so the
-file runs in about three minutes on two loaded cores (183 s measured); the headline figures of BENCHMARKS.md use larger ones.
+file runs in about three minutes on two loaded cores (183 s measured, the F32 outputs
+computed once per case); the headline figures of BENCHMARKS.md use larger samples.
 
 How each threshold was derived (``python bench/regression_cases.py --seeds 0,1,2,3,4``,
 and ``--force-isa vnni=0`` for the paired grid; Intel Xeon (Sapphire Rapids, AVX512-VNNI,
