@@ -1,0 +1,347 @@
+"""ONNX ops as differentiable torch functions: what lowbit.qat runs a graph with.
+
+    kernel = kernel_for(node)                   # KERNELS[op_type](node) or UnsupportedOpError
+    y = kernel([x, w, b])                       # torch tensors in, a list of tensors out
+
+One small function per op (a "builder" reads the node's attributes once and returns the
+kernel); the registry refuses duplicates and an unknown op names the op and lists what is
+supported. Semantics are ONNX's (opset 13 and later): asymmetric pads become an explicit
+``F.pad``, Reshape's 0 copies the input's dimension, constant operands (shapes, axes,
+pads) are read from the graph once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+from torch.nn import functional as F
+
+from lowbit.errors import UnsupportedOpError
+
+Kernel = Callable[[Sequence[torch.Tensor | None]], list[torch.Tensor]]
+Builder = Callable[[onnx.NodeProto, "Constants"], Kernel]
+
+
+class Constants:
+    """The graph's constant values by name (initializers, Constant outputs), as numpy."""
+
+    def __init__(self, values: dict[str, np.ndarray]) -> None:
+        self.values = values
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.values.get(name) if name else None
+
+    def ints(self, node: onnx.NodeProto, index: int) -> list[int] | None:
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        value = self.get(node.input[index])
+        if value is None:
+            raise UnsupportedOpError(f"{node.op_type} '{node.name}': input {index} "
+                                     f"('{node.input[index]}') must be a constant for QAT")
+        return [int(v) for v in value.reshape(-1)]
+
+    def number(self, node: onnx.NodeProto, index: int) -> float | None:
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        value = self.get(node.input[index])
+        if value is None:
+            raise UnsupportedOpError(f"{node.op_type} '{node.name}': input {index} must be a "
+                                     "constant for QAT")
+        return float(value.reshape(-1)[0])
+
+
+KERNELS: dict[str, Builder] = {}
+
+
+def register(*op_types: str) -> Callable[[Builder], Builder]:
+    def add(builder: Builder) -> Builder:
+        for op_type in op_types:
+            if op_type in KERNELS:
+                raise ValueError(f"a QAT kernel for {op_type} is already registered")
+            KERNELS[op_type] = builder
+        return builder
+    return add
+
+
+def kernel_for(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    if node.domain not in ("", "ai.onnx") or node.op_type not in KERNELS:
+        raise UnsupportedOpError(f"lowbit.qat has no torch kernel for {node.domain or 'ai.onnx'}"
+                                 f"::{node.op_type} (node '{node.name}'); supported: "
+                                 f"{', '.join(sorted(KERNELS))}")
+    return KERNELS[node.op_type](node, constants)
+
+
+def attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _one(fn: Callable[..., torch.Tensor]) -> Kernel:
+    return lambda xs: [fn(*xs)]
+
+
+def _spatial_pad(node: onnx.NodeProto, rank: int) -> tuple[list[int], bool]:
+    """ONNX pads [b1, b2, ..., e1, e2, ...] as F.pad's (last dim first) and whether they
+    are symmetric (then the op's own padding argument takes them)."""
+    a = attrs(node)
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise UnsupportedOpError(f"{node.op_type} '{node.name}': auto_pad is not supported by "
+                                 "lowbit.qat (lowbit transform makes pads explicit)")
+    pads = list(a.get("pads", [0] * (2 * rank)))
+    begins, ends = pads[:rank], pads[rank:]
+    torch_pads: list[int] = []
+    for b, e in zip(reversed(begins), reversed(ends), strict=True):
+        torch_pads += [b, e]
+    return torch_pads, begins == ends
+
+
+@register("Conv")
+def _conv(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+    rank = len(a["kernel_shape"]) if "kernel_shape" in a else None
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x, w = xs[0], xs[1]
+        assert x is not None and w is not None
+        r = rank or w.dim() - 2
+        pads, symmetric = _spatial_pad(node, r)
+        strides = a.get("strides", [1] * r)
+        dilations = a.get("dilations", [1] * r)
+        if not symmetric:
+            x = F.pad(x, pads)
+        padding = pads[::2][::-1] if symmetric else [0] * r
+        bias = xs[2] if len(xs) > 2 else None
+        return [conv[r](x, w, bias, strides, padding, dilations, a.get("group", 1))]
+    return run
+
+
+@register("ConvTranspose")
+def _conv_transpose(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x, w = xs[0], xs[1]
+        assert x is not None and w is not None
+        r = w.dim() - 2
+        pads, symmetric = _spatial_pad(node, r)
+        if not symmetric or "output_shape" in a:
+            raise UnsupportedOpError(f"ConvTranspose '{node.name}': asymmetric pads or "
+                                     "output_shape are not supported by lowbit.qat")
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[r]
+        return [fn(x, w, xs[2] if len(xs) > 2 else None, a.get("strides", [1] * r),
+                   pads[::2][::-1], a.get("output_padding", [0] * r), a.get("group", 1),
+                   a.get("dilations", [1] * r))]
+    return run
+
+
+@register("Gemm")
+def _gemm(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+    alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x, w = xs[0], xs[1]
+        assert x is not None and w is not None
+        x = x.t() if a.get("transA", 0) else x
+        w = w.t() if a.get("transB", 0) else w
+        y = x @ w
+        y = y * alpha if alpha != 1.0 else y
+        c = xs[2] if len(xs) > 2 else None
+        return [y if c is None else y + (c * beta if beta != 1.0 else c)]
+    return run
+
+
+register("MatMul")(lambda node, c: _one(torch.matmul))
+register("Add")(lambda node, c: _one(torch.add))
+register("Sub")(lambda node, c: _one(torch.sub))
+register("Mul")(lambda node, c: _one(torch.mul))
+register("Div")(lambda node, c: _one(torch.div))
+register("Relu")(lambda node, c: _one(F.relu))
+register("Sigmoid")(lambda node, c: _one(torch.sigmoid))
+register("Tanh")(lambda node, c: _one(torch.tanh))
+register("Erf")(lambda node, c: _one(torch.erf))
+register("HardSwish")(lambda node, c: _one(F.hardswish))
+register("Identity", "Dropout")(lambda node, c: lambda xs: [xs[0]])  # type: ignore[list-item]
+
+
+@register("Clip")
+def _clip(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    low, high = constants.number(node, 1), constants.number(node, 2)
+    return lambda xs: [torch.clamp(xs[0], low, high)]  # type: ignore[arg-type]
+
+
+@register("LeakyRelu")
+def _leaky(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    slope = attrs(node).get("alpha", 0.01)
+    return lambda xs: [F.leaky_relu(xs[0], slope)]  # type: ignore[arg-type]
+
+
+@register("HardSigmoid")
+def _hard_sigmoid(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+    alpha, beta = a.get("alpha", 0.2), a.get("beta", 0.5)
+    return lambda xs: [torch.clamp(xs[0] * alpha + beta, 0.0, 1.0)]  # type: ignore[operator]
+
+
+@register("Softmax", "LogSoftmax")
+def _softmax(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    axis = attrs(node).get("axis", -1)
+    fn = torch.softmax if node.op_type == "Softmax" else torch.log_softmax
+    return lambda xs: [fn(xs[0], axis)]  # type: ignore[arg-type]
+
+
+def _pool_args(node: onnx.NodeProto) -> tuple[list[int], list[int], list[int], bool, bool]:
+    a = attrs(node)
+    kernel = list(a["kernel_shape"])
+    rank = len(kernel)
+    pads, symmetric = _spatial_pad(node, rank)
+    strides = list(a.get("strides", [1] * rank))
+    return kernel, strides, pads, symmetric, bool(a.get("ceil_mode", 0))
+
+
+@register("MaxPool")
+def _max_pool(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    kernel, strides, pads, symmetric, ceil = _pool_args(node)
+    dilations = attrs(node).get("dilations", [1] * len(kernel))
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(kernel)]
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        if not symmetric:
+            x = F.pad(x, pads, value=float("-inf"))
+        padding = pads[::2][::-1] if symmetric else 0
+        return [fn(x, kernel, strides, padding, dilations, ceil_mode=ceil)]
+    return run
+
+
+@register("AveragePool")
+def _average_pool(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    kernel, strides, pads, symmetric, ceil = _pool_args(node)
+    include = bool(attrs(node).get("count_include_pad", 0))
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(kernel)]
+    if not symmetric:
+        raise UnsupportedOpError(f"AveragePool '{node.name}': asymmetric pads are not "
+                                 "supported by lowbit.qat")
+    return lambda xs: [fn(xs[0], kernel, strides, pads[::2][::-1],  # type: ignore[arg-type]
+                          ceil_mode=ceil, count_include_pad=include)]
+
+
+@register("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        dims = tuple(range(2, x.dim()))
+        if node.op_type == "GlobalAveragePool":
+            return [x.mean(dim=dims, keepdim=True)]
+        return [x.amax(dim=dims, keepdim=True)]
+    return run
+
+
+@register("Flatten")
+def _flatten(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    axis = attrs(node).get("axis", 1)
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        cut = axis % x.dim() if x.dim() else 0
+        return [x.reshape(int(np.prod(x.shape[:cut], dtype=np.int64)), -1)]
+    return run
+
+
+@register("Reshape")
+def _reshape(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    shape = constants.ints(node, 1) or []
+    allow_zero = attrs(node).get("allowzero", 0)
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        dims = [x.shape[i] if d == 0 and not allow_zero else d for i, d in enumerate(shape)]
+        return [x.reshape(dims)]
+    return run
+
+
+@register("Transpose")
+def _transpose(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    perm = attrs(node).get("perm")
+    return lambda xs: [xs[0].permute(*(perm if perm is not None  # type: ignore[union-attr]
+                                       else reversed(range(xs[0].dim()))))]  # type: ignore[union-attr]
+
+
+@register("Concat")
+def _concat(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    axis = attrs(node)["axis"]
+    return lambda xs: [torch.cat([x for x in xs if x is not None], dim=axis)]
+
+
+@register("Squeeze", "Unsqueeze")
+def _squeeze(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    axes = constants.ints(node, 1) or attrs(node).get("axes")
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        if node.op_type == "Squeeze":
+            return [x.squeeze() if axes is None else x.squeeze(tuple(axes))]
+        assert axes is not None
+        out_rank = x.dim() + len(axes)
+        for axis in sorted(a % out_rank for a in axes):
+            x = x.unsqueeze(axis)
+        return [x]
+    return run
+
+
+@register("Pad")
+def _pad(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    pads = constants.ints(node, 1) or list(attrs(node).get("pads", []))
+    value = constants.number(node, 2) or 0.0
+    mode = attrs(node).get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise UnsupportedOpError(f"Pad '{node.name}': mode {mode} is not supported by "
+                                 "lowbit.qat")
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        rank = x.dim()
+        torch_pads: list[int] = []
+        for b, e in zip(reversed(pads[:rank]), reversed(pads[rank:]), strict=True):
+            torch_pads += [b, e]
+        return [F.pad(x, torch_pads, value=value)]
+    return run
+
+
+@register("ReduceMean")
+def _reduce_mean(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+    axes = constants.ints(node, 1) or a.get("axes")
+    keep = bool(a.get("keepdims", 1))
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        dims = tuple(axes) if axes else tuple(range(x.dim()))
+        return [x.mean(dim=dims, keepdim=keep)]
+    return run
+
+
+@register("Constant")
+def _constant(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    value = torch.from_numpy(np.array(numpy_helper.to_array(attrs_tensor(node))))
+    return lambda xs: [value]
+
+
+def attrs_tensor(node: onnx.NodeProto) -> onnx.TensorProto:
+    for a in node.attribute:
+        if a.name == "value":
+            return a.t
+    raise UnsupportedOpError(f"Constant '{node.name}': only a 'value' tensor is supported")

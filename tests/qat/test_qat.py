@@ -1,0 +1,169 @@
+"""lowbit.qat on a tiny ResNet: fake quantization on ONNX's grid, a student that is deploy's
+QDQ model (its scales from the calibration table), distillation from the float teacher
+without labels, and a QDQ export whose scales lowbit deploy keeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+import lowbit
+from tests.models import small_resnet
+
+torch = pytest.importorskip("torch")
+lq = pytest.importorskip("lowbit.qat")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("qat")
+    onnx.save(small_resnet(), root / "model.onnx")
+    f32 = lowbit.transform(root / "model.onnx", root / "model.f32.onnx").path
+    rng = np.random.default_rng(0)
+    np.savez(root / "calib.npz", input=rng.normal(size=(32, 3, 16, 16)).astype(np.float32))
+    np.savez(root / "x.npz", input=rng.normal(size=(48, 3, 16, 16)).astype(np.float32))
+    lowbit.calibrate(f32, root / "calib.npz", output=root / "model.calib", progress=False)
+    return root
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def _sqnr(reference: np.ndarray, value: np.ndarray) -> float:
+    return float(10 * np.log10((reference ** 2).sum() / ((reference - value) ** 2).sum()))
+
+
+def _inputs(work: Path) -> np.ndarray:
+    with np.load(work / "x.npz") as data:
+        return data["input"]
+
+
+def test_fake_quant_is_quantize_then_dequantize_with_a_straight_through_gradient():
+    from lowbit.qat.fake_quant import fake_quant, fake_quant_weight
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(0, 2, 4000).astype(np.float32)).requires_grad_(True)
+    scale, zero = 0.02, 100
+    y = fake_quant(x, torch.tensor(scale).log(), zero, 0, 255)
+    # ONNX QuantizeLinear → DequantizeLinear: round half to even, saturate at 0..255
+    codes = np.clip(np.rint(x.detach().numpy() / np.float32(scale)) + zero, 0, 255)
+    expected = (codes - zero) * np.float32(scale)
+    assert np.abs(y.detach().numpy() - expected).max() <= scale / 1000
+    y.sum().backward()
+    ratio = x.detach().numpy() / scale + zero
+    inside, outside = (ratio > 1) & (ratio < 254), (ratio < -1) | (ratio > 256)
+    assert np.all(x.grad.numpy()[inside] == 1) and np.all(x.grad.numpy()[outside] == 0)
+    assert inside.mean() > 0.5 and outside.mean() > 0.05  # both sides were exercised
+    w = torch.from_numpy(rng.normal(size=(6, 4, 3, 3)).astype(np.float32))
+    per_channel = torch.from_numpy(np.abs(w.numpy()).reshape(6, -1).max(1) / 7).log()
+    q = fake_quant_weight(w, per_channel, 0, 7).detach().numpy()
+    steps = q / per_channel.exp().numpy().reshape(6, 1, 1, 1)
+    assert np.allclose(steps, np.rint(steps), atol=1e-4) and np.abs(steps).max() <= 7 + 1e-4
+    assert len(np.unique(np.rint(steps))) == 15  # the whole W4 grid, -7..7
+
+
+def test_the_student_is_deploys_qdq_model_with_the_tables_scales(work, tmp_path):
+    setup = lq.prepare(work / "model.f32.onnx", calibration_table=work / "model.calib",
+                       output_dir=tmp_path)
+    deployed = onnx.load(setup.deployed)
+    values = {i.name: numpy_helper.to_array(i) for i in deployed.graph.initializer}
+    activations = [n.input[1] for n in deployed.graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and set(activations) == set(setup.student.activations)
+    for name in activations:  # learned scales start at deploy's, i.e. the table's ranges
+        key = setup.student._param_key(name)
+        assert np.isclose(float(setup.student.log_scales[key].detach().exp()),
+                          float(values[name]),
+                          rtol=1e-6)
+    assert {s.grid for s in setup.student.weights.values()} <= {"full", "paired", "reduced"}
+    x = _inputs(work)
+    with torch.no_grad():
+        student = setup.student({"input": torch.from_numpy(x)})[0].numpy()
+        teacher = setup.teacher({"input": torch.from_numpy(x)})[0].numpy()
+    qdq, f32 = _run(setup.deployed, x), _run(work / "model.f32.onnx", x)
+    assert _sqnr(qdq, student) > 30  # the student runs what ONNX Runtime runs
+    assert np.abs(teacher - f32).max() < 1e-4
+
+
+def test_distillation_without_labels_and_an_export_deploy_keeps(work, tmp_path):
+    """A table calibrated on inputs a quarter as large clips every activation: W4A8 PTQ
+    with it is poor; distillation towards the float model learns the scales back."""
+    f32 = work / "model.f32.onnx"
+    with np.load(work / "calib.npz") as data:
+        photos = data["input"]  # unlabeled inputs: no labels anywhere
+    np.savez(tmp_path / "narrow.npz", input=photos / 4)
+    lowbit.calibrate(f32, tmp_path / "narrow.npz", output=tmp_path / "narrow.calib",
+                     method="minmax", progress=False)
+    setup = lq.prepare(f32, calibration_table=tmp_path / "narrow.calib", weight_bits=4,
+                       output_dir=tmp_path)
+    assert {s.qmax for s in setup.student.weights.values()} == {7}
+    start = {n: float(setup.student.log_scales[setup.student._param_key(n)].detach())
+             for n in setup.student.activations}
+    x = _inputs(work)
+    before = _sqnr(_run(f32, x), _run(setup.deployed, x))
+    report = lq.distill(setup.student, setup.teacher, lq.batches(photos, 8),
+                        lq.DistillSettings(steps=40, learning_rate=1e-3,
+                                           scale_learning_rate=1e-2, loss="mse", threads=1,
+                                           log_every=10))
+    assert report.steps == 40 and report.samples == 320
+    assert report.last_loss < report.first_loss
+    exported = lq.export(setup.student, tmp_path / "model.qat.onnx", report)
+    after = _sqnr(_run(f32, x), _run(exported, x))  # on inputs it did not train on
+    assert after > before + 3, (before, after)
+    grown = [float(setup.student.log_scales[setup.student._param_key(n)].detach()) > s
+             for n, s in start.items()]
+    assert np.mean(grown) > 0.5  # the clipped ranges widened
+    kept = lowbit.deploy(exported, output=tmp_path / "kept.onnx", float_model=f32,
+                         test_input=work / "x.npz")
+    assert kept.steps == ("keep_scales",)
+    mine = {i.name: i.SerializeToString() for i in onnx.load(exported).graph.initializer}
+    theirs = {i.name: i.SerializeToString() for i in onnx.load(kept.path).graph.initializer}
+    assert mine == theirs  # every learned scale and integer as QAT wrote it
+    codes = [numpy_helper.to_array(i) for i in onnx.load(exported).graph.initializer
+             if i.name in setup.student.weights]
+    assert codes and all(np.abs(c.astype(np.int64)).max() <= 7 for c in codes)
+    assert "lowbit-qat" in {p.key for p in onnx.load(exported).metadata_props}
+
+
+def test_without_vnni_the_student_learns_on_deploys_paired_grid(work, tmp_path, monkeypatch):
+    from lowbit.quantize.int8.params import WeightQuant, limit_pairs
+
+    monkeypatch.setenv("LOWBIT_FORCE_ISA", "vnni=0")
+    setup = lq.prepare(work / "model.f32.onnx", calibration_table=work / "model.calib",
+                       output_dir=tmp_path)
+    grids = {s.grid for s in setup.student.weights.values()}
+    assert "paired" in grids, grids
+    report = lq.distill(setup.student, setup.teacher, lq.batches(_inputs(work), 8),
+                        lq.DistillSettings(steps=5, learning_rate=1e-2, threads=1))
+    exported = onnx.load(lq.export(setup.student, tmp_path / "paired.onnx", report))
+    values = {i.name: numpy_helper.to_array(i) for i in exported.graph.initializer}
+    for slot in setup.student.weights.values():
+        if slot.pairs is None:
+            continue
+        codes, scale = values[slot.codes], values[slot.scale]
+        again = limit_pairs(WeightQuant(codes, scale.reshape(-1), slot.axis),
+                            codes.astype(np.float32) * scale.reshape(-1, *[1] * (
+                                codes.ndim - 1)), slot.pairs).q
+        assert np.array_equal(again, codes), slot.codes  # already inside the pair limit
+
+
+NO_TORCH = ("import sys; sys.modules['torch'] = None\n"
+            "import lowbit.qat\n"
+            "try:\n    lowbit.qat.prepare\n"
+            "except Exception as err:\n    print(type(err).__name__, err)\n")
+
+
+def test_without_torch_the_install_hint():
+    done = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True,
+                          env={**os.environ}, check=True)
+    assert done.stdout.startswith("UsageError lowbit.qat needs torch")
+    assert "pip install torch==2.13.0" in done.stdout
