@@ -4,7 +4,12 @@ a stand-in clock, since real timings on a shared test machine mean nothing."""
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -77,12 +82,17 @@ def flow(tmp_path: Path) -> Path:
 
 def _clock(monkeypatch: pytest.MonkeyPatch, ratio_for_float_convs: dict[int, float]) -> None:
     """Speed-up over float as a function of how many convs stay float."""
-    def fake(self: object, model: onnx.ModelProto) -> speed.Speed:
+    def fake(self: Any, model: onnx.ModelProto) -> speed.Speed:
         floats = sum(not _reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
+        self.advance(1)
         return speed.Speed({1: ratio_for_float_convs.get(floats, 0.5), 8: 2.0})
 
+    def init(self: Any, model: onnx.ModelProto, feeds: object,
+             advance: Callable[[int], None]) -> None:
+        self.advance = advance
+
     monkeypatch.setattr(speed._Timer, "speed", fake)
-    monkeypatch.setattr(speed._Timer, "__init__", lambda self, model, feeds: None)
+    monkeypatch.setattr(speed._Timer, "__init__", init)
 
 
 def _reads_dq(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
@@ -161,3 +171,24 @@ def test_a_model_with_free_spatial_dims_is_timed_at_its_calibration_shape(
     recipe = lowbit.plan(calibration_table=tmp_path / "f.calib", speed="guard")
     feeds = speed._all_feeds(DeployContext.for_model(recipe, onnx.load(tmp_path / "free.onnx")))
     assert feeds[1]["input"].shape == (1, 3, 20, 24) and feeds[8]["input"].shape[0] == 8
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_guard_shows_its_timings_on_a_terminal_and_in_the_log(
+        flow: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Each timing takes a second or more on a real model: a bar counts them on a
+    terminal, and each is a log line."""
+    _clock(monkeypatch, {0: 0.6, 1: 0.7, 2: 1.05, 3: 1.1, 4: 1.0})
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    with caplog.at_level(logging.INFO, logger="lowbit.recipe.steps.speed"):
+        lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                      output=flow / "shown.onnx", speed="guard")
+    assert "speed guard" in screen.getvalue()
+    lines = [r.getMessage() for r in caplog.records if r.name == "lowbit.recipe.steps.speed"]
+    assert lines[0] == "speed: all-INT8 0.60x at batch 1, 2.00x at batch 8"
+    assert any(line.startswith("speed: 2 island(s) float: 1.05x") for line in lines), lines

@@ -3,6 +3,9 @@ exit 1 and the limiting ops when the target cannot be met, mistakes refused up f
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +89,25 @@ def test_auto_target_is_stricter_for_vectors_than_for_dense_maps() -> None:
     assert auto_target(prelu_chain()) == DENSE_TARGET == "cos=0.995"     # [N, 8, 16, 16]
     assert lowbit.plan(calibration_table="t", calibration_data="c.npz",
                        target="AUTO").target == "auto"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_search_shows_its_phases_on_a_terminal_and_each_model_in_the_log(
+        planted: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    with caplog.at_level(logging.INFO, logger="lowbit"):
+        result = _deploy(planted, "cos=0.9999", "shown.onnx")
+    shown = screen.getvalue()
+    assert "deploy --target cos=0.9999: the defaults scored" in shown
+    assert "mixed models measured" in shown
+    measured = [r.getMessage() for r in caplog.records
+                if r.name == "lowbit.quantize.mixed.search" and "float op(s)" in r.getMessage()]
+    assert measured and any(m.endswith(" met") for m in measured), measured
+    assert any(r.getMessage().startswith("target cos=0.9999: defaults") for r in caplog.records)
+    assert result.passed

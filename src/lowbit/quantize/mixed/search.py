@@ -251,8 +251,8 @@ class _Judge:
         metric = self.cache[key]
         met = self.target.holds(metric)
         path.append(SearchStep(ops, metric, met, action))
-        log.debug("%s: %d float op(s), %s → %.6f %s", action, len(ops), self.target.metric,
-                  metric, "met" if met else "not met")
+        log.info("%s: %d float op(s), %s → %.6f %s", action, len(ops), self.target.metric,
+                 metric, "met" if met else "not met")
         return met
 
     def _run(self, model: onnx.ModelProto) -> list[list[np.ndarray]]:

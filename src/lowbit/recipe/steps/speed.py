@@ -14,7 +14,8 @@ are dropped worst first, and the count is found by galloping then bisecting, so 
 model with 50 islands costs about a dozen timings (lowbit.recipe.steps.keep_float
 rebuilds each candidate).
 When no count reaches the float model's speed, the fastest one is kept and the note
-says plainly that INT8 gives no gain on this CPU.
+says plainly that INT8 gives no gain on this CPU. A progress bar on a terminal counts
+the timings (each a second or more on a large model), and each is logged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import onnx
 
 from lowbit.analysis.bench import time_interleaved
 from lowbit.io.model import input_specs
+from lowbit.progress import progress_bar
 from lowbit.quantize.int8.islands import Island, find_islands, float_ops_for
 from lowbit.recipe.pipeline import Built, DeployContext, DeployState, Step
 from lowbit.recipe.recipe import Recipe
@@ -68,8 +70,14 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
         return state.noted("speed: not checked (the model has dynamic dimensions besides the "
                            "batch, and the calibration table does not say its input shapes; "
                            "give --test-data or --calibration-data to time it on)")
-    timer = _Timer(context.float_model, feeds)
+    with progress_bar("speed guard: INT8 timed against F32", True, None) as advance:
+        return _guard(context, state, _Timer(context.float_model, feeds, advance))
+
+
+def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployState:
+    assert state.built is not None
     first = timer.speed(state.built.model)
+    log.info("speed: all-INT8 %s", first.text())
     if first.worst >= SLOWER:
         return state.noted(f"speed: INT8 runs {first.text()} F32 here (measured, ONNX "
                            "Runtime on this CPU)")
@@ -149,8 +157,9 @@ class _Timer:
     (under SMALL_RUN seconds: a large input's batch-1 time already tells). The float
     model is serialized once for all its sessions."""
 
-    def __init__(self, float_model: onnx.ModelProto, feeds: Mapping[int, dict[str, np.ndarray]]
-                 ) -> None:
+    def __init__(self, float_model: onnx.ModelProto, feeds: Mapping[int, dict[str, np.ndarray]],
+                 advance: Callable[[int], None] = lambda n: None) -> None:
+        self.advance = advance
         serialized = float_model.SerializeToString()
         one = create_session(serialized)
         self.feeds = dict(feeds)
@@ -168,6 +177,7 @@ class _Timer:
             runs = [lambda s=s, f=feed: s.run(None, f) for s in pair]
             times = time_interleaved(runs, WARMUP, REPEATS, MIN_SECONDS)
             ratios[batch] = float(np.min(times[0]) / np.min(times[1]))
+        self.advance(1)
         return Speed(ratios)
 
 

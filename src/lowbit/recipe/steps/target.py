@@ -14,6 +14,10 @@ ranking, each candidate measured on the samples, and a short pruning pass. Every
 metric is measured against the float model on the first 32 samples of the recipe's
 calibration data (the validation data stays for the gate). A target that cannot be met
 leaves the closest model and says which ops limit it; deploy then exits 1.
+
+On a terminal a progress bar shows each phase (the defaults scored, the ranking, then
+each mixed model measured: the count goes up), and every rung and every mixed model
+measured is logged at INFO.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +34,7 @@ import onnx
 
 from lowbit.analysis.labels import load_labels
 from lowbit.errors import DatasetError
+from lowbit.progress import progress_bar
 from lowbit.quantize.int8.scope import real_token_masks
 from lowbit.quantize.mixed.search import Target, output_cosine, output_sqnr, search_mixed
 from lowbit.recipe.pipeline import Built, DeployContext, DeployState, Step, run_steps
@@ -59,8 +64,10 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
     goal = Target.parse(auto_target(context.float_model) if recipe.target == "auto"
                         else recipe.target)
     samples = context.samples(recipe.calibration_data, TARGET_SAMPLES, "--target")
-    score = _Scorer(context.float_model, samples, goal, recipe.calibration_data)
-    rungs = [f"defaults {score(state.built.model):.6g}"]
+    with progress_bar(f"deploy --target {goal}: the defaults scored", True, None):
+        score = _Scorer(context.float_model, samples, goal, recipe.calibration_data)
+        rungs = [f"defaults {score(state.built.model):.6g}"]
+    log.info("target %s: %s", goal, rungs[-1])
     if goal.holds(score.last):
         return state.noted(_note(goal, samples, rungs, "met by the defaults", started))
     best = state
@@ -68,16 +75,25 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
         rounded = _with_adaround(context)
         assert rounded.built is not None
         rungs.append(f"+ AdaRound {score(rounded.built.model):.6g}")
+        log.info("target %s: %s", goal, rungs[-1])
         if goal.holds(score.last):
             return rounded.noted(_note(goal, samples, rungs, "met", started))
         if score.better(score.last, score.of(state.built.model)):
             best = rounded
     table = best.table
     assert table is not None
-    search = search_mixed(best.model, table.ranges, context.int8, samples, goal,
-                          labels=score.labels, skipped=table.skipped,
-                          reference=context.float_model, prune=PRUNE_TRIALS,
-                          build=lambda keep: rebuild(context, best, keep).model)
+    with progress_bar(f"deploy --target {goal}: ops ranked, then mixed models measured",
+                      True, None) as advance:
+
+        def candidate(keep: Mapping[str, str]) -> onnx.ModelProto:
+            advance(1)  # one more mixed model measured
+            return rebuild(context, best, keep).model
+
+        log.info("target %s: ranking the ops by output sensitivity", goal)
+        search = search_mixed(best.model, table.ranges, context.int8, samples, goal,
+                              labels=score.labels, skipped=table.skipped,
+                              reference=context.float_model, prune=PRUNE_TRIALS,
+                              build=candidate)
     ops = search.float_ops
     built: Built = rebuild(context, best, {name: "F32" for name in ops})
     shown = ", ".join(ops[:6]) + (f", … (+{len(ops) - 6})" if len(ops) > 6 else "")
