@@ -6,6 +6,9 @@ Each test starts worker processes (about a second or two each), so they are few.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from lowbit.calibration.collect import finish_table
 from lowbit.calibration.sharded import calibration_job, merge_states
 from lowbit.cli.main import main
 from lowbit.data.refs import DatasetRef
-from lowbit.errors import ArgumentError, DatasetError
+from lowbit.errors import ArgumentError
 from lowbit.parallel import PoolExecutor, split_samples
 from tests.parallel.shard_models import SAMPLES, DyingJob, conv_model, die_once, samples
 from tests.parallel.test_sharded_calibration import assert_same_table, single_process
@@ -73,14 +76,11 @@ def test_an_unreadable_sample_file_names_the_file_and_the_worker(
         np.save(folder / f"{index:02d}.npy", sample[None])
     (folder / "17.npy").write_bytes(b"not an array")
     out = tmp_path / "t.calib"
-    with pytest.raises(DatasetError, match=r"17\.npy.*shard \d+ \(samples \d+\.\.\d+\), "
-                                           r"worker pid \d+"):
-        lowbit.calibrate(model, folder, method="minmax", workers=2, output=out,
-                         progress=False, check_samples=0)
     assert main(["calibrate", str(model), "--data", str(folder), "-o", str(out),
                  "--workers", "2", "--method", "minmax", "--no-progress"]) == 2
     error = capsys.readouterr().err
-    assert "17.npy" in error and "worker pid" in error and len(error.splitlines()) == 1
+    assert re.search(r"17\.npy.*shard \d+ \(samples \d+\.\.\d+\), worker pid \d+", error)
+    assert len(error.splitlines()) == 1
     assert not out.exists()
 
 
@@ -94,3 +94,19 @@ def test_workers_0_is_one_line_naming_the_option(files: tuple[Path, Path], tmp_p
     assert not out.exists()
     with pytest.raises(ArgumentError, match="workers must be from 1"):
         lowbit.calibrate(model, data, workers=0)
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Spawned workers import the caller's __main__; lowbit hides it while they start, so
+    a plain script calling lowbit.calibrate(workers=2) runs once and its pool works."""
+    model, data = files
+    script = tmp_path / "plain.py"
+    script.write_text("import sys\nimport lowbit\nprint('script ran')\n"
+                      "t = lowbit.calibrate(sys.argv[1], sys.argv[2], method='minmax', "
+                      "workers=2, check_samples=0, progress=False)\n"
+                      "print('tensors', len(t.ranges))\n")
+    done = subprocess.run([sys.executable, str(script), str(model), str(data)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["script ran", "tensors 6"]

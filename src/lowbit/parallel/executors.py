@@ -29,13 +29,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -166,6 +168,26 @@ def _result(value: Any, shard: Shard) -> Any:
     return value
 
 
+@contextmanager
+def _caller_hidden() -> Iterator[None]:
+    """A spawned process imports the caller's ``__main__`` first, so a script without an
+    ``if __name__ == "__main__"`` guard would run again in every worker (and its pool
+    break). The workers need lowbit's modules only: while they start, ``__main__`` shows
+    them no file or module to import."""
+    main = sys.modules.get("__main__")
+    hidden = {name: getattr(main, name) for name in ("__file__", "__spec__")
+              if main is not None and hasattr(main, name)}
+    try:
+        if "__file__" in hidden:
+            del main.__file__  # type: ignore[union-attr]
+        if "__spec__" in hidden:
+            main.__spec__ = None  # type: ignore[union-attr]
+        yield
+    finally:
+        for name, value in hidden.items():
+            setattr(main, name, value)
+
+
 # --------------------------------------------------------------------------- executors
 
 
@@ -258,13 +280,17 @@ class PoolExecutor(Executor):
                                              mp_context=get_context("spawn"))
         return self._pool
 
+    def _submit(self, pool: ProcessPoolExecutor, fn: ShardFn, job: Any,
+                shards: Sequence[Shard]) -> dict[Future[Any], Shard]:
+        with _caller_hidden():  # the processes start on the first submit
+            return {pool.submit(call_shard, fn, job, s): s for s in shards}
+
     def _run(self, fn: ShardFn, job: Any, shards: Sequence[Shard], done: Callable[[Shard, Any], None],
              advance: Advance) -> None:
         pending = list(shards)
         for attempt in range(RETRIES + 1):
             pool = self._start()
-            futures: dict[Future[Any], Shard] = {pool.submit(call_shard, fn, job, s): s
-                                                 for s in pending}
+            futures = self._submit(pool, fn, job, pending)
             try:
                 while futures:
                     finished, _ = wait(futures, return_when=FIRST_COMPLETED)
