@@ -211,7 +211,7 @@ def _rows(names: list[str], variants: dict[str, Variant], embeddings: dict[str, 
         cos = minilm.cosines(ref, embeddings[name])
         interval = bootstrap_interval(cos.astype(np.float64))  # over sentences
         size = variants[name].path.stat().st_size / 1e6
-        speed = ["-"] * (2 * len(batches))
+        speed: list[str] = []
         if bench is not None:
             result = bench.results[i]  # type: ignore[attr-defined]
             speed = [cell for b in batches for cell in (
@@ -295,16 +295,16 @@ def main(argv: list[str] | None = None) -> None:
         BenchSettings(batches=batches, threads=args.threads, repeats=args.repeats),
         progress=False)
     header = ["variant", "cos mean", f"95 % CI ({len(eval_texts)} sentences)", "cos min", "MB",
-              "int MatMuls", *(cell for b in batches for cell in (f"b{b} ms", f"b{b} vs F32")),
-              "note"]
+              "int MatMuls", *(cell for b in (() if args.no_speed else batches)
+                               for cell in (f"b{b} ms", f"b{b} vs F32")), "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |"
               for row in _rows(wanted, variants, embeddings, kernels, bench, batches)]
     cpu = platform.processor() or platform.machine()
     title = (f"all-MiniLM-L6-v2, {datetime.date.today()}, {cpu}, ORT {ort.__version__}, "
              f"{args.threads} threads (a machine shared with other work: read the ratios), "
-             f"{args.repeats} repeats, "
-             f"{CALIBRATION_SENTENCES} DEV calibration / {len(eval_texts)} "
+             + ("no timing (--no-speed), " if args.no_speed else f"{args.repeats} repeats, ")
+             + f"{CALIBRATION_SENTENCES} DEV calibration / {len(eval_texts)} "
              f"{args.score_on.upper() if args.score_on == 'report' else 'DEV tuning'} "
              "sentences")
     text = "\n".join([provenance_header(argv), "", title + ".", "", *lines, "",
