@@ -133,3 +133,29 @@ def every_row(text: str, column: str, minimum: float | None = None,
         return problems
 
     return Claim(text, check)
+
+
+def best_row(text: str, column: str, label: str, expected: str, *, among: str = "",
+             higher: bool = True) -> Claim:
+    """Of the rows whose ``label`` cell starts with ``among``, the one with the highest (or
+    lowest) ``column`` is ``expected``, in every table that has both columns."""
+
+    def check(found: list[Table]) -> list[str]:
+        problems, seen = [], 0
+        for chosen in _pick(found, None, column, label):
+            rows = [(number(r.get(column, "")), r[label].strip("* ")) for r in chosen.rows
+                    if r.get(label, "").strip("* ").startswith(among)]
+            rows = [(v, name) for v, name in rows if v is not None]
+            if not rows:
+                continue
+            seen += 1
+            value = max(v for v, _ in rows) if higher else min(v for v, _ in rows)
+            winners = sorted(n for v, n in rows if v == value)
+            if expected not in winners:
+                problems.append(f"best {column} is {', '.join(winners)} ({value:g}), "
+                                f"not {expected}")
+        if not seen:
+            problems.append(f"no table with columns {column!r} and {label!r}")
+        return problems
+
+    return Claim(text, check)

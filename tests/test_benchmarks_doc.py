@@ -89,3 +89,13 @@ def test_a_claim_on_a_missing_column_fails_rather_than_holding_vacuously(column)
     assert claims.every_row("x", column, maximum=1).check(found)
     assert claims.compare_rows("x", column, {"precision": "lowbit INT8"},
                                {"precision": "ORT INT8"}).check(found)
+
+
+def test_best_row_names_the_row_that_really_is_best():
+    found = claims.tables("| variant | cos |\n|---|---|\n| float | 1.0 |\n| smooth-0.7 | 0.9980 |\n"
+                          "| smooth-0.8 | 0.9982 |\n| smooth-0.9 | 0.9981 |\n")
+    assert claims.best_row("0.8 is best", "cos", "variant", "smooth-0.8", among="smooth-"
+                           ).check(found) == []
+    assert claims.best_row("0.9 is best", "cos", "variant", "smooth-0.9", among="smooth-"
+                           ).check(found) == ["best cos is smooth-0.8 (0.9982), not smooth-0.9"]
+    assert claims.best_row("float is best overall", "cos", "variant", "float").check(found) == []
