@@ -1,12 +1,13 @@
 """The sensitivity ranking as shards of candidate ops on an executor (lowbit.parallel).
 
-    with open_executor(Parallelism(workers=2), threads=None, samples=len(ops)) as executor:
+    with open_executor(Parallelism(workers=2), threads=None) as executor:
         result = rank_sensitivity_sharded(model, table.ranges, settings,
                                           DatasetRef("calib.npz"), 16, executor)
 
 Every candidate op is measured independently (the model with that op alone kept float),
-so the candidates split into contiguous shards; a worker opens the data set by path,
-reads the same first ``num`` samples, runs the F32 reference and the INT8 model once and
+so the candidates split into one shard per worker (every worker-th op, so that each
+gets early ops, whose suffixes are long, and late ones); a worker opens the data set
+by path, reads the same first ``num`` samples, runs the F32 reference and the INT8 model once and
 measures its shard's ops (lowbit.quantize.mixed.sensitivity.rank_sensitivity with those
 ``candidates``). The rows of all shards, sorted as one process sorts them (ties keep the
 candidate order), are the ranking; each worker's reference and INT8 passes are counted
@@ -94,11 +95,15 @@ def rank_sensitivity_sharded(model: onnx.ModelProto, ranges: Mapping[str, Tensor
     """rank_sensitivity of ``model`` (canonical) on the first ``num`` samples of
     ``dataset``, its candidate ops measured as shards on ``executor``."""
     candidates = candidate_ops(model, ranges, settings, skipped=skipped)
+    # One shard per worker: each shard pays the F32 reference and the INT8 model's runs
+    # again, so more shards than workers would only repeat them.
+    workers = max(1, min(executor.workers, len(candidates)))
+    dealt = tuple(op for first in range(workers) for op in candidates[first::workers])
     budget = memory_budget or MemoryBudget.default()
     job = RankingJob(new_key(), executor.share(model.SerializeToString()), dataset, num,
-                     dict(ranges), settings, tuple(candidates), precision,
+                     dict(ranges), settings, dealt, precision,
                      None if skipped is None else dict(skipped), executor.threads,
                      max(budget.bytes // executor.local_workers, 1 << 20))
-    shards = split_samples(len(candidates), executor.parts, align=1)
+    shards = split_samples(len(dealt), workers, align=1)
     parts = executor.run(rank_shard, job, shards, label="ranking ops", progress=progress)
     return merge_rankings(parts, candidates)
