@@ -159,3 +159,18 @@ def best_row(text: str, column: str, label: str, expected: str, *, among: str = 
         return problems
 
     return Claim(text, check)
+
+
+def every_cell(text: str, column: str, expected: str) -> Claim:
+    """Every row of every table with ``column`` says ``expected`` there (bold ignored)."""
+
+    def check(found: list[Table]) -> list[str]:
+        chosen = _pick(found, None, column, None)
+        problems = [f"{' / '.join(r[c] for c in t.columns[:1])}: {column} = {r[column]}"
+                    for t in chosen for r in t.rows
+                    if r.get(column, "").strip("* ") != expected]
+        if not any(t.rows for t in chosen):
+            problems.append(f"no row in a table with column {column!r}")
+        return problems
+
+    return Claim(text, check)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from claims import Claim, best_row, compare_rows, every_row
+from claims import Claim, best_row, compare_rows, every_cell, every_row
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -342,5 +342,15 @@ SECTIONS: tuple[Section, ...] = (
                       "other exits", maximum=0),
             every_row("Every property of the fuzzing suite held.", "properties failed",
                       maximum=0),
+        )),
+    Section(
+        "mutants", RELIABILITY, "Mutation check: the tests catch a broken core algorithm",
+        _cmd("bench/mutants.py"), 25,
+        prose="The pre-release check: each named mutant breaks one core algorithm by a "
+              "monkeypatch in a fresh pytest process (nothing in src/ changes) and the tests "
+              "that guard it run; a mutant is killed when at least one of them fails. The "
+              "same test files pass unmutated first.",
+        claims=(
+            every_cell("Every mutant is killed by the test suite.", "result", "killed"),
         )),
 )

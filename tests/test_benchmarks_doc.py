@@ -99,3 +99,10 @@ def test_best_row_names_the_row_that_really_is_best():
     assert claims.best_row("0.9 is best", "cos", "variant", "smooth-0.9", among="smooth-"
                            ).check(found) == ["best cos is smooth-0.8 (0.9982), not smooth-0.9"]
     assert claims.best_row("float is best overall", "cos", "variant", "float").check(found) == []
+
+
+def test_every_cell_fails_on_a_row_that_says_otherwise():
+    found = claims.tables("| mutant | result |\n|---|---|\n| a | **killed** |\n| b | survived |\n")
+    assert claims.every_cell("all killed", "result", "killed").check(found) == \
+        ["b: result = survived"]
+    assert claims.every_cell("all killed", "result", "killed").check(found[:0])
