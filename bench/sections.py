@@ -327,6 +327,24 @@ SECTIONS: tuple[Section, ...] = (
             every_row("Untuned TVM (experimental, never a default) is at least 10x slower "
                       "than ONNX Runtime on every model here.", "TVM/ORT", minimum=10),
         )),
+    Section(
+        "custom_ops", DEPLOY, "Custom operators: an ONNX function runs at full speed, Python pays",
+        _cmd("bench/custom_ops.py"), 2,
+        prose="The same operator, PowerDifference (x − y)^p, written three ways on a "
+              "1×64×56×56 tensor: standard ops, a model-local ONNX function (`lowbit.ops."
+              "function`, inlined by ONNX Runtime when it loads the model) and numpy code "
+              "(`lowbit.ops.python_op`, onnxruntime-extensions' Python bridge). `lowbit bench "
+              "--profile` and `lowbit explain` show a Python operator's share of the time.",
+        claims=(
+            every_row("The three compute the same outputs.", "max abs diff vs standard",
+                      maximum=1e-6),
+            every_row("The ONNX function runs within 30 % of the standard ops' time.",
+                      "vs standard ops", maximum=1.3,
+                      where={"operator written as": "ONNX function (lowbit.ops.function)"}),
+            every_row("The Python operator costs at least 5x the standard ops: use it for "
+                      "what standard ops cannot express.", "vs standard ops", minimum=5,
+                      where={"operator written as": "Python code (lowbit.ops.python_op)"}),
+        )),
     # -- Reliability ----------------------------------------------------------------------
     Section(
         "fuzz", RELIABILITY, "Fuzzing: mutated arguments, models, data sets and tables",
