@@ -5,7 +5,7 @@ with float where post-training quantization falls short. Needs torch (the torch 
     f32 = qat.export_float(module, torch.zeros(1, 3, 224, 224), "work/model.f32.onnx")
     setup = qat.prepare(f32, calibration_table="work/model.calib", weight_bits=4)
     report = qat.distill(setup.student, setup.teacher, qat.batches(photos, 16),
-                         qat.DistillSettings(steps=2000))
+                         qat.DistillSettings(steps=2000, step_learning_rate=0.02))
     qat.export(setup.student, "work/model.qat.onnx", report)
     # lowbit deploy work/model.qat.onnx --float-model work/model.f32.onnx --test-data x.npz -o m.onnx
 

@@ -261,6 +261,24 @@ class TorchGraph(torch.nn.Module):
         bias = self.latent[key]
         self._steps.append(([], [node.output[0]], lambda xs: [bias]))
 
+    def step_sizes(self) -> list[tuple[torch.nn.Parameter, float]]:
+        """Each latent weight and bias with the size of one of its quantization steps: a
+        weight's mean scale; a bias's its layer's output step for a full-range input
+        (s_in · mean s_w · 127). Adam moves a parameter by about its rate per update, so
+        rates in these units suit every layer alike (weights' steps span 100x in a CNN)."""
+        sizes: list[tuple[torch.nn.Parameter, float]] = []
+        with torch.no_grad():
+            weight_step = {slot.codes: float(self._weight_scale(slot).mean())
+                           for slot in self.weights.values()}
+            for slot in self.weights.values():
+                sizes.append((self.latent[self._param_key(slot.codes)],
+                              weight_step[slot.codes]))
+            for b in self.biases.values():
+                s_in = float(self.log_scales[self._param_key(b.input_scale)].exp())
+                s_w = weight_step.get(b.weight, 0.0)
+                sizes.append((self.latent[self._param_key(b.codes)], s_in * s_w * 127))
+        return sizes
+
     # -- running -----------------------------------------------------------------------
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
