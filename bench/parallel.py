@@ -1,8 +1,8 @@
-"""Calibration on one process or several: 1 process x 2 threads vs 2 processes x 1 thread
-vs Ray (local, 2 workers), side by side on the same model and samples.
+"""Calibration and the qtable sensitivity ranking on one process or several: 1 process x
+2 threads vs 2 processes x 1 thread vs Ray (local, 2 workers), side by side.
 
-    python bench/parallel.py                                  # MobileNetV2, 256 samples
-    python bench/parallel.py --samples 128 --repeats 3 --markdown bench/results/parallel.md
+    python bench/parallel.py                                  # MobileNetV2, 192 samples
+    python bench/parallel.py --samples 192 --rank-samples 8 --markdown bench/results/parallel.md
 
 Each configuration runs ``lowbit.calibrate`` (method auto, no output check, no table
 written) on the same .npz of real photo crops (bench/models.py photo_crops), the
@@ -12,6 +12,11 @@ its default). Every run's table must equal the first one's, bit for bit (checked
 The overheads: merge time of the shards' states (lowbit.calibration.sharded logs it),
 Ray's start-up (ray.init + shutdown of a local cluster, timed alone) as a share of the
 Ray run, and the bytes one shard's state pickles to (what a worker sends back).
+
+The qtable part ranks every candidate op of the same model (``lowbit.qtable`` without a
+target, on the first ``--rank-samples`` samples, a minmax table of 32 samples) in the
+same three configurations, interleaved; the rankings must list the ops in the same
+order (checked here) and the largest SQNR difference between them is reported.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 import argparse
 import logging
 import pickle
+import resource
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,16 +96,81 @@ def state_bytes(model: Path, data: np.ndarray) -> int:
     return len(pickle.dumps(state))
 
 
-def timed(fn: Callable[[], CalibrationTable]) -> tuple[float, CalibrationTable]:
-    started = time.perf_counter()
+@dataclass
+class RankTimes:
+    """The qtable ranking's wall times per configuration, and how far the rankings differ."""
+
+    times: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+    ops: int
+    sqnr_diff: float
+
+    def lines(self, args: argparse.Namespace) -> list[str]:
+        base = statistics.median(self.times[BASELINE])
+        out = [(f"qtable sensitivity ranking of the same model ({self.ops} candidate ops, "
+               f"{args.rank_samples} samples, `lowbit.qtable` without a target), median of "
+               f"{args.repeats} interleaved repeats. Every run ranked the ops in the same "
+               f"order; the largest SQNR difference between runs was "
+               f"{self.sqnr_diff:.2g} dB."), "",
+               "| configuration | median s | vs 1 process x 2 threads | CPU s (median) |",
+               "|---|---|---|---|"]
+        for name, seconds in self.times.items():
+            median = statistics.median(seconds)
+            used = "-" if "Ray" in name else f"{statistics.median(self.cpu[name]):.1f}"
+            out.append(f"| {name} | {median:.2f} | {base / median:.2f}x | {used} |")
+        return out
+
+
+def rank_times(model: Path, data: Path, configs: dict[str, dict[str, object]],
+               args: argparse.Namespace) -> RankTimes:
+    table = model.with_suffix(".calib")
+    lowbit.calibrate(model, data, method="minmax", num=32, check_samples=0, output=table,
+                     progress=False)
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
+    first: list[tuple[str, float]] | None = None
+    worst = 0.0
+    for _ in range(args.repeats):
+        for name, options in configs.items():
+            started, used = time.perf_counter(), cpu_seconds()
+            result = lowbit.qtable(model, data, calibration_table=table,
+                                   output=model.with_suffix(".qtable"), num=args.rank_samples,
+                                   **options)  # type: ignore[arg-type]
+            times[name].append(time.perf_counter() - started)
+            cpu[name].append(cpu_seconds() - used)
+            assert result.sensitivity is not None
+            rows = [(row.name, row.sqnr_db) for row in result.sensitivity.rows]
+            if first is None:
+                first = rows
+            elif [n for n, _ in rows] != [n for n, _ in first]:
+                raise SystemExit(f"{name}: the ranking differs from the first run's")
+            else:
+                worst = max([worst] + [abs(a[1] - b[1]) for a, b in zip(rows, first,
+                                                                         strict=True)])
+    return RankTimes(times, cpu, len(first or []), worst)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (pool workers; not Ray's, which
+    the raylet starts)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(fn: Callable[[], CalibrationTable]) -> tuple[float, float, CalibrationTable]:
+    """Wall seconds, CPU seconds and the result of ``fn()``."""
+    started, cpu = time.perf_counter(), cpu_seconds()
     table = fn()
-    return time.perf_counter() - started, table
+    return time.perf_counter() - started, cpu_seconds() - cpu, table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rank-samples", type=int, default=8,
+                        help="samples of the qtable ranking (0: leave it out)")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray rows")
     parser.add_argument("--markdown", type=Path, help="write the markdown here too")
     args = parser.parse_args()
@@ -112,6 +184,7 @@ def main() -> None:
     logging.getLogger("lowbit.calibration.sharded").addHandler(merges)
     logging.getLogger("lowbit.calibration.sharded").setLevel(logging.INFO)
     times: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
     merge_of: dict[str, list[float]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory(prefix="bench_parallel_") as tmp:
         model = save(mobilenet_v2(), Path(tmp) / "mobilenet_v2.onnx")
@@ -122,8 +195,9 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, options in configs.items():
                 merges.seconds.clear()
-                seconds, table = timed(lambda o=options: calibrate(model, data, o))
+                seconds, used, table = timed(lambda o=options: calibrate(model, data, o))
                 times[name].append(seconds)
+                cpu[name].append(used)
                 merge_of[name].extend(merges.seconds)
                 if first is None:
                     first = table
@@ -131,21 +205,26 @@ def main() -> None:
                     raise SystemExit(f"{name}: the table differs from the first run's")
         startup = [ray_startup() for _ in range(args.repeats)] if not args.no_ray else []
         sent = state_bytes(model, crops)
+        ranking = rank_times(model, data, configs, args) if args.rank_samples else None
 
     base = statistics.median(times[BASELINE])
     lines = [header(), "",
              (f"MobileNetV2 (bench/models.py, random weights), {args.samples} real photo "
              f"crops (224x224), `lowbit.calibrate` method auto without the output check; "
              f"median of {args.repeats} interleaved repeats on a shared, loaded "
-             f"{cores()}-core machine. Every run's table was identical, bit for bit."), "",
+             f"{cores()}-core machine (other jobs kept both cores busy, so a configuration "
+             "with more processes also takes a larger share of them). Every run's table "
+             "was identical, bit for bit. CPU s: this process and its pool workers (Ray's "
+             "workers are not counted)."), "",
              ("| configuration | median s | samples/s | vs 1 process x 2 threads | "
-             "merge s (median) |"),
-             "|---|---|---|---|---|"]
-    for name in configs:
+              "CPU s (median) | merge s (median) |"),
+             "|---|---|---|---|---|---|"]
+    for name, options in configs.items():
         median = statistics.median(times[name])
         merge = f"{statistics.median(merge_of[name]):.4f}" if merge_of[name] else "-"
+        used = "-" if "cluster" in options else f"{statistics.median(cpu[name]):.1f}"
         lines.append(f"| {name} | {median:.2f} | {args.samples / median:.1f} | "
-                     f"{base / median:.2f}x | {merge} |")
+                     f"{base / median:.2f}x | {used} | {merge} |")
     lines.append("")
     if startup:
         ray_median = statistics.median(times["Ray local, 2 workers x 1 thread"])
@@ -154,6 +233,8 @@ def main() -> None:
                      f"(median), {share:.0%} of the Ray run.")
     lines.append(f"One shard's state as a worker sends it back: {sent / 1024:.0f} KiB "
                  "(pickled; tensors x occupied histogram bins, not samples).")
+    if ranking is not None:
+        lines += ["", *ranking.lines(args)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
