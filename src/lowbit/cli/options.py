@@ -54,8 +54,8 @@ def add_parallel_options(p: argparse.ArgumentParser, *, what: str = "samples") -
     """--workers N and --cluster {ray,local}: run ``what`` as shards (lowbit.parallel)."""
     p.add_argument("--workers", type=int, metavar="N",
                    help=f"run the {what} as shards on N worker processes (default: 1, this "
-                   "process with all cores, the fastest measured on 2 cores; with --cluster: "
-                   "the cluster's CPUs); the result is the same whatever N")
+                   "process with all cores; with --cluster: the cluster's CPUs); the result "
+                   "is the same whatever N")
     p.add_argument("--cluster", choices=("ray", "local"),
                    help="run the workers on Ray: 'ray' joins the cluster RAY_ADDRESS names, "
                    "'local' starts one on this machine (needs the ray extra)")
