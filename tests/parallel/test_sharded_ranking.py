@@ -4,6 +4,7 @@ every split and once on a pool of spawned workers through lowbit.qtable."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_ranked_parts_merge_into_the_ranking(setup: tuple, bounds: list[int | No
     want = rank_sensitivity(model, table.ranges, settings, feeds)
     cuts = [len(ops) if b is None else b for b in bounds]
     parts = [rank_sensitivity(model, table.ranges, settings, feeds, candidates=ops[a:b])
-             for a, b in zip(cuts, cuts[1:], strict=False)]
+             for a, b in itertools.pairwise(cuts)]
     got = merge_rankings(parts, ops)
     assert_same_ranking(got, want)
     # each part ran the F32 reference and the INT8 model once per sample: counted
