@@ -87,6 +87,8 @@ def test_minilm_static_and_dynamic_int8_keep_the_embeddings(exported, tmp_path):
         assert reasons["LayerNormalization"].startswith("LayerNorm kept float")
         assert reasons["Softmax"].startswith("Softmax kept float")
         assert reasons["Erf"].startswith("GELU kept float")
+        # A loose floor for 16 calibration sentences and both flows; the default flow's
+        # figure is held to its measured spread in tests/test_regression_real.py.
         cos = minilm.cosines(ref, minilm.embed(result.path, encoded))
         assert cos.mean() > 0.985 and cos.min() > 0.96, (result.path.name, cos.mean(), cos.min())
     assert any("attention-mask" in d.reason and "guard" in d.reason for d in static.left_float)
