@@ -134,6 +134,47 @@ def test_distillation_without_labels_and_an_export_deploy_keeps(work, tmp_path):
     assert "lowbit-qat" in {p.key for p in onnx.load(exported).metadata_props}
 
 
+def test_the_student_of_an_adaround_model_starts_at_its_integers(work, tmp_path):
+    """AdaRound rounds some weights up where nearest rounds down: the student keeps those
+    integers (its latent weights start inside their cells), so QAT starts where AdaRound
+    ended, not at nearest rounding."""
+    setup = lq.prepare(work / "model.f32.onnx", calibration_table=work / "model.calib",
+                       output_dir=tmp_path)
+    model = onnx.load(setup.deployed)
+    floats = {k[0]: v for k, v in _float_weights(work)}
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    flipped = 0
+    for node in model.graph.node:
+        slot = setup.student.weights.get(node.input[0]) if node.op_type == \
+            "DequantizeLinear" else None
+        user = next((u for u in model.graph.node if node.output[0] in u.input), None)
+        if slot is None or user is None or user.name not in floats:
+            continue
+        codes, scale = values[slot.codes], values[slot.scale]
+        ratio = floats[user.name] / scale.reshape(-1, *[1] * (codes.ndim - 1))
+        other = codes.astype(np.int64) + np.sign(ratio - codes).astype(np.int64)
+        pick = (np.random.default_rng(0).random(codes.shape) < 0.3) & (np.abs(other) <= 127)
+        changed = np.where(pick, other, codes).astype(codes.dtype)
+        flipped += int((changed != codes).sum())
+        for i, init in enumerate(model.graph.initializer):
+            if init.name == slot.codes:
+                model.graph.initializer[i].CopyFrom(numpy_helper.from_array(changed,
+                                                                            slot.codes))
+    assert flipped > 100
+    student = lq.from_deployed(model, work / "model.f32.onnx")
+    exported = {i.name: numpy_helper.to_array(i) for i in student.export().graph.initializer}
+    for name in student.weights:
+        expected = next(numpy_helper.to_array(i) for i in model.graph.initializer
+                        if i.name == name)
+        assert np.array_equal(exported[name], expected), name
+
+
+def _float_weights(work: Path) -> list[tuple[tuple[str, str], np.ndarray]]:
+    from lowbit.qat.student import _float_weights as weights
+
+    return list(weights(onnx.load(work / "model.f32.onnx")).items())
+
+
 def test_a_step_learning_rate_moves_every_weight_by_that_fraction_of_its_step(work,
                                                                               tmp_path):
     setup = lq.prepare(work / "model.f32.onnx", calibration_table=work / "model.calib",

@@ -233,6 +233,8 @@ class TorchGraph(torch.nn.Module):
         if latent is None or latent.shape != dequantized.shape or not _rounds_to(
                 latent, codes, scale, axis, qmax):
             latent = dequantized
+        else:  # AdaRound's (or the pairs') integers, not nearest: the student starts at them
+            latent = _inside_cells(latent, codes, scale, axis, qmax)
         key = self._param_key(node.input[0])
         self.latent[key] = torch.nn.Parameter(torch.from_numpy(latent.astype(np.float32)))
         self.log_scales[self._param_key(node.input[1])] = torch.nn.Parameter(
@@ -388,6 +390,19 @@ def _rounds_to(weight: np.ndarray, codes: np.ndarray, scale: np.ndarray, axis: i
     ratio = weight / view
     inside = np.abs(ratio) < qmax
     return bool(np.all(np.abs(ratio - codes.astype(np.float32))[inside] <= 1.0 + 1e-3))
+
+
+def _inside_cells(weight: np.ndarray, codes: np.ndarray, scale: np.ndarray, axis: int | None,
+                  qmax: int) -> np.ndarray:
+    """``weight`` moved just enough that it rounds to ``codes`` (into [q − ½, q + ½]·s, less
+    a thousandth of a step; a code at ±qmax keeps whatever lies beyond): the float weight
+    where it already rounds there, the nearest point that does where AdaRound rounded the
+    other way."""
+    view = channel_view(torch.from_numpy(scale.astype(np.float32)), weight.ndim, axis).numpy()
+    q = codes.astype(np.float32)
+    low = np.where(q <= -qmax, -np.inf, (q - 0.499) * view)
+    high = np.where(q >= qmax, np.inf, (q + 0.499) * view)
+    return np.clip(weight, low, high).astype(np.float32)
 
 
 def _float_weights(model: onnx.ModelProto) -> dict[tuple[str, str], np.ndarray]:
