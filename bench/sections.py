@@ -167,9 +167,6 @@ SECTIONS: tuple[Section, ...] = (
             "INT8 accuracy against ONNX Runtime and NNCF, and lowbit's defaults",
             _cmd("bench/issue6_accuracy.py --models efficientnet_lite0,mnist_mobilenetv2,"
                  "mnist_resnet"), 120),
-    Section("lite0_methods", ACCURACY,
-            "EfficientNet-Lite0 with real ImageNet weights: F32 vs INT8 per calibration method",
-            _cmd("bench/efficientnet_report.py --method minmax,percentile,mse,kl"), 25),
     Section(
         "auto_method", ACCURACY, "Calibration method auto",
         _cmd("bench/efficientnet_report.py --method auto,minmax,kl,mse --ort-method minmax"), 25,
