@@ -218,6 +218,10 @@ _SLOW_WRITER = textwrap.dedent("""
                 handle.flush()
                 if i == 4 * step:
                     print("writing", flush=True)
+                    # Wait here for the test's signal, however loaded the machine: a
+                    # write that finished first would make the test pass or fail by luck.
+                    for _ in range(600):
+                        time.sleep(0.05)
                 time.sleep(0.01)
 
     onnx.save_model = slow_save
