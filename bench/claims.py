@@ -56,6 +56,18 @@ def tables(text: str) -> list[Table]:
     return found
 
 
+def ratio(cell: str) -> float | None:
+    """The 'N.NNx' ratio in a cell ('98.37 (1.61x)' -> 1.61), else None."""
+    match = re.search(r"(\d+(?:\.\d+)?)x\b", cell)
+    return float(match.group(1)) if match else None
+
+
+def second(cell: str) -> float | None:
+    """The number after a '/' ('0.99777 / 27.8' -> 27.8: the SQNR of a 'cos / SQNR' cell)."""
+    _, slash, rest = cell.partition("/")
+    return number(rest) if slash else None
+
+
 def number(cell: str) -> float | None:
     """The first number in a cell ('2.78x', '**0.9998**', '23.4 ms', '95.3 % [93, 97]')."""
     match = re.search(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?", cell.replace("−", "-"))
@@ -82,7 +94,8 @@ def _pick(found: list[Table], heading: str | None, column: str, table: str | Non
 
 def compare_rows(text: str, column: str, better: dict[str, str], than: dict[str, str], *,
                  by: str | None = None, higher: bool = True, factor: float = 1.0,
-                 heading: str | None = None, table: str | None = None) -> Claim:
+                 heading: str | None = None, table: str | None = None,
+                 value: Callable[[str], float | None] | None = None) -> Claim:
     """``better``'s ``column`` is at least (``higher``) / at most ``factor`` x ``than``'s, in
     every group of rows sharing the ``by`` column (e.g. each model) of every matching table."""
 
@@ -92,9 +105,10 @@ def compare_rows(text: str, column: str, better: dict[str, str], than: dict[str,
             groups = sorted({r.get(by, "") for r in chosen.rows}) if by else [""]
             for group in groups:
                 rows = [r for r in chosen.rows if not by or r.get(by, "") == group]
-                a = [number(r[column]) for r in rows
+                read = value or number
+                a = [read(r[column]) for r in rows
                      if all(r.get(k, "").strip("* ") == v for k, v in better.items())]
-                b = [number(r[column]) for r in rows
+                b = [read(r[column]) for r in rows
                      if all(r.get(k, "").strip("* ") == v for k, v in than.items())]
                 if not a or not b or a[0] is None or b[0] is None:
                     continue
@@ -111,7 +125,8 @@ def compare_rows(text: str, column: str, better: dict[str, str], than: dict[str,
 
 def every_row(text: str, column: str, minimum: float | None = None,
               maximum: float | None = None, *, where: dict[str, str] | None = None,
-              heading: str | None = None, table: str | None = None) -> Claim:
+              heading: str | None = None, table: str | None = None,
+              value: Callable[[str], float | None] | None = None) -> Claim:
     """Every row (matching ``where``) of every table with ``column`` lies in [minimum, maximum]."""
 
     def check(found: list[Table]) -> list[str]:
@@ -120,14 +135,14 @@ def every_row(text: str, column: str, minimum: float | None = None,
             for row in chosen.rows:
                 if where and not all(row.get(k, "").strip("* ") == v for k, v in where.items()):
                     continue
-                value = number(row.get(column, ""))
-                if value is None:
+                found_value = (value or number)(row.get(column, ""))
+                if found_value is None:
                     continue
                 seen += 1
-                if (minimum is not None and value < minimum) or \
-                        (maximum is not None and value > maximum):
+                if (minimum is not None and found_value < minimum) or \
+                        (maximum is not None and found_value > maximum):
                     label = " / ".join(row[c] for c in chosen.columns[:2])
-                    problems.append(f"{label}: {column} = {value:g}")
+                    problems.append(f"{label}: {column} = {found_value:g}")
         if not seen:
             problems.append(f"no row has a number in column {column!r}")
         return problems
