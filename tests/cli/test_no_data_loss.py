@@ -205,9 +205,14 @@ def test_deploy_that_fails_its_checks_keeps_the_old_output(work, capsys):
 # Runs `lowbit transform` with onnx.save_model slowed to 1 MB per 10 ms, and says "writing"
 # once the temporary file holds 4 MB: the parent sends its signal then.
 _SLOW_WRITER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     import onnx
     from lowbit.cli.main import main
+
+    # As from a terminal, whatever started the tests: under nohup SIGHUP is ignored, and a
+    # background job of a shell ignores SIGINT (lowbit rightly leaves ignored signals alone).
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def slow_save(model, path, *args, **kwargs):
         data = model.SerializeToString()
