@@ -26,12 +26,12 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "custom_op"))
 
-from power_difference import power_difference, register_python_kernel  # noqa: E402
-from provenance import header  # noqa: E402
+from power_difference import power_difference, register_python_kernel
 
-from lowbit.analysis.bench import BenchSettings, bench_models  # noqa: E402
-from lowbit.ops import CUSTOM_DOMAIN, PYTHON_DOMAIN, add_function, node  # noqa: E402
-from lowbit.runtime.ort import create_session  # noqa: E402
+from lowbit.analysis.bench import BenchSettings, bench_models
+from lowbit.ops import CUSTOM_DOMAIN, PYTHON_DOMAIN, add_function, node
+from lowbit.runtime.ort import create_session
+from provenance import header
 
 SHAPE = (1, 64, 56, 56)
 
@@ -81,8 +81,8 @@ def main() -> int:
                                progress=False)
     base = results.results[0].timings[0].median_ms
     lines = [header(), "",
-             f"PowerDifference (x - y)^2 + ReLU on a {'x'.join(map(str, SHAPE))} tensor, "
-             f"{args.threads} ORT threads, medians of {args.repeats} interleaved runs.", "",
+             (f"PowerDifference (x - y)^2 + ReLU on a {'x'.join(map(str, SHAPE))} tensor, "
+              f"{args.threads} ORT threads, medians of {args.repeats} interleaved runs."), "",
              "| operator written as | median ms | vs standard ops | max abs diff vs standard |",
              "|---|---|---|---|"]
     labels = {"standard": "standard ops (Sub, Pow)",

@@ -24,7 +24,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from provenance import header  # noqa: E402
+from provenance import header
 
 CASE = re.compile(r"^(?P<kind>[\w ./-]+?): (?P<runs>\d+) \((?P<exits>[^)]*)\)$")
 
@@ -70,9 +70,9 @@ def main() -> int:
         raise SystemExit("no fuzz summary found in pytest's output")
     total = sum(r[1] for r in rows)
     lines = [header(), "",
-             f"{'Soak (fresh seeds)' if args.long else 'CI budget (fixed seed)'}: {total} runs "
-             f"in {seconds / 60:.1f} min; pytest: {closing or 'no summary line'} "
-             f"(exit {done.returncode}).", "",
+             (f"{'Soak (fresh seeds)' if args.long else 'CI budget (fixed seed)'}: {total} "
+              f"runs in {seconds / 60:.1f} min; pytest: {closing or 'no summary line'} "
+              f"(exit {done.returncode})."), "",
              "| kind of case | runs | exit 0 | exit 1 | exit 2 | other exits |",
              "|---|---|---|---|---|---|"]
     for kind, runs, exits in rows:

@@ -35,10 +35,9 @@ RESULTS = BENCH / "results"
 DOCUMENT = REPO / "BENCHMARKS.md"
 sys.path.insert(0, str(BENCH))
 
-from provenance import header  # noqa: E402
-
-from claims import tables  # noqa: E402
-from sections import SECTIONS, TOPICS, Section  # noqa: E402
+from claims import tables
+from provenance import header
+from sections import SECTIONS, TOPICS, Section
 
 
 def _provenance(text: str) -> dict[str, str]:
@@ -133,8 +132,8 @@ def document(sections: Sequence[Section]) -> str:
             legacy = "legacy" in _provenance(body).get("commit", "")
             lines += [f"### {section.title}", ""]
             if legacy:
-                lines += ["*Legacy: recorded before provenance headers; the text below is "
-                          "the run's own record.*", ""]
+                lines += [("*Legacy: recorded before provenance headers; the text below is "
+                           "the run's own record.*"), ""]
             if section.prose:
                 lines += [section.prose.strip(), ""]
             if section.claims:

@@ -16,9 +16,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import claims  # noqa: E402
-import regenerate  # noqa: E402
-from sections import SECTIONS, TOPICS  # noqa: E402
+import claims
+import regenerate
+from sections import SECTIONS, TOPICS
 
 TABLE = """### speed
 
@@ -78,9 +78,9 @@ def test_a_claim_the_table_contradicts_fails_and_names_the_rows():
         {"precision": "ORT INT8"}, by="model", higher=False, factor=1.1)
     assert within.check(found) == []
     assert claims.every_row("b32 at least 200", "b32 throughput img/s", minimum=200
-                            ).check(found) == ["resnet18 / lowbit INT8: b32 throughput img/s = "
-                                               "171.4", "resnet18 / ORT INT8: b32 throughput "
-                                               "img/s = 171.4"]
+                            ).check(found) == [
+        "resnet18 / lowbit INT8: b32 throughput img/s = 171.4",
+        "resnet18 / ORT INT8: b32 throughput img/s = 171.4"]
 
 
 @pytest.mark.parametrize("column", ["no such column"])

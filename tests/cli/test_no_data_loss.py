@@ -21,6 +21,7 @@ import lowbit
 from lowbit.cli.main import main
 from tests.models import small_resnet
 
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("no_data_loss")
