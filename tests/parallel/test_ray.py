@@ -4,6 +4,7 @@ seconds to start, so one test starts it; the others need no cluster."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -29,12 +30,15 @@ def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     from ray.cluster_utils import Cluster
 
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+    for signum, handler in handlers.items():  # ray.init leaves its SIGTERM handler behind
+        signal.signal(signum, handler)
 
 
 def test_a_killed_ray_worker_has_its_task_run_again(ray_cluster: Any, tmp_path: Path,
@@ -76,3 +80,4 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(ArgumentError, match=r"cluster needs Ray.*\.\[ray\]"):
         Parallelism.checked(workers=2, cluster="local")
+

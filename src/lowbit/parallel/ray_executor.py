@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -83,10 +85,11 @@ class RayExecutor(Executor):
     kind = "ray"
 
     def __init__(self, ray: Any, workers: int, threads: int | None, *, owned: bool,
-                 local: bool) -> None:
+                 local: bool, handlers: dict[int, Any] | None = None) -> None:
         super().__init__(workers, threads)
         self.ray = ray
         self.owned = owned  # started here: shut down on close
+        self.handlers = handlers or {}  # the signal handlers before ray.init, put back on close
         self.local_workers = workers if local else 1
         self.task = ray.remote(_ray_task).options(
             max_retries=RETRIES, num_cpus=threads or 1)
@@ -94,8 +97,9 @@ class RayExecutor(Executor):
     @classmethod
     def start(cls, cluster: str, workers: int | None, threads: int | None) -> RayExecutor:
         ray = import_ray()
-        owned = False
+        owned, handlers = False, {}
         if not ray.is_initialized():
+            handlers = _signal_handlers()  # ray.init installs its own SIGTERM handler
             address = cluster_address() if cluster == "ray" else None
             cpus = os.cpu_count() or 1
             try:
@@ -114,7 +118,8 @@ class RayExecutor(Executor):
         per_task = threads or 1
         count = workers if workers is not None else max(1, cpus_there // per_task)
         log.info("Ray: %d workers x %d thread(s) on %d CPUs", count, per_task, cpus_there)
-        return cls(ray, count, threads, owned=owned, local=cluster == "local")
+        return cls(ray, count, threads, owned=owned, local=cluster == "local",
+                   handlers=handlers)
 
     def share(self, data: bytes) -> Shared:
         return RayBlob(new_key(), self.ray.put(data))
@@ -143,3 +148,17 @@ class RayExecutor(Executor):
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
+        # Ray leaves its SIGTERM handler behind; without this, a later SIGTERM would go to
+        # it (lowbit's own clean-up would not run, as it handles only default signals).
+        for signum, handler in self.handlers.items():
+            signal.signal(signum, handler)
+        self.handlers = {}
+
+
+def _signal_handlers() -> dict[int, Any]:
+    """SIGTERM's, SIGINT's and SIGHUP's handlers now (empty off the main thread, where they
+    cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (getattr(signal, n, None) for n in
+            ("SIGTERM", "SIGINT", "SIGHUP")) if s is not None}
