@@ -62,6 +62,7 @@ import lowbit
 import minilm
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.explain import explain_int8
+from lowbit.errors import LowbitError
 from provenance import header as provenance_header
 from splits import bootstrap_interval
 
@@ -288,7 +289,12 @@ def main(argv: list[str] | None = None) -> None:
     embeddings, kernels = {}, {}
     for name, variant in variants.items():
         embeddings[name] = minilm.embed(variant.path, encoded, threads=args.threads)
-        advice = explain_int8(variant.path, profile=False)
+        try:
+            advice = explain_int8(variant.path, profile=False)
+        except LowbitError as err:  # e.g. NNCF's default writes an infinite scale here
+            kernels[name] = "-"
+            failures.append(f"{name}: explain refused it: {str(err).splitlines()[0]}")
+            continue
         kernels[name] = f"{sum(op.integer for op in advice.ops)}/{len(advice.ops)}"
     bench = None if args.no_speed else bench_models(
         [v.path for v in variants.values()],
