@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import platform
 import sys
 import tempfile
 import warnings
@@ -55,6 +54,7 @@ from lowbit.analysis.kernels import count_kernels
 from lowbit.passes import canonicalize, optimize
 from lowbit.runtime.ort import ORT_LEVELS
 from models import BUILDERS, photo_crops, save
+from provenance import cpu
 
 log = logging.getLogger("graph_passes")
 
@@ -276,7 +276,7 @@ def markdown(float_rows: list[FloatRow], int8_rows: list[Int8Row],
              horizontal: list[tuple[str, str, int, float, float]], summaries: dict[str, str],
              args: argparse.Namespace) -> str:
     small, big = args.batches[0], args.batches[-1]
-    title = (f"### graph_passes {datetime.date.today()} — {_cpu_name()} (2 shared cores), "
+    title = (f"### graph_passes {datetime.date.today()} — {cpu()[0]} (2 shared cores), "
              f"ORT {ort.__version__}, {args.threads} threads, {args.repeats} repeats, "
              f"medians of interleaved runs")
     lines = [title, ""]
@@ -320,16 +320,6 @@ def markdown(float_rows: list[FloatRow], int8_rows: list[Int8Row],
         for block, label, nodes, ms, tput in horizontal:
             lines.append(f"| {block} | {label} | {nodes} | {ms:.2f} | {tput:.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

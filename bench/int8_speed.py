@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import platform
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lowbit.analysis.bench import BenchResult, BenchSettings, bench_models
 from lowbit.analysis.kernels import count_kernels
 from models import BUILDERS, photo_crops, save
+from provenance import cpu
 
 log = logging.getLogger("int8_speed")
 
@@ -192,7 +192,7 @@ def format_text(rows: list[Row]) -> str:
 
 def format_markdown(rows: list[Row], args: argparse.Namespace) -> str:
     lines = [
-        (f"### int8_speed {datetime.date.today()} — {_cpu_name()}, ORT {ort.__version__}, "
+        (f"### int8_speed {datetime.date.today()} — {cpu()[0]}, ORT {ort.__version__}, "
          f"{args.threads} threads, {args.repeats} repeats, "
          f"{args.calib_samples} calibration crops"),
         "",
@@ -201,16 +201,6 @@ def format_markdown(rows: list[Row], args: argparse.Namespace) -> str:
     ]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

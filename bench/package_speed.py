@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from lowbit.demo import PREPROCESSING, asset_path
 from lowbit_run.bundle import Bundle, read_bundle
 from lowbit_run.session import open_session
 from models import photo_crops, resnet18, save
+from provenance import cpu
 
 TARGETS = ("amd64", "host")
 
@@ -226,16 +226,6 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,demo",
@@ -264,7 +254,7 @@ def main() -> None:
               for line in ir_rows(label, path, out)]
         compiled = [line for label, path in models.items() if args.tvm
                     for line in tvm_rows(label, path, out, args.tvm_runs)]
-    print(f"CPU: {cpu_name()}; ONNX Runtime {ort.__version__}; {args.threads} thread(s); "
+    print(f"CPU: {cpu()[0]}; ONNX Runtime {ort.__version__}; {args.threads} thread(s); "
           f"batch 1; medians of {args.starts} cold starts and {args.repeats} interleaved runs")
     print(table(rows))
     if ir:

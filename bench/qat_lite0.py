@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import platform
 import sys
 import tempfile
 import time
@@ -61,7 +60,7 @@ import lowbit
 from lowbit.analysis.bench import BenchSettings, bench_models
 from lowbit.analysis.kernels import count_kernels
 from photos import photo_set, photo_sources
-from provenance import header
+from provenance import cpu, header
 from splits import bootstrap_interval
 
 log = logging.getLogger("qat_lite0")
@@ -170,16 +169,6 @@ def qat(f32: Path, start: Row, bits: int, args: argparse.Namespace, check: Path,
                f"validation {'passed' if kept.passed else 'FAILED'}")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bits", default="4,8", help="weight widths to run (4, 8 or 4,8)")
@@ -275,7 +264,7 @@ def table_text(rows: list[Row], scores: dict[Path, Scores], speed: dict[Path, fl
                f32: Path, args: argparse.Namespace, count: int) -> str:
     day = datetime.date.today().isoformat()
     split = "REPORT" if args.evaluate == "report" else "DEV (tuning)"
-    lines = [(f"### qat_lite0 {day} — {cpu_name()}, ORT {ort.__version__}, "
+    lines = [(f"### qat_lite0 {day} — {cpu()[0]}, ORT {ort.__version__}, "
               f"{count} {split} crops; QAT: {args.steps} steps × {args.batch} DEV crops, "
               f"{f'lr {args.step_lr:g} of a step' if args.step_lr else f'lr {args.lr:g}'} / scales "
               f"{args.scale_lr:g}, warm-up {args.warmup} steps, loss {args.loss}, torch threads "
