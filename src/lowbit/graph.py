@@ -14,6 +14,7 @@ tensors, and which precision a model is in.
     str(declared_precision(model))            # "INT8 (QDQ)", "W4 (MatMulNBits)", "F16", ...
     is_qdq(model)                             # a QuantizeLinear/DequantizeLinear in the graph
     check_qdq_params(model, "qdq.onnx")       # ModelError naming a zero/negative/NaN scale
+    constant_arrays(model.graph)              # initializers and Constant outputs, as arrays
 
 One module, so that a fresh name, an opset or a precision means the same thing in
 calibrate, the quantizers, compare and report.
@@ -270,6 +271,18 @@ def is_qdq(model: onnx.ModelProto) -> bool:
     """Whether the main graph holds a QuantizeLinear or DequantizeLinear."""
     return any(node.op_type in QDQ_OPS and node.domain in DEFAULT_DOMAINS
                for node in model.graph.node)
+
+
+def constant_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """The graph's initializers and its Constant nodes' outputs (``value`` attribute), by
+    name, as numpy arrays."""
+    found = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    found[node.output[0]] = numpy_helper.to_array(attribute.t)
+    return found
 
 
 def check_qdq_params(model: onnx.ModelProto, where: str = "the model") -> None:

@@ -35,6 +35,7 @@ import torch
 from onnx import numpy_helper
 
 from lowbit.errors import ModelError
+from lowbit.graph import constant_arrays
 from lowbit.qat.fake_quant import channel_view, fake_quant, fake_quant_weight
 from lowbit.qat.ops import Constants, attrs, kernel_for
 from lowbit.quantize.int8.params import (
@@ -107,7 +108,7 @@ class TorchGraph(torch.nn.Module):
         initializers = {init.name for init in graph.initializer}
         self.input_names = [v.name for v in graph.input if v.name not in initializers]
         self.output_names = [v.name for v in graph.output]
-        self.constants = Constants(_constant_values(graph))
+        self.constants = Constants(constant_arrays(graph))
         # float initializers (weights of ops left float, shapes): fixed inputs of the steps
         self._fixed = {name: torch.from_numpy(np.array(value))
                        for name, value in self.constants.values.items()
@@ -351,15 +352,6 @@ def _tensor(values: np.ndarray, like: onnx.TensorProto) -> onnx.TensorProto:
     dtype = onnx.helper.tensor_dtype_to_np_dtype(like.data_type)
     return numpy_helper.from_array(np.asarray(values).astype(dtype), like.name)
 
-
-def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    found = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            for a in node.attribute:
-                if a.name == "value":
-                    found[node.output[0]] = numpy_helper.to_array(a.t)
-    return found
 
 
 def _params_of(node: onnx.NodeProto, constants: Constants) -> tuple[bytes, ...]:

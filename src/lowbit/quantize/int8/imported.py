@@ -32,7 +32,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from lowbit.errors import ModelError
-from lowbit.graph import QDQ_OPS, FreshNames
+from lowbit.graph import QDQ_OPS, FreshNames, constant_arrays
 from lowbit.quantize.int8.params import QMIN_QMAX
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class StripResult:
 def describe_qdq(model: onnx.ModelProto) -> QdqSummary:
     """Counts of what a QDQ model quantizes, and each compute op's inputs."""
     graph = model.graph
-    constants = _constants(graph)
+    constants = constant_arrays(graph)
     producers = {out: node for node in graph.node for out in node.output}
     pairs, types = 0, set()
     weights, per_channel, bits = 0, 0, set()
@@ -308,15 +308,3 @@ def _array(value: ir.Value | None) -> np.ndarray:
     attribute = producer.attributes["value"]
     return np.asarray(attribute.as_tensor().numpy())
 
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    """Initializers and Constant outputs of the main graph, as arrays."""
-    from onnx import numpy_helper
-
-    found = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    found[node.output[0]] = numpy_helper.to_array(attr.t)
-    return found
