@@ -64,7 +64,8 @@ def test_interleaves_runs_and_warms_up_all_first() -> None:
     calls: list[str] = []
     runners = [lambda: calls.append("A"), lambda: calls.append("B")]
     times = time_interleaved(runners, warmup=2, repeats=3)
-    assert calls == ["A", "B"] * 5
+    # Warm-up in order, then rounds alternating direction.
+    assert calls == ["A", "B"] * 2 + ["A", "B", "B", "A", "A", "B"]
     assert [len(t) for t in times] == [3, 3]
 
 

@@ -285,17 +285,22 @@ def time_interleaved(
 ) -> list[list[float]]:
     """Warm up every runner, then time them in turn; returns seconds per run, per runner.
 
-    Repeats go on past ``repeats`` until every runner's timed total reaches ``min_seconds``.
+    The order alternates between rounds (A B C, then C B A), so that no runner always runs
+    right after the same one (a heavy float model warms or heats the caches and cores for
+    whichever model comes next). Repeats go on past ``repeats`` until every runner's timed
+    total reaches ``min_seconds``.
     """
     for _ in range(warmup):
         for run in runners:
             run()
     times: list[list[float]] = [[] for _ in runners]
+    order = list(range(len(runners)))
     while True:
-        for index, run in enumerate(runners):
+        for index in order:
             start = clock()
-            run()
+            runners[index]()
             times[index].append(clock() - start)
+        order.reverse()
         if len(times[0]) >= repeats and all(sum(t) >= min_seconds for t in times):
             return times
 
