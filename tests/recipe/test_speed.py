@@ -118,7 +118,10 @@ def test_no_gain_is_said_plainly(flow: Path, monkeypatch: pytest.MonkeyPatch) ->
     result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
                            output=flow / "m.int8.onnx", speed="guard")
     note = next(n for n in result.notes if n.startswith("speed:"))
-    assert "no INT8 gain on this CPU" in note and "0.92x at batch 1" in note, note
+    # galloping tried 1, 2 and 4 islands float: 2 was the fastest INT8 configuration, but
+    # slower than float, so nothing stays INT8 (no deployed model runs below float speed)
+    assert "no INT8 gain on this CPU" in note and "2 of 4 islands float, ran 0.80x" in note, note
+    assert not result.quantized and result.problem is None
 
 
 def test_fast_int8_is_left_alone_and_its_speed_noted(flow: Path,
@@ -148,7 +151,8 @@ def test_every_island_slower_keeps_f32_and_says_so_without_failing(
     result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
                            output=flow / "m.int8.onnx", speed="guard")
     note = next(n for n in result.notes if n.startswith("speed:"))
-    assert "every INT8 island ran slower than float, so the model stays F32" in note, note
+    assert "no INT8 configuration tried reached the float model's speed" in note, note
+    assert "so the model stays F32" in note, note
     assert not result.quantized and result.passed and result.problem is None
 
 

@@ -111,3 +111,30 @@ def test_the_search_shows_its_phases_on_a_terminal_and_each_model_in_the_log(
     assert measured and any(m.endswith(" met") for m in measured), measured
     assert any(r.getMessage().startswith("target cos=0.9999: defaults") for r in caplog.records)
     assert result.passed
+
+
+def test_the_speed_guard_after_the_target_keeps_the_targets_float_ops(
+        planted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard rebuilds the model with islands kept float for speed; the ops the target
+    search kept float for accuracy stay float in every one of its candidates (they had
+    been quantized again, losing the target the note said was met)."""
+    from lowbit.recipe.steps import speed
+
+    timings = iter([0.5] + [1.2] * 50)  # all-INT8 slower than float, any island float fast
+
+    def fake(self: object, model: onnx.ModelProto) -> speed.Speed:
+        return speed.Speed({1: next(timings)})
+
+    monkeypatch.setattr(speed._Timer, "speed", fake)
+    monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    plain = lowbit.deploy(planted / "model.onnx", calibration_table=planted / "m.calib",
+                          output=planted / "plain_again.onnx", speed="off")
+    hard = _deploy(planted, "cos=0.9999", "hard_again.onnx")
+    guarded = lowbit.deploy(planted / "model.onnx", calibration_table=planted / "m.calib",
+                            calibration_data=planted / "calib.npz", target="cos=0.9999",
+                            speed="guard", output=planted / "guarded.onnx")
+    assert any(n.startswith("speed: all-INT8 ran 0.50x") for n in guarded.notes), guarded.notes
+    target_float = {d.name for d in plain.quantized} - {d.name for d in hard.quantized}
+    assert target_float  # the target kept at least the planted op float
+    assert not target_float & {d.name for d in guarded.quantized}
+    assert {d.name for d in guarded.quantized} < {d.name for d in hard.quantized}

@@ -74,6 +74,8 @@ class DeployState:
     uncorrected: onnx.ModelProto | None = None  # the model before bias correction
     unmet: str | None = None  # why the model misses what the recipe asked (then exit 1)
     float_for_speed: bool = False  # the speed guard kept every op float: F32 was faster
+    # ops an earlier step chose to keep float (the target search): later rebuilds keep them
+    kept_float: Mapping[str, str] = field(default_factory=dict)
     # W4 names the file sizes once the model is written: (float bytes, written) → note
     size_note: Callable[[int, int], str] | None = None
 

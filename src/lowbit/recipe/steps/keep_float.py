@@ -23,6 +23,7 @@ def rebuild(context: DeployContext, state: DeployState, keep: Mapping[str, str])
     assert table is not None  # static INT8: the recipe requires a table
     given = context.recipe.quantize_table
     kept = dict(resolve_qtable(read_qtable(given), state.model) if given else {})
+    kept.update(state.kept_float)  # what the target search kept float stays float
     kept.update(keep)
     model = restore_biases(state.model, state.uncorrected, kept)
     result = deploy_mixed(model, table.ranges, context.int8, kept, skipped=table.skipped,

@@ -13,8 +13,9 @@ and at batch 8 where the batch dimension is free and a run is quick. Islands (lo
 are dropped worst first, and the count is found by galloping then bisecting, so a
 model with 50 islands costs about a dozen timings (lowbit.recipe.steps.keep_float
 rebuilds each candidate).
-When no count reaches the float model's speed, the fastest one is kept and the note
-says plainly that INT8 gives no gain on this CPU. A progress bar on a terminal counts
+When no count reaches the float model's speed, every op stays float (the same speed
+and exact) and the note says plainly that INT8 gives no gain on this CPU. Ops an earlier
+step kept float (the --target search) stay float in every candidate. A progress bar on a terminal counts
 the timings (each a second or more on a large model), and each is logged.
 """
 
@@ -95,14 +96,17 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
         return tried[count][0]
 
     count = _fewest(len(ranked), lambda k: speed_with(k).worst >= 1.0)
-    if count is None:  # no count is as fast as float: keep the fastest there was
-        count = max(tried, key=lambda k: tried[k][0].worst)
+    if count is None:  # no INT8 configuration is as fast as float: keep it all float
+        count = len(ranked)
     speed, built = tried[count]
     kept = sum(len(island.nodes) for island in ranked[:count])
     if not built.quantized:
-        verdict = (f"no INT8 gain on this CPU: every INT8 island ran slower than float, so "
-                   f"the model stays F32 ({speed.text()} the float model); quantize for size "
-                   "or for another target with --speed off")
+        partial = [k for k in tried if k < len(ranked)]
+        fastest = max(partial, key=lambda k: tried[k][0].worst)
+        verdict = (f"no INT8 gain on this CPU: no INT8 configuration tried reached the float "
+                   f"model's speed (the fastest, {fastest} of {len(ranked)} islands float, "
+                   f"ran {tried[fastest][0].text()} F32), so the model stays F32; quantize "
+                   "for size or for another target with --speed off")
     elif speed.worst < 1.0:
         verdict = (f"no INT8 gain on this CPU: the fastest INT8 configuration tried runs "
                    f"{speed.text()} F32 ({count} of {len(ranked)} islands float); quantize "

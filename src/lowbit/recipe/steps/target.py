@@ -95,7 +95,9 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
                               reference=context.float_model, prune=PRUNE_TRIALS,
                               build=candidate)
     ops = search.float_ops
-    built: Built = rebuild(context, best, {name: "F32" for name in ops})
+    kept = {name: "F32" for name in ops}
+    built: Built = rebuild(context, best, kept)
+    best = replace(best, kept_float={**best.kept_float, **kept})  # the speed guard keeps them
     shown = ", ".join(ops[:6]) + (f", … (+{len(ops) - 6})" if len(ops) > 6 else "")
     rungs.append(f"+ {len(ops)} op(s) F32 ({shown}) {score(built.model):.6g}")
     measured = len(search.path)
