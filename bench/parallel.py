@@ -1,8 +1,9 @@
-"""Calibration and the qtable sensitivity ranking on one process or several: 1 process x
-2 threads vs 2 processes x 1 thread vs Ray (local, 2 workers), side by side.
+"""Calibration, the qtable sensitivity ranking and evaluation on one process or several:
+1 process x 2 threads vs 2 processes x 1 thread vs Ray (local, 2 workers), side by side.
 
     python bench/parallel.py                                  # MobileNetV2, 192 samples
     python bench/parallel.py --samples 192 --rank-samples 8 --markdown bench/results/parallel.md
+    python bench/parallel.py --rank-samples 0 --eval-images 2000     # fewer images
 
 Each configuration runs ``lowbit.calibrate`` (method auto, no output check, no table
 written) on the same .npz of real photo crops (bench/models.py photo_crops), the
@@ -17,6 +18,11 @@ The qtable part ranks every candidate op of the same model (``lowbit.qtable`` wi
 target, on the first ``--rank-samples`` samples, a minmax table of 32 samples) in the
 same three configurations, interleaved; the rankings must list the ops in the same
 order (checked here) and the largest SQNR difference between them is reported.
+
+The evaluation part (bench/parallel_eval.py) scores ``--eval-images`` PNG crops of the
+REPORT photos streamed from an image folder, in the same three configurations, with
+peak RSS per worker, the per-shard time, the bytes a worker sends back, merge and
+start-up times, and a projection to 8, 64 and 512 cores built from those constants.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.table import CalibrationTable
 from lowbit.parallel.plan import cores
 from models import mobilenet_v2, photo_crops, save
+from parallel_eval import eval_lines, eval_rows, image_folder, measure_constants, model_at
 from provenance import header
 
 CONFIGS: dict[str, dict[str, object]] = {
@@ -165,12 +172,32 @@ def timed(fn: Callable[[], CalibrationTable]) -> tuple[float, float, Calibration
     return time.perf_counter() - started, cpu_seconds() - cpu, table
 
 
+def eval_part(tmp: Path, configs: dict[str, dict[str, object]], startup: list[float],
+              args: argparse.Namespace) -> list[str]:
+    """The evaluation rows, their constants and the projection (bench/parallel_eval.py)."""
+    started = time.perf_counter()
+    folder = image_folder(tmp / "images", args.eval_images, args.eval_size)
+    print(f"wrote {args.eval_images} PNGs in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    model = model_at(args.eval_size, tmp / f"mobilenet_v2_{args.eval_size}.onnx")
+    rows, metrics = eval_rows(model, folder, configs, args.eval_repeats)
+    constants = measure_constants(model, folder, 2,
+                                  statistics.median(startup) if startup else 0.0)
+    return eval_lines(rows, metrics, constants, BASELINE, args.eval_size, args.eval_repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rank-samples", type=int, default=8,
                         help="samples of the qtable ranking (0: leave it out)")
+    parser.add_argument("--eval-images", type=int, default=10000,
+                        help="images of the evaluation part (0: leave it out)")
+    parser.add_argument("--eval-size", type=int, default=112,
+                        help="height and width of those images and of the model's input")
+    parser.add_argument("--eval-repeats", type=int, default=1,
+                        help="interleaved repeats of the evaluation part")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray rows")
     parser.add_argument("--markdown", type=Path, help="write the markdown here too")
     args = parser.parse_args()
@@ -206,6 +233,7 @@ def main() -> None:
         startup = [ray_startup() for _ in range(args.repeats)] if not args.no_ray else []
         sent = state_bytes(model, crops)
         ranking = rank_times(model, data, configs, args) if args.rank_samples else None
+        evaluation = eval_part(Path(tmp), configs, startup, args) if args.eval_images else []
 
     base = statistics.median(times[BASELINE])
     lines = [header(), "",
@@ -235,6 +263,8 @@ def main() -> None:
                  "(pickled; tensors x occupied histogram bins, not samples).")
     if ranking is not None:
         lines += ["", *ranking.lines(args)]
+    if evaluation:
+        lines += ["", *evaluation]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:

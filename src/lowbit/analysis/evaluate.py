@@ -34,29 +34,33 @@ sample. Metrics:
 With ``vs``, both models run on the same samples; ``drop(metric)`` is
 metric(vs) − metric(model), so a positive top-1 drop is accuracy lost by the
 model under test, and ``agreement`` is the % of samples whose argmax agrees
-(for score-vector outputs only). All outputs are held in memory: N × output size
-per model.
+(for score-vector outputs only).
+
+The samples run as shards (one, in this process, by default; ``workers``/``cluster``
+spread them as calibrate does): each keeps running sums (lowbit.analysis.eval_sums), so
+memory holds a batch of outputs per model, not N × output size; SSIM first runs the
+reference once more for its data range (lowbit.analysis.eval_shards).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from lowbit import arguments
+from lowbit.analysis.eval_shards import EvalJob, Scored, merge_sums, range_shard, score_shard
+from lowbit.analysis.eval_sums import EvalSums, MetricSet
 from lowbit.analysis.labels import HOW_TO_GIVE_LABELS, load_labels, load_targets
-from lowbit.analysis.metrics import mean_cosine, psnr, ssim, top1_agreement, topk_accuracy
-from lowbit.data import Dataset, ImageOptions, check_finite, open_dataset
+from lowbit.data import Dataset, ImageOptions
+from lowbit.data.refs import DatasetRef
 from lowbit.errors import ArgumentError, DatasetError, ModelError, UsageError
 from lowbit.io.model import input_specs, load_model
-from lowbit.runtime.backends import check_backend, make_runner
-from lowbit.runtime.memory import MemoryBudget, choose_batch, stacked_batches
+from lowbit.parallel import Parallelism, new_key, open_executor, split_samples
+from lowbit.runtime.backends import check_backend
+from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -121,70 +125,6 @@ def format_metric(name: str, value: float) -> str:
     return f"{value:.4f}"
 
 
-@dataclass(frozen=True)
-class _RunSettings:
-    dataset: Path
-    threads: int | None
-    num: int | None
-    output_name: str | None
-    image_options: ImageOptions | None
-    input_shapes: Mapping[str, tuple[int, ...]] | None
-    backend: str = "ort"
-    memory_budget: MemoryBudget | None = None
-
-
-@dataclass
-class _Runs:
-    """Runs models over one data set; each model's outputs are computed once."""
-
-    settings: _RunSettings
-    cache: dict[Path, np.ndarray] = field(default_factory=dict)
-
-    def open(self, model: Path) -> Dataset:
-        return open_dataset(self.settings.dataset, input_specs(load_model(model, check=False)),
-                            image_options=self.settings.image_options,
-                            input_shapes=self.settings.input_shapes)
-
-    def outputs(self, model: Path, *, strict_name: bool = True) -> np.ndarray:
-        key = model.resolve()
-        if key not in self.cache:
-            self.cache[key] = self._predict(model, strict_name)
-        return self.cache[key]
-
-    def _predict(self, model: Path, strict_name: bool) -> np.ndarray:
-        data = self.open(model)
-        runner = make_runner(model, backend=self.settings.backend,
-                             threads=self.settings.threads)
-        name = _output_name(runner.output_names, self.settings.output_name, model, strict_name)
-        samples = self._checked(data, runner.input_names)
-        first = next(samples, None)
-        if first is None:
-            raise DatasetError(f"data set {self.settings.dataset} has no samples")
-        # Samples run in batches as the memory budget allows at their shape: same outputs.
-        size = choose_batch(load_model(model, check=False), first,
-                            self.settings.memory_budget or MemoryBudget.default())
-        rows = [runner.run(feeds, [name])[name]
-                for feeds in stacked_batches(itertools.chain([first], samples), size)]
-        log.info("ran %s on %d samples (output '%s', batch %d)", model.name,
-                 sum(len(row) for row in rows) if size > 1 else len(rows), name, size)
-        if size > 1 or all(row.ndim >= 1 and row.shape[0] == 1 for row in rows):
-            return np.concatenate(rows, axis=0)
-        return np.stack(rows, axis=0)
-
-    def _checked(self, data: Dataset, inputs: Sequence[str]
-                 ) -> Iterator[dict[str, np.ndarray]]:
-        for index, sample in enumerate(data.take(self.settings.num)):
-            check_finite(sample, index, data.source)
-            yield {k: v for k, v in sample.items() if k in inputs}
-
-
-@dataclass(frozen=True)
-class _Truth:
-    labels: np.ndarray | None
-    reference: np.ndarray | None
-    reference_name: str | None
-
-
 def evaluate(
     model: str | Path,
     dataset: str | Path,
@@ -200,22 +140,22 @@ def evaluate(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     backend: str = "ort",
     memory_budget: str | int | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
 ) -> EvalReport:
-    """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module."""
+    """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module.
+
+    ``workers`` / ``cluster`` run the samples as shards (lowbit.parallel, as calibrate
+    does); the metrics are the same up to float rounding however the samples are split."""
     model_path = arguments.path(model, "model")
     vs_path = arguments.optional_path(vs, "vs")
-    labels, reference = _labels_and_reference(labels, reference)
-    wanted = parse_metrics(metrics)
-    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
-                           backend))
-    runs.settings = replace(runs.settings, memory_budget=MemoryBudget.parse(memory_budget))
-    truth = _ground_truth(runs, model_path, wanted, labels, reference, fallback=vs_path)
     paths = [model_path] + ([vs_path] if vs_path is not None else [])
-    results = tuple(_score(runs, path, wanted, truth) for path in paths)
-    agreement = None
-    if vs_path is not None:
-        agreement = top1_agreement(runs.outputs(model_path), runs.outputs(vs_path))
-    return EvalReport(results, agreement, truth.reference_name)
+    sums, plan = _evaluate(paths, dataset, labels, metrics, reference, vs_path, threads, num,
+                           output_name, image_options, input_shapes, backend, memory_budget,
+                           Parallelism.checked(workers, cluster))
+    results = tuple(_result(sums, plan, index) for index in range(len(paths)))
+    agreement = sums.agreement_percent() if vs_path is not None else None
+    return EvalReport(results, agreement, plan.reference_name)
 
 
 def evaluate_models(
@@ -232,6 +172,8 @@ def evaluate_models(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     backend: str = "ort",
     memory_budget: str | int | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
 ) -> tuple[EvalResult, ...]:
     """Evaluate several models (e.g. each precision of one model) on the same samples.
 
@@ -239,13 +181,10 @@ def evaluate_models(
     once) is what PSNR/SSIM/cos compare against, unless a ``target`` array is given.
     """
     paths = arguments.paths(models, "models")
-    labels, reference = _labels_and_reference(labels, reference)
-    wanted = parse_metrics(metrics)
-    runs = _Runs(_settings(dataset, threads, num, output_name, image_options, input_shapes,
-                           backend))
-    runs.settings = replace(runs.settings, memory_budget=MemoryBudget.parse(memory_budget))
-    truth = _ground_truth(runs, paths[0], wanted, labels, reference, fallback=None)
-    return tuple(_score(runs, path, wanted, truth) for path in paths)
+    sums, plan = _evaluate(paths, dataset, labels, metrics, reference, None, threads, num,
+                           output_name, image_options, input_shapes, backend, memory_budget,
+                           Parallelism.checked(workers, cluster))
+    return tuple(_result(sums, plan, index) for index in range(len(paths)))
 
 
 def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
@@ -272,95 +211,121 @@ def parse_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- steps
 
 
-def _settings(dataset: str | Path, threads: int | None, num: int | None,
-              output_name: str | None, image_options: ImageOptions | None,
-              input_shapes: Mapping[str, tuple[int, ...]] | None,
-              backend: str = "ort") -> _RunSettings:
+@dataclass(frozen=True)
+class _Plan:
+    """One evaluation, checked: the job its shards run and what the report names."""
+
+    job: EvalJob
+    count: int
+    reference_name: str | None
+
+
+def _evaluate(paths: Sequence[Path], dataset: str | Path, labels: object, metrics: object,
+              reference: object, fallback: Path | None, threads: object, num: object,
+              output_name: object, image_options: object,
+              input_shapes: Mapping[str, tuple[int, ...]] | None, backend: object,
+              memory_budget: str | int | None,
+              parallel: Parallelism) -> tuple[EvalSums, _Plan]:
+    """Check everything in this process (nothing has run yet), then score the shards."""
+    plan = _plan(paths, dataset, labels, metrics, reference, fallback, threads, num,
+                 output_name, image_options, input_shapes, backend, memory_budget)
+    job = plan.job
+    with open_executor(parallel, threads=job.threads, samples=plan.count) as executor:
+        job = replace(job, memory_budget=max(job.memory_budget // executor.local_workers,
+                                             1 << 20))
+        shards = split_samples(plan.count, executor.parts)
+        if "ssim" in job.wanted.names:  # SSIM's constants need R of the whole reference
+            ranges = merge_sums(executor.run(range_shard, job, shards,
+                                             label="reference range", progress=False))
+            job = replace(job, ssim_range=ranges.data_range)
+        sums = merge_sums(executor.run(score_shard, job, shards, label="evaluating",
+                                       progress=False))
+    for index, path in enumerate(paths):
+        log.info("ran %s on %d samples", path.name, sums.models[index].samples)
+    return sums, plan
+
+
+def _plan(paths: Sequence[Path], dataset: str | Path, labels: object, metrics: object,
+          reference: object, fallback: Path | None, threads: object, num: object,
+          output_name: object, image_options: object,
+          input_shapes: Mapping[str, tuple[int, ...]] | None, backend: object,
+          memory_budget: str | int | None) -> _Plan:
+    """The arguments checked, the labels read once and the reference chosen."""
+    labels_path = arguments.optional_path(labels, "labels")
+    reference_path = arguments.optional_path(reference, "reference")
+    wanted = MetricSet(parse_metrics(metrics))  # type: ignore[arg-type]
+    data_path = arguments.path(dataset, "dataset")
     arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
-    check_backend(arguments.text(backend, "backend"))
-    return _RunSettings(arguments.path(dataset, "dataset"), arguments.threads(threads),
-                        arguments.optional_count(num, "num"),
-                        arguments.optional_text(output_name, "output_name"), image_options,
-                        arguments.shapes(input_shapes), backend)  # type: ignore[arg-type]
-
-
-def _labels_and_reference(labels: object, reference: object) -> tuple[Path | None, Path | None]:
-    return arguments.optional_path(labels, "labels"), \
-        arguments.optional_path(reference, "reference")
-
-
-def _ground_truth(runs: _Runs, first_model: Path, wanted: Sequence[str],
-                  labels: str | Path | None, reference: str | Path | None,
-                  fallback: Path | None) -> _Truth:
-    """Labels (for top-k) and the reference outputs (for psnr/ssim/cos), cut to ``num``."""
-    data = runs.open(first_model)
+    chosen_backend = check_backend(arguments.text(backend, "backend")).name
+    threads, num = arguments.threads(threads), arguments.optional_count(num, "num")
+    wanted_output = arguments.optional_text(output_name, "output_name")
+    ref = DatasetRef(str(data_path), image_options=image_options,  # type: ignore[arg-type]
+                     input_shapes=arguments.shapes(input_shapes))  # type: ignore[arg-type]
+    budget = MemoryBudget.parse(memory_budget)
+    data = ref.open(input_specs(load_model(paths[0], check=False)))
     total = len(data)
-    count = total if runs.settings.num is None else min(runs.settings.num, total)
-    label_array = None
-    if any(m in CLASSIFICATION_METRICS for m in wanted):
-        paths = getattr(data, "paths", None)
-        try:
-            label_array = load_labels(labels, runs.settings.dataset, total,
-                                      sample_paths=paths)[:count]
-        except DatasetError as err:
-            if labels is None and HOW_TO_GIVE_LABELS in err.template:
-                needing = ", ".join(m for m in wanted if m in CLASSIFICATION_METRICS)
-                raise DatasetError(f"{needing} need(s) labels: {err.template}") from err
-            raise
-    ref_array, ref_name = None, None
-    if any(m in REFERENCE_METRICS for m in wanted):
-        ref_array, ref_name = _reference_outputs(runs, labels, reference, fallback, total, count)
-    return _Truth(label_array, ref_array, ref_name)
+    count = total if num is None else min(num, total)
+    if count == 0:
+        raise DatasetError(f"data set {data_path} has no samples")
+    if wanted.ks:
+        _check_labels(labels_path, data_path, total, data, wanted)
+    scored = tuple(Scored(str(path), _output_name(path, wanted_output, strict=True))
+                   for path in paths)
+    source, targets, name = None, False, None
+    if wanted.against_reference:
+        source, targets, name = _reference(labels_path, reference_path, fallback, data_path,
+                                           total, wanted_output)
+    job = EvalJob(new_key(), ref, total, scored, wanted, labels=_text(labels_path),
+                  reference=source, targets=targets, agreement=fallback is not None,
+                  threads=threads, backend=chosen_backend, memory_budget=budget.bytes)
+    return _Plan(job, count, name)
 
 
-def _reference_outputs(runs: _Runs, labels: str | Path | None, reference: str | Path | None,
-                       fallback: Path | None, total: int,
-                       count: int) -> tuple[np.ndarray, str]:
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _check_labels(labels: Path | None, dataset: Path, total: int, data: Dataset,
+                  wanted: MetricSet) -> None:
+    """Read the labels once here, so that a missing or short file fails before any run."""
+    try:
+        load_labels(labels, dataset, total, sample_paths=getattr(data, "paths", None))
+    except DatasetError as err:
+        if labels is None and HOW_TO_GIVE_LABELS in err.template:
+            needing = ", ".join(m for m in wanted.names if m in CLASSIFICATION_METRICS)
+            raise DatasetError(f"{needing} need(s) labels: {err.template}") from err
+        raise
+
+
+def _reference(labels: Path | None, reference: Path | None, fallback: Path | None,
+               dataset: Path, total: int, wanted_output: str | None
+               ) -> tuple[Scored | None, bool, str]:
+    """What psnr/ssim/cos compare with, first found: the reference model, a ``target``
+    array, the ``vs`` model; with the name the report gives it."""
     if reference is not None:
-        path = Path(reference)
-        return runs.outputs(path, strict_name=False), path.name
-    targets = load_targets(labels, runs.settings.dataset, total)
-    if targets is not None:
-        return targets[:count], "target arrays"
+        return Scored(str(reference), _output_name(reference, wanted_output, strict=False)), \
+            False, reference.name
+    if load_targets(labels, dataset, total) is not None:
+        return None, True, "target arrays"
     if fallback is not None:
-        return runs.outputs(fallback, strict_name=False), fallback.name
+        return Scored(str(fallback), _output_name(fallback, wanted_output, strict=False)), \
+            False, fallback.name
     raise UsageError(f"{', '.join(REFERENCE_METRICS)} compare each output with a reference; "
                      f"give a reference model ({{reference}} or {{vs}}) or a 'target' "
                      f"array (first axis = samples) in the labels or data-set .npz")
 
 
-def _score(runs: _Runs, model: Path, wanted: Sequence[str], truth: _Truth) -> EvalResult:
-    outputs = runs.outputs(model)
-    values: dict[str, float] = {}
-    for metric in wanted:
-        if metric in CLASSIFICATION_METRICS:
-            assert truth.labels is not None
-            values[metric] = topk_accuracy(outputs, truth.labels, int(metric[3:]))
-            continue
-        assert truth.reference is not None
-        reference = _matching(truth.reference, outputs, truth.reference_name, model)
-        if metric == "psnr":
-            values[metric] = psnr(reference, outputs)
-        elif metric == "ssim":
-            values[metric] = ssim(reference, outputs)
-        else:
-            values[metric] = mean_cosine(reference, outputs)
-    return EvalResult(model=model.name, metrics=values, num_samples=int(outputs.shape[0]))
+def _result(sums: EvalSums, plan: _Plan, index: int) -> EvalResult:
+    scored = plan.job.models[index]
+    return EvalResult(model=Path(scored.path).name,
+                      metrics=sums.metrics(index, plan.job.wanted),
+                      num_samples=sums.models[index].samples)
 
 
-def _matching(reference: np.ndarray, outputs: np.ndarray, name: str | None,
-              model: Path) -> np.ndarray:
-    """The reference in the outputs' shape; same sample count and per-sample size required."""
-    if reference.shape == outputs.shape:
-        return reference
-    if reference.shape[:1] == outputs.shape[:1] and reference.size == outputs.size:
-        return reference.reshape(outputs.shape)
-    raise DatasetError(f"the reference ({name}) has shape {list(reference.shape)}, but "
-                       f"{model.name}'s output has {list(outputs.shape)}; they must hold the "
-                       f"same samples of the same size")
-
-
-def _output_name(names: Sequence[str], wanted: str | None, model: Path, strict: bool) -> str:
+def _output_name(model: Path, wanted: str | None, *, strict: bool) -> str:
+    """The output of ``model`` to score: ``wanted``, else its first; a reference without
+    ``wanted`` (not ``strict``) falls back to its first output."""
+    names = [output.name for output in load_model(model, check=False).graph.output]
     if not names:
         raise ModelError(f"{model} has no graph outputs: there is nothing to score")
     if wanted is None:

@@ -74,6 +74,13 @@ def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     """% of rows whose label is among the k highest scores (ties: lower index first)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return float(100.0 * topk_hits(scores, labels, k) / max(labels.shape[0], 1))
+
+
+def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int, *, first_index: int = 0) -> int:
+    """Rows whose label is among the k highest scores (ties: lower index first); the rows
+    are samples ``first_index`` .. of the data set (what an error names)."""
     scores = _score_rows(scores)
     labels = np.asarray(labels, dtype=np.int64)
     if scores.shape[0] != labels.shape[0]:
@@ -81,33 +88,50 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     classes = scores.shape[1]
     if labels.size and int(labels.max()) >= classes:
         first = int(np.argmax(labels >= classes))
-        raise DatasetError(f"label {int(labels[first])} of sample {first} is outside the model's "
-                           f"{classes} classes (0..{classes - 1}); are the labels 1-based or "
-                           f"for another model?")
+        raise DatasetError(f"label {int(labels[first])} of sample {first_index + first} is "
+                           f"outside the model's {classes} classes (0..{classes - 1}); are "
+                           f"the labels 1-based or for another model?")
     k = min(k, classes)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(100.0 * np.mean(np.any(top == labels[:, None], axis=1)))
+    return int(np.count_nonzero(np.any(top == labels[:, None], axis=1)))
 
 
 def top1_agreement(a: np.ndarray, b: np.ndarray) -> float | None:
     """% of samples where the argmax of a and b agree; None unless both are score vectors."""
+    agreeing = agreeing_rows(a, b)
+    return None if agreeing is None else float(100.0 * agreeing / a.shape[0])
+
+
+def agreeing_rows(a: np.ndarray, b: np.ndarray) -> int | None:
+    """Samples where the argmax of a and b agree; None unless both are score vectors."""
     if a.shape != b.shape or not _is_score_vector(a):
         return None
     first, second = _score_rows(a), _score_rows(b)
-    return float(100.0 * np.mean(np.argmax(first, axis=1) == np.argmax(second, axis=1)))
+    return int(np.count_nonzero(np.argmax(first, axis=1) == np.argmax(second, axis=1)))
 
 
 def mean_cosine(reference: np.ndarray, test: np.ndarray) -> float:
     """Mean over samples (axis 0) of the cosine similarity of each flattened pair."""
-    return float(np.mean([cosine(r, t) for r, t in zip(reference, test, strict=True)]))
+    return float(np.mean(sample_cosines(reference, test)))
+
+
+def sample_cosines(reference: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The cosine similarity of each sample's flattened pair (axis 0 = samples)."""
+    return np.array([cosine(r, t) for r, t in zip(reference, test, strict=True)])
+
+
+def sample_mse(reference: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Each sample's mean squared error, in float64 (axis 0 = samples)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(test, dtype=np.float64)
+    return np.mean((ref - out).reshape(ref.shape[0], -1) ** 2, axis=1)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, data_range: float | None = None) -> float:
     """Mean per-sample PSNR (dB) over the samples that differ; inf when none differs."""
     ref = np.asarray(reference, dtype=np.float64)
-    out = np.asarray(test, dtype=np.float64)
     peak = _data_range(ref) if data_range is None else float(data_range)
-    mse = np.mean((ref - out).reshape(ref.shape[0], -1) ** 2, axis=1)
+    mse = sample_mse(ref, test)
     differ = mse > 0
     if not differ.any():
         return math.inf
@@ -119,17 +143,21 @@ def psnr(reference: np.ndarray, test: np.ndarray, data_range: float | None = Non
 
 def ssim(reference: np.ndarray, test: np.ndarray, data_range: float | None = None) -> float:
     """Mean SSIM over samples and channels of image outputs; see the module docstring."""
+    peak = _data_range(np.asarray(reference, dtype=np.float64)) if data_range is None \
+        else float(data_range)
+    return float(np.mean(sample_ssim(reference, test, peak)))
+
+
+def sample_ssim(reference: np.ndarray, test: np.ndarray, data_range: float) -> np.ndarray:
+    """Each sample's SSIM, the mean over its channels and window positions."""
     ref = _channel_images(np.asarray(reference))
     out = _channel_images(np.asarray(test))
     if ref.shape != out.shape:
         raise UsageError(f"ssim needs images of one shape; found {list(ref.shape)} and "
                          f"{list(out.shape)} (N, C, H, W)")
-    peak = _data_range(np.asarray(reference, dtype=np.float64)) if data_range is None \
-        else float(data_range)
     window = gaussian_window(min(SSIM_WINDOW, _largest_odd(min(ref.shape[2:]))), SSIM_SIGMA)
-    values = [ssim_map(r, t, peak, window).mean(axis=(1, 2)) for r, t in zip(ref, out,
-                                                                              strict=True)]
-    return float(np.mean(values))
+    return np.array([ssim_map(r, t, data_range, window).mean()
+                     for r, t in zip(ref, out, strict=True)])
 
 
 def ssim_map(reference: np.ndarray, test: np.ndarray, data_range: float,
@@ -181,9 +209,15 @@ def _channel_images(array: np.ndarray) -> np.ndarray:
 
 
 def _data_range(reference: np.ndarray) -> float:
-    peak = float(reference.max() - reference.min()) if reference.size else 0.0
-    if peak > 0:
-        return peak
+    if not reference.size:
+        return data_range_between(0.0, 0.0)
+    return data_range_between(float(reference.min()), float(reference.max()))
+
+
+def data_range_between(low: float, high: float) -> float:
+    """The data range R = high − low of a reference for psnr/ssim (1.0 when constant)."""
+    if high - low > 0:
+        return high - low
     log.warning("the reference is constant; using a data range of 1.0 for psnr/ssim")
     return 1.0
 

@@ -9,6 +9,7 @@ from lowbit.cli.options import (
     add_image_options,
     add_json_option,
     add_memory_budget_option,
+    add_parallel_options,
     image_options,
 )
 
@@ -31,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-name", help="which model output to score (default: the first)")
     p.add_argument("--threads", type=int, help="engine threads")
     add_memory_budget_option(p)
+    add_parallel_options(p)
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
     add_image_options(p)
     add_json_option(p)
@@ -43,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               metrics=args.metric, reference=args.reference, vs=args.vs,
                               threads=args.threads, num=args.num, output_name=args.output_name,
                               image_options=image_options(args), backend=args.backend,
-                              memory_budget=args.memory_budget)
+                              memory_budget=args.memory_budget, workers=args.workers,
+                              cluster=args.cluster)
         if args.json:
             print_json(report)
             return 0
