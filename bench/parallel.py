@@ -196,7 +196,7 @@ def main() -> None:
                         help="images of the evaluation part (0: leave it out)")
     parser.add_argument("--eval-size", type=int, default=112,
                         help="height and width of those images and of the model's input")
-    parser.add_argument("--eval-repeats", type=int, default=1,
+    parser.add_argument("--eval-repeats", type=int, default=2,
                         help="interleaved repeats of the evaluation part")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray rows")
     parser.add_argument("--markdown", type=Path, help="write the markdown here too")
