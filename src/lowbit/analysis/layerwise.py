@@ -155,6 +155,14 @@ class LayerAccumulator:
         if self.close and largest > CLOSE_ATOL:  # np.allclose(test, ref), without the copies
             self.close = not bool(np.any(np.abs(diff) > CLOSE_ATOL + CLOSE_RTOL * np.abs(a)))
 
+    def merge(self, other: LayerAccumulator) -> LayerAccumulator:
+        """The sums of two disjoint sets of samples as one (a shard's, lowbit.parallel)."""
+        return LayerAccumulator(self.shape or other.shape, self.dot + other.dot,
+                                self.ref_sq + other.ref_sq, self.test_sq + other.test_sq,
+                                self.diff_sq + other.diff_sq, self.mean_sq + other.mean_sq,
+                                max(self.max_abs, other.max_abs), self.equal and other.equal,
+                                self.close and other.close)
+
     def cosine(self) -> float:
         if self.ref_sq == 0.0 and self.test_sq == 0.0:
             return 1.0
@@ -222,6 +230,14 @@ class LayerComparer:
         if pairs is None:
             self.samples += 1
 
+    def merge(self, other: LayerComparer) -> LayerComparer:
+        """Two comparers of the same pairs over disjoint samples as one."""
+        merged = LayerComparer(self.pairs)
+        merged.accumulators = {name: acc.merge(other.accumulators[name])
+                               for name, acc in self.accumulators.items()}
+        merged.samples = self.samples + other.samples
+        return merged
+
     def diffs(self, tolerance: Tolerance) -> tuple[LayerDiff, ...]:
         result = []
         for pair in self.pairs:
@@ -247,17 +263,43 @@ def compare_layers(
     ref_model, test_model = _as_model(reference), _as_model(test)
     pairing = pair_model_tensors(ref_model, test_model)
     check_pairs(pairing.pairs, "layer compare")
+    comparer = compare_samples(ref_model, test_model, pairing.pairs, samples,
+                               dump_dir=dump_dir, progress=progress, threads=threads,
+                               memory_budget=memory_budget)
+    return layer_report(comparer, len(pairing.unpaired), tolerance)
+
+
+def layer_report(comparer: LayerComparer, unpaired: int, tolerance: Tolerance) -> LayerReport:
+    """The comparer's diffs as a report (every sample's sums in it)."""
+    if comparer.samples == 0:
+        raise DatasetError("layer compare: the data set has no samples")
+    report = LayerReport(comparer.diffs(tolerance), unpaired, tolerance, comparer.samples)
+    log.info("layer compare over %d sample(s): %s", comparer.samples, report.summary())
+    return report
+
+
+def compare_samples(
+    ref_model: onnx.ModelProto,
+    test_model: onnx.ModelProto,
+    pairs: Sequence[TensorPair],
+    samples: Iterable[Mapping[str, np.ndarray]],
+    *,
+    dump_dir: Path | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+    memory_budget: MemoryBudget | None = None,
+) -> LayerComparer:
+    """The running sums of every pair over ``samples`` (one shard's, or all of them)."""
     once = iter(samples)
     first = next(once if once is samples else iter(samples), None)
     if first is None:
         raise DatasetError("layer compare: the data set has no samples")
-    groups = [list(pairing.pairs)]
+    groups = [list(pairs)]
     if once is samples:  # an iterator is read once, every pair exposed in that pass
         samples = itertools.chain([first], once)
     else:  # re-iterable: as many passes as the budget needs
-        groups = _pair_groups(ref_model, pairing.pairs, first,
-                              memory_budget or MemoryBudget.default())
-    comparer = LayerComparer(pairing.pairs)
+        groups = _pair_groups(ref_model, pairs, first, memory_budget or MemoryBudget.default())
+    comparer = LayerComparer(pairs)
     total = len(samples) * len(groups) if isinstance(samples, Sized) else None
     with _dumps(dump_dir) as dump, progress_bar("comparing layers", progress, total) as advance:
         for number, group in enumerate(groups):
@@ -272,12 +314,7 @@ def compare_layers(
                 dump(index, group, ref_values, test_values)
                 advance(1)
             del ref_run, test_run
-    if comparer.samples == 0:
-        raise DatasetError("layer compare: the data set has no samples")
-    report = LayerReport(comparer.diffs(tolerance), len(pairing.unpaired), tolerance,
-                         comparer.samples)
-    log.info("layer compare over %d sample(s): %s", comparer.samples, report.summary())
-    return report
+    return comparer
 
 
 def _pair_groups(model: onnx.ModelProto, pairs: Sequence[TensorPair],
@@ -393,4 +430,4 @@ def _dumps(dump_dir: Path | None) -> Iterator[DumpFn]:
 
 
 __all__ = ["LayerAccumulator", "LayerComparer", "LayerDiff", "LayerReport", "Status",
-           "compare_layers", "write_csv"]
+           "compare_layers", "compare_samples", "layer_report", "write_csv"]

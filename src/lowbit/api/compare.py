@@ -6,16 +6,20 @@ import logging
 from pathlib import Path
 
 from lowbit import arguments
+from lowbit.analysis.compare_shards import compare_layers_sharded
 from lowbit.analysis.layerwise import DUMP_FILES, LayerReport, compare_layers, write_csv
 from lowbit.analysis.plots import plot_layers
 from lowbit.analysis.validate import Tolerance, checked_tolerance
 from lowbit.data import (
     open_dataset,
 )
+from lowbit.data.refs import DatasetRef
 from lowbit.data.samples import SampleWindow
+from lowbit.errors import ArgumentError
 from lowbit.graph import check_qdq_params
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
+from lowbit.parallel import InlineExecutor, Parallelism, open_executor
 from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,8 @@ def compare(
     dump: str | Path | None = None,
     progress: bool = True,
     memory_budget: str | int | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
 ) -> LayerReport:
     """Compare two models tensor by tensor on the same inputs.
 
@@ -42,6 +48,9 @@ def compare(
     final outputs pair by name, so the last rows are the output check.
     ``memory_budget`` (bytes or "512M"; lowbit.runtime.memory) bounds the tensors one run
     exposes: past it the samples run once per group of tensors.
+    ``workers`` / ``cluster`` run the samples as shards (lowbit.parallel, as calibrate
+    does; not with ``dump``, which writes the samples in order from one process); the
+    pooled metrics are the same up to float rounding (lowbit.analysis.compare_shards).
     """
     reference_model = arguments.path(reference_model, "reference_model")
     test_model = arguments.path(test_model, "test_model")
@@ -52,6 +61,10 @@ def compare(
     arguments.flag(progress, "progress")
     tol = checked_tolerance(tolerance)
     budget = MemoryBudget.parse(memory_budget)
+    parallel = Parallelism.checked(workers, cluster)
+    if dump is not None and (parallel.cluster is not None or (parallel.workers or 1) > 1):
+        raise ArgumentError("{dump} writes every sample's tensors in order from one process; "
+                            "leave out {workers} and {cluster} to dump")
     check_distinct({"{reference_model}": reference_model, "{test_model}": test_model,
                     "{inputs}": inputs},
                    {"{csv}": csv, "{plot}": plot,
@@ -60,9 +73,15 @@ def compare(
     test = load_model(test_model)  # a missing or broken file fails with a clear message
     check_qdq_params(test, str(test_model))  # one made elsewhere may hold any scale
     samples = open_dataset(inputs, input_specs(ref_model))
-    report = compare_layers(ref_model, test, SampleWindow(samples, len(samples)), tol,
-                            dump_dir=Path(dump) if dump else None, progress=progress,
-                            memory_budget=budget)
+    with open_executor(parallel, threads=None, samples=len(samples)) as executor:
+        if isinstance(executor, InlineExecutor):
+            report = compare_layers(ref_model, test, SampleWindow(samples, len(samples)), tol,
+                                    dump_dir=Path(dump) if dump else None, progress=progress,
+                                    memory_budget=budget)
+        else:
+            report = compare_layers_sharded(reference_model, test_model,
+                                            DatasetRef(str(inputs)), tol, executor,
+                                            progress=progress, memory_budget=budget)
     if csv is not None:
         write_csv(report, csv)
     if plot is not None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from lowbit.cli.options import add_data_option, add_json_option, add_memory_budget_option
+from lowbit.cli.options import (
+    add_data_option,
+    add_json_option,
+    add_memory_budget_option,
+    add_parallel_options,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(reference.npz, test.npz; keys 'tensor:sample')")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_memory_budget_option(p)
+    add_parallel_options(p)
     add_json_option(p)
 
     def run(args: argparse.Namespace) -> int:
@@ -33,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         report = api.compare(args.reference, args.test, args.data, tolerance=args.tolerance,
                              csv=args.csv, plot=args.plot, dump=args.dump,
                              progress=not args.no_progress,
-                             memory_budget=args.memory_budget)
+                             memory_budget=args.memory_budget, workers=args.workers,
+                             cluster=args.cluster)
         if args.json:
             print_json(report, passed=report.passed)
             return 0 if report.passed else 1
