@@ -264,9 +264,9 @@ def eval_lines(rows: dict[str, EvalRow], metrics: dict[str, float], c: Constants
              "interleaved run(s); every run's metrics were equal "
              f"(top1 {metrics.get('top1', math.nan):.2f} %). Peak RSS sampled every 0.2 s: "
              "this process; the largest worker process (pool workers, Ray's task workers); "
-             "Ray's other processes together (raylet, GCS, ...)."), "",
-             ("| configuration | median s | images/s | vs 1 process x 2 threads | peak RSS "
-             "this process MiB | peak RSS per worker MiB | Ray's other processes MiB |"),
+             "the other processes below it together (Ray's raylet, GCS, ...; multiprocessing's resource tracker). This process's RSS includes what the calibration and ranking parts before left in it."), "",
+             ("| configuration | median s | images/s | speed vs 1 process | peak RSS this "
+              "process MiB | peak RSS per worker MiB | other processes MiB |"),
              "|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         median = statistics.median(row.seconds)
@@ -277,16 +277,18 @@ def eval_lines(rows: dict[str, EvalRow], metrics: dict[str, float], c: Constants
                      f"{'-' if worker == 0 else f'{worker:.0f}'} | "
                      f"{'-' if others == 0 else f'{others:.0f}'} |")
     ray = [statistics.median(r.seconds) for n, r in rows.items() if "Ray" in n]
-    lines += ["", (f"Constants, one at a time: a shard of {c.shard_size} images on one "
-              f"thread took {c.shard:.2f} s ({c.sample * 1000:.1f} ms an image); it sends "
-              f"back {c.returned} bytes (pickled running sums: counts, not outputs); merging "
-              f"two shards' sums takes {c.merge * 1e6:.1f} µs; the driver's serial part "
-              f"(model, folder listing, labels) {c.serial:.2f} s; a pool of 2 workers starts "
-              f"(spawn, import, session) in {c.pool_start:.1f} s, "
-              f"{c.pool_start / statistics.median(rows[baseline].seconds):.0%} of the "
-              "1-process run.")]
-    if ray and c.ray_start:
-        lines.append(f"Ray's local start-up and shutdown: {c.ray_start:.1f} s, "
-                     f"{c.ray_start / ray[0]:.0%} of the Ray run.")
+    ray_share = f"{c.ray_start / ray[0]:.0%}" if ray and c.ray_start else "-"
+    lines += ["", ("Constants, each measured alone: one shard (a quarter of a worker's images, "
+                   "as the executors cut them) on one thread, the bytes its running sums "
+                   "pickle to (what a worker sends back: counts, not outputs), one merge of "
+                   "two shards' sums, the driver's serial part (model, folder listing, "
+                   "labels), a pool of 2 workers' start (spawn, import, session) and a local "
+                   "Ray's start-up and shutdown, also as a share of the Ray run above."), "",
+              ("| shard images | shard s | ms per image | bytes sent back per shard | "
+               "merge µs | serial s | pool start s | Ray start s | Ray start share |"),
+              "|---|---|---|---|---|---|---|---|---|",
+              (f"| {c.shard_size} | {c.shard:.2f} | {c.sample * 1000:.1f} | {c.returned} | "
+               f"{c.merge * 1e6:.1f} | {c.serial:.2f} | {c.pool_start:.1f} | "
+               f"{c.ray_start:.1f} | {ray_share} |")]
     measured = {name: statistics.median(row.seconds) for name, row in rows.items()}
     return lines + [""] + projection_lines(c, measured)
