@@ -328,8 +328,9 @@ def explain(table: Table, subject: Subject, model: Imported) -> None:
         table.refused(subject, model.maker, err)
         return
     seconds = time.perf_counter() - start
-    # the same cause for many ops: count it once, with the tensor names left out
-    reasons = Counter(re.sub(r"'[^']*'", "'…'", op.reason) or "no reason given"
+    # the same cause for many ops: count it once, with the quoted tensor names left out
+    # (a quote that follows a letter is an apostrophe: "ORT's")
+    reasons = Counter(re.sub(r"(?<![A-Za-z])'[^']*'", "'…'", op.reason) or "no reason given"
                       for op in advice.float_ops)
     why = "; ".join(f"{count}× {reason}" for reason, count in reasons.most_common())
     table.rows.append((subject.name, model.maker,
