@@ -354,11 +354,12 @@ def requantize(table: Table, subject: Subject, model: Imported, reference: np.nd
         return
     seconds = time.perf_counter() - start
     stripped = strip_qdq(onnx.load(str(model.path)))
-    before = score_cells(fidelity(subject, reference, model.path))
-    after = score_cells(fidelity(subject, reference, path))
-    table.rows.append((subject.name, model.maker,
+    table.rows.append((subject.name, model.maker, "as imported", "-",
+                       *score_cells(fidelity(subject, reference, model.path)),
+                       kernels(model.path), "-", "-"))
+    table.rows.append((subject.name, model.maker, "--requantize",
                        f"{stripped.pairs} pairs, {len(stripped.relus)} Relus restored",
-                       before[0], after[0], before[1], after[1], kernels(path),
+                       *score_cells(fidelity(subject, reference, path)), kernels(path),
                        "passed" if result.passed else "FAILED", seconds_text(seconds)))
 
 
@@ -369,8 +370,8 @@ def lowbit_reference(table: Table, subject: Subject, reference: np.ndarray, out:
     lowbit.deploy(subject.f32, output=path, calibration_table=subject.table, speed="off")
     seconds = time.perf_counter() - start
     scores = score_cells(fidelity(subject, reference, path))
-    table.rows.append((subject.name, LOWBIT, "- (from F32)", "-", scores[0], "-", scores[1],
-                       kernels(path), "-", seconds_text(seconds)))
+    table.rows.append((subject.name, LOWBIT, "deploy", "-", *scores, kernels(path), "-",
+                       seconds_text(seconds)))
 
 
 LOWBIT = "lowbit from F32"
@@ -382,7 +383,7 @@ def tables(args: argparse.Namespace) -> dict[str, Table]:
             "the 7 photos); LeNet: 200 DEV digits calibrate, 500 REPORT digits score (CI "
             "over digits)")
     return {
-        "kept": Table(f"### deploy, scales kept — {data}", (
+        "kept": Table(f"### deploy, scales kept\n\n{data}", (
             "model", "made by", "deploy", "quantize s", "initializers changed",
             "validation cosine",
             "agree with F32 % [95 % CI]", "int kernels", "deploy s"), []),
@@ -393,8 +394,8 @@ def tables(args: argparse.Namespace) -> dict[str, Table]:
             "model", "made by", "int kernels", "float kernels: why (count)", "s"), []),
         "requantize": Table("### deploy --requantize: lowbit's rules, table of the F32 model "
                             "on the same DEV data", (
-            "model", "made by", "Q/DQ stripped", "agree before %", "agree after % [95 % CI]",
-            "cosine before", "cosine after", "int kernels", "validation", "s"), []),
+            "model", "made by", "lowbit step", "Q/DQ stripped", "agree with F32 % [95 % CI]",
+            "output cosine", "int kernels", "validation", "s"), []),
     }
 
 
