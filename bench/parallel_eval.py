@@ -11,7 +11,7 @@ The images are PNG crops of the REPORT photos (bench/splits.py), one folder per 
 (the labels: the folder), written once into a temporary folder at ``size`` x ``size``;
 the model is MobileNetV2 (bench/models.py, random weights) with its input at that size.
 Peak RSS is sampled (psutil, every 0.2 s) for this process and each process below it:
-pool workers and Ray's task workers count as workers, Ray's other processes apart.
+pool workers and Ray's task workers count as workers, the other processes apart.
 """
 
 from __future__ import annotations
@@ -264,7 +264,9 @@ def eval_lines(rows: dict[str, EvalRow], metrics: dict[str, float], c: Constants
              "interleaved run(s); every run's metrics were equal "
              f"(top1 {metrics.get('top1', math.nan):.2f} %). Peak RSS sampled every 0.2 s: "
              "this process; the largest worker process (pool workers, Ray's task workers); "
-             "the other processes below it together (Ray's raylet, GCS, ...; multiprocessing's resource tracker). This process's RSS includes what the calibration and ranking parts before left in it."), "",
+             "the other processes below it together (Ray's raylet, GCS, ...; "
+             "multiprocessing's resource tracker). This process's RSS includes what the "
+             "calibration and ranking parts before left in it."), "",
              ("| configuration | median s | images/s | speed vs 1 process | peak RSS this "
               "process MiB | peak RSS per worker MiB | other processes MiB |"),
              "|---|---|---|---|---|---|---|"]

@@ -11,9 +11,9 @@ worker), a local pool of spawned processes (``workers`` N), and Ray (``cluster``
 "local" starts one here, "ray" joins the one RAY_ADDRESS names; the ``ray`` extra).
 The model and the data set go to the workers by reference (a shared blob, a path),
 never as pickled samples; a worker returns a small partial state whose ``merge`` is
-exact. Built on this: calibration (lowbit.calibration.sharded). Evaluation metrics
-(running sums) and the qtable sensitivity (independent candidate runs) fit the same
-shape and do not use it yet.
+exact. Built on this: calibration (lowbit.calibration.sharded), the qtable sensitivity
+ranking (lowbit.quantize.mixed.sharded), evaluation (lowbit.analysis.eval_shards: metrics
+as running sums) and layer compare (lowbit.analysis.compare_shards).
 """
 
 from lowbit.parallel.executors import (
