@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lowbit.analysis.eval_shards import merge_sums, score_shard
 from lowbit.calibration import CalibrationSettings
 from lowbit.calibration.collect import finish_table
 from lowbit.calibration.sharded import calibration_job, merge_states
@@ -23,6 +24,7 @@ from lowbit.parallel import Parallelism, split_samples
 from lowbit.parallel.ray_executor import RayExecutor, check_answers, cluster_address
 from tests.parallel.shard_models import SAMPLES, DyingJob, conv_model, die_once, samples
 from tests.parallel.test_sharded_calibration import assert_same_table, single_process
+from tests.parallel.test_sharded_eval import eval_job, oracle, write_files
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,23 @@ def test_a_killed_ray_worker_has_its_task_run_again(ray_cluster: Any, tmp_path: 
                               split_samples(SAMPLES, 3), label="calibrating", progress=False)
     assert marker.exists()
     assert_same_table(finish_table(merge_states(states)), single_process(data, "percentile"))
+
+
+def test_evaluation_shards_on_ray_merge_to_the_metrics_of_one_process(
+        ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lowbit eval's running sums as Ray tasks on the two nodes: the one-process metrics."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)
+    files = write_files(tmp_path)
+    want, agreement = oracle(files, images=False)
+    job = eval_job(files, images=False)
+    with RayExecutor.start("ray", workers=2, threads=1) as executor:
+        sums = merge_sums(executor.run(score_shard, job, split_samples(SAMPLES, 3),
+                                       label="evaluating", progress=False))
+    for index in range(2):
+        assert sums.models[index].samples == SAMPLES
+        for name, value in want[index].items():
+            assert sums.metrics(index, job.wanted)[name] == pytest.approx(value, rel=1e-9)
+    assert sums.agreement_percent() == pytest.approx(agreement)
 
 
 def test_cluster_ray_needs_ray_address(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,9 +70,12 @@ def _image_model(noise: np.ndarray | None) -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_files(tmp_path_factory.mktemp("eval"))
+
+
+def write_files(folder: Path) -> dict[str, Path]:
     """A classifier and a shifted copy on 21 labelled samples; an identity and a noisy
     image model on 21 images."""
-    folder = tmp_path_factory.mktemp("eval")
     rng = np.random.default_rng(7)
     paths = {name: folder / f"{name}.onnx" for name in ("clf", "vs", "id", "noisy")}
     onnx.save(conv_model(), paths["clf"])
@@ -92,7 +95,7 @@ def _run(model: Path, data: Path) -> np.ndarray:
     return ort.InferenceSession(str(model)).run(None, feeds)[0]  # type: ignore[no-any-return]
 
 
-def _oracle(files: dict[str, Path], *, images: bool) -> tuple[list[dict[str, float]],
+def oracle(files: dict[str, Path], *, images: bool) -> tuple[list[dict[str, float]],
                                                               float | None]:
     """Each model's metrics and the agreement, from whole arrays in one process."""
     if images:
@@ -108,7 +111,9 @@ def _oracle(files: dict[str, Path], *, images: bool) -> tuple[list[dict[str, flo
         top1_agreement(outs[0], outs[1])
 
 
-def _job(files: dict[str, Path], *, images: bool) -> EvalJob:
+def eval_job(files: dict[str, Path], *, images: bool) -> EvalJob:
+    """The two models of ``files`` as one job: the noisy image model against the identity
+    (psnr, ssim, cos), or the classifier against its shifted copy (top-k, cos, psnr)."""
     if images:
         models = (Scored(str(files["noisy"]), "out"), Scored(str(files["id"]), "out"))
         return EvalJob(new_key(), DatasetRef(str(files["images"])), SAMPLES, models, IMAGES,
@@ -142,8 +147,8 @@ def _assert_close(got: dict[str, float], want: dict[str, float]) -> None:
 @pytest.mark.parametrize("split", SPLITS)
 def test_merged_shards_equal_one_process(files: dict[str, Path], split: str,
                                          images: bool) -> None:
-    want, agreement = _oracle(files, images=images)
-    job = _job(files, images=images)
+    want, agreement = oracle(files, images=images)
+    job = eval_job(files, images=images)
     sums = _sharded(job, SPLITS[split])
     for index in range(2):
         _assert_close(sums.metrics(index, job.wanted), want[index])
@@ -157,8 +162,8 @@ def test_merged_shards_equal_one_process(files: dict[str, Path], split: str,
         assert agreement is not None and 0 < agreement < 100
 
 
-def test_evaluate_in_one_process_equals_the_oracle(files: dict[str, Path]) -> None:
-    want, agreement = _oracle(files, images=False)
+def test_evaluate_in_one_process_equals_theoracle(files: dict[str, Path]) -> None:
+    want, agreement = oracle(files, images=False)
     report = evaluate(files["clf"], files["data"], metrics=CLASSIFY.names, vs=files["vs"])
     _assert_close(report.results[0].metrics, want[0])
     assert report.agreement == pytest.approx(agreement)
@@ -171,7 +176,7 @@ def test_a_label_error_names_the_sample_and_the_shard(files: dict[str, Path],
     labels[17] = 12
     bad = tmp_path / "labels.npy"
     np.save(bad, labels)
-    job = replace(_job(files, images=False), labels=str(bad))
+    job = replace(eval_job(files, images=False), labels=str(bad))
     with pytest.raises(DatasetError, match=r"label 12 of sample 17 is outside the model's 10 "
                        r"classes.*shard 2 \(samples 14\.\.20\)"):
         _sharded(job, SPLITS["3 shards"])
