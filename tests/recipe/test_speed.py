@@ -196,3 +196,25 @@ def test_the_guard_shows_its_timings_on_a_terminal_and_in_the_log(
     lines = [r.getMessage() for r in caplog.records if r.name == "lowbit.recipe.steps.speed"]
     assert lines[0] == "speed: all-INT8 0.60x at batch 1, 2.00x at batch 8"
     assert any(line.startswith("speed: 2 island(s) float: 1.05x") for line in lines), lines
+
+
+def test_a_count_that_passes_once_by_chance_is_timed_again(
+        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One float island measures 1.05x once (the float model had a slow window), then
+    0.8x: the guard times a passing count again, keeps the lower ratio and goes on to
+    two float islands, which pass both times."""
+    calls: dict[int, int] = {}
+
+    def fake(self: Any, model: onnx.ModelProto) -> speed.Speed:
+        floats = sum(not _reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
+        calls[floats] = calls.get(floats, 0) + 1
+        ratio = {0: 0.6, 1: 1.05 if calls[floats] == 1 else 0.8}.get(floats, 1.1)
+        return speed.Speed({1: ratio})
+
+    monkeypatch.setattr(speed._Timer, "speed", fake)
+    monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           output=flow / "again.onnx", speed="guard")
+    note = next(n for n in result.notes if n.startswith("speed:"))
+    assert "2 of 4 INT8 islands" in note and "1.10x at batch 1" in note, note
+    assert calls[1] == 2 and calls[2] == 2  # each passing count timed twice

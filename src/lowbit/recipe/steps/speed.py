@@ -12,7 +12,9 @@ shape the calibration table says it was calibrated on), the fastest of repeated 
 and at batch 8 where the batch dimension is free and a run is quick. Islands (lowbit.quantize.int8.islands)
 are dropped worst first, and the count is found by galloping then bisecting, so a
 model with 50 islands costs about a dozen timings (lowbit.recipe.steps.keep_float
-rebuilds each candidate).
+rebuilds each candidate). A model that passes (all-INT8 at float's speed, or a count
+of float islands) is timed a second time and keeps the lower ratio: on a busy machine one
+window can make the float model look slow.
 When no count reaches the float model's speed, every op stays float (the same speed
 and exact) and the note says plainly that INT8 gives no gain on this CPU. Ops an earlier
 step kept float (the --target search) stay float in every candidate. A progress bar on a terminal counts
@@ -80,6 +82,8 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
     first = timer.speed(state.built.model)
     log.info("speed: all-INT8 %s", first.text())
     if first.worst >= SLOWER:
+        first = _confirmed(timer, state.built.model, first)
+    if first.worst >= SLOWER:
         return state.noted(f"speed: INT8 runs {first.text()} F32 here (measured, ONNX "
                            "Runtime on this CPU)")
     quantized = [d.name for d in state.built.quantized]
@@ -95,7 +99,21 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
             log.info("speed: %d island(s) float: %s", count, tried[count][0].text())
         return tried[count][0]
 
-    count = _fewest(len(ranked), lambda k: speed_with(k).worst >= 1.0)
+    confirmed: set[int] = set()
+
+    def fast_enough(count: int) -> bool:
+        """At float's speed in two timings: on a busy machine one window can make the
+        float model look slow (P-Net measured a 3-of-5-INT8 model at 1.81x once, 0.69x
+        in the benchmark), so a count that passes is timed again and keeps the lower."""
+        if speed_with(count).worst < 1.0:
+            return False
+        if count not in confirmed:
+            confirmed.add(count)
+            speed, built = tried[count]
+            tried[count] = (_confirmed(timer, built.model, speed), built)
+        return tried[count][0].worst >= 1.0
+
+    count = _fewest(len(ranked), fast_enough)
     if count is None:  # no INT8 configuration is as fast as float: keep it all float
         count = len(ranked)
     speed, built = tried[count]
@@ -116,6 +134,14 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
             f"{speed.text()} F32"
     return replace(state, built=built, float_for_speed=not built.quantized).noted(
         f"speed: all-INT8 ran {first.text()} F32 here (measured); {verdict}")
+
+
+def _confirmed(timer: _Timer, model: onnx.ModelProto, speed: Speed) -> Speed:
+    """``speed`` and a second timing of ``model``, batch by batch the lower of the two."""
+    again = timer.speed(model)
+    log.info("speed: timed again: %s", again.text())
+    return Speed({batch: min(ratio, again.ratios.get(batch, ratio))
+                  for batch, ratio in speed.ratios.items()})
 
 
 def _fewest(count: int, fast_enough: Callable[[int], bool]) -> int | None:
