@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(reference.npz, test.npz; keys 'tensor:sample')")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_memory_budget_option(p)
-    add_parallel_options(p)
+    add_parallel_options(p, same="the same up to float rounding")
     add_json_option(p)
 
     def run(args: argparse.Namespace) -> int:

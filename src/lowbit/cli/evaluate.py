@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-name", help="which model output to score (default: the first)")
     p.add_argument("--threads", type=int, help="engine threads")
     add_memory_budget_option(p)
-    add_parallel_options(p)
+    add_parallel_options(p, same="the same up to float rounding")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
     add_image_options(p)
     add_json_option(p)
