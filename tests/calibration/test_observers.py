@@ -13,6 +13,7 @@ from lowbit.calibration.observers import (
     MinMaxObserver,
     MSEObserver,
     PercentileObserver,
+    _bin_index,
     kl_threshold,
     make_observer,
     mse_threshold,
@@ -276,3 +277,20 @@ def test_auto_is_never_worse_than_minmax_by_the_expected_error() -> None:
         levels = 255 if values.min() >= 0 else 128
         assert quantization_error(hist, width, levels, auto.result().threshold) <= \
             quantization_error(hist, width, levels, minmax.result().threshold) * 1.001
+
+
+@pytest.mark.parametrize("top_exponent", [-140, -20, 0, 7, 60, 127])
+def test_float32_binning_puts_every_value_where_float64_does(top_exponent: int) -> None:
+    """With a power-of-two bin count the scale is a power of two, exact in float32: the
+    faster binning agrees with float64's value for value, from subnormal to huge ranges
+    (a bin count that is not a power of two takes the float64 path)."""
+    top = 2.0 ** top_exponent
+    rng = np.random.default_rng(top_exponent + 200)
+    magnitude = (np.abs(rng.standard_normal(50_000)) * top / 8).astype(np.float32)
+    magnitude = np.minimum(magnitude, np.nextafter(np.float32(top), np.float32(0)))
+    magnitude[:5] = [0.0, np.float32(top) / 2, np.nextafter(np.float32(top), np.float32(0)),
+                     np.float32(top) / 4096, 1e-45]
+    for nbins in (4096, 2000):
+        exact = np.minimum((magnitude.astype(np.float64) * (nbins / top)).astype(np.intp),
+                           nbins - 1)
+        np.testing.assert_array_equal(_bin_index(magnitude, nbins, top), exact)

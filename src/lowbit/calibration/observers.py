@@ -16,8 +16,9 @@ are merged. The occupied range [0, max|x|] always covers at least half of the
 internal bins, i.e. at least ``bins`` bins of resolution. Threshold searches run
 over the occupied bins only.
 
-Exact merging. Values are binned in float64 (a float32 value times 2·bins / R, a
-power-of-two multiple of an integer below 2¹⁷, is exact there), so binning at R and
+Exact merging. Values are binned exactly (a float32 value times 2·bins / R, a
+power-of-two multiple of an integer below 2¹⁷, is exact in float64, and in float32 too
+where the bin count is a power of two, as by default), so binning at R and
 then merging pairs equals binning at 2R; counts are whole numbers (a subsample's
 weight is its integer stride), so their sums are exact in any order. The final R
 is the smallest power of two above the max |x| of all the data, whatever came
@@ -255,10 +256,11 @@ class HistogramObserver(Observer):
             values = values[::stride]
             weight *= stride
         self.zeros += (values.size - np.count_nonzero(values)) * weight
+        magnitude = np.abs(values)
         if max_abs > self.top:
             self.top, self.at_top = max_abs, 0.0
         if max_abs == self.top:
-            self.at_top += np.count_nonzero(np.abs(values) == max_abs) * weight
+            self.at_top += np.count_nonzero(magnitude == max_abs) * weight
         if max_abs == 0.0:
             self.hist[0] += values.size * weight
             return
@@ -267,11 +269,7 @@ class HistogramObserver(Observer):
         elif max_abs >= self.range:
             self._grow(grid_range(max_abs))
         nbins = self.hist.size
-        # float64: |x| (24-bit mantissa) times nbins/R (an integer over a power of two) is
-        # exact, so the bin of a value at R and at 2R agree (see the module doc).
-        index = (np.abs(values).astype(np.float64) * (nbins / self.range)).astype(np.intp)
-        np.minimum(index, nbins - 1, out=index)
-        counts = np.bincount(index, minlength=nbins)
+        counts = np.bincount(_bin_index(magnitude, nbins, self.range), minlength=nbins)
         if weight == 1:
             self.hist += counts
         else:
@@ -388,6 +386,25 @@ class AutoObserver(HistogramObserver):
 AUTO_PERCENTILES = (99.9, 99.99, 99.999)
 
 
+def _bin_index(magnitude: np.ndarray, nbins: int, top: float) -> np.ndarray:
+    """The bin of each |x| (below ``top``, a power of two) among ``nbins`` over [0, top].
+
+    |x| (24-bit mantissa) times nbins/top (an integer over a power of two) is exact in
+    float64, so the bin of a value at R and at 2R agree (see the module doc). With the
+    default power-of-two bin counts the factor is a power of two, and the product is exact
+    in float32 too (the values' dtype: half the memory traffic) while the factor is a
+    normal float32 (products below nbins cannot overflow; one that underflows is below 1
+    and in bin 0 either way)."""
+    factor = nbins / top
+    if magnitude.dtype == np.float32 and nbins & (nbins - 1) == 0 \
+            and 2.0 ** -126 <= factor <= 2.0 ** 127:
+        index = (magnitude * np.float32(factor)).astype(np.intp)
+    else:
+        index = (magnitude.astype(np.float64) * factor).astype(np.intp)
+    np.minimum(index, nbins - 1, out=index)
+    return index
+
+
 def grid_range(max_abs: float) -> float:
     """The histogram range R for a largest |x|: the smallest power of two above it."""
     _, exponent = math.frexp(max_abs)  # max_abs = m · 2**exponent, 0.5 <= m < 1
@@ -493,13 +510,15 @@ def kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
     candidates = candidates[int(np.argmax(kept >= 1.0 - KL_MAX_CLIPPED)):]
     # start of bucket b for candidate i: ceil(b * i / levels); the last "start" is i itself.
     starts = -(-(candidates[:, None] * np.arange(levels + 1)[None, :]) // levels)  # (C, L+1)
-    lo, hi = starts[:, :-1], starts[:, 1:]
-    clipped = mass[hi] - mass[lo]  # S_b
+    last = starts[:, -2]  # the last bucket's start
+    # Each prefix sum is gathered once at every start; a bucket's sum is the difference
+    # of its two ends (the gathers are most of the search's time).
+    clipped = np.diff(mass[starts], axis=1)  # S_b
     p_mass = clipped.copy()  # P_b: the last bucket also holds the tail
-    p_mass[:, -1] = total - mass[lo[:, -1]]
+    p_mass[:, -1] = total - mass[last]
     tail = total - mass[candidates - 1]  # P's last bin: sum(hist[i-1:])
-    p_nonzero = (nonzero[hi] - nonzero[lo]).astype(np.float64)  # N_b
-    p_nonzero[:, -1] = nonzero[candidates - 1] - nonzero[lo[:, -1]] + (tail > 0)
+    p_nonzero = np.diff(nonzero[starts], axis=1).astype(np.float64)  # N_b
+    p_nonzero[:, -1] = nonzero[candidates - 1] - nonzero[last] + (tail > 0)
     p_term = entropy_sum[candidates - 1] + _xlogx(tail)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_q = np.log(clipped / p_nonzero)  # -inf where S_b = 0 < P_b
