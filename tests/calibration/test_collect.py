@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +296,22 @@ def test_tensors_whose_range_follows_from_another_are_not_observed() -> None:
     assert "conv" not in lean.ranges and "relu" in lean.ranges
     for name in lean.ranges:
         assert lean.ranges[name] == full.ranges[name]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_threshold_search_shows_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the samples' bar a histogram method searches every tensor's thresholds (seconds
+    on a transformer): a bar of its own counts the tensors, none for minmax or without
+    progress."""
+    samples = _samples(4)
+    for method, progress, shown in (("auto", True, True), ("minmax", True, False),
+                                    ("kl", False, False)):
+        screen = _Terminal()
+        monkeypatch.setattr(sys, "stderr", screen)
+        collect_ranges(_model("N"), samples, CalibrationSettings(method), progress=progress)
+        assert ("choosing thresholds" in screen.getvalue()) == shown, (method, progress)
+        assert ("calibrating" in screen.getvalue()) == progress

@@ -11,6 +11,7 @@ from lowbit import arguments
 from lowbit.api.common import image_options_for, load_float_model
 from lowbit.api.plausibility import input_warnings
 from lowbit.calibration.collect import collect_ranges, find_activation_tensors
+from lowbit.calibration.float_outputs import FloatOutputs
 from lowbit.calibration.observers import CalibrationSettings
 from lowbit.calibration.sharded import collect_ranges_sharded
 from lowbit.calibration.table import CalibrationTable, write_table
@@ -89,12 +90,16 @@ def calibrate(
     del source  # the canonical copy is the one used from here on
     samples = open_dataset(dataset, input_specs(canonical), image_options=image_options)
     count = len(samples) if num is None else min(num, len(samples))
+    checking = method == "auto" and check_samples > 0
+    # The check's float outputs, fetched by the calibration runs (a quarter of the budget)
+    kept = FloatOutputs.for_model(canonical, min(check_samples, count), budget.bytes // 4) \
+        if checking else None
     with open_executor(parallel, threads=threads, samples=count) as executor:
         if isinstance(executor, InlineExecutor):  # as before: no copy of the model
             table = collect_ranges(canonical, samples, settings, num_samples=num,
                                    progress=progress, threads=threads,
                                    input_means=input_means, channel_ranges=channel_ranges,
-                                   memory_budget=budget)
+                                   memory_budget=budget, float_outputs=kept)
         else:
             table = collect_ranges_sharded(
                 canonical, DatasetRef(str(dataset), image_options=image_options), settings,
@@ -104,10 +109,11 @@ def calibrate(
                                   preprocessed_by_lowbit=isinstance(samples,
                                                                     ImageFolderDataset)):
         log.warning(warning)
-    if method == "auto" and check_samples:
+    if checking:
         feeds = SampleWindow(samples, min(check_samples, table.num_samples))
         check = check_auto_table(canonical, feeds, table, threads=threads, progress=progress,
-                                 memory_budget=budget)
+                                 memory_budget=budget,
+                                 float_outputs=kept.samples if kept is not None else None)
         if check is not None:
             table = with_alpha(table, check.alpha)
             table.notes.append(check.summary())

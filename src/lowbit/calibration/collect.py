@@ -31,7 +31,9 @@ states are merged (:meth:`CalibrationState.merge`): min/max merge exactly, the h
 observers merge exactly (lowbit.calibration.observers), and the values a histogram
 method sees are chosen per sample (every stride-th value of each sample's tensor, the
 stride an integer that is also the values' weight), whatever batch the sample ran in.
-Only the input means are float sums, equal to rounding.
+Only the input means are float sums, equal to rounding. The model's own outputs can be
+fetched on the first samples as well (lowbit.calibration.float_outputs), for auto's output
+check to score against without running the float model again.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,13 +51,19 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.calibration.channel_ranges import ChannelExtremes, linear_inputs
 from lowbit.calibration.derived import derived_ranges
+from lowbit.calibration.float_outputs import FloatOutputs
 from lowbit.calibration.input_means import (
     MeanInputOp,
     mean_input_ops,
     means_from_tap_sums,
     tap_sum_probe,
 )
-from lowbit.calibration.observers import CalibrationSettings, Observer, make_observer
+from lowbit.calibration.observers import (
+    CalibrationSettings,
+    Observer,
+    TensorRange,
+    make_observer,
+)
 from lowbit.calibration.table import CalibrationTable
 from lowbit.errors import DatasetError, ModelError, UsageError
 from lowbit.graph import infer_shapes_light, onnx_opset, schedule_probes, weightless
@@ -100,6 +108,7 @@ def collect_ranges(
     skip_derived: bool = True,
     input_means: bool = False,
     channel_ranges: bool = False,
+    float_outputs: FloatOutputs | None = None,
 ) -> CalibrationTable:
     """Stream samples through the model and return the calibration table of its activations.
 
@@ -107,6 +116,8 @@ def collect_ranges(
     (lowbit.calibration.input_means), from which deploy corrects biases without data;
     with ``channel_ranges`` the per-channel min/max of every MatMul/Gemm input
     (lowbit.calibration.channel_ranges), from which deploy smooths without data.
+    ``float_outputs`` keeps the model's outputs on the first samples as the runs fetch
+    them (lowbit.calibration.float_outputs: auto's output check scores against them).
     Runs batch up to ``max_batch`` samples, as many as ``memory_budget`` (default:
     :meth:`MemoryBudget.default`) allows at the data's shape (lowbit.runtime.memory)."""
     run = CalibrationRun(model, settings, threads=threads, max_batch=max_batch,
@@ -114,8 +125,9 @@ def collect_ranges(
                          input_means=input_means, channel_ranges=channel_ranges)
     stream = samples if num_samples is None else itertools.islice(samples, num_samples)
     with progress_bar("calibrating", progress, _total(samples, num_samples)) as advance:
-        state = run.observe(stream, source=getattr(samples, "source", None), advance=advance)
-    return finish_table(state)
+        state = run.observe(stream, source=getattr(samples, "source", None), advance=advance,
+                            float_outputs=float_outputs)
+    return finish_table(state, progress=progress)
 
 
 @dataclass
@@ -180,11 +192,15 @@ class CalibrationState:
         return self
 
 
-def finish_table(state: CalibrationState) -> CalibrationTable:
-    """The calibration table of everything ``state`` saw."""
+def finish_table(state: CalibrationState, *, progress: bool = False) -> CalibrationTable:
+    """The calibration table of everything ``state`` saw. Choosing a histogram method's
+    thresholds searches each tensor's histogram (seconds on a transformer's hundreds of
+    tensors), so it has its own bar."""
     if state.count == 0:
         raise DatasetError("data set has no samples")
-    table = _table(state.observers, state.skipped, state.settings, state.count)
+    with progress_bar("choosing thresholds", progress and state.settings.method != "minmax",
+                      len(state.observers)) as advance:
+        table = _table(state.observers, state.skipped, state.settings, state.count, advance)
     table.input_means = state.means.result(state.count)
     table.channel_ranges = state.extremes.result()
     return table
@@ -229,13 +245,19 @@ class CalibrationRun:
                                 self.extremes.fresh())
 
     def observe(self, samples: Iterable[Sample], *, source: object = None,
-                first_index: int = 0, advance: Callable[[int], None] | None = None
-                ) -> CalibrationState:
-        """A new state of ``samples`` (numbered from ``first_index`` in errors)."""
+                first_index: int = 0, advance: Callable[[int], None] | None = None,
+                float_outputs: FloatOutputs | None = None) -> CalibrationState:
+        """A new state of ``samples`` (numbered from ``first_index`` in errors); the
+        model's outputs are fetched too while ``float_outputs`` wants them."""
         state = self.new_state()
         observers, extremes = state.observers, state.extremes
         for group in _groups(_checked(samples, self.specs, source, first_index), self.sizes):
-            for feeds, values, rows in self.runner.run(group):
+            kept = float_outputs if float_outputs is not None and float_outputs.wanted \
+                else None
+            extra = kept.names if kept is not None else []
+            for feeds, values, rows in self.runner.run(group, extra):
+                if kept is not None:  # the model's outputs follow the summaries
+                    kept.add(values[len(self.fetch):], rows)
                 for name in self.tensors.inputs:
                     value = feeds[name]
                     if rows > 1:  # per sample, as a run of one sample would see it
@@ -243,7 +265,7 @@ class CalibrationRun:
                             observers[name].update(value[row:row + 1])
                     else:
                         observers[name].update(value)
-                fetched = dict(zip(self.fetch, values, strict=True))
+                fetched = dict(zip(self.fetch, values[:len(self.fetch)], strict=True))
                 self.means.add(state.means, fetched)
                 extremes.add(feeds, fetched)
                 for name, summary in self.summaries.items():
@@ -548,24 +570,26 @@ class _BatchRunner:
         self.names = [s.name for s in specs]
         self.batching = batching
 
-    def run(self, group: list[dict[str, np.ndarray]]
+    def run(self, group: list[dict[str, np.ndarray]], extra: Sequence[str] = ()
             ) -> Iterator[tuple[Mapping[str, np.ndarray], list[np.ndarray], int]]:
         """Yield (feeds, fetched values, samples in the run) per run: one per batch or per
-        sample."""
+        sample; the values of ``extra`` outputs follow the summaries'."""
         if self.batching and len(group) > 1:
             feeds = {n: np.concatenate([g[n] for g in group], axis=0) for n in self.names}
             try:
-                yield feeds, self._run_one(feeds, len(group)), len(group)
+                yield feeds, self._run_one(feeds, len(group), extra), len(group)
                 return
             except ModelError as err:
                 log.warning("the model does not run on a batch of %d samples (%s); "
                             "calibrating one sample per run", len(group), err)
                 self.batching = False
         for feeds in group:
-            yield feeds, self._run_one(feeds, 1), 1
+            yield feeds, self._run_one(feeds, 1, extra), 1
 
-    def _run_one(self, feeds: Mapping[str, np.ndarray], rows: int) -> list[np.ndarray]:
-        if not self.fetch:
+    def _run_one(self, feeds: Mapping[str, np.ndarray], rows: int, extra: Sequence[str] = ()
+                 ) -> list[np.ndarray]:
+        fetch = [*self.fetch, *extra]
+        if not fetch:
             return []
         run_feeds = dict(feeds)
         if self.rows_input:
@@ -573,10 +597,9 @@ class _BatchRunner:
         try:
             if self.measure_next:
                 self.measure_next = False
-                values, self.growth = rss_growth(lambda: self.session.run(self.fetch,
-                                                                          run_feeds))
+                values, self.growth = rss_growth(lambda: self.session.run(fetch, run_feeds))
                 return list(values)
-            return list(self.session.run(self.fetch, run_feeds))
+            return list(self.session.run(fetch, run_feeds))
         except Exception as err:  # ORT raises several unrelated exception types
             text = str(err).strip()
             first = text.splitlines()[0] if text else repr(err)
@@ -584,18 +607,17 @@ class _BatchRunner:
 
 
 def _table(observers: Mapping[str, Observer], skipped: Mapping[str, str],
-           settings: CalibrationSettings, count: int) -> CalibrationTable:
+           settings: CalibrationSettings, count: int, advance: Callable[[int], None]
+           ) -> CalibrationTable:
     ranges = {}
     left_out = dict(skipped)
     for name, observer in observers.items():
-        if observer.count == 0:
-            left_out[name] = "tensor was empty in every sample"
-            continue
-        rng = observer.result()
-        if not all(math.isfinite(v) for v in (rng.threshold, rng.min, rng.max)):
-            left_out[name] = f"range not finite (min={rng.min:.6g}, max={rng.max:.6g})"
-            continue
-        ranges[name] = rng
+        found = _range_of(observer)
+        if isinstance(found, TensorRange):
+            ranges[name] = found
+        else:
+            left_out[name] = found
+        advance(1)
     return CalibrationTable(
         ranges=ranges,
         method=settings.method,
@@ -604,6 +626,16 @@ def _table(observers: Mapping[str, Observer], skipped: Mapping[str, str],
         percentile=settings.percentile if settings.method == "percentile" else None,
         skipped=left_out,
     )
+
+
+def _range_of(observer: Observer) -> TensorRange | str:
+    """The observer's range, or why the tensor is left out of the table."""
+    if observer.count == 0:
+        return "tensor was empty in every sample"
+    rng = observer.result()
+    if not all(math.isfinite(v) for v in (rng.threshold, rng.min, rng.max)):
+        return f"range not finite (min={rng.min:.6g}, max={rng.max:.6g})"
+    return rng
 
 
 def _total(samples: Iterable[Sample], num_samples: int | None) -> int | None:

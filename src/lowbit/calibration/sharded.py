@@ -101,4 +101,4 @@ def collect_ranges_sharded(model: onnx.ModelProto, dataset: DatasetRef,
                           input_means=input_means, channel_ranges=channel_ranges)
     parts = shards if shards is not None else split_samples(count, executor.parts)
     states = executor.run(observe_shard, job, parts, label="calibrating", progress=progress)
-    return finish_table(merge_states(states))
+    return finish_table(merge_states(states), progress=progress)

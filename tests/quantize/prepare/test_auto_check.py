@@ -13,12 +13,14 @@ import pytest
 
 import lowbit
 from lowbit.calibration.collect import collect_ranges
+from lowbit.calibration.float_outputs import FloatOutputs
 from lowbit.calibration.observers import CalibrationSettings, TensorRange
 from lowbit.calibration.table import read_table
 from lowbit.errors import UsageError
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.settings import QuantizeSettings
+from lowbit.quantize.prepare import auto_check
 from lowbit.quantize.prepare.auto_check import (
     ALPHAS,
     FINALISTS,
@@ -218,3 +220,65 @@ def test_the_check_reads_its_samples_again_when_they_do_not_fit(resnet) -> None:
     assert kept is not None and tiny is not None
     assert tiny.sqnr == pytest.approx(kept.sqnr, abs=1e-9) and tiny.alpha == kept.alpha
     assert len(passes) > 2  # the first sample, the reference pass, then one per blend
+
+
+def test_the_check_scores_against_the_outputs_calibration_kept(
+        resnet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The float outputs kept by the calibration runs stand for the check's own float pass:
+    the same choice and scores, one session fewer (the float model's)."""
+    model, samples = resnet
+    kept = FloatOutputs.for_model(model, 16, 1 << 30)
+    table = collect_ranges(model, samples, CalibrationSettings("auto"), progress=False,
+                           float_outputs=kept)
+    assert kept.samples is not None
+    made: list[object] = []
+    runner = auto_check.OrtRunner
+
+    def counted(source: object, **options: object) -> object:
+        made.append(source)
+        return runner(source, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auto_check, "OrtRunner", counted)
+    own = check_auto_table(model, samples[:16], table)
+    sessions = len(made)
+    made.clear()
+    reused = check_auto_table(model, samples[:16], table, float_outputs=kept.samples)
+    assert own is not None and reused is not None
+    assert reused.alpha == own.alpha and reused.first_round.keys() == own.first_round.keys()
+    assert reused.sqnr == pytest.approx(own.sqnr, rel=1e-6)
+    assert len(made) == sessions - 1
+
+
+def test_the_bar_moves_while_the_smoothed_ends_are_built(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transformer's check first builds the smoothed α = 0 and α = 1 models (seconds each
+    on MiniLM) before any INT8 run: each counts a step, and the bar's total holds them."""
+    from contextlib import contextmanager
+
+    from tests.quantize.int8.tiny_transformer import tiny_block, token_samples
+
+    model = canonicalize(tiny_block())[0]
+    samples = token_samples(8)
+    table = collect_ranges(model, samples, CalibrationSettings(method="auto"), progress=False,
+                           channel_ranges=True)
+    done: list[int] = []
+    totals: list[int | None] = []
+    at_digest: list[int] = []
+
+    @contextmanager
+    def bar(label: str, enabled: bool, total: int | None):  # type: ignore[no-untyped-def]
+        totals.append(total)
+        yield done.append
+
+    digest = auto_check._digest
+
+    def counted(model: onnx.ModelProto | None) -> str | None:
+        at_digest.append(sum(done))
+        return digest(model)
+
+    monkeypatch.setattr(auto_check, "progress_bar", bar)
+    monkeypatch.setattr(auto_check, "_digest", counted)
+    check = check_auto_table(model, samples, table, progress=True)
+    assert check is not None and check.unsmoothed
+    assert at_digest[1] == at_digest[0] + 1  # the first smoothed build counted a step
+    assert sum(done) == totals[0]

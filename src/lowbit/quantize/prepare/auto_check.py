@@ -25,14 +25,16 @@ of a dB of each other, so the first round ranks them well enough; the second rou
 then runs three INT8 models instead of five (a check on 32 samples: 112 INT8 runs, not
 160).
 
-Cost: the float model runs once over the check samples (its outputs kept when they fit
-the memory budget, else run again per round), then per blend one quantization, one ONNX
-Runtime session and its round's runs, in batches the memory budget allows
-(lowbit.runtime.memory); a finalist's INT8 model is kept from the first round while the
-kept models fit an eighth of the budget, else quantized again. For a transformer the smoothed blends at α = 0 and 1 are built
-first: when they are the same model, smoothing derived every range the default uses and
-the blends are scored unsmoothed at once, without scoring five identical models.
-A progress bar shows the passes.
+Cost: the float outputs on the check samples are those calibration's own runs fetched
+(``float_outputs``, lowbit.calibration.float_outputs), else the float model runs once over
+the check samples (its outputs kept when they fit the memory budget, else run again per
+round); then per blend one quantization, one ONNX Runtime session and its round's runs,
+in batches the memory budget allows (lowbit.runtime.memory); a finalist's INT8 model is
+kept from the first round while the kept models fit an eighth of the budget, else
+quantized again. For a transformer the smoothed blends at α = 0 and 1 are built first:
+when they are the same model, smoothing derived every range the default uses and the
+blends are scored unsmoothed at once, without scoring five identical models. A progress
+bar counts the float samples, the INT8 runs and those two builds.
 """
 
 from __future__ import annotations
@@ -109,28 +111,31 @@ def with_alpha(table: CalibrationTable, alpha: float) -> CalibrationTable:
 def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]],
                      table: CalibrationTable, *, settings: QuantizeSettings | None = None,
                      threads: int | None = None, alphas: Sequence[float] = ALPHAS,
-                     progress: bool = False, memory_budget: MemoryBudget | None = None
+                     progress: bool = False, memory_budget: MemoryBudget | None = None,
+                     float_outputs: Sequence[Mapping[str, np.ndarray]] | None = None
                      ) -> AutoCheck | None:
     """Score each blend by the output SQNR, on ``feeds`` (batch-1 samples; read once per
     pass when they do not fit the memory budget, so a sequence or a re-iterable), of the
     INT8 model deploy would build with ``settings`` (default: deploy's defaults); None when
-    there are no samples or the outputs are not float."""
+    there are no samples or the outputs are not float. ``float_outputs``: the float
+    model's outputs on each of ``feeds`` when calibration kept them
+    (lowbit.calibration.float_outputs), else the float model runs here."""
     settings = settings or QuantizeSettings()
     budget = memory_budget or MemoryBudget.default()
+    # Deploy smooths a transformer's static INT8 from the table's channel ranges by default
+    # (and then corrects no bias from the table): so does the model scored here.
+    smoothing = settings.weight_bits == 8 and bool(table.channel_ranges) and \
+        transformer_scope(model) is not None
     total = None
-    if isinstance(feeds, Sized):
+    if isinstance(feeds, Sized):  # a step per float sample, INT8 sample run, digest build
         head = min(len(feeds), FIRST_ROUND)
         total = len(feeds) + head * len(alphas) + (len(feeds) - head) * min(
-            len(alphas), FINALISTS + 1)
+            len(alphas), FINALISTS + 1) + (2 if smoothing else 0)
     with progress_bar("auto output check", progress, total) as advance:
-        reference = _Reference(model, feeds, threads, budget, advance)
+        reference = _Reference(model, feeds, threads, budget, advance, float_outputs)
         if reference.samples == 0 or not reference.float_outputs:
             return None
         corrected = model
-        # Deploy smooths a transformer's static INT8 from the table's channel ranges by default
-        # (and then corrects no bias from the table): so does the model scored here.
-        smoothing = settings.weight_bits == 8 and bool(table.channel_ranges) and \
-            transformer_scope(model) is not None
         if table.input_means and not smoothing:
             corrected, _ = correct_biases_from_means(model, table.input_means,
                                                      table.num_samples, settings)
@@ -196,7 +201,10 @@ def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.nda
         if smoothing:
             # Built one at a time and known by their bytes' digest, so neither is held.
             first, last = min(alphas), max(alphas)
-            digests = {alpha: _digest(build(alpha, True)) for alpha in (first, last)}
+            digests = {}
+            for alpha in (first, last):  # seconds each on a transformer: counted on the bar
+                digests[alpha] = _digest(build(alpha, True))
+                advance(1)
             if first != last and None not in digests.values() and \
                     digests[first] == digests[last]:
                 unsmoothed = True  # the blend changes nothing in the smoothed default
@@ -253,20 +261,25 @@ class _Reference:
     one round (pooled SQNR, padded tokens left out)."""
 
     def __init__(self, model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]],
-                 threads: int | None, budget: MemoryBudget, advance: Callable[[int], None]
-                 ) -> None:
+                 threads: int | None, budget: MemoryBudget, advance: Callable[[int], None],
+                 kept: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
         self.feeds, self.threads, self.budget, self.advance = feeds, threads, budget, advance
-        runner = OrtRunner(model, threads=threads, memory_pattern=False)
-        self.names = runner.output_names
-        self.inputs = set(runner.input_names)
+        self.model = model
+        constant = {init.name for init in model.graph.initializer}
+        self.names = [o.name for o in model.graph.output]
+        self.inputs = {i.name for i in model.graph.input} - constant
         self.mask_input = attention_mask_input(model)  # padded positions are not scored
         first = next(iter(feeds), None)
         self.batch = 1 if first is None else choose_batch(model, self._inputs(first), budget)
         self.samples = self.rest = 0
         self.float_outputs = True
         self.cache: list[tuple[int, dict[str, np.ndarray], list[np.ndarray]]] | None = []
+        self._runner: OrtRunner | None = None
+        usable = kept is not None and isinstance(feeds, Sized) and len(kept) == len(feeds) \
+            and not self.inputs & set(self.names)
         held = 0
-        for part, run, expected in self._passes(runner):
+        passes = self._kept_passes(kept) if kept is not None and usable else self._passes()
+        for part, run, expected in passes:
             if self.samples == 0 and not all(np.asarray(v).dtype.kind == "f"
                                              for v in expected):
                 self.float_outputs = False
@@ -279,7 +292,15 @@ class _Reference:
             else:
                 self.cache = None  # too large to keep: run the float model once per round
         # The float session is kept only to run again; with the outputs kept, it goes.
-        self.runner = runner if self.cache is None else None
+        if self.cache is not None:
+            self._runner = None
+
+    @property
+    def runner(self) -> OrtRunner:
+        """The float model's session, made when first needed."""
+        if self._runner is None:
+            self._runner = OrtRunner(self.model, threads=self.threads, memory_pattern=False)
+        return self._runner
 
     def score(self, quantized: onnx.ModelProto | bytes, part: int) -> _Pooled:
         """The output energy and error of ``quantized`` against the float outputs on round
@@ -289,8 +310,7 @@ class _Reference:
             batches: Iterable[tuple[int, dict[str, np.ndarray], list[np.ndarray]]] = \
                 self.cache
         else:
-            assert self.runner is not None
-            batches = self._passes(self.runner, False, part)
+            batches = self._passes(False, part)
         signal = noise = 0.0
         for round_, run, want in batches:
             if round_ != part:
@@ -306,7 +326,7 @@ class _Reference:
             self.advance(_batch_size(run))
         return _Pooled(signal, noise)
 
-    def _passes(self, runner: OrtRunner, count: bool = True, part: int | None = None
+    def _passes(self, count: bool = True, part: int | None = None
                 ) -> Iterator[tuple[int, dict[str, np.ndarray], list[np.ndarray]]]:
         """(round, inputs, float outputs) per batch, of both rounds or of ``part``'s; a
         batch never spans the two rounds."""
@@ -320,9 +340,22 @@ class _Reference:
                     pass
                 continue
             for run in stacked_batches((self._inputs(f) for f in samples), self.batch):
-                yield index, run, list(runner.run(run).values())
+                yield index, run, list(self.runner.run(run, self.names).values())
                 if count:
                     self.advance(_batch_size(run))
+
+    def _kept_passes(self, kept: Sequence[Mapping[str, np.ndarray]]
+                     ) -> Iterator[tuple[int, dict[str, np.ndarray], list[np.ndarray]]]:
+        """As :meth:`_passes` of both rounds, the float outputs taken from ``kept`` (one per
+        feed, batch-1) and stacked as the inputs are: no float run."""
+        feeds, outputs = iter(self.feeds), iter(kept)
+        rounds = [itertools.islice(feeds, FIRST_ROUND), feeds]
+        for index, samples in enumerate(rounds):
+            joined = ({**self._inputs(f), **next(outputs)} for f in samples)
+            for run in stacked_batches(joined, self.batch):
+                yield index, {k: v for k, v in run.items() if k in self.inputs}, \
+                    [run[name] for name in self.names]
+                self.advance(_batch_size(run))
 
     def _inputs(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: v for k, v in feed.items() if k in self.inputs}
