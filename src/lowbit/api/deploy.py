@@ -42,6 +42,7 @@ from lowbit.errors import ArgumentError, LowbitError, RecipeError, UsageError
 from lowbit.io.meta import find_meta, meta_path
 from lowbit.io.model import input_specs, load_model, output_names, save_model
 from lowbit.outputs import check_distinct
+from lowbit.parallel import Parallelism
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.recipe.options import keyword_for
@@ -85,14 +86,22 @@ def plan(recipe: Recipe | None = None, **options: Any) -> Recipe:
 
 
 def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = None,
+           workers: int | None = None, cluster: str | None = None,
            **options: Any) -> DeployResult:
     """Rewrite ``model`` as the recipe says (``recipe`` and/or deploy's keywords, see
     ``plan``), write it to ``output`` with its provenance, and validate it: with the
     recipe's validation data the new model runs on its backend and each output is
     compared with the reference (or the float model's outputs); ``result.passed`` is
-    False when a tolerance fails, and the file is written either way."""
+    False when a tolerance fails, and the file is written either way.
+
+    ``workers`` / ``cluster`` collect GPTQ's statistics (W4, algorithm gptq) as shards
+    on local processes or Ray, as calibrate does (lowbit.parallel); the model is the
+    same up to float rounding of the summed statistics. They are not recipe settings
+    (the provenance does not record them) and are refused where nothing would use them."""
     model, output = arguments.path(model, "model"), arguments.path(output, "output")
+    parallel = Parallelism.checked(workers, cluster)
     chosen = plan(recipe, **arrival_options(model, recipe, options))
+    _check_parallel(parallel, chosen)
     _check_outputs(model, output, chosen)
     backend = check_backend(chosen.backend)
     backend.require()  # before anything is read or written
@@ -100,7 +109,7 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     if source.model is None:  # arrived quantized (QDQ): its scales are kept
         return deploy_quantized(model, output=output, recipe=chosen)
     canonical, _ = canonicalize(source.model, input_shapes=chosen.input_shapes)
-    state = run_steps(DeployContext.for_model(chosen, canonical))
+    state = run_steps(DeployContext.for_model(chosen, canonical, parallel))
     assert state.built is not None
     check_model(state.built.model, "the converted model")
     samples, reference = _gate_inputs(chosen, canonical)  # read before anything is written
@@ -122,6 +131,13 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
                         chosen, state.applied,
                         state.unmet or (None if state.float_for_speed
                                         else nothing_quantized(chosen.precision, built)))
+
+
+def _check_parallel(parallel: Parallelism, recipe: Recipe) -> None:
+    """Workers run GPTQ's statistics only: given for a recipe without them, refused."""
+    if parallel != Parallelism() and recipe.gptq_data is None:
+        raise ArgumentError("{workers} and {cluster} run GPTQ's statistics ({quantize} W4 "
+                            "with {algorithm} gptq); this deploy collects none")
 
 
 def _gate_inputs(recipe: Recipe, float_model: onnx.ModelProto

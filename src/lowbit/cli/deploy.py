@@ -19,6 +19,7 @@ from lowbit.cli.options import (
     add_data_option,
     add_json_option,
     add_memory_budget_option,
+    add_parallel_options,
     add_weight_range,
 )
 from lowbit.errors import RecipeError, UsageError
@@ -111,6 +112,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "tiny convs); off skips the timing")
     add_weight_range(p, _D("auto"))
     _weight_only(p)
+    add_parallel_options(p, what="samples of --algorithm gptq's statistics",
+                         same="the same up to float rounding")
     _transformer(p)
     _conv_accuracy(p)
     add_json_option(p)
@@ -247,16 +250,17 @@ def _run(args: argparse.Namespace) -> int:
         check_distinct({"--recipe": args.recipe, "--recipe-from": args.recipe_from},
                        {"-o": args.output})
         rerun = None
+        parallel = {"workers": args.workers, "cluster": args.cluster}  # not recipe settings
         if args.recipe_from:
             rerun = api.rerun(args.model, output=args.output, recipe_from=args.recipe_from,
-                              **options)
+                              **parallel, **options)
             result = rerun.result
         else:
             if args.recipe:  # the file's settings with the flags over them, checked once
                 plan = Recipe.from_options(read_recipe_document(args.recipe), **options)
-                result = api.deploy(args.model, output=args.output, recipe=plan)
+                result = api.deploy(args.model, output=args.output, recipe=plan, **parallel)
             else:
-                result = api.deploy(args.model, output=args.output, **options)
+                result = api.deploy(args.model, output=args.output, **parallel, **options)
     except RecipeError as err:
         raise err.renamed(flag_for) from None
     if args.json:

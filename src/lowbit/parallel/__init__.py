@@ -13,7 +13,8 @@ The model and the data set go to the workers by reference (a shared blob, a path
 never as pickled samples; a worker returns a small partial state whose ``merge`` is
 exact. Built on this: calibration (lowbit.calibration.sharded), the qtable sensitivity
 ranking (lowbit.quantize.mixed.sharded), evaluation (lowbit.analysis.eval_shards: metrics
-as running sums) and layer compare (lowbit.analysis.compare_shards).
+as running sums), layer compare (lowbit.analysis.compare_shards) and GPTQ's input
+statistics (lowbit.quantize.w4.hessian_shards: sums of XᵀX).
 """
 
 from lowbit.parallel.executors import (

@@ -26,6 +26,7 @@ from lowbit.data import Dataset, open_dataset
 from lowbit.data.samples import SampleWindow, first_samples
 from lowbit.errors import DatasetError
 from lowbit.io.model import input_specs
+from lowbit.parallel import Parallelism
 from lowbit.quantize.int8.params import WeightQuant
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.quantize.int8.settings import QuantizeSettings
@@ -85,19 +86,23 @@ class DeployState:
 
 @dataclass(frozen=True)
 class DeployContext:
-    """The recipe, the float model every step starts from and the table, read once."""
+    """The recipe, the float model every step starts from and the table, read once;
+    ``parallel``: where the steps that shard their data run it (GPTQ's statistics). It
+    is not part of the recipe: it changes how a model is made, not which."""
 
     recipe: Recipe
     float_model: onnx.ModelProto
     table: CalibrationTable | None
+    parallel: Parallelism = field(default_factory=Parallelism)
 
     @classmethod
-    def for_model(cls, recipe: Recipe, model: onnx.ModelProto) -> DeployContext:
+    def for_model(cls, recipe: Recipe, model: onnx.ModelProto,
+                  parallel: Parallelism | None = None) -> DeployContext:
         given = recipe.calibration_table
         table = read_table(given) if isinstance(given, Path) else given
         if table is not None:
             check_table_fits(table, model, given if isinstance(given, Path) else "(in memory)")
-        return cls(recipe, model, table)
+        return cls(recipe, model, table, parallel or Parallelism())
 
     @property
     def int8(self) -> QuantizeSettings:

@@ -20,7 +20,8 @@ size is padded inside the last block (see blockwise.py), never skipped.
 
 ``algorithm`` "rtn" rounds each weight to the nearest code; "gptq" needs calibration
 samples and compensates each row's rounding error with the rows after it (gptq.py),
-from input Hessians collected in one ORT pass (hessian.py).
+from input Hessians collected in one ORT pass (hessian.py) or, the caller's choice, as
+shards on workers merged into the same sums (hessian_shards.py).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from lowbit.quantize.w4.blockwise import (
     quantize_blocks,
 )
 from lowbit.quantize.w4.gptq import DAMP, InverseHessian, gptq_quantize, inverse_hessian
-from lowbit.quantize.w4.hessian import collect_hessians, progress_bar
+from lowbit.quantize.w4.hessian import Hessians, collect_hessians, progress_bar
 from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
@@ -187,11 +188,23 @@ def _target(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto],
     return WeightTarget(node, node.input[0], weight, bias)
 
 
+def gptq_tensors(model: onnx.ModelProto) -> tuple[str, ...]:
+    """The tensors whose Hessians GPTQ needs: the A input of every eligible MatMul/Gemm
+    (once each; MatMuls that read one tensor share its Hessian)."""
+    targets, _ = find_targets(model)
+    return tuple(dict.fromkeys(t.input for t in targets))
+
+
 def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *,
                          samples: Iterable[Mapping[str, np.ndarray]] | None = None,
+                         hessians: Hessians | None = None,
                          total_samples: int | None = None, progress: bool = True,
                          memory_budget: MemoryBudget | None = None) -> WeightOnlyResult:
-    """A copy of ``model`` with every eligible MatMul/Gemm as a 4-bit MatMulNBits node."""
+    """A copy of ``model`` with every eligible MatMul/Gemm as a 4-bit MatMulNBits node.
+
+    GPTQ reads its statistics from ``samples`` (collected here, in one pass) or takes
+    ``hessians`` collected by the caller (of ``gptq_tensors``; e.g. as shards on
+    workers, lowbit.quantize.w4.hessian_shards)."""
     targets, left = find_targets(model)
     if not targets:
         found = (f"; its {len(left)} MatMul/Gemm node(s) stay float: {left[0].reason}"
@@ -199,15 +212,19 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
         raise UnsupportedOpError(
             "W4 found no MatMul or Gemm with a constant 2-D float32 weight to "
             f"quantize{found}")
-    hessians: dict[str, np.ndarray] = {}
+    if samples is not None and hessians is not None:
+        raise UsageError("give GPTQ samples or Hessians collected from them, not both")
+    matrices: dict[str, np.ndarray] = {}
     used = 0
     if settings.algorithm == "gptq":
-        if samples is None:
+        if samples is not None:
+            hessians = collect_hessians(model, [t.input for t in targets], samples,
+                                        total=total_samples, progress=progress,
+                                        memory_budget=memory_budget)
+        if hessians is None:
             raise ArgumentError("{algorithm} gptq needs calibration samples ({calibration_data})")
-        collected = collect_hessians(model, [t.input for t in targets], samples,
-                                     total=total_samples, progress=progress,
-                                     memory_budget=memory_budget)
-        hessians, used = dict(collected.hessians), collected.samples
+        _check_hessians(hessians, targets)
+        matrices, used = dict(hessians.hessians), hessians.samples
     out = onnx.ModelProto()
     out.CopyFrom(model)
     names = FreshNames.of(out)
@@ -217,12 +234,12 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
     with progress_bar("GPTQ layers", progress and settings.algorithm == "gptq",
                       len(targets)) as advance:
         for target in targets:
-            quant = _quantize(target, settings, hessians, inverses)
+            quant = _quantize(target, settings, matrices, inverses)
             replacements[target.node.output[0]] = [_nbits_node(out, target, quant, names)]
             readers[target.input] -= 1
             if not readers[target.input]:  # its last reader: free the K×K matrices
                 inverses.pop(target.input, None)
-                hessians.pop(target.input, None)
+                matrices.pop(target.input, None)
             advance(1)
     _replace_nodes(out, replacements)
     tables = {n.input[0] for n in out.graph.node if n.op_type == "Gather" and n.input}
@@ -233,6 +250,14 @@ def quantize_weight_only(model: onnx.ModelProto, settings: WeightOnlySettings, *
         out.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     quantized = tuple(NodeDecision(t.node.name, t.node.op_type) for t in targets)
     return WeightOnlyResult(out, quantized, tuple(left), settings, used, gathers)
+
+
+def _check_hessians(hessians: Hessians, targets: list[WeightTarget]) -> None:
+    """Hessians given by the caller cover every target's input."""
+    missing = sorted({t.input for t in targets} - set(hessians.hessians))
+    if missing:
+        raise UsageError(f"GPTQ has no Hessian of '{missing[0]}' ({len(missing)} tensor(s) "
+                         "missing); collect them for gptq_tensors(model)")
 
 
 def _quantize(target: WeightTarget, settings: WeightOnlySettings,

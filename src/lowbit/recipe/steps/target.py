@@ -131,7 +131,7 @@ def _with_adaround(context: DeployContext) -> DeployState:
 
     recipe = replace(context.recipe, target=None, speed="off",
                      adaround=AdaRounding(iterations=ADAROUND_ITERATIONS))
-    sub = DeployContext(recipe, context.float_model, context.table)
+    sub = DeployContext(recipe, context.float_model, context.table, context.parallel)
     return run_steps(sub, tuple(s for s in STEPS if s.name not in ("target", "speed")))
 
 
