@@ -19,7 +19,7 @@ Importers (each on the same DEV data, in QDQ format):
   uint8 activations, MinMax calibration;
 - ``NNCF``: ``nncf.quantize`` with its defaults (``subset_size`` = all samples).
 
-Rows per imported model, each a lowbit step as a user would run it:
+One table per lowbit step, a row per imported model, each step as a user would run it:
 
 - ``deploy (kept)``: ``lowbit.deploy(model, float_model=F32, test_input=REPORT)``: the
   scales are checked and kept; the row gives how many initializers (scales, zero points,
@@ -34,8 +34,9 @@ Rows per imported model, each a lowbit step as a user would run it:
   for the rest, the reasons explain gives, each counted once with its tensor names left
   out;
 - ``deploy --requantize``: Q/DQ stripped, scales re-derived by lowbit's default recipe
-  with the calibration table lowbit made of the F32 model on the same DEV data; fidelity
-  before → after and the time deploy took.
+  with the calibration table lowbit made of the F32 model on the same DEV data; a row for
+  the model as imported and one for the requantized model (fidelity, integer kernels,
+  deploy's validation and the time it took).
 
 A step lowbit refuses (a zero, negative or non-finite scale: one ``LowbitError`` line
 naming the tensor, exit 2 at the command line) is a row with that line. Per subject a
