@@ -79,3 +79,48 @@ def test_check_names_the_bad_scale(models):
                 -np.abs(onnx.numpy_helper.to_array(tensor)), name))
     with pytest.raises(ModelError, match=f"the scale '{name}' .* is negative"):
         check_qdq_params(model, "m.onnx")
+
+
+def test_a_folded_relu6_comes_back_as_clip_0_6(tmp_path) -> None:
+    """ONNX Runtime folds Conv → Clip(0, 6) into the Conv's output range; data that reaches
+    6 makes that range end at 6. Stripped, the graph gets Clip(0, 6) back (a Relu would let
+    activations grow past 6 that the original clipped)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.normal(size=(8, 3, 3, 3)) * 2).astype(np.float32), "w")
+    w2 = numpy_helper.from_array(rng.normal(size=(4, 8, 1, 1)).astype(np.float32), "w2")
+    bounds = [numpy_helper.from_array(np.array(v, np.float32), n)
+              for n, v in (("lo", 0.0), ("hi", 6.0))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+         helper.make_node("Clip", ["c", "lo", "hi"], ["r"], name="relu6"),
+         helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")],
+        "relu6", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [w, w2, *bounds])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "f32.onnx")
+    samples = [{"input": (rng.normal(size=(1, 3, 8, 8)) * 3).astype(np.float32)}
+               for _ in range(8)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = iter(samples)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.left, None)
+
+    quantize_static(str(tmp_path / "f32.onnx"), str(tmp_path / "int8.onnx"), Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantized = onnx.load(tmp_path / "int8.onnx")
+    assert "Clip" not in {n.op_type for n in quantized.graph.node}  # folded by ORT
+    stripped = strip_qdq(quantized).model
+    clips = [n for n in stripped.graph.node if n.op_type == "Clip"]
+    assert len(clips) == 1 and "Relu" not in {n.op_type for n in stripped.graph.node}
+    x = (rng.normal(size=(1, 3, 8, 8)) * 10).astype(np.float32)  # far past 6 before the clip
+    reference, again = _run(model, x), _run(stripped, x)
+    assert np.abs(again - reference).max() < 0.05 * np.abs(reference).max()
