@@ -55,6 +55,7 @@ import contextlib
 import datetime
 import hashlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -527,6 +528,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-nncf", dest="nncf", action="store_false", help="skip NNCF")
     parser.add_argument("--no-speed", dest="speed", action="store_false",
                         help="skip the interleaved timing")
+    parser.add_argument("--speed-guard", choices=("guard", "off"), default="guard",
+                        help="lowbit deploy's speed guard (off: every lowbit row stays INT8 "
+                             "even where this CPU runs it slower than float, to compare "
+                             "INT8 accuracy)")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per model")
     parser.add_argument("--eval", type=int, default=300, help="held-out EfficientNet crops")
     parser.add_argument("--default", default=DEFAULT_LABEL,
@@ -553,6 +558,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    os.environ["LOWBIT_SPEED"] = args.speed_guard  # every Recipe's speed default
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("nncf", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
