@@ -9,8 +9,10 @@ compare with one process end to end, through the API and the CLI.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -214,3 +216,38 @@ def test_workers_0_is_one_line_naming_the_option(files: dict[str, Path],
     assert len(error.strip().splitlines()) == 1
     with pytest.raises(ArgumentError, match="workers must be from 1"):
         lowbit.evaluate(files["clf"], files["data"], workers=0)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("workers", [None, 2], ids=["one process", "a pool of 2"])
+def test_evaluation_shows_one_bar_over_the_samples(files: dict[str, Path], workers: int | None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 images take minutes: a bar counts the samples (of all workers, as they
+    finish their shards; SSIM's range pass has its own), none without progress."""
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    shown = lowbit.evaluate(files["noisy"], files["images"], metrics=IMAGES.names,
+                            vs=files["id"], workers=workers)
+    assert "reference range" in screen.getvalue()
+    assert "evaluating" in screen.getvalue() and f"{SAMPLES}/{SAMPLES}" in screen.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    silent = lowbit.evaluate(files["noisy"], files["images"], metrics=IMAGES.names,
+                             vs=files["id"], workers=workers, progress=False)
+    assert quiet.getvalue() == ""
+    assert [r.metrics for r in shown.results] == [r.metrics for r in silent.results]
+
+
+def test_cli_no_progress_hides_the_bar(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["eval", str(files["clf"]), "--data", str(files["data"]), "--json"]
+    for flags, shown in (([], True), (["--no-progress"], False)):
+        screen = _Terminal()
+        monkeypatch.setattr(sys, "stderr", screen)
+        assert main([*common, *flags]) == 0
+        assert ("evaluating" in screen.getvalue()) == shown, flags
+        assert json.loads(capsys.readouterr().out)["results"][0]["num_samples"] == SAMPLES

@@ -39,7 +39,8 @@ model under test, and ``agreement`` is the % of samples whose argmax agrees
 The samples run as shards (one, in this process, by default; ``workers``/``cluster``
 spread them as calibrate does): each keeps running sums (lowbit.analysis.eval_sums), so
 memory holds a batch of outputs per model, not N × output size; SSIM first runs the
-reference once more for its data range (lowbit.analysis.eval_shards).
+reference once more for its data range (lowbit.analysis.eval_shards). ``progress``
+(default True) shows one bar over the samples, of all workers together, on a terminal.
 """
 
 from __future__ import annotations
@@ -142,17 +143,19 @@ def evaluate(
     memory_budget: str | int | None = None,
     workers: int | None = None,
     cluster: str | None = None,
+    progress: bool = True,
 ) -> EvalReport:
     """Evaluate ``model`` (and ``vs``, the float model, on the same samples); see the module.
 
     ``workers`` / ``cluster`` run the samples as shards (lowbit.parallel, as calibrate
-    does); the metrics are the same up to float rounding however the samples are split."""
+    does); the metrics are the same up to float rounding however the samples are split.
+    ``progress`` shows one bar over the samples of all workers (on a terminal only)."""
     model_path = arguments.path(model, "model")
     vs_path = arguments.optional_path(vs, "vs")
     paths = [model_path] + ([vs_path] if vs_path is not None else [])
     sums, plan = _evaluate(paths, dataset, labels, metrics, reference, vs_path, threads, num,
                            output_name, image_options, input_shapes, backend, memory_budget,
-                           Parallelism.checked(workers, cluster))
+                           Parallelism.checked(workers, cluster), progress=progress)
     results = tuple(_result(sums, plan, index) for index in range(len(paths)))
     agreement = sums.agreement_percent() if vs_path is not None else None
     return EvalReport(results, agreement, plan.reference_name)
@@ -174,6 +177,7 @@ def evaluate_models(
     memory_budget: str | int | None = None,
     workers: int | None = None,
     cluster: str | None = None,
+    progress: bool = True,
 ) -> tuple[EvalResult, ...]:
     """Evaluate several models (e.g. each precision of one model) on the same samples.
 
@@ -183,7 +187,7 @@ def evaluate_models(
     paths = arguments.paths(models, "models")
     sums, plan = _evaluate(paths, dataset, labels, metrics, reference, None, threads, num,
                            output_name, image_options, input_shapes, backend, memory_budget,
-                           Parallelism.checked(workers, cluster))
+                           Parallelism.checked(workers, cluster), progress=progress)
     return tuple(_result(sums, plan, index) for index in range(len(paths)))
 
 
@@ -224,9 +228,11 @@ def _evaluate(paths: Sequence[Path], dataset: str | Path, labels: object, metric
               reference: object, fallback: Path | None, threads: object, num: object,
               output_name: object, image_options: object,
               input_shapes: Mapping[str, tuple[int, ...]] | None, backend: object,
-              memory_budget: str | int | None,
-              parallel: Parallelism) -> tuple[EvalSums, _Plan]:
-    """Check everything in this process (nothing has run yet), then score the shards."""
+              memory_budget: str | int | None, parallel: Parallelism, *,
+              progress: bool) -> tuple[EvalSums, _Plan]:
+    """Check everything in this process (nothing has run yet), then score the shards,
+    a bar over the samples of all workers when ``progress``."""
+    progress = arguments.flag(progress, "progress")
     plan = _plan(paths, dataset, labels, metrics, reference, fallback, threads, num,
                  output_name, image_options, input_shapes, backend, memory_budget)
     job = plan.job
@@ -236,10 +242,10 @@ def _evaluate(paths: Sequence[Path], dataset: str | Path, labels: object, metric
         shards = split_samples(plan.count, executor.parts)
         if "ssim" in job.wanted.names:  # SSIM's constants need R of the whole reference
             ranges = merge_sums(executor.run(range_shard, job, shards,
-                                             label="reference range", progress=False))
+                                             label="reference range", progress=progress))
             job = replace(job, ssim_range=ranges.data_range)
         sums = merge_sums(executor.run(score_shard, job, shards, label="evaluating",
-                                       progress=False))
+                                       progress=progress))
     for index, path in enumerate(paths):
         log.info("ran %s on %d samples", path.name, sums.models[index].samples)
     return sums, plan

@@ -83,7 +83,8 @@ def report(
         metrics = ("top1", "top5", "cos")
     results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
                               reference=paths[base], threads=threads, num=num, backend=backend,
-                              image_options=image_options, memory_budget=budget.bytes)
+                              image_options=image_options, memory_budget=budget.bytes,
+                              progress=False)
     timed = _timed_batch(models[base], dataset, image_options, batch, budget)
     bench = bench_models(paths, BenchSettings(batches=(1, timed), threads=threads,
                                               repeats=repeats, backend=backend), progress=False)

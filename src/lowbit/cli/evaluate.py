@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num", type=int, help="use the first NUM samples")
     p.add_argument("--output-name", help="which model output to score (default: the first)")
     p.add_argument("--threads", type=int, help="engine threads")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_memory_budget_option(p)
     add_parallel_options(p, same="the same up to float rounding")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
@@ -46,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               threads=args.threads, num=args.num, output_name=args.output_name,
                               image_options=image_options(args), backend=args.backend,
                               memory_budget=args.memory_budget, workers=args.workers,
-                              cluster=args.cluster)
+                              cluster=args.cluster, progress=not args.no_progress)
         if args.json:
             print_json(report)
             return 0

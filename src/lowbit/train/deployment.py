@@ -98,7 +98,8 @@ def _scored(method: str, precision: str, path: Path, test: Path, f32: Path | Non
 
     try:
         report = lowbit.evaluate(path, test, backend=backend,
-                                 vs=f32 if f32 is not None and backend == "ort" else None)
+                                 vs=f32 if f32 is not None and backend == "ort" else None,
+                                 progress=False)
     except LowbitError as err:
         return DeployRow(method, precision, path, size_mb=path.stat().st_size / 1e6,
                          engine=backend, note=f"not scored: {err}")
