@@ -20,6 +20,7 @@ import pytest
 from onnx import numpy_helper
 
 import lowbit
+from lowbit.analysis import layerwise
 from lowbit.analysis.compare_shards import (
     CompareJob,
     compare_layers_sharded,
@@ -35,6 +36,7 @@ from lowbit.data.samples import SampleWindow
 from lowbit.errors import ArgumentError
 from lowbit.io.model import input_specs
 from lowbit.parallel import InlineExecutor, new_key, shards_from_bounds
+from lowbit.runtime.ort import create_session
 from tests.parallel.shard_models import SAMPLES, conv_model, samples
 from tests.parallel.test_sharded_eval import SPLITS
 
@@ -107,6 +109,26 @@ def test_a_small_budget_runs_each_shard_in_several_passes(
     assert "passes over the samples" in caplog.text
     assert_same_report(layer_report(merge_comparers(comparers), one_process.unpaired,
                                     TOLERANCE), one_process)
+
+
+def test_a_worker_builds_its_sessions_once_per_job(
+        files: dict[str, Path], one_process: LayerReport,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three shards in one worker: one session per model, not one per model and shard
+    (as calibration and eval keep theirs), and still the report of one process."""
+    built: list[object] = []
+
+    def counted(model: object, **options: object) -> object:
+        built.append(model)
+        return create_session(model, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layerwise, "create_session", counted)
+    with InlineExecutor() as executor:
+        got = compare_layers_sharded(files["ref"], files["test"], DatasetRef(str(files["data"])),
+                                     TOLERANCE, executor, progress=False,
+                                     shards=shards_from_bounds(SPLITS["3 shards"]))
+    assert len(built) == 2
+    assert_same_report(got, one_process)
 
 
 def test_cli_workers_2_prints_the_report_of_one_process(

@@ -5,7 +5,8 @@
                                         Tolerance(0.99, 0.90), executor)
 
 Each worker loads both models by path, pairs their tensors (the same pairing in every
-worker: it depends on the graphs only), runs its shard's samples and returns the
+worker: it depends on the graphs only) and builds their sessions once per job (kept for
+its next shard, lowbit.parallel.worker_cache), runs its shard's samples and returns the
 :class:`lowbit.analysis.layerwise.LayerComparer` of that shard: a handful of sums per
 pair, whatever the number of samples. The merged sums give the report one process
 gives, up to float rounding (statuses and max errors exactly). Dumping tensors
@@ -20,9 +21,14 @@ from functools import reduce
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from lowbit.analysis.layerwise import LayerComparer, LayerReport, compare_samples, layer_report
+from lowbit.analysis.layerwise import (
+    ExposedSessions,
+    LayerComparer,
+    LayerReport,
+    compare_samples,
+    layer_report,
+)
 from lowbit.analysis.pairing import Pairing, check_pairs, pair_model_tensors
 from lowbit.analysis.validate import Tolerance
 from lowbit.data import Dataset, check_finite
@@ -62,20 +68,31 @@ class ShardSamples:
             yield sample
 
 
-def _open(job: CompareJob) -> tuple[onnx.ModelProto, onnx.ModelProto, Pairing]:
-    reference = load_model(Path(job.reference))
-    test = load_model(Path(job.test))
-    return reference, test, pair_model_tensors(reference, test)
+@dataclass(frozen=True)
+class _Worker:
+    """One worker's pairing and sessions of both models for a job (kept across its
+    shards)."""
+
+    pairing: Pairing
+    sessions: ExposedSessions
+
+    @classmethod
+    def open(cls, job: CompareJob) -> _Worker:
+        reference = load_model(Path(job.reference))
+        test = load_model(Path(job.test))
+        return cls(pair_model_tensors(reference, test),
+                   ExposedSessions(reference, test, job.threads, keep=True))
 
 
 def compare_shard(job: CompareJob, shard: Shard, advance: Advance) -> LayerComparer:
     """The running sums of every pair over one shard's samples (in a worker)."""
-    reference, test, pairing = worker_cache(job.key, "compare", lambda: _open(job))
+    worker = worker_cache(job.key, "compare", lambda: _Worker.open(job))
+    reference, test = worker.sessions.reference, worker.sessions.test
     data = job.dataset.open(input_specs(reference))
-    comparer = compare_samples(reference, test, pairing.pairs,
+    comparer = compare_samples(reference, test, worker.pairing.pairs,
                                ShardSamples(data, shard.start, shard.stop), progress=False,
-                               threads=job.threads,
-                               memory_budget=MemoryBudget(job.memory_budget))
+                               memory_budget=MemoryBudget(job.memory_budget),
+                               sessions=worker.sessions)
     advance(shard.size)
     return comparer
 

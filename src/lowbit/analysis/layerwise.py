@@ -288,8 +288,12 @@ def compare_samples(
     progress: bool = True,
     threads: int | None = None,
     memory_budget: MemoryBudget | None = None,
+    sessions: ExposedSessions | None = None,
 ) -> LayerComparer:
-    """The running sums of every pair over ``samples`` (one shard's, or all of them)."""
+    """The running sums of every pair over ``samples`` (one shard's, or all of them).
+
+    ``sessions`` runs both models (a worker's, kept across its shards); None builds them
+    from the two models and ``threads`` for this call only."""
     once = iter(samples)
     first = next(once if once is samples else iter(samples), None)
     if first is None:
@@ -300,20 +304,20 @@ def compare_samples(
     else:  # re-iterable: as many passes as the budget needs
         groups = _pair_groups(ref_model, pairs, first, memory_budget or MemoryBudget.default())
     comparer = LayerComparer(pairs)
+    if sessions is None:
+        sessions = ExposedSessions(ref_model, test_model, threads)
     total = len(samples) * len(groups) if isinstance(samples, Sized) else None
     with _dumps(dump_dir) as dump, progress_bar("comparing layers", progress, total) as advance:
         for number, group in enumerate(groups):
-            ref_run = _ExposedModel(ref_model, [p.name for p in group], threads, "reference")
-            test_run = _ExposedModel(test_model, [p.test_tensor for p in group], threads,
-                                     "test")
+            run = sessions.open(group)
             for index, sample in enumerate(samples):
-                ref_values, test_values = ref_run.run(sample), test_run.run(sample)
+                ref_values, test_values = run.reference.run(sample), run.test.run(sample)
                 comparer.add(ref_values, test_values, pairs=group)
                 if number == 0:
                     comparer.samples += 1
                 dump(index, group, ref_values, test_values)
                 advance(1)
-            del ref_run, test_run
+            del run  # one group's sessions at a time (unless ``sessions`` keeps them)
     return comparer
 
 
@@ -381,6 +385,48 @@ class _ExposedModel:
         return result
 
 
+@dataclass(frozen=True)
+class ExposedGroup:
+    """Both models' sessions exposing one group of pairs (reference and test tensors)."""
+
+    names: tuple[str, ...]
+    reference: _ExposedModel
+    test: _ExposedModel
+
+
+class ExposedSessions:
+    """Opens the sessions of both models for a group of pairs.
+
+        sessions = ExposedSessions(ref_model, test_model, threads=None, keep=True)
+        run = sessions.open(pairs)          # built; with keep, the same group's come back
+        run.reference.run(sample), run.test.run(sample)
+
+    With ``keep`` the last group's sessions stay for the next ``open`` of the same group:
+    a worker runs shard after shard of one compare (lowbit.analysis.compare_shards) and
+    would otherwise load and optimize both graphs again for every shard.
+    Only the last group is kept, so a compare split into groups by the memory budget
+    still holds one group's sessions (and ORT's arenas) at a time."""
+
+    def __init__(self, reference: onnx.ModelProto, test: onnx.ModelProto,
+                 threads: int | None, *, keep: bool = False) -> None:
+        self.reference, self.test, self.threads, self.keep = reference, test, threads, keep
+        self._kept: ExposedGroup | None = None
+
+    def open(self, group: Sequence[TensorPair]) -> ExposedGroup:
+        """The sessions exposing ``group``: the kept ones when they expose the same."""
+        names = tuple(pair.name for pair in group)
+        if self._kept is not None and self._kept.names == names:
+            return self._kept
+        self._kept = None  # freed before the next group's are built
+        run = ExposedGroup(
+            names, _ExposedModel(self.reference, names, self.threads, "reference"),
+            _ExposedModel(self.test, [pair.test_tensor for pair in group], self.threads,
+                          "test"))
+        if self.keep:
+            self._kept = run
+        return run
+
+
 def _as_model(model: ModelLike) -> onnx.ModelProto:
     return model if isinstance(model, onnx.ModelProto) else load_model(model)
 
@@ -429,5 +475,6 @@ def _dumps(dump_dir: Path | None) -> Iterator[DumpFn]:
     log.info("wrote per-layer values to %s/{reference,test}.npz", dump_dir)
 
 
-__all__ = ["LayerAccumulator", "LayerComparer", "LayerDiff", "LayerReport", "Status",
-           "compare_layers", "compare_samples", "layer_report", "write_csv"]
+__all__ = ["ExposedGroup", "ExposedSessions", "LayerAccumulator", "LayerComparer", "LayerDiff",
+           "LayerReport", "Status", "compare_layers", "compare_samples", "layer_report",
+           "write_csv"]
