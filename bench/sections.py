@@ -511,11 +511,18 @@ SECTIONS: tuple[Section, ...] = (
         prose="End-to-end `calibrate` + `deploy` with defaults (and with `--method minmax`) "
               "against ONNX Runtime's `quantize_static` MinMax on the same model and data, "
               "each in a fresh process, two interleaved runs: seconds (both runs), the ratio "
-              "to ORT's, peak RSS, and the fidelity each reached.",
+              "to ORT's faster run, peak RSS, and the fidelity each reached. The load on "
+              "this machine moved so much during the run that ORT's own two runs differed "
+              "up to 2.6x (EfficientNet-Lite0: 48.0 and 18.1 s), so the ratios are rough.",
         claims=(
-            every_row("lowbit's defaults take at most 2.5x ORT's quantize_static time on every "
-                      "model, in both runs (the goal is 2x; MiniLM's auto output check is "
-                      "what is left above it).", "x ORT", maximum=2.5,
+            every_row("lowbit's defaults take at most 3x ORT's faster quantize_static run on "
+                      "every model, in both runs. The goal is 2x, and MiniLM (2.8-2.9x here, "
+                      "13 s against ORT's 4.6 s) and EfficientNet-Lite0 (2.3-2.4x against "
+                      "ORT's faster run, under 1x against its slower one) do not meet it in "
+                      "this run.", "x ORT", maximum=3.0,
+                      where={"what": "lowbit calibrate + deploy"}),
+            every_row("lowbit's defaults stay within float inference + 1 GB of peak RSS.",
+                      "above F32 inference MB", maximum=1024,
                       where={"what": "lowbit calibrate + deploy"}),
             compare_rows("lowbit's defaults reach a higher logit SQNR than ORT's MinMax on the "
                          "images models.", "logit SQNR dB",
