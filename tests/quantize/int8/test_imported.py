@@ -86,8 +86,12 @@ def test_a_folded_relu6_comes_back_as_clip_0_6(tmp_path) -> None:
     6 makes that range end at 6. Stripped, the graph gets Clip(0, 6) back (a Relu would let
     activations grow past 6 that the original clipped)."""
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array((rng.normal(size=(8, 3, 3, 3)) * 2).astype(np.float32), "w")
