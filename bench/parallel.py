@@ -73,6 +73,23 @@ class MergeTimes(logging.Handler):
             self.seconds.append(float(record.args[1]))
 
 
+def available_configs(no_ray: bool) -> dict[str, dict[str, object]]:
+    """CONFIGS without the Ray rows where asked or where Ray is not installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        no_ray = True
+    return {k: v for k, v in CONFIGS.items() if not (no_ray and "cluster" in v)}
+
+
+def watch_merges() -> MergeTimes:
+    """A MergeTimes collecting what lowbit.calibration.sharded logs from now on."""
+    merges = MergeTimes()
+    logging.getLogger("lowbit.calibration.sharded").addHandler(merges)
+    logging.getLogger("lowbit.calibration.sharded").setLevel(logging.INFO)
+    return merges
+
+
 def calibrate(model: Path, data: Path, options: dict[str, object]) -> CalibrationTable:
     return lowbit.calibrate(model, data, method="auto", check_samples=0, progress=False,
                             **options)  # type: ignore[arg-type]
@@ -201,15 +218,8 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray rows")
     parser.add_argument("--markdown", type=Path, help="write the markdown here too")
     args = parser.parse_args()
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        args.no_ray = True
-    configs = {k: v for k, v in CONFIGS.items() if not (args.no_ray and "cluster" in v)}
-
-    merges = MergeTimes()
-    logging.getLogger("lowbit.calibration.sharded").addHandler(merges)
-    logging.getLogger("lowbit.calibration.sharded").setLevel(logging.INFO)
+    configs = available_configs(args.no_ray)
+    merges = watch_merges()
     times: dict[str, list[float]] = {name: [] for name in configs}
     cpu: dict[str, list[float]] = {name: [] for name in configs}
     merge_of: dict[str, list[float]] = {name: [] for name in configs}

@@ -25,7 +25,6 @@ process and of the largest worker (bench/parallel_eval.py ``watch_rss``).
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import statistics
 import sys
@@ -42,7 +41,7 @@ sys.path.insert(0, str(BENCH))
 import lowbit
 from lowbit.calibration.table import CalibrationTable
 from lowbit.parallel.plan import cores
-from parallel import BASELINE, CONFIGS, MergeTimes, ray_startup
+from parallel import BASELINE, MergeTimes, available_configs, ray_startup, watch_merges
 from parallel_eval import MIB, watch_rss
 from provenance import header
 
@@ -179,15 +178,8 @@ def main() -> None:
     names = [n for n in args.models.split(",") if n]
     if unknown := [n for n in names if n not in MODELS]:
         parser.error(f"unknown model(s) {', '.join(unknown)}: {', '.join(MODELS)}")
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        args.no_ray = True
-    configs = {k: v for k, v in CONFIGS.items() if not (args.no_ray and "cluster" in v)}
-
-    merges = MergeTimes()
-    logging.getLogger("lowbit.calibration.sharded").addHandler(merges)
-    logging.getLogger("lowbit.calibration.sharded").setLevel(logging.INFO)
+    configs = available_configs(args.no_ray)
+    merges = watch_merges()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_parallel_calibration_") as tmp:
         results = []
