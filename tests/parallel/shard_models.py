@@ -20,6 +20,14 @@ from lowbit.parallel import Advance, Shard
 from tests.models import init, make_model
 
 SAMPLES = 21
+# shard bounds over the SAMPLES samples: even, uneven, one of a single sample
+SPLITS = {
+    "1 shard": [0, SAMPLES],
+    "2 shards": [0, 8, SAMPLES],
+    "2 uneven shards": [0, 13, SAMPLES],
+    "3 uneven shards, one of 1 sample": [0, 5, 6, SAMPLES],
+    "3 shards": [0, 7, 14, SAMPLES],
+}
 
 
 def conv_model() -> onnx.ModelProto:

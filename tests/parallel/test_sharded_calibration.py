@@ -22,15 +22,7 @@ from lowbit.data.refs import DatasetRef
 from lowbit.io.model import input_specs
 from lowbit.parallel import InlineExecutor, shards_from_bounds, split_samples
 from lowbit.runtime.memory import MemoryBudget
-from tests.parallel.shard_models import SAMPLES, conv_model, samples
-
-SPLITS = {
-    "1 shard": [0, SAMPLES],
-    "2 shards": [0, 8, SAMPLES],
-    "2 uneven shards": [0, 13, SAMPLES],
-    "3 uneven shards, one of 1 sample": [0, 5, 6, SAMPLES],
-    "3 shards": [0, 7, 14, SAMPLES],
-}
+from tests.parallel.shard_models import SPLITS, conv_model, samples
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,7 @@ from lowbit.errors import ArgumentError
 from lowbit.io.model import input_specs
 from lowbit.parallel import InlineExecutor, new_key, shards_from_bounds
 from lowbit.runtime.ort import create_session
-from tests.parallel.shard_models import SAMPLES, conv_model, samples
-from tests.parallel.test_sharded_eval import SPLITS
+from tests.parallel.shard_models import SAMPLES, SPLITS, conv_model, samples
 
 TOLERANCE = Tolerance(0.99, 0.90)
 

@@ -32,15 +32,8 @@ from lowbit.data.refs import DatasetRef
 from lowbit.errors import ArgumentError, DatasetError
 from lowbit.parallel import InlineExecutor, new_key, shards_from_bounds
 from tests.models import init, make_model
-from tests.parallel.shard_models import SAMPLES, conv_model, samples
+from tests.parallel.shard_models import SAMPLES, SPLITS, conv_model, samples
 
-SPLITS = {
-    "1 shard": [0, SAMPLES],
-    "2 shards": [0, 8, SAMPLES],
-    "2 uneven shards": [0, 13, SAMPLES],
-    "3 uneven shards, one of 1 sample": [0, 5, 6, SAMPLES],
-    "3 shards": [0, 7, 14, SAMPLES],
-}
 CLASSIFY = MetricSet(("top1", "top5", "cos", "psnr"))
 IMAGES = MetricSet(("psnr", "ssim", "cos"))
 

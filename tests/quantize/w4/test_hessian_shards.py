@@ -29,16 +29,8 @@ from lowbit.quantize.w4.weight_only import (
     gptq_tensors,
     quantize_weight_only,
 )
+from tests.parallel.shard_models import SAMPLES, SPLITS
 from tests.quantize.w4.test_weight_only import run_cli, smooth_mlp
-
-SAMPLES = 21
-SPLITS = {
-    "1 shard": [0, SAMPLES],
-    "2 shards": [0, 8, SAMPLES],
-    "2 uneven shards": [0, 13, SAMPLES],
-    "3 uneven shards, one of 1 sample": [0, 5, 6, SAMPLES],
-    "3 shards": [0, 7, 14, SAMPLES],
-}
 
 
 @pytest.fixture(scope="module")
