@@ -24,7 +24,8 @@ by ``--reuse`` are listed in it.
 
 ``lowbit-static-auto`` is lowbit's defaults (``lowbit calibrate`` with method auto, then
 ``lowbit deploy``: SmoothQuant at α 0.8 from the table's channel ranges, paired 8-bit
-MatMul weights on a CPU without VNNI); ``lowbit-auto-no-smooth`` (``--smooth off``),
+MatMul weights on a CPU without VNNI); ``lowbit-auto-no-smooth`` (``--smooth off``, on
+a table calibrated with ``--check-unsmoothed``, as a user deploying it would),
 ``lowbit-auto-7bit`` (``--weight-range reduced``) and ``lowbit-auto-7bit-no-smooth`` (both:
 the defaults before either existed) take them apart; ``lowbit-table-smooth-A`` smooths
 at α = A from the table; ``lowbit-static`` is the defaults on a minmax table.
@@ -79,14 +80,18 @@ class Variant:
 
 
 def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[], Variant]]:
-    tables = {}
+    tables: dict[tuple[str, bool], Path] = {}
 
-    def table(method: str) -> Path:
-        if method not in tables:
-            path = work / f"minilm.{method}.calib"
-            lowbit.calibrate(f32, calib, method=method, output=path, progress=False)
-            tables[method] = path
-        return tables[method]
+    def table(method: str, unsmoothed: bool) -> Path:
+        """The table a user would calibrate for the deploy: for --smooth off, auto's
+        output check scores its blends on the unsmoothed model (--check-unsmoothed)."""
+        unsmoothed = unsmoothed and method == "auto"
+        if (method, unsmoothed) not in tables:
+            path = work / f"minilm.{method}{'.unsmoothed' if unsmoothed else ''}.calib"
+            lowbit.calibrate(f32, calib, method=method, output=path, progress=False,
+                             check_unsmoothed=unsmoothed)
+            tables[method, unsmoothed] = path
+        return tables[method, unsmoothed]
 
     def deploy(name: str, **kwargs: object) -> Callable[[], Variant]:
         def build() -> Variant:
@@ -94,7 +99,7 @@ def _lowbit_variants(work: Path, f32: Path, calib: Path) -> dict[str, Callable[[
             options = dict(kwargs)
             method = str(options.pop("method", "minmax"))
             if not options.get("dynamic"):
-                options["calibration_table"] = table(method)
+                options["calibration_table"] = table(method, options.get("smooth") == "off")
             out = work / f"{name}.onnx"
             result = lowbit.deploy(f32, output=out, **options)  # type: ignore[arg-type]
             notes = [n for n in result.notes if n.startswith("SmoothQuant")]

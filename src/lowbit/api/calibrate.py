@@ -50,6 +50,7 @@ def calibrate(
     input_means: bool = True,
     channel_ranges: bool = True,
     check_samples: int = CHECK_SAMPLES,
+    check_unsmoothed: bool = False,
     memory_budget: str | int | None = None,
     workers: int | None = None,
     cluster: str | None = None,
@@ -62,7 +63,10 @@ def calibrate(
     with ``channel_ranges`` the per-channel min/max of each MatMul/Gemm input, from which
     deploy smooths a transformer (SmoothQuant) without data.
     Method auto ends with an output check on the first ``check_samples`` samples
-    (lowbit.quantize.prepare.auto_check; 0 skips it). ``memory_budget`` (bytes, or a
+    (lowbit.quantize.prepare.auto_check; 0 skips it). On a transformer whose smoothed
+    default deploy does not depend on the blend the check scores nothing (α = 0) unless
+    ``check_unsmoothed``: then it chooses the blend for deploy's --smooth off.
+    ``memory_budget`` (bytes, or a
     size such as "512M"; default lowbit.runtime.memory.MemoryBudget.default()) bounds
     what a batch of samples may hold, in all workers together.
 
@@ -78,7 +82,8 @@ def calibrate(
     input_shapes = arguments.shapes(input_shapes)
     arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
     for name, value in (("progress", progress), ("input_means", input_means),
-                        ("channel_ranges", channel_ranges)):
+                        ("channel_ranges", channel_ranges),
+                        ("check_unsmoothed", check_unsmoothed)):
         arguments.flag(value, name)
     check_samples = arguments.count(check_samples, "check_samples", minimum=0)
     parallel = Parallelism.checked(workers, cluster)
@@ -113,7 +118,8 @@ def calibrate(
         feeds = SampleWindow(samples, min(check_samples, table.num_samples))
         check = check_auto_table(canonical, feeds, table, threads=threads, progress=progress,
                                  memory_budget=budget,
-                                 float_outputs=kept.samples if kept is not None else None)
+                                 float_outputs=kept.samples if kept is not None else None,
+                                 check_unsmoothed=check_unsmoothed)
         if check is not None:
             table = with_alpha(table, check.alpha)
             table.notes.append(check.summary())

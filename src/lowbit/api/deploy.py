@@ -100,12 +100,14 @@ def deploy(model: str | Path, *, output: str | Path, recipe: Recipe | None = Non
     (the provenance does not record them) and are refused where nothing would use them."""
     model, output = arguments.path(model, "model"), arguments.path(output, "output")
     parallel = Parallelism.checked(workers, cluster)
-    chosen = plan(recipe, **arrival_options(model, recipe, options))
+    arrived, read = arrival_options(model, recipe, options)
+    chosen = plan(recipe, **arrived)
     _check_parallel(parallel, chosen)
     _check_outputs(model, output, chosen)
     backend = check_backend(chosen.backend)
     backend.require()  # before anything is read or written
-    source = deploy_source(model, chosen)
+    source = deploy_source(model, chosen, read)
+    del read
     if source.model is None:  # arrived quantized (QDQ): its scales are kept
         return deploy_quantized(model, output=output, recipe=chosen)
     canonical, _ = canonicalize(source.model, input_shapes=chosen.input_shapes)

@@ -25,7 +25,7 @@ import onnx
 from lowbit.api.common import check_model
 from lowbit.errors import LowbitError, RecipeError, UsageError
 from lowbit.graph import check_qdq_params, declared_precision, is_qdq, precision_of
-from lowbit.io.model import load_model, save_model
+from lowbit.io.model import check_loaded, load_model, save_model
 from lowbit.quantize.int8.imported import describe_qdq, strip_qdq
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.recipe.options import keyword_for
@@ -48,26 +48,34 @@ class Source:
 
 
 def arrival_options(model: str | Path, recipe: Recipe | None, options: dict[str, Any]
-                    ) -> dict[str, Any]:
+                    ) -> tuple[dict[str, Any], onnx.ModelProto | None]:
     """deploy's keywords with ``keep_scales=True`` added for a QDQ model, unless
     ``requantize`` (or ``keep_scales``) is given: such a model keeps its own scales and
-    needs no calibration table."""
-    given = {**({} if recipe is None else {"requantize": recipe.requantize,
-                                           "keep_scales": recipe.keep_scales}), **options}
-    if given.get("requantize") or given.get("keep_scales") or not Path(model).is_file():
-        return options
+    needs no calibration table; and the model as read (unchecked, for deploy_source; None
+    when it was not read or cannot be)."""
+    if not Path(model).is_file():
+        return options, None
     try:
         proto = load_model(model, check=False)
     except LowbitError:
-        return options  # deploy reads it again and says what is wrong
-    return {**options, "keep_scales": True} if is_qdq(proto) else options
+        return options, None  # deploy reads it again and says what is wrong
+    given = {**({} if recipe is None else {"requantize": recipe.requantize,
+                                           "keep_scales": recipe.keep_scales}), **options}
+    if given.get("requantize") or given.get("keep_scales") or not is_qdq(proto):
+        return options, proto
+    return {**options, "keep_scales": True}, proto
 
 
-def deploy_source(model: str | Path, recipe: Recipe) -> Source:
+def deploy_source(model: str | Path, recipe: Recipe, read: onnx.ModelProto | None = None
+                  ) -> Source:
     """The model deploy starts from: a float model as it is, a QDQ model stripped to float
     with ``recipe.requantize``, or None with ``recipe.keep_scales``; other precisions are
-    refused."""
-    proto = load_model(model)
+    refused. ``read``: the model as arrival_options read it (checked here, not read again)."""
+    if read is None:
+        proto = load_model(model)
+    else:
+        check_loaded(read, model)
+        proto = read
     precision = precision_of(proto)
     if precision == "F32":
         for which, given in (("requantize", recipe.requantize),

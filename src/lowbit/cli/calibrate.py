@@ -42,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: build the INT8 model for 5 blends between auto's thresholds "
                    "and minmax and keep the one with the best output SQNR on the first N "
                    "samples (default 32; 0 skips the check)")
+    p.add_argument("--check-unsmoothed", action="store_true",
+                   help="auto on a transformer whose default deploy (SmoothQuant from the "
+                   "channel ranges) does not depend on the blend: score the blends on the "
+                   "model deploy --smooth off builds, for that deploy (default: not scored, "
+                   "auto's own thresholds kept)")
     p.add_argument("--no-input-means", action="store_true",
                    help="leave out each Conv/Gemm's mean input (the table's "
                    "#lowbit_input_means section), from which deploy corrects biases "
@@ -62,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             input_shapes=parse_shapes(args.input_shapes), image_options=image_options(args),
             threads=args.threads, progress=not args.no_progress,
             input_means=not args.no_input_means, channel_ranges=not args.no_channel_ranges,
-            check_samples=args.check_samples, memory_budget=args.memory_budget,
+            check_samples=args.check_samples, check_unsmoothed=args.check_unsmoothed,
+            memory_budget=args.memory_budget,
             workers=args.workers, cluster=args.cluster)
         if args.json:
             print_json(table)

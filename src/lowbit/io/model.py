@@ -55,13 +55,20 @@ def load_model(path: str | Path, *, check: bool = True) -> onnx.ModelProto:
     _load_external_data(model, path)
     _check_weights(model, path)
     if check:
-        try:
-            # protobuf cannot hold a model over 2 GB as one message: check it from the file
-            onnx.checker.check_model(model if _small(model) else str(path), full_check=False)
-        except Exception as err:
-            raise ModelError(f"{path} fails the ONNX checker: {_first_line(err)}") from err
-        check_custom_ops(model, str(path))  # an op nothing can run: say how to register it
+        check_loaded(model, path)
     return model
+
+
+def check_loaded(model: onnx.ModelProto, path: str | Path) -> None:
+    """What ``load_model`` checks on a model it read from ``path`` (with check=False, so it
+    need not be read twice): the ONNX checker, and that every custom op can run."""
+    path = Path(path)
+    try:
+        # protobuf cannot hold a model over 2 GB as one message: check it from the file
+        onnx.checker.check_model(model if _small(model) else str(path), full_check=False)
+    except Exception as err:
+        raise ModelError(f"{path} fails the ONNX checker: {_first_line(err)}") from err
+    check_custom_ops(model, str(path))  # an op nothing can run: say how to register it
 
 
 def readable_model(path: str | Path) -> None:

@@ -163,8 +163,9 @@ def test_padded_positions_are_not_scored(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_a_transformer_whose_default_is_all_smoothed_is_checked_without_smoothing() -> None:
     """On the tiny block every quantized MatMul input is smoothed by deploy's default, whose
-    ranges then come from the channel ranges alone: the blend is scored on the model
-    deploy builds with --smooth off, where it matters."""
+    ranges then come from the channel ranges alone: by default nothing is scored (α = 0,
+    the summary says how to score for --smooth off); with check_unsmoothed the blend is
+    scored on the model deploy builds with --smooth off, where it matters."""
     from tests.quantize.int8.tiny_transformer import tiny_block, token_samples
 
     model = canonicalize(tiny_block())[0]
@@ -172,8 +173,11 @@ def test_a_transformer_whose_default_is_all_smoothed_is_checked_without_smoothin
     settings = CalibrationSettings(method="auto")
     with_channels = collect_ranges(model, samples, settings, progress=False,
                                    channel_ranges=True)
-    check = check_auto_table(model, samples, with_channels)
-    assert check is not None and check.unsmoothed
+    skipped = check_auto_table(model, samples, with_channels)
+    assert skipped is not None and skipped.unscored and skipped.alpha == 0.0
+    assert not skipped.sqnr and "--check-unsmoothed" in skipped.summary()
+    check = check_auto_table(model, samples, with_channels, check_unsmoothed=True)
+    assert check is not None and check.unsmoothed and not check.unscored
     assert len(set(check.sqnr.values())) > 1 and "--smooth off" in check.summary()
     without = check_auto_table(model, samples,
                                collect_ranges(model, samples, settings, progress=False))

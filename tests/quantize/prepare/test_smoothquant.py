@@ -215,6 +215,26 @@ def test_smoothing_from_the_table_derives_the_ranges_the_data_would_give():
         smooth_from_table(model, wrong, 0.8)
 
 
+def test_a_smoothing_reused_for_another_blend_gives_what_smoothing_again_gives():
+    """The smoothed model depends on the channel ranges alone: the result for one table,
+    passed as ``smoothed`` with a table of other thresholds, gives the same model and the
+    same table as smoothing that table afresh (auto's output check smooths once)."""
+    from lowbit.quantize.prepare.auto_check import with_alpha
+
+    model = canonicalize(tiny_block())[0]
+    calib = token_samples(8)
+    table = collect_ranges(model, calib, CalibrationSettings(method="auto"), progress=False,
+                           channel_ranges=True)
+    first = smooth_from_table(model, with_alpha(table, 0.0), 0.8)
+    assert first is not None
+    fresh = smooth_from_table(model, with_alpha(table, 1.0), 0.8)
+    reused = smooth_from_table(model, with_alpha(table, 1.0), 0.8, smoothed=first[0])
+    assert fresh is not None and reused is not None
+    assert reused[0].model.SerializeToString() == fresh[0].model.SerializeToString()
+    assert reused[1].ranges == fresh[1].ranges and reused[1].skipped == fresh[1].skipped
+    assert reused[1].ranges != first[1].ranges  # the blend moved the other thresholds
+
+
 def test_deploy_smooths_a_transformer_by_default_from_the_table(tmp_path):
     model = canonicalize(tiny_block())[0]
     src, data = tmp_path / "block.onnx", tmp_path / "x.npz"

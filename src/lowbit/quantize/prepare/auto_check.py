@@ -12,8 +12,7 @@ between its per-tensor choice T_auto and the observed max M,
 T = T_auto + α·(M − T_auto) for α in ALPHAS — α = 1 is minmax — builds for each the
 INT8 model deploy builds by default (this module calls the same quantizer, with bias
 correction from the table's input means, or for a transformer SmoothQuant from the
-table's channel ranges; when smoothing derives every range that model uses, as on an
-all-MatMul transformer, the blends are scored without it, for ``--smooth off``), and keeps the one whose outputs have the best
+table's channel ranges), and keeps the one whose outputs have the best
 SQNR against float on the check samples (a transformer's padded positions, where its
 attention mask is 0, are not scored: nothing downstream reads them).
 
@@ -32,9 +31,12 @@ round); then per blend one quantization, one ONNX Runtime session and its round'
 in batches the memory budget allows (lowbit.runtime.memory); a finalist's INT8 model is
 kept from the first round while the kept models fit an eighth of the budget, else
 quantized again. For a transformer the smoothed blends at α = 0 and 1 are built first:
-when they are the same model, smoothing derived every range the default uses and the
-blends are scored unsmoothed at once, without scoring five identical models. A progress
-bar counts the float samples, the INT8 runs and those two builds.
+when they are the same model, smoothing derived every range the default uses (an
+all-MatMul transformer such as MiniLM), the blend changes nothing deploy builds by
+default, and nothing is scored (α = 0, auto's own thresholds; seconds saved on MiniLM).
+``check_unsmoothed`` (calibrate --check-unsmoothed) then scores the blends on the model
+deploy builds with ``--smooth off``, for that deploy. A progress bar counts the float
+samples, the INT8 runs and those two builds.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from lowbit.quantize.int8.scope import attention_mask_input, real_tokens, transf
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.int8.static import quantize_int8
 from lowbit.quantize.prepare.bias_correction import correct_biases_from_means
-from lowbit.quantize.prepare.smoothquant import DEFAULT_ALPHA, smooth_from_table
+from lowbit.quantize.prepare.smoothquant import DEFAULT_ALPHA, SmoothResult, smooth_from_table
 from lowbit.runtime.memory import MemoryBudget, choose_batch, stacked_batches
 from lowbit.runtime.ort import OrtRunner
 
@@ -81,8 +83,16 @@ class AutoCheck:
     unsmoothed: bool = False  # scored without SmoothQuant (the default did not depend on α)
     first_round: Mapping[float, float] = field(default_factory=dict)
     first_samples: int = 0
+    unscored: bool = False  # the smoothed default did not depend on α: no blend was scored
 
     def summary(self) -> str:
+        if self.unscored:
+            return ("auto output check: the default deploy smooths this transformer and "
+                    "derives every range it uses from the channel ranges, so the blend "
+                    "changes nothing there and none was scored; auto's own thresholds are "
+                    "kept (α=0). For "
+                    "deploy --smooth off, calibrate with --check-unsmoothed to choose the "
+                    "blend for that model")
         scores = ", ".join(f"{a:g}: {s:.1f}" for a, s in self.sqnr.items())
         text = (f"auto output check on {self.samples} samples chose α={self.alpha:g} "
                 f"(INT8 output SQNR dB by α {scores}; α=1 is minmax)")
@@ -112,14 +122,19 @@ def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.nda
                      table: CalibrationTable, *, settings: QuantizeSettings | None = None,
                      threads: int | None = None, alphas: Sequence[float] = ALPHAS,
                      progress: bool = False, memory_budget: MemoryBudget | None = None,
-                     float_outputs: Sequence[Mapping[str, np.ndarray]] | None = None
-                     ) -> AutoCheck | None:
+                     float_outputs: Sequence[Mapping[str, np.ndarray]] | None = None,
+                     check_unsmoothed: bool = False) -> AutoCheck | None:
     """Score each blend by the output SQNR, on ``feeds`` (batch-1 samples; read once per
     pass when they do not fit the memory budget, so a sequence or a re-iterable), of the
     INT8 model deploy would build with ``settings`` (default: deploy's defaults); None when
     there are no samples or the outputs are not float. ``float_outputs``: the float
     model's outputs on each of ``feeds`` when calibration kept them
-    (lowbit.calibration.float_outputs), else the float model runs here."""
+    (lowbit.calibration.float_outputs), else the float model runs here.
+
+    A transformer whose smoothed default does not depend on the blend (every range it
+    uses comes from the channel ranges) is not scored: the check returns α = 0,
+    ``unscored``; ``check_unsmoothed`` scores the blends on the model deploy builds with
+    --smooth off instead."""
     settings = settings or QuantizeSettings()
     budget = memory_budget or MemoryBudget.default()
     # Deploy smooths a transformer's static INT8 from the table's channel ranges by default
@@ -140,12 +155,17 @@ def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.nda
             corrected, _ = correct_biases_from_means(model, table.input_means,
                                                      table.num_samples, settings)
 
+        smoothed: dict[str, SmoothResult] = {}
+
         def build(alpha: float, smooth: bool) -> onnx.ModelProto | None:
             blended, scored = with_alpha(table, alpha), corrected
             if smooth:
                 scored = model
-                done = smooth_from_table(model, blended, DEFAULT_ALPHA)
+                # the smoothed model does not depend on the blend: smoothed once
+                done = smooth_from_table(model, blended, DEFAULT_ALPHA,
+                                         smoothed=smoothed.get("result"))
                 if done is not None:
+                    smoothed["result"] = done[0]
                     scored, blended = done[0].model, done[1]
             try:
                 result, _ = quantize_int8(scored, blended.ranges, settings,
@@ -211,9 +231,14 @@ def check_auto_table(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.nda
             else:
                 rounds = score(True)
                 unsmoothed = len(set(rounds.first.values())) <= 1
-        if unsmoothed:
+        if unsmoothed and not check_unsmoothed:
             # Smoothing derived every range the default model uses (all-MatMul transformers):
-            # the blend only matters to a deploy with --smooth off, so score that one.
+            # the blend only matters to a deploy with --smooth off, scored when asked.
+            advance(max(0, (total or 0) - len(feeds) - 2) if isinstance(feeds, Sized) else 0)
+            check = AutoCheck(0.0, {}, reference.samples, True, unscored=True)
+            log.info(check.summary())
+            return check
+        if unsmoothed:
             log.info("auto output check: the smoothed default does not depend on the blend; "
                      "scoring the unsmoothed model (--smooth off)")
             if table.input_means:

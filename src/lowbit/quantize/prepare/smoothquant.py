@@ -465,14 +465,19 @@ def recalibrate(table: CalibrationTable, smoothed: SmoothResult, samples: Iterab
 DEFAULT_ALPHA = 0.8  # deploy's default for transformers (bench/minilm_int8.py)
 
 
-def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: float
+def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: float, *,
+                      smoothed: SmoothResult | None = None
                       ) -> tuple[SmoothResult, CalibrationTable] | None:
     """Smooth ``model`` at ``alpha`` with the per-channel ranges ``lowbit calibrate`` keeps in
     the table (no data): the maxima are max(|min_j|, |max_j|), and each smoothed MatMul
     input's range is derived exactly, min(X/s) = min_j(min_j / s_j) and max likewise.
     Other tensors smoothing changes (a value projection's output, the attention chain
     after it) have no such derivation: their ranges leave the table and they stay float,
-    with that reason. None when the table has no channel range for any group."""
+    with that reason. None when the table has no channel range for any group.
+
+    The smoothed model depends on the channel ranges and ``alpha`` only, not on the
+    table's thresholds: ``smoothed``, this call's result for a table with the same
+    channel ranges, is reused instead of smoothing again."""
     groups = [g for g in find_groups(model) if g.tensor in table.channel_ranges]
     if not groups:
         return None
@@ -488,7 +493,7 @@ def smooth_from_table(model: onnx.ModelProto, table: CalibrationTable, alpha: fl
     maxima = {g.tensor: np.maximum(np.abs(table.channel_ranges[g.tensor][0]),
                                    np.abs(table.channel_ranges[g.tensor][1]))
               for g in groups}
-    result = smooth(model, groups, maxima, alpha)
+    result = smoothed if smoothed is not None else smooth(model, groups, maxima, alpha)
     nodes = {n.name: n for n in result.model.graph.node}
     ranges = dict(table.ranges)
     skipped = dict(table.skipped)

@@ -16,7 +16,9 @@ rebuilds each candidate). A model that passes (all-INT8 at float's speed, or a c
 of float islands) is timed a second time and keeps the lower ratio: on a busy machine one
 window can make the float model look slow.
 When no count reaches the float model's speed, every op stays float (the same speed
-and exact) and the note says plainly that INT8 gives no gain on this CPU. Ops an earlier
+and exact) and the note says plainly that INT8 gives no gain on this CPU; the count
+that leaves no INT8 op is that float model, and is not timed against itself.
+A passing model's INT8 sessions are kept for its second timing. Ops an earlier
 step kept float (the --target search) stay float in every candidate. A progress bar on a terminal counts
 the timings (each a second or more on a large model), and each is logged.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from lowbit.analysis.bench import time_interleaved
 from lowbit.io.model import input_specs
@@ -101,6 +104,10 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
     def speed_with(count: int) -> Speed:
         if count not in tried:
             built = build(ranked[:count])
+            if not built.quantized:  # the float model itself: 1.0x, nothing to time
+                tried[count] = (Speed(dict.fromkeys(first.ratios, 1.0)), built)
+                log.info("speed: %d island(s) float: no INT8 op left, not timed", count)
+                return tried[count][0]
             tried[count] = (timer.speed(built.model), built)
             log.info("speed: %d island(s) float: %s", count, tried[count][0].text())
         return tried[count][0]
@@ -111,8 +118,8 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
         """At float's speed in two timings: on a busy machine one window can make the
         float model look slow (P-Net measured a 3-of-5-INT8 model at 1.81x once, 0.69x
         in the benchmark), so a count that passes is timed again and keeps the lower."""
-        if speed_with(count).worst < 1.0:
-            return False
+        if speed_with(count).worst < 1.0 or not tried[count][1].quantized:
+            return False  # slower, or no INT8 configuration at all
         if count not in confirmed:
             confirmed.add(count)
             speed, built = tried[count]
@@ -205,11 +212,19 @@ class _Timer:
                 del self.feeds[max(BATCHES)]
         self.float_sessions = {batch: one if batch == 1 else create_session(serialized)
                                for batch in self.feeds}
+        # The last candidate's sessions, by batch: a pass is timed again (_confirmed)
+        # without loading the model again.
+        self._last: tuple[onnx.ModelProto, dict[int, ort.InferenceSession]] | None = None
 
     def speed(self, model: onnx.ModelProto) -> Speed:
+        if self._last is None or self._last[0] is not model:
+            self._last = (model, {})
+        sessions = self._last[1]
         ratios = {}
         for batch, feed in self.feeds.items():
-            pair = (self.float_sessions[batch], create_session(model))
+            if batch not in sessions:
+                sessions[batch] = create_session(model)
+            pair = (self.float_sessions[batch], sessions[batch])
             runs = [lambda s=s, f=feed: s.run(None, f) for s in pair]
             times = time_interleaved(runs, WARMUP, REPEATS, MIN_SECONDS)
             ratios[batch] = float(np.min(times[0]) / np.min(times[1]))
