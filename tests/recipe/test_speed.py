@@ -226,3 +226,30 @@ def test_a_count_that_passes_once_by_chance_is_timed_again(
     note = next(n for n in result.notes if n.startswith("speed:"))
     assert "2 of 4 INT8 islands" in note and "1.10x at batch 1" in note, note
     assert calls[1] == 2 and calls[2] == 2  # each passing count timed twice
+
+
+@pytest.mark.parametrize(("int8_seconds", "timed_batches"), [(0.002, [1]), (0.0005, [1, 8])])
+def test_a_model_slower_at_batch_1_is_not_timed_at_the_larger_batch(
+        int8_seconds: float, timed_batches: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slower than float at batch 1 fails the guard whatever batch 8 says: batch 8 (the
+    costly timing) is then skipped; a model at float's speed is timed at both. The
+    timer's sessions are real, its clock a stand-in (float 1 ms a run)."""
+    model = prelu_chain()
+    feeds = {b: {"input": np.zeros((b, 3, 16, 16), np.float32)} for b in (1, 8)}
+    timed: list[int] = []
+
+    def clock(runners: list[Callable[[], object]], warmup: int, repeats: int,
+              min_seconds: float = 0.0) -> list[list[float]]:
+        for run in runners:
+            run()
+        if len(runners) == 1:  # the timer's first look: one float sample is quick
+            return [[0.001] * repeats]
+        timed.append(len(runners))
+        return [[0.001] * repeats, [int8_seconds] * repeats]
+
+    monkeypatch.setattr(speed, "time_interleaved", clock)
+    timer = speed._Timer(model, feeds)
+    result = timer.speed(model)
+    assert sorted(result.ratios) == timed_batches
+    assert len(timed) == len(timed_batches)

@@ -197,8 +197,9 @@ class _Timer:
     time, so the minimum is the steadiest estimate of what the model itself costs.
 
     Batch 1 is always timed; the larger batch only where one float sample is quick
-    (under SMALL_RUN seconds: a large input's batch-1 time already tells). The float
-    model is serialized once for all its sessions."""
+    (under SMALL_RUN seconds: a large input's batch-1 time already tells), and only
+    when batch 1 is not slower than float (under SLOWER fails whatever the larger batch
+    says). The float model is serialized once for all its sessions."""
 
     def __init__(self, float_model: onnx.ModelProto, feeds: Mapping[int, dict[str, np.ndarray]],
                  advance: Callable[[int], None] = lambda n: None) -> None:
@@ -221,13 +222,15 @@ class _Timer:
             self._last = (model, {})
         sessions = self._last[1]
         ratios = {}
-        for batch, feed in self.feeds.items():
+        for batch, feed in sorted(self.feeds.items()):
             if batch not in sessions:
                 sessions[batch] = create_session(model)
             pair = (self.float_sessions[batch], sessions[batch])
             runs = [lambda s=s, f=feed: s.run(None, f) for s in pair]
             times = time_interleaved(runs, WARMUP, REPEATS, MIN_SECONDS)
             ratios[batch] = float(np.min(times[0]) / np.min(times[1]))
+            if ratios[batch] < SLOWER:
+                break  # slower at this batch fails every test: the larger one is not timed
         self.advance(1)
         return Speed(ratios)
 
