@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from claims import Claim, best_row, compare_rows, every_cell, every_row, ratio, second
+from claims import Claim, best_row, compare_rows, every_cell, every_row, number, ratio, second
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -66,6 +66,13 @@ def _all_of(cell: str) -> float | None:
     """1 where an 'N/M' count cell is all of them (17/17), 0 where not, None elsewhere."""
     part, slash, whole = cell.partition("/")
     return float(part.strip() == whole.strip()) if slash else None
+
+
+def _largest(cell: str) -> float | None:
+    """The largest of the numbers in a cell ('1.94 / 2.24': both runs)."""
+    found = [number(part) for part in cell.split("/")]
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -512,16 +519,25 @@ SECTIONS: tuple[Section, ...] = (
         prose="End-to-end `calibrate` + `deploy` with defaults (and with `--method minmax`) "
               "against ONNX Runtime's `quantize_static` MinMax on the same model and data, "
               "each in a fresh process, two interleaved runs: seconds (both runs), the ratio "
-              "to ORT's faster run, peak RSS, and the fidelity each reached. The load on "
-              "this machine moved so much during the run that ORT's own two runs differed "
-              "up to 2.6x (EfficientNet-Lite0: 48.0 and 18.1 s), so the ratios are rough.",
+              "to ORT's faster run, peak RSS, and the fidelity each reached. Measured on a "
+              "quiet machine (load about 1) after auto's output check stopped scoring "
+              "blends that a transformer's smoothed default does not use and the speed "
+              "guard stopped timing the larger batch of a candidate already slower at "
+              "batch 1. MiniLM's deploy took 2.9 s in one run and 4.6 s in the other: its "
+              "batch-1 float run (about 10 ms) sits at the guard's limit for also timing "
+              "batch 8, which costs about 1.7 s.",
         claims=(
-            every_row("lowbit's defaults take at most 3x ORT's faster quantize_static run on "
-                      "every model, in both runs. The goal is 2x, and MiniLM (2.8-2.9x here, "
-                      "13 s against ORT's 4.6 s) and EfficientNet-Lite0 (2.3-2.4x against "
-                      "ORT's faster run, under 1x against its slower one) do not meet it in "
-                      "this run.", "x ORT", maximum=3.0,
-                      where={"what": "lowbit calibrate + deploy"}),
+            every_row("lowbit's defaults take at most 1.4x ORT's faster quantize_static run "
+                      "on EfficientNet-Lite0, in both runs.", "x ORT",
+                      maximum=1.4, where={"what": "lowbit calibrate + deploy"},
+                      heading="efficientnet_lite0", value=_largest),
+            every_row("The same holds on the 640x640 dynamic-size model.", "x ORT",
+                      maximum=1.4, where={"what": "lowbit calibrate + deploy"},
+                      heading="mbv2_640", value=_largest),
+            every_row("On MiniLM they take at most 2.3x ORT's faster run: 1.9x in one run, "
+                      "2.2x in the other, so the 2x goal is met in one of the two.", "x ORT",
+                      maximum=2.3, where={"what": "lowbit calibrate + deploy"},
+                      heading="minilm", value=_largest),
             every_row("lowbit's defaults stay within float inference + 1 GB of peak RSS.",
                       "above F32 inference MB", maximum=1024,
                       where={"what": "lowbit calibrate + deploy"}),
