@@ -35,8 +35,9 @@ One table per lowbit step, a row per imported model, each step as a user would r
   out;
 - ``deploy --requantize``: Q/DQ stripped, scales re-derived by lowbit's default recipe
   with the calibration table lowbit made of the F32 model on the same DEV data; a row for
-  the model as imported and one for the requantized model (fidelity, integer kernels,
-  deploy's validation and the time it took).
+  the model as imported, one for the requantized model (fidelity, integer kernels,
+  deploy's validation and the time it took) and one with ``--float-weights`` (the float
+  original's weights and biases instead of the dequantized ones).
 
 A step lowbit refuses (a zero, negative or non-finite scale: one ``LowbitError`` line
 naming the tensor, exit 2 at the command line) is a row with that line. Per subject a
@@ -344,24 +345,30 @@ def requantize(table: Table, subject: Subject, model: Imported, reference: np.nd
     """``lowbit deploy --requantize``: Q/DQ stripped, scales re-derived from lowbit's
     table of the float original."""
     assert model.path is not None
-    path = out / f"{model.path.stem}.requantized.onnx"
-    start = time.perf_counter()
-    try:
-        result = lowbit.deploy(model.path, output=path, requantize=True,
-                               calibration_table=subject.table, float_model=subject.f32,
-                               test_input=subject.report_npz, speed="off")
-    except LowbitError as err:
-        table.refused(subject, model.maker, err)
-        return
-    seconds = time.perf_counter() - start
     stripped = strip_qdq(onnx.load(str(model.path)))
     table.rows.append((subject.name, model.maker, "as imported", "-",
                        *score_cells(fidelity(subject, reference, model.path)),
                        kernels(model.path), "-", "-"))
-    table.rows.append((subject.name, model.maker, "--requantize",
-                       f"{stripped.pairs} pairs, {len(stripped.relus)} Relus restored",
-                       *score_cells(fidelity(subject, reference, path)), kernels(path),
-                       "passed" if result.passed else "FAILED", seconds_text(seconds)))
+    for step, float_weights in (("--requantize", False),
+                                ("--requantize --float-weights", True)):
+        path = out / f"{model.path.stem}.requantized{'.fw' if float_weights else ''}.onnx"
+        start = time.perf_counter()
+        try:
+            result = lowbit.deploy(model.path, output=path, requantize=True,
+                                   float_weights=float_weights,
+                                   calibration_table=subject.table, float_model=subject.f32,
+                                   test_input=subject.report_npz, speed="off")
+        except LowbitError as err:
+            table.refused(subject, model.maker, err)
+            continue
+        seconds = time.perf_counter() - start
+        taken = next((n.split(": ", 1)[1].split(" (")[0] for n in result.notes
+                      if n.startswith("float weights: ")), None)
+        what = f"{stripped.pairs} pairs, {len(stripped.relus)} Relus restored" + \
+            (f"; {taken}" if taken else "")
+        table.rows.append((subject.name, model.maker, step, what,
+                           *score_cells(fidelity(subject, reference, path)), kernels(path),
+                           "passed" if result.passed else "FAILED", seconds_text(seconds)))
 
 
 def lowbit_reference(table: Table, subject: Subject, reference: np.ndarray, out: Path) -> None:

@@ -102,6 +102,62 @@ def test_requantize_strips_and_quantizes_with_lowbit_rules(work, tmp_path, capsy
     assert lowbit.info(out).provenance.recipe.requantize
 
 
+def test_float_weights_take_the_originals_back_and_get_closer_to_float(work, tmp_path,
+                                                                       capsys):
+    """--float-weights: each dequantized weight and bias is the float original's again
+    (matched by op name and shape), so requantizing does not round ORT's rounding a second
+    time: the result is closer to F32 than --requantize alone, and every weight is the
+    original's before lowbit quantizes it."""
+    from lowbit.quantize.int8.imported import strip_qdq, take_float_weights
+
+    original = onnx.load(work / "model.f32.onnx")
+    stripped = strip_qdq(onnx.load(work / "ort.onnx"))
+    weights = take_float_weights(stripped, original)
+    assert len(weights.taken) >= 8 and not weights.differing  # 4 weights, 4 biases at least
+    want = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
+    got = {i.name: numpy_helper.to_array(i) for i in weights.model.graph.initializer}
+    ops = {n.name: n for n in original.graph.node}
+    for node in weights.model.graph.node:
+        for index, name in enumerate(node.input):
+            if name in weights.taken:
+                np.testing.assert_array_equal(got[name], want[ops[node.name].input[index]])
+    outs = {}
+    for flags, name in (([], "rounded"), (["--float-weights"], "float")):
+        out = tmp_path / f"{name}.onnx"
+        code, text, err = _run(["deploy", str(work / "ort.onnx"), "--requantize", *flags,
+                                "--calibration-table", str(work / "model.calib"),
+                                "--float-model", str(work / "model.f32.onnx"), "--test-data",
+                                str(work / "x.npz"), "--speed", "off", "-o", str(out),
+                                "--json"], capsys)
+        assert code == 0, err
+        outs[name] = json.loads(text)
+    assert any(n.startswith("float weights: ") and "replaced by" in n
+               for n in outs["float"]["notes"]), outs["float"]["notes"]
+    cosine = {k: v["validation"]["checks"][0]["cosine"] for k, v in outs.items()}
+    sqnr = {k: v["validation"]["checks"][0].get("sqnr_db") for k, v in outs.items()}
+    assert cosine["float"] >= cosine["rounded"], (cosine, sqnr)
+
+
+def test_float_weights_of_another_model_are_refused(work, tmp_path, capsys):
+    """A float model that is not this one's original (other weights): nothing matches
+    within rounding, one line, exit 2, nothing written; without --float-model or
+    --requantize the flag is refused."""
+    onnx.save(small_resnet(seed=7, batch=1), tmp_path / "raw.onnx")
+    lowbit.transform(tmp_path / "raw.onnx", tmp_path / "other.onnx")  # same names, other weights
+    out = tmp_path / "x.onnx"
+    code, _, err = _run(["deploy", str(work / "ort.onnx"), "--requantize", "--float-weights",
+                         "--calibration-table", str(work / "model.calib"), "--float-model",
+                         str(tmp_path / "other.onnx"), "--test-data", str(work / "x.npz"),
+                         "--speed", "off", "-o", str(out)], capsys)
+    assert code == 2 and "--float-weights" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    code, _, err = _run(["deploy", str(work / "ort.onnx"), "--requantize", "--float-weights",
+                         "--calibration-table", str(work / "model.calib"), "-o", str(out)],
+                        capsys)
+    assert code == 2 and "--float-model" in err, err
+    assert not out.exists()
+
+
 def test_compare_pairs_it_layer_by_layer_and_explain_names_integer_kernels(work, capsys):
     report = lowbit.compare(work / "model.f32.onnx", work / "ort.onnx", work / "x.npz",
                             progress=False)

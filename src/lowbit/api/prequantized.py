@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from lowbit.api.common import check_model
+from lowbit.api.common import check_model, load_float_model
 from lowbit.errors import LowbitError, RecipeError, UsageError
 from lowbit.graph import check_qdq_params, declared_precision, is_qdq, precision_of
 from lowbit.io.model import check_loaded, load_model, save_model
-from lowbit.quantize.int8.imported import describe_qdq, strip_qdq
+from lowbit.quantize.int8.imported import describe_qdq, strip_qdq, take_float_weights
 from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.recipe.options import keyword_for
 from lowbit.recipe.provenance import stamp
@@ -100,7 +100,16 @@ def deploy_source(model: str | Path, recipe: Recipe, read: onnx.ModelProto | Non
     note = (f"requantize: {model} stripped to float ({stripped.pairs} Q/DQ pairs removed, "
             f"{stripped.constants} weights, biases and constants dequantized{restored}), then "
             "quantized with lowbit's rules")
-    return Source(stripped.model, (note,))
+    float_model = recipe.validation.float_model
+    if not recipe.float_weights or float_model is None:
+        return Source(stripped.model, (note,))
+    weights = take_float_weights(stripped, load_float_model(float_model, "deploy"))
+    if not weights.taken:
+        raise RecipeError(f"{{float_weights}}: no dequantized weight of {model} matches a "
+                          f"float weight of {float_model} (op name, input and shape, values "
+                          "within rounding); is it the model this one was quantized from?"
+                          ).renamed(keyword_for)
+    return Source(weights.model, (note, f"float weights: {weights.note(str(float_model))}"))
 
 
 def deploy_quantized(model: str | Path, *, output: str | Path, recipe: Recipe) -> DeployResult:

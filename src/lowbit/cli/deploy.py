@@ -68,6 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a model that arrives quantized: strip its Q/DQ (weights "
                    "dequantized) and quantize the float graph again with lowbit's rules "
                    "and --calibration-table, instead of keeping its scales")
+    p.add_argument("--float-weights", action="store_true", default=_D(False),
+                   help="with --requantize and --float-model: take the weights and biases "
+                   "from the float original (matched by node name and shape) instead of "
+                   "dequantizing the rounded ones; for a model quantized after training, "
+                   "not a QAT export whose weights were trained quantized")
     p.add_argument("--tolerance", default=_D("0.99,0.90"),
                    help="minimum cosine,euclidean similarity per output")
     p.add_argument("--activation", choices=("uint8", "int8"), default=_D("uint8"),

@@ -102,6 +102,7 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("speed", "speed"),
     Option("target", "target"),
     Option("requantize", "requantize"),
+    Option("float_weights", "float_weights"),
     Option("keep_scales", "keep_scales"),
 )}
 ALIASES = {"method": "float_method"}  # deploy's old name for the F16/BF16 method

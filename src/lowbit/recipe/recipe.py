@@ -267,6 +267,9 @@ class Recipe:
     # a model that arrives quantized: strip its Q/DQ and quantize the float graph again
     # with calibration_table, instead of keeping its scales (lowbit.quantize.int8.imported)
     requantize: bool = False
+    # with requantize and validation.float_model: the stripped graph's weights and biases
+    # are the float original's (matched by node name and shape), not the dequantized ones
+    float_weights: bool = False
     # set by deploy for a QDQ model without requantize: it keeps its own scales, so no
     # calibration table and none of lowbit's quantization settings apply
     keep_scales: bool = False
@@ -283,6 +286,7 @@ class Recipe:
         _choice(self.backend, tuple(BACKENDS), "backend")
         _choice(self.speed, SPEED_CHECKS, "speed")
         _flag(self.requantize, "requantize")
+        _flag(self.float_weights, "float_weights")
         _flag(self.keep_scales, "keep_scales")
         if self.target is not None:
             from lowbit.quantize.mixed.search import Target
@@ -300,6 +304,11 @@ class Recipe:
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 raise RecipeError(f"{{{name}}} must be a {kind.__name__}; got {value!r}")
+        if self.float_weights and not (self.requantize and
+                                       self.validation.float_model is not None):
+            raise RecipeError("{float_weights} takes the weights of the float original that "
+                              "a model arriving quantized was made from: give it with "
+                              "{requantize} and {validation.float_model}")
         self._check_applies()
         self._check_data()
 
@@ -396,11 +405,11 @@ class Recipe:
             return
         applies = {"INT8": ("int8", "smooth", "equalize", "adaround", "bias_correction",
                             "quantize_table", "calibration_table", "speed", "target",
-                            "requantize"),
+                            "requantize", "float_weights"),
                    "W4": ("w4",), "F16": ("floats",), "BF16": ("floats",)}[self.precision]
         for name in ("int8", "smooth", "equalize", "adaround", "bias_correction", "w4",
                      "floats", "quantize_table", "calibration_table", "speed", "target",
-                     "requantize"):
+                     "requantize", "float_weights"):
             if name in applies:
                 continue
             value, default = getattr(self, name), getattr(_defaults(), name)
