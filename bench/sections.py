@@ -863,6 +863,33 @@ SECTIONS: tuple[Section, ...] = (
                          {"configuration": "2 processes x 1 thread"},
                          {"configuration": "1 process x 2 threads"}, higher=False),
         )),
+    Section(
+        "parallel_calibration_100", COST,
+        "Calibration of 100 samples on processes: why the default is one process",
+        _cmd("bench/parallel_calibration.py --samples 100 --repeats 3 --no-ray"), 2,
+        prose="The same bench at the size of data set users bring most often (a few hundred "
+              "samples or fewer), on a quiet machine: a pool of two processes pays about "
+              "1.5 s to start (spawn, import, model, session) before its shards run faster, "
+              "so on 100 samples it loses. One process stays the default; `--workers N` is "
+              "for longer runs (1,000 samples: above) and machines with more cores than one "
+              "session keeps busy.",
+        claims=(
+            compare_rows("On 100 samples two processes are slower than one on both models.",
+                         "speed vs 1 process", {"configuration": "2 processes x 1 thread"},
+                         {"configuration": "1 process x 2 threads"}, higher=False),
+        )),
+    Section(
+        "parallel_calibration_300", COST,
+        "Calibration of 300 samples on processes: about where a pool breaks even",
+        _cmd("bench/parallel_calibration.py --samples 300 --repeats 3 --no-ray"), 3,
+        prose="At 300 samples the pool's start is about repaid: two processes and one are "
+              "within a few percent of each other, so neither is the better default there.",
+        claims=(
+            compare_rows("On 300 samples two processes are at most 1.15x as fast as one.",
+                         "speed vs 1 process", {"configuration": "2 processes x 1 thread"},
+                         {"configuration": "1 process x 2 threads"}, higher=False,
+                         factor=1.15),
+        )),
     # -- Deployment ---------------------------------------------------------------------
     Section(
         "package", DEPLOY,
