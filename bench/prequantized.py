@@ -362,8 +362,8 @@ def requantize(table: Table, subject: Subject, model: Imported, reference: np.nd
             table.refused(subject, model.maker, err)
             continue
         seconds = time.perf_counter() - start
-        taken = next((n.split(": ", 1)[1].split(" (")[0] for n in result.notes
-                      if n.startswith("float weights: ")), None)
+        taken = next((n.split(": ", 1)[1].split(" replaced by ")[0] + " taken from F32"
+                      for n in result.notes if n.startswith("float weights: ")), None)
         what = f"{stripped.pairs} pairs, {len(stripped.relus)} Relus restored" + \
             (f"; {taken}" if taken else "")
         table.rows.append((subject.name, model.maker, step, what,
