@@ -209,7 +209,9 @@ class _Timer:
         self.feeds = dict(feeds)
         if max(BATCHES) in self.feeds:
             times = time_interleaved([lambda: one.run(None, self.feeds[1])], 1, 3)
-            if float(np.median(times[0])) > SMALL_RUN:
+            # the fastest of three, as every timing here: a median of three flipped
+            # MiniLM's batch-1 run (about 10 ms) from one side of SMALL_RUN to the other
+            if float(np.min(times[0])) > SMALL_RUN:
                 del self.feeds[max(BATCHES)]
         self.float_sessions = {batch: one if batch == 1 else create_session(serialized)
                                for batch in self.feeds}
