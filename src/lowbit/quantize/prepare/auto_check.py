@@ -90,9 +90,8 @@ class AutoCheck:
             return ("auto output check: the default deploy smooths this transformer and "
                     "derives every range it uses from the channel ranges, so the blend "
                     "changes nothing there and none was scored; auto's own thresholds are "
-                    "kept (α=0). For "
-                    "deploy --smooth off, calibrate with --check-unsmoothed to choose the "
-                    "blend for that model")
+                    "kept (α=0). For deploy --smooth off, calibrate with "
+                    "--check-unsmoothed to choose the blend for that model")
         scores = ", ".join(f"{a:g}: {s:.1f}" for a, s in self.sqnr.items())
         text = (f"auto output check on {self.samples} samples chose α={self.alpha:g} "
                 f"(INT8 output SQNR dB by α {scores}; α=1 is minmax)")
