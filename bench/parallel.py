@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pickle
 import resource
 import statistics
@@ -59,6 +60,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "Ray local, 2 workers x 1 thread": {"workers": 2, "cluster": "local"},
 }
 BASELINE = "1 process x 2 threads"
+LOAD_AT_START = os.getloadavg()[0]  # the 1-minute load average as the script starts
 
 
 class MergeTimes(logging.Handler):
@@ -246,14 +248,14 @@ def main() -> None:
         evaluation = eval_part(Path(tmp), configs, startup, args) if args.eval_images else []
 
     base = statistics.median(times[BASELINE])
-    lines = [header(), "",
+    lines = [header(), "", "### Calibration", "",
              (f"MobileNetV2 (bench/models.py, random weights), {args.samples} real photo "
              f"crops (224x224), `lowbit.calibrate` method auto without the output check; "
-             f"median of {args.repeats} interleaved repeats on a shared, loaded "
-             f"{cores()}-core machine (other jobs kept both cores busy, so a configuration "
-             "with more processes also takes a larger share of them). Every run's table "
-             "was identical, bit for bit. CPU s: this process and its pool workers (Ray's "
-             "workers are not counted)."), "",
+             f"median of {args.repeats} interleaved repeats on a {cores()}-core machine "
+             f"(load average {LOAD_AT_START:.1f} when the run began; where other jobs keep "
+             "the cores busy, a configuration with more processes also takes a larger "
+             "share of them). Every run's table was identical, bit for bit. CPU s: this "
+             "process and its pool workers (Ray's workers are not counted)."), "",
              ("| configuration | median s | samples/s | vs 1 process x 2 threads | "
               "CPU s (median) | merge s (median) |"),
              "|---|---|---|---|---|---|"]
@@ -272,9 +274,9 @@ def main() -> None:
     lines.append(f"One shard's state as a worker sends it back: {sent / 1024:.0f} KiB "
                  "(pickled; tensors x occupied histogram bins, not samples).")
     if ranking is not None:
-        lines += ["", *ranking.lines(args)]
+        lines += ["", "### qtable ranking", "", *ranking.lines(args)]
     if evaluation:
-        lines += ["", *evaluation]
+        lines += ["", "### Evaluation", "", *evaluation]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:

@@ -77,3 +77,29 @@ def test_qtable_on_two_workers_writes_the_ranking_of_one(setup: tuple, tmp_path:
     assert one.sensitivity is not None and two.sensitivity is not None
     assert_same_ranking(two.sensitivity, one.sensitivity)
     assert two.sensitivity.samples == 4
+
+
+@pytest.mark.parametrize(("convs", "channels", "cores", "workers"), [
+    (20, 64, 2, 2),   # many builds, 20 x 64 x 64 x 9 x 4 B = 2.9 MiB of weights: one per core
+    (20, 64, 1, 1),   # one core: nothing to run beside
+    (8, 64, 2, 1),    # few candidate builds
+    (20, 8, 2, 1),    # tiny weights: each build is quick
+])
+def test_the_ranking_takes_a_pool_by_default_where_its_builds_are_many(
+        convs: int, channels: int, cores: int, workers: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lowbit.parallel import plan
+
+    monkeypatch.setattr(plan, "cores", lambda: cores)
+    nodes, inits = [], []
+    for i in range(convs):
+        w = np.zeros((channels, channels, 3, 3), np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"x{i + 1}"], name=f"c{i}"))
+    graph = helper.make_graph(
+        nodes, "chain",
+        [helper.make_tensor_value_info("x0", TensorProto.FLOAT, [1, channels, 8, 8])],
+        [helper.make_tensor_value_info(f"x{convs}", TensorProto.FLOAT, None)], inits)
+    assert plan.ranking_workers(helper.make_model(graph)) == workers

@@ -27,6 +27,7 @@ from lowbit.errors import DatasetError
 from lowbit.io.model import input_specs
 from lowbit.outputs import check_distinct
 from lowbit.parallel import Executor, InlineExecutor, Parallelism, open_executor
+from lowbit.parallel.plan import ranking_workers
 from lowbit.passes import canonicalize
 from lowbit.quantize.int8.settings import ACTIVATION_TYPES, WEIGHT_RANGES, QuantizeSettings
 from lowbit.quantize.mixed.qtable import QTable, write_qtable
@@ -71,7 +72,8 @@ def qtable(
     lowbit.runtime.memory) bounds the per-sample values the ranking keeps in memory.
     ``workers`` and ``cluster`` run the ranking's candidate ops as shards on local
     processes or Ray, as for lowbit.calibrate (lowbit.quantize.mixed.sharded); the
-    ranking is the same."""
+    ranking is the same. ``workers`` None: one per core for a model whose candidate
+    builds are many (lowbit.parallel.plan.ranking_workers), else this process."""
     model, dataset = arguments.path(model, "model"), arguments.path(dataset, "dataset")
     output, labels = arguments.path(output, "output"), arguments.optional_path(labels, "labels")
     if not isinstance(calibration_table, CalibrationTable):
@@ -101,6 +103,8 @@ def qtable(
     samples = list(first_samples(dataset_, num if num is not None else len(dataset_)))
     if not samples:
         raise DatasetError(f"the data set {dataset} has no samples")
+    if parallel == Parallelism():  # none asked for: a pool where the builds are many
+        parallel = Parallelism(ranking_workers(canonical))
     with open_executor(parallel, threads=None) as executor:
         rank = _ranking(executor, DatasetRef(str(dataset)))
         if target is None:

@@ -51,12 +51,13 @@ def add_memory_budget_option(p: argparse.ArgumentParser, **kwargs: object) -> No
 
 
 def add_parallel_options(p: argparse.ArgumentParser, *, what: str = "samples",
-                         same: str = "the same") -> None:
+                         same: str = "the same",
+                         default: str = "1, this process with all cores") -> None:
     """--workers N and --cluster {ray,local}: run ``what`` as shards (lowbit.parallel);
     the result is ``same`` whatever N (eval and compare: up to float rounding)."""
     p.add_argument("--workers", type=int, metavar="N",
-                   help=f"run the {what} as shards on N worker processes (default: 1, this "
-                   "process with all cores; with --cluster: the cluster's CPUs); the result "
+                   help=f"run the {what} as shards on N worker processes (default: {default}"
+                   "; with --cluster: the cluster's CPUs); the result "
                    f"is {same} whatever N")
     p.add_argument("--cluster", choices=("ray", "local"),
                    help="run the workers on Ray: 'ray' joins the cluster RAY_ADDRESS names, "

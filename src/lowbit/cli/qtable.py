@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation type of the INT8 part")
     add_weight_range(p)
     add_memory_budget_option(p)
-    add_parallel_options(p, what="candidate ops of the ranking")
+    add_parallel_options(p, what="candidate ops of the ranking",
+                         default="one per core for a model with 16 or more Conv/Gemm/MatMul "
+                         "ops and 1 MiB of weights, else 1")
     add_json_option(p)
 
     def run(args: argparse.Namespace) -> int:
