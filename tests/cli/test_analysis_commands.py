@@ -60,6 +60,24 @@ def test_report_writes_markdown_and_html_with_both_rows(work: Path,
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
 
+def test_report_runs_its_accuracy_pass_on_workers_with_the_same_figures(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers 2: the accuracy columns come from merged shards and equal one process's
+    (the speed columns are timings, run in this process alone either way)."""
+    import lowbit
+
+    one = lowbit.report([work / "f32.onnx", work / "int8.onnx"], work / "data.npz",
+                        work / "report1", repeats=2, batch=4, workers=1)
+    two = lowbit.report([work / "f32.onnx", work / "int8.onnx"], work / "data.npz",
+                        work / "report2", repeats=2, batch=4, workers=2)
+    for a, b in zip(one.rows, two.rows, strict=True):
+        assert a.top1 == b.top1 and a.top5 == b.top5
+        assert a.cos_vs_f32 == pytest.approx(b.cos_vs_f32, abs=1e-6)
+    code, _ = run_cli(["report", work / "f32.onnx", "--dataset", work / "data.npz", "-o",
+                       work / "report3", "--workers", "0"], capsys)
+    assert code == 2 and not (work / "report3").exists()
+
+
 def test_bench_profile_prints_the_op_table(work: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     code, text = run_cli(["bench", work / "int8.onnx", "--profile", "--batch", "1",

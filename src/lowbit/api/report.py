@@ -25,6 +25,7 @@ from lowbit.data.samples import SampleWindow
 from lowbit.graph import precision_of
 from lowbit.io.model import input_specs, load_model
 from lowbit.outputs import OutputDir, check_distinct
+from lowbit.parallel import Parallelism
 from lowbit.runtime.backends import check_backend
 from lowbit.runtime.memory import MemoryBudget, choose_batch
 
@@ -49,6 +50,8 @@ def report(
     backend: str = "ort",
     image_options: ImageOptions | None = None,
     memory_budget: str | int | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
 ) -> ReportResult:
     """One row per model variant: size, accuracy, speed, output cosine vs F32, written
     as report.md and a self-contained report.html (with the F32→first-quantized-variant
@@ -59,7 +62,9 @@ def report(
     data set is preprocessed with ``image_options``, or as the baseline's meta file says.
     ``memory_budget`` (bytes or "512M"; lowbit.runtime.memory) bounds what a run holds:
     the timed ``batch`` is lowered to what fits at the data's shape (said in the notes),
-    and the layer compare runs once per group of tensors that fits.
+    and the layer compare runs once per group of tensors that fits. ``workers`` /
+    ``cluster`` run the accuracy pass as shards, as lowbit.evaluate does (its metrics
+    merged from running sums); the timing always runs in this process, alone.
     """
     paths = arguments.paths(variants, "variants")
     dataset, output = arguments.path(dataset, "dataset"), arguments.folder(output, "output")
@@ -71,6 +76,7 @@ def report(
     check_backend(arguments.text(backend, "backend"))
     arguments.instance(image_options, ImageOptions, "image_options", "an ImageOptions")
     budget = MemoryBudget.parse(memory_budget)
+    parallel = Parallelism.checked(workers, cluster)
     check_distinct({**{f"{{variants}} {i}": path for i, path in enumerate(paths, 1)},
                     "{dataset}": dataset, "{labels}": labels},
                    {"{output}": OutputDir(output, REPORT_FILES)})
@@ -84,6 +90,7 @@ def report(
     results = evaluate_models(paths, dataset, labels=labels, metrics=metrics,
                               reference=paths[base], threads=threads, num=num, backend=backend,
                               image_options=image_options, memory_budget=budget.bytes,
+                              workers=parallel.workers, cluster=parallel.cluster,
                               progress=False)
     timed = _timed_batch(models[base], dataset, image_options, batch, budget)
     bench = bench_models(paths, BenchSettings(batches=(1, timed), threads=threads,

@@ -9,6 +9,7 @@ from lowbit.cli.options import (
     add_image_options,
     add_json_option,
     add_memory_budget_option,
+    add_parallel_options,
     image_options,
 )
 
@@ -27,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num", type=int, help="evaluate on the first NUM samples")
     p.add_argument("--threads", type=int, help="engine threads")
     add_memory_budget_option(p)
+    add_parallel_options(p, what="accuracy pass's samples", same="the same up to float "
+                         "rounding (the timing runs in this process, alone)")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino (runs "
                    "BF16 models, which ORT's CPU provider cannot)")
     add_image_options(p)
@@ -40,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             batch=args.batch, repeats=args.repeats, threads=args.threads,
                             num=args.num, backend=args.backend,
                             image_options=image_options(args),
-                            memory_budget=args.memory_budget)
+                            memory_budget=args.memory_budget, workers=args.workers,
+                            cluster=args.cluster)
         if args.json:
             print_json(result)
             return 0
