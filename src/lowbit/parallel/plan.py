@@ -52,7 +52,7 @@ class Parallelism:
 # qtable's ranking builds one INT8 model per candidate op, in Python (about 0.15 s each on
 # EfficientNet-Lite0), and runs only a suffix of it: work one process runs on one core
 # whatever ONNX Runtime's threads. bench/parallel.py (MobileNetV2, 64 candidates, 4
-# samples): two processes ranked 1.67x as fast as one on a quiet 2-core machine, 0.94x on
+# samples): two processes ranked 1.64x as fast as one on a quiet 2-core machine, 0.94x on
 # one whose cores other jobs kept busy; a pool's start costs about 1.8 s. So the ranking
 # takes one worker per core where the builds are many and not tiny.
 RANKING_POOL_OPS = 16  # Conv, ConvTranspose, Gemm and MatMul nodes
