@@ -78,23 +78,29 @@ def _qdq(x: str, nodes: list, out: str | None = None) -> str:
 
 
 def _single_op(path: Path, op: str, weight_shape: tuple[int, ...], *, quantize_output: bool,
-               **attrs) -> Path:
+               float_bias: bool = False, also_read: bool = False, **attrs) -> Path:
     rng = np.random.default_rng(0)
     nodes: list[onnx.NodeProto] = []
     x = _qdq("x", nodes)
     nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"],
                                   name="w_DQ"))
-    nodes.append(helper.make_node(op, [x, "w_dq"], ["c" if quantize_output else "y"],
+    inputs = [x, "w_dq", "b"] if float_bias else [x, "w_dq"]
+    nodes.append(helper.make_node(op, inputs, ["c" if quantize_output else "y"],
                                   name="op", **attrs))
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
     if quantize_output:
         _qdq("c", nodes, out="y")
+    if also_read:  # the conv's output read unquantized too
+        nodes.append(helper.make_node("Sigmoid", ["c"], ["side"], name="side"))
+        outputs.append(helper.make_tensor_value_info("side", TensorProto.FLOAT, None))
     inits = [init("s", np.array(0.02, np.float32)), init("z", np.array(128, np.uint8)),
              init("w_q", rng.integers(-127, 128, weight_shape).astype(np.int8)),
              init("w_s", np.array(0.01, np.float32)), init("w_z", np.array(0, np.int8))]
+    if float_bias:
+        inits.append(init("b", rng.normal(size=weight_shape[0]).astype(np.float32)))
     model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                              [1, 4, 8, 8])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
-                       check=False)
+                       outputs, inits, check=False)
     onnx.save(model, str(path))
     return path
 
@@ -104,6 +110,25 @@ def test_conv_without_output_quantize_stays_float(tmp_path: Path) -> None:
     (op,) = explain_int8(path, threads=1, profile=False).ops
     assert not op.integer and op.kernel in FLOAT_COMPUTE_OPS
     assert "output 'y' is not quantized" in op.reason
+
+
+def test_a_float_bias_does_not_stop_the_integer_kernel(tmp_path: Path) -> None:
+    """Every input quantized but the bias, a float constant (as NNCF writes convs): ORT
+    quantizes such a bias itself and still runs QLinearConv, so explain names no bias
+    reason."""
+    path = _single_op(tmp_path / "b.onnx", "Conv", (4, 4, 3, 3), quantize_output=True,
+                      float_bias=True)
+    (op,) = explain_int8(path, threads=1, profile=False).ops
+    assert op.integer and op.kernel == "QLinearConv" and op.reason == ""
+
+
+def test_an_output_also_read_unquantized_is_named(tmp_path: Path) -> None:
+    path = _single_op(tmp_path / "o.onnx", "Conv", (4, 4, 3, 3), quantize_output=True,
+                      also_read=True)
+    (op,) = explain_int8(path, threads=1, profile=False).ops
+    assert not op.integer and op.kernel in FLOAT_COMPUTE_OPS
+    assert "also read unquantized (by Sigmoid)" in op.reason
+    assert "no known cause" not in op.reason
 
 
 def test_conv_transpose_has_no_integer_kernel(tmp_path: Path) -> None:

@@ -214,11 +214,38 @@ def float_reasons(node: onnx.NodeProto, qdq: _Graph) -> list[str]:
                                           for c in qdq.consumers(node.output[0])):
         reasons.append(f"output '{node.output[0]}' is not quantized (no QuantizeLinear after "
                        f"it; ORT's QLinearConv needs one)")
+    elif node.op_type == "Conv":
+        reasons += _output_reasons(node, qdq)
     if node.op_type == "ConvTranspose":
         reasons.append("no integer kernel for ConvTranspose in ORT's CPU provider")
     if not reasons:
         reasons.append("ORT did not fuse it; no known cause found in the QDQ pattern around it")
     return list(dict.fromkeys(reasons))
+
+
+def _output_reasons(node: onnx.NodeProto, qdq: _Graph) -> list[str]:
+    """A quantized Conv output that ORT still cannot fuse: read by more than its
+    QuantizeLinear, or quantized to another type than its input."""
+    out = node.output[0]
+    readers = qdq.consumers(out)
+    quantizes = [c for c in readers if c.op_type == "QuantizeLinear"]
+    reasons = []
+    if len(readers) > len(quantizes):
+        others = sorted({c.op_type for c in readers if c.op_type != "QuantizeLinear"})
+        reasons.append(f"output '{out}' is also read unquantized (by {', '.join(others)}); "
+                       "ORT fuses a conv whose output only its QuantizeLinear reads")
+    elif len(quantizes) > 1:
+        reasons.append(f"output '{out}' is read by {len(quantizes)} QuantizeLinear nodes; "
+                       "ORT fuses a conv with one")
+    activation = node.input[0] if node.input else ""
+    kind_in = qdq.zero_point_type(activation)
+    kind_out = qdq.quantized_type(quantizes[0]) if quantizes else None
+    if kind_in is not None and kind_out is not None and kind_in != kind_out:
+        reasons.append(f"input and output are quantized to different types "
+                       f"({onnx.TensorProto.DataType.Name(kind_in)} in, "
+                       f"{onnx.TensorProto.DataType.Name(kind_out)} out); QLinearConv "
+                       "needs one")
+    return reasons
 
 
 def _data_inputs(node: onnx.NodeProto) -> list[str]:
@@ -303,6 +330,12 @@ class _Graph:
                 quantize.input[2] in self.initializers:
             return self.initializers[quantize.input[2]].data_type
         return None
+
+    def quantized_type(self, quantize: onnx.NodeProto) -> int | None:
+        """Element type a QuantizeLinear writes (its zero point's; uint8 without one)."""
+        if len(quantize.input) > 2 and quantize.input[2] in self.initializers:
+            return self.initializers[quantize.input[2]].data_type
+        return onnx.TensorProto.UINT8 if len(quantize.input) <= 2 else None
 
     def reach(self, node: onnx.NodeProto) -> set[str]:
         """Output tensor names ORT may use to name ``node`` once fused with what follows it."""
