@@ -424,7 +424,8 @@ SECTIONS: tuple[Section, ...] = (
                       where={"model": "EfficientNet-Lite0", "made by": "ORT MinMax"}),
             every_row("NNCF's default Lite0 model runs at most 12 of its 50 convs as integer "
                       "kernels in ONNX Runtime; explain gives the causes (int8 activations, conv "
-                      "outputs without a QuantizeLinear).", "int kernels", maximum=12,
+                      "outputs without a QuantizeLinear, uint8 inputs with int8 outputs).",
+                      "int kernels", maximum=12,
                       where={"model": "EfficientNet-Lite0", "made by": "NNCF"},
                       table="float kernels: why (count)"),
             every_row("--requantize makes every conv of NNCF's Lite0 model an integer kernel.",
