@@ -77,6 +77,17 @@ def test_qtable_on_two_workers_writes_the_ranking_of_one(setup: tuple, tmp_path:
     assert one.sensitivity is not None and two.sensitivity is not None
     assert_same_ranking(two.sensitivity, one.sensitivity)
     assert two.sensitivity.samples == 4
+    # with a target the search runs too, its pruning trials two at a time on the workers:
+    # the same ops chosen, every step measured alike
+    searched = [lowbit.qtable(tmp_path / "m.onnx", tmp_path / "d.npz",
+                              output=tmp_path / f"s{w}.qt", target="cos=0.99999", workers=w,
+                              **common)  # type: ignore[arg-type]
+                for w in (1, 2)]
+    assert searched[0].search is not None and searched[1].search is not None
+    assert searched[0].qtable.precisions == searched[1].qtable.precisions
+    steps = [[(s.added_ops, s.met) for s in r.search.path] for r in searched]  # type: ignore[union-attr]
+    assert steps[0] == steps[1] and any(a.startswith("without ") for a in
+                                        (s.action for s in searched[1].search.path))
 
 
 @pytest.mark.parametrize(("convs", "channels", "cores", "workers"), [

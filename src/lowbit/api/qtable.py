@@ -33,7 +33,7 @@ from lowbit.quantize.int8.settings import ACTIVATION_TYPES, WEIGHT_RANGES, Quant
 from lowbit.quantize.mixed.qtable import QTable, write_qtable
 from lowbit.quantize.mixed.search import FLOAT_PRECISIONS, SearchResult, Target, search_mixed
 from lowbit.quantize.mixed.sensitivity import SensitivityResult, rank_sensitivity
-from lowbit.quantize.mixed.sharded import rank_sensitivity_sharded
+from lowbit.quantize.mixed.sharded import measure_sets, rank_sensitivity_sharded
 from lowbit.runtime.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def qtable(
             path = write_qtable(result_table, output)
             return QTableResult(path, result_table, ranking, None)
         return _search(canonical, table, settings, samples, dataset, dataset_, target,
-                       labels, fallback, budget, output, rank)
+                       labels, fallback, budget, output, rank, executor)
 
 
 def _ranking(executor: Executor, dataset: DatasetRef) -> Callable[..., SensitivityResult]:
@@ -135,7 +135,8 @@ def _ranking(executor: Executor, dataset: DatasetRef) -> Callable[..., Sensitivi
 def _search(canonical: onnx.ModelProto, table: CalibrationTable, settings: QuantizeSettings,
             samples: list[dict[str, np.ndarray]], dataset: Path, dataset_: Dataset,
             target: str, labels: Path | None, fallback: str, budget: MemoryBudget,
-            output: Path, rank: Callable[..., SensitivityResult]) -> QTableResult:
+            output: Path, rank: Callable[..., SensitivityResult],
+            executor: Executor) -> QTableResult:
     label_array = None
     if labels is not None or Path(dataset).suffix == ".npz":
         try:
@@ -143,8 +144,14 @@ def _search(canonical: onnx.ModelProto, table: CalibrationTable, settings: Quant
         except DatasetError:
             if labels is not None or Target.parse(target).metric == "top1-drop":
                 raise
-    search = search_mixed(canonical, table.ranges, settings, samples, Target.parse(target),
+    goal = Target.parse(target)
+    # with workers, the pruning pass measures two candidate sets at a time on them
+    many = None if isinstance(executor, InlineExecutor) else measure_sets(
+        executor, canonical, table.ranges, settings, DatasetRef(str(dataset)), len(samples),
+        goal, label_array, fallback, table.skipped)
+    search = search_mixed(canonical, table.ranges, settings, samples, goal,
                           labels=label_array, fallback=fallback,
-                          skipped=table.skipped, memory_budget=budget, rank=rank)
+                          skipped=table.skipped, memory_budget=budget, rank=rank,
+                          measure_many=many)
     path = write_qtable(search.qtable, output)
     return QTableResult(path, search.qtable, search.ranking, search)

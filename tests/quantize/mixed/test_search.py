@@ -67,3 +67,31 @@ def test_max_steps_and_bad_targets():
         search_mixed(model, ranges, QuantizeSettings(), samples, "top1-drop=1")
     with pytest.raises(UsageError, match="fallback 'INT4'"):
         search_mixed(model, ranges, QuantizeSettings(), samples, "cos=0.9", fallback="INT4")
+
+
+def test_pruning_two_at_a_time_chooses_as_one_at_a_time():
+    """With ``measure_many`` (workers) the pruning pass measures the next two drops at
+    once: every set gets the metric one process gives it, the choice and each step are
+    those of the one-at-a-time search, and the pass takes fewer rounds."""
+    from lowbit.quantize.mixed.search import Judge
+
+    model, ranges, samples = planted_outlier_model()
+    goal = Target("cos", 0.99999)
+    alone = search_mixed(model, ranges, QuantizeSettings(), samples, goal)
+    worker = Judge(model, ranges, QuantizeSettings(), list(samples), goal, None, "F32", None)
+    rounds: list[int] = []
+
+    def measure_many(sets):
+        rounds.append(len(sets))
+        return [worker.metric(ops) for ops in sets]
+
+    paired = search_mixed(model, ranges, QuantizeSettings(), samples, goal,
+                          measure_many=measure_many)
+    assert paired.qtable.precisions == alone.qtable.precisions
+    assert [(s.added_ops, s.met, s.action) for s in paired.path] == \
+        [(s.added_ops, s.met, s.action) for s in alone.path]
+    for a, b in zip(paired.path, alone.path, strict=True):
+        assert a.metric == pytest.approx(b.metric, abs=1e-9)
+    assert rounds and all(count == 2 for count in rounds)
+    pruned = sum(step.action.startswith("without ") for step in alone.path)
+    assert pruned > 1 and len(rounds) < pruned  # pairs: fewer rounds than one-by-one trials

@@ -125,6 +125,7 @@ def search_mixed(
     prune: int | None = None,
     memory_budget: MemoryBudget | None = None,
     rank: Callable[..., SensitivityResult] = rank_sensitivity,
+    measure_many: Callable[[Sequence[tuple[str, ...]]], list[float]] | None = None,
 ) -> SearchResult:
     """Find the fewest ops to run at ``fallback`` so that ``target`` holds on ``samples``.
 
@@ -135,7 +136,9 @@ def search_mixed(
     the float model when ``model`` is already prepared, e.g. bias-corrected),
     ``build`` how a candidate is made from {op: precision} (default deploy_mixed) and
     ``rank`` the ranking, called as rank_sensitivity is (a sharded one on workers:
-    lowbit.quantize.mixed.sharded).
+    lowbit.quantize.mixed.sharded). ``measure_many`` measures several sets at once (on
+    workers: lowbit.quantize.mixed.sharded.measure_sets), each as this process would;
+    with it the pruning pass tries two drops at a time (see _prune).
     """
     goal = Target.parse(target) if isinstance(target, str) else target
     if fallback not in FLOAT_PRECISIONS:
@@ -144,8 +147,8 @@ def search_mixed(
     feeds = list(samples)
     if not feeds:
         raise DatasetError("the mixed-precision search needs at least one sample")
-    judge = _Judge(model, ranges, settings, feeds, goal, labels, fallback, skipped,
-                   reference=reference, build=build)
+    judge = Judge(model, ranges, settings, feeds, goal, labels, fallback, skipped,
+                   reference=reference, build=build, measure_many=measure_many)
     result = SearchResult(QTable({}))
     if judge.check((), "all INT8", result.path):
         return _finish(result, (), judge, fallback)
@@ -166,7 +169,7 @@ def search_mixed(
     return _finish(result, chosen, judge, fallback)
 
 
-def _shortest_prefix(ranked: list[str], judge: _Judge, path: list[SearchStep],
+def _shortest_prefix(ranked: list[str], judge: Judge, path: list[SearchStep],
                      budget: int) -> tuple[str, ...] | None:
     """Gallop k = 1, 2, 4, … to the first prefix that meets the target, then bisect."""
     failing, passing, k = 0, None, 1
@@ -187,19 +190,30 @@ def _shortest_prefix(ranked: list[str], judge: _Judge, path: list[SearchStep],
     return tuple(ranked[:passing])
 
 
-def _prune(chosen: tuple[str, ...], judge: _Judge, path: list[SearchStep],
+def _prune(chosen: tuple[str, ...], judge: Judge, path: list[SearchStep],
            budget: int) -> tuple[str, ...]:
-    """Drop chosen ops (least sensitive first) while the target still holds."""
-    for name in reversed(chosen if len(chosen) > 1 else ()):
+    """Drop chosen ops (least sensitive first) while the target still holds.
+
+    With workers (``judge.measure_many``) the next two drops are measured at once from
+    the same set: the second's result stands when the first drop fails (the set is then
+    unchanged), the common case; when the first holds, the second is measured again from
+    the smaller set. Same choices as one at a time, fewer rounds."""
+    names = list(reversed(chosen if len(chosen) > 1 else ()))
+    for index, name in enumerate(names):
         if judge.trials >= budget:
             break
         trial = tuple(op for op in chosen if op != name)
+        if judge.measure_many is not None and not judge.known(trial) and \
+                index + 1 < len(names) and judge.trials + 2 <= budget:
+            following = tuple(op for op in chosen if op != names[index + 1])
+            if not judge.known(following):
+                judge.prefetch([trial, following])
         if judge.check(trial, f"without {name}", path):
             chosen = trial
     return chosen
 
 
-def _finish(result: SearchResult, chosen: tuple[str, ...], judge: _Judge, fallback: str,
+def _finish(result: SearchResult, chosen: tuple[str, ...], judge: Judge, fallback: str,
             *, met: bool = True) -> SearchResult:
     loss = result.ranking.rows if result.ranking is not None else None
     result.qtable = QTable({name: fallback for name in chosen}, loss)
@@ -209,7 +223,7 @@ def _finish(result: SearchResult, chosen: tuple[str, ...], judge: _Judge, fallba
     return result
 
 
-class _Judge:
+class Judge:
     """Builds and runs mixed models, caching each set's metric and counting passes."""
 
     def __init__(self, model: onnx.ModelProto, ranges: Mapping[str, TensorRange],
@@ -217,10 +231,12 @@ class _Judge:
                  labels: Sequence[int] | np.ndarray | None, fallback: str,
                  skipped: Mapping[str, str] | None, *,
                  reference: onnx.ModelProto | None = None,
-                 build: Callable[[Mapping[str, str]], onnx.ModelProto] | None = None) -> None:
+                 build: Callable[[Mapping[str, str]], onnx.ModelProto] | None = None,
+                 measure_many: Callable[[Sequence[tuple[str, ...]]], list[float]] | None
+                 = None) -> None:
         self.model, self.ranges, self.settings = model, ranges, settings
         self.feeds, self.target, self.fallback, self.skipped = feeds, target, fallback, skipped
-        self.build = build
+        self.build, self.measure_many = build, measure_many
         self.cache: dict[frozenset[str], float] = {}
         self.trials = -1  # the all-INT8 set is not counted against max_steps
         self.reference = self._run(reference if reference is not None else model)
@@ -239,14 +255,34 @@ class _Judge:
             raise DatasetError(f"{len(array)} labels for {len(self.feeds)} samples")
         return array[:len(self.feeds)]
 
+    def metric(self, ops: tuple[str, ...]) -> float:
+        """The target's metric with ``ops`` at the fallback precision (built and run here,
+        not cached: a worker's measure)."""
+        keep = {name: self.fallback for name in ops}
+        mixed = self.build(keep) if self.build is not None else deploy_mixed(
+            self.model, self.ranges, self.settings, keep, skipped=self.skipped).model
+        return self._measure(self._run(mixed))
+
+    def known(self, ops: tuple[str, ...]) -> bool:
+        return frozenset(ops) in self.cache
+
+    def prefetch(self, sets: Sequence[tuple[str, ...]]) -> None:
+        """Measure the sets not yet known at once on ``measure_many`` (each counts a
+        trial and a pass over the samples, as check does)."""
+        assert self.measure_many is not None
+        wanted = [ops for ops in dict.fromkeys(sets) if frozenset(ops) not in self.cache]
+        if not wanted:
+            return
+        for ops, value in zip(wanted, self.measure_many(wanted), strict=True):
+            self.cache[frozenset(ops)] = value
+            self.trials += 1
+            self.passes += len(self.feeds)
+
     def check(self, ops: tuple[str, ...], action: str, path: list[SearchStep]) -> bool:
         key = frozenset(ops)
         if key not in self.cache:
             self.trials += 1
-            keep = {name: self.fallback for name in ops}
-            mixed = self.build(keep) if self.build is not None else deploy_mixed(
-                self.model, self.ranges, self.settings, keep, skipped=self.skipped).model
-            self.cache[key] = self._measure(self._run(mixed))
+            self.cache[key] = self.metric(ops)
             self.passes += len(self.feeds)
         metric = self.cache[key]
         met = self.target.holds(metric)

@@ -16,8 +16,8 @@ in ``forward_passes``, so the cost shows what the workers did between them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -30,6 +30,7 @@ from lowbit.parallel import Advance, Executor, Shard, Shared, new_key, worker_ca
 from lowbit.parallel.shards import split_samples
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.mixed.qtable import LossRow
+from lowbit.quantize.mixed.search import Target, Judge
 from lowbit.quantize.mixed.sensitivity import (
     SensitivityResult,
     candidate_ops,
@@ -107,3 +108,60 @@ def rank_sensitivity_sharded(model: onnx.ModelProto, ranges: Mapping[str, Tensor
     shards = split_samples(len(dealt), workers, align=1)
     parts = executor.run(rank_shard, job, shards, label="ranking ops", progress=progress)
     return merge_rankings(parts, candidates)
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """What every worker measuring the search's candidate sets needs: the model shared
+    once, the samples by reference; ``sets`` changes from call to call under one ``key``,
+    so a worker keeps its F32 reference outputs for the whole search."""
+
+    key: str
+    model: Shared
+    dataset: DatasetRef
+    num: int
+    ranges: Mapping[str, TensorRange]
+    settings: QuantizeSettings
+    target: Target
+    labels: np.ndarray | None
+    fallback: str
+    skipped: Mapping[str, str] | None
+    sets: tuple[tuple[str, ...], ...] = ()
+
+
+def measure_set_shard(job: SearchJob, shard: Shard, advance: Advance) -> float:
+    """The target's metric of one candidate set, ``job.sets[shard.start]`` (in a worker)."""
+    judge = worker_cache(job.key, "search", lambda: _search_judge(job))
+    value = judge.metric(job.sets[shard.start])
+    advance(shard.size)
+    return value
+
+
+def _search_judge(job: SearchJob) -> Judge:
+    model, feeds = _prepare(RankingJob(job.key, job.model, job.dataset, job.num, job.ranges,
+                                       job.settings, (), job.fallback, job.skipped, None,
+                                       1 << 20))
+    return Judge(model, job.ranges, job.settings, feeds, job.target, job.labels,
+                  job.fallback, job.skipped)
+
+
+def measure_sets(executor: Executor, model: onnx.ModelProto,
+                 ranges: Mapping[str, TensorRange], settings: QuantizeSettings,
+                 dataset: DatasetRef, num: int, target: Target,
+                 labels: np.ndarray | None, fallback: str,
+                 skipped: Mapping[str, str] | None
+                 ) -> Callable[[Sequence[tuple[str, ...]]], list[float]]:
+    """search_mixed's ``measure_many`` on ``executor``: one shard per candidate set, each
+    measured in a worker as this process would (its own F32 reference outputs on the
+    first ``num`` samples of ``dataset``)."""
+    job = SearchJob(new_key(), executor.share(model.SerializeToString()), dataset, num,
+                    dict(ranges), settings, target, labels, fallback,
+                    dict(skipped) if skipped else None)
+
+    def measure(sets: Sequence[tuple[str, ...]]) -> list[float]:
+        shards = [Shard(index, index, index + 1) for index in range(len(sets))]
+        return [float(v) for v in executor.run(measure_set_shard,
+                                                replace(job, sets=tuple(sets)), shards,
+                                                label="search trials", progress=False)]
+
+    return measure
