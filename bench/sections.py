@@ -911,19 +911,22 @@ SECTIONS: tuple[Section, ...] = (
         prose="`lowbit qtable` on EfficientNet-Lite0's real weights, 8 DEV photo crops: the "
               "ranking alone, and the ranking followed by the search for `cos=0.999`, in the "
               "three configurations, interleaved; every run ranked and chose alike. The "
-              "ranking's candidate builds split over the workers; the search's galloping, "
-              "bisection and pruning trials depend on each other and run one after another "
-              "in this process, so the whole search gains less than the ranking.",
+              "ranking's candidate builds split over the workers. The search's gallop and "
+              "bisection run one trial after another in this process (each depends on the "
+              "last); its pruning pass measures two drops at a time on the workers. So the "
+              "whole search gains less than the ranking: 1.33x here, against 1.27x when "
+              "the pruning ran one trial at a time (the run before this one).",
         claims=(
             compare_rows("Two processes rank Lite0's candidates at least 1.3x as fast as one "
                          "process with two threads.", "vs 1 process x 2 threads",
                          {"configuration": "2 processes x 1 thread"},
                          {"configuration": "1 process x 2 threads"}, factor=1.3,
                          heading="ranking"),
-            compare_rows("With the search after it, two processes are still faster than "
-                         "one.", "vs 1 process x 2 threads",
+            compare_rows("With the search after it, two processes are at least 1.3x as "
+                         "fast as one (the issue's goal), by a small margin.",
+                         "vs 1 process x 2 threads",
                          {"configuration": "2 processes x 1 thread"},
-                         {"configuration": "1 process x 2 threads"}, factor=1.0,
+                         {"configuration": "1 process x 2 threads"}, factor=1.3,
                          heading="search"),
         )),
     Section(
