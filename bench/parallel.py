@@ -52,7 +52,7 @@ from lowbit.calibration.table import CalibrationTable
 from lowbit.parallel.plan import cores
 from models import mobilenet_v2, photo_crops, save
 from parallel_eval import eval_lines, eval_rows, image_folder, measure_constants, model_at
-from provenance import header
+from provenance import emit, header
 
 CONFIGS: dict[str, dict[str, object]] = {
     "1 process x 2 threads": {"workers": 1},
@@ -277,11 +277,7 @@ def main() -> None:
         lines += ["", "### qtable ranking", "", *ranking.lines(args)]
     if evaluation:
         lines += ["", "### Evaluation", "", *evaluation]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from lowbit.calibration.table import CalibrationTable
 from lowbit.parallel.plan import cores
 from parallel import BASELINE, MergeTimes, available_configs, ray_startup, watch_merges
 from parallel_eval import MIB, watch_rss
-from provenance import header
+from provenance import emit, header
 
 MODELS = ("mobilenet_v2", "efficientnet_lite0")
 TITLES = {"mobilenet_v2": "MobileNetV2 (random weights, photo_crops)",
@@ -211,11 +211,7 @@ def main() -> None:
               "multiprocessing's resource tracker).")]
     for result in results:
         lines += ["", *model_lines(result, startup, args)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

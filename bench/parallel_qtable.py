@@ -34,7 +34,7 @@ import lowbit
 from lowbit.parallel.plan import cores
 from parallel import BASELINE, available_configs
 from parallel_calibration import prepare
-from provenance import header
+from provenance import emit, header
 
 LOAD_AT_START = os.getloadavg()[0]
 
@@ -106,11 +106,7 @@ def main() -> None:
             median = statistics.median(times[part][name])
             used = "-" if "cluster" in options else f"{statistics.median(cpu[part][name]):.1f}"
             lines.append(f"| {name} | {median:.2f} | {base / median:.2f}x | {used} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -120,3 +120,12 @@ def header(argv: list[str] | None = None) -> str:
 
 if __name__ == "__main__":
     print(header())
+
+
+def emit(lines: list[str], markdown: Path | None) -> None:
+    """A bench script's section: printed, and written to ``markdown`` where given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(text)

@@ -30,7 +30,7 @@ from lowbit.parallel import Advance, Executor, Shard, Shared, new_key, worker_ca
 from lowbit.parallel.shards import split_samples
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.quantize.mixed.qtable import LossRow
-from lowbit.quantize.mixed.search import Target, Judge
+from lowbit.quantize.mixed.search import Judge, Target
 from lowbit.quantize.mixed.sensitivity import (
     SensitivityResult,
     candidate_ops,
