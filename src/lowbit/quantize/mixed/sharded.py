@@ -69,9 +69,14 @@ def rank_shard(job: RankingJob, shard: Shard, advance: Advance) -> SensitivityRe
 
 
 def _prepare(job: RankingJob) -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]]:
-    model = onnx.load_from_string(job.model.load())
-    dataset = job.dataset.open(input_specs(model))
-    return model, list(first_samples(dataset, job.num))
+    return _model_and_feeds(job.model, job.dataset, job.num)
+
+
+def _model_and_feeds(shared: Shared, dataset: DatasetRef, num: int
+                     ) -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]]:
+    """The shared model, and the first ``num`` samples of ``dataset`` (in a worker)."""
+    model = onnx.load_from_string(shared.load())
+    return model, list(first_samples(dataset.open(input_specs(model)), num))
 
 
 def merge_rankings(parts: Sequence[SensitivityResult],
@@ -138,9 +143,7 @@ def measure_set_shard(job: SearchJob, shard: Shard, advance: Advance) -> float:
 
 
 def _search_judge(job: SearchJob) -> Judge:
-    model, feeds = _prepare(RankingJob(job.key, job.model, job.dataset, job.num, job.ranges,
-                                       job.settings, (), job.fallback, job.skipped, None,
-                                       1 << 20))
+    model, feeds = _model_and_feeds(job.model, job.dataset, job.num)
     return Judge(model, job.ranges, job.settings, feeds, job.target, job.labels,
                   job.fallback, job.skipped)
 
