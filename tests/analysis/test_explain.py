@@ -122,6 +122,28 @@ def test_a_float_bias_does_not_stop_the_integer_kernel(tmp_path: Path) -> None:
     assert op.integer and op.kernel == "QLinearConv" and op.reason == ""
 
 
+def test_a_gemm_with_a_float_bias_is_named(tmp_path: Path) -> None:
+    """A Gemm whose input and weight are quantized but whose bias is a float constant (as
+    NNCF writes a classifier): unlike a Conv's, ORT leaves it float, and explain says why."""
+    rng = np.random.default_rng(0)
+    nodes: list[onnx.NodeProto] = []
+    x = _qdq("x", nodes)
+    nodes += [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"],
+                               name="w_DQ"),
+              helper.make_node("Gemm", [x, "w_dq", "b"], ["y"], name="fc", transB=1)]
+    inits = [init("s", np.array(0.02, np.float32)), init("z", np.array(128, np.uint8)),
+             init("w_q", rng.integers(-127, 128, (8, 16)).astype(np.int8)),
+             init("w_s", np.array(0.01, np.float32)), init("w_z", np.array(0, np.int8)),
+             init("b", rng.normal(size=8).astype(np.float32))]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+                       check=False)
+    onnx.save(model, str(tmp_path / "g.onnx"))
+    (op,) = explain_int8(tmp_path / "g.onnx", threads=1, profile=False).ops
+    assert not op.integer and op.kernel in FLOAT_COMPUTE_OPS
+    assert "bias 'b' is float" in op.reason and "no known cause" not in op.reason
+
+
 def test_an_output_also_read_unquantized_is_named(tmp_path: Path) -> None:
     path = _single_op(tmp_path / "o.onnx", "Conv", (4, 4, 3, 3), quantize_output=True,
                       also_read=True)

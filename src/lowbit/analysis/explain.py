@@ -210,6 +210,12 @@ def float_reasons(node: onnx.NodeProto, qdq: _Graph) -> list[str]:
         elif qdq.zero_point_type(tensor) == _INT8 and node.op_type != "ConvTranspose":
             reasons.append("S8S8 (int8 activations): ORT's CPU provider keeps this conv in "
                            "float; use uint8 activations (lowbit deploy's default)")
+    if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] and \
+            qdq.producer_op(node.input[2]) != "DequantizeLinear":
+        # ORT quantizes a Conv's float bias itself, not a Gemm's: every input it has
+        # must come from a DequantizeLinear
+        reasons.append(f"bias '{node.input[2]}' is float (ORT fuses a quantized Gemm only "
+                       "when its bias, too, comes from an int32 DequantizeLinear)")
     if node.op_type == "Conv" and not any(c.op_type == "QuantizeLinear"
                                           for c in qdq.consumers(node.output[0])):
         reasons.append(f"output '{node.output[0]}' is not quantized (no QuantizeLinear after "
