@@ -77,7 +77,7 @@ def test_weight_bits_4_and_adaround(files: Path, capsys: pytest.CaptureFixture[s
                         "--tolerance", "0.9,0.5")) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "note: adaround (4-bit weights):" in out
-    assert "note: W4A8: weights 4-bit (−7..7) stored as int8 (opset 17" in out
+    assert "note: W4A8: weights 4-bit (−7..7, least-squares clipped per channel) stored as int8 (opset 17" in out
     model = onnx.load(files / "w4.onnx")
     weight = next(i for i in model.graph.initializer if i.name == "w1_quantized")
     assert weight.data_type == TensorProto.INT8

@@ -1,5 +1,6 @@
-"""W4A8: 4-bit weights on the [−7, 7] grid with 8-bit activations; int4 storage at
-opset 21, int8 storage below; precomputed integer weights are stored as given."""
+"""W4A8: 4-bit weights on the [−7, 7] grid (least-squares clipped per channel; depthwise
+Conv weights keep 8 bits) with 8-bit activations; int4 storage at opset 21, int8 storage
+below; precomputed integer weights are stored as given."""
 
 import numpy as np
 import onnx
@@ -8,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.analysis.metrics import cosine
 from lowbit.errors import UsageError
-from lowbit.quantize.int8.params import WeightQuant, quantize_weight
+from lowbit.quantize.int8.params import WeightQuant, quantize_weight, quantize_weight_clipped
 from lowbit.quantize.int8.qdq import quantize_qdq
 from lowbit.quantize.int8.settings import QuantizeSettings
 from lowbit.runtime.ort import create_session
@@ -100,7 +101,7 @@ def test_given_integer_weights_are_stored_instead_of_nearest(x):
     np.testing.assert_array_equal(numpy_helper.to_array(_weight_init(out, "w1")), flipped)
     np.testing.assert_array_equal(
         numpy_helper.to_array(_weight_init(quantize_qdq(model, ranges, settings).model, "w1")),
-        nearest.q)
+        quantize_weight_clipped(weight, 0, qmax=7).q)
 
 
 def test_given_weights_with_another_axis_fall_back_to_nearest(x):
@@ -110,7 +111,7 @@ def test_given_weights_with_another_axis_fall_back_to_nearest(x):
     out = quantize_qdq(model, minmax_ranges(model, {"x": x}), QuantizeSettings(weight_bits=4),
                        weights={"w1": per_tensor}).model  # per-channel settings: axis 0
     np.testing.assert_array_equal(numpy_helper.to_array(_weight_init(out, "w1")),
-                                  quantize_weight(weight, 0, qmax=7).q)
+                                  quantize_weight_clipped(weight, 0, qmax=7).q)
 
 
 def test_given_weights_keep_their_integers_where_the_bias_fits(x):
@@ -135,3 +136,53 @@ def test_given_weights_keep_their_integers_where_the_bias_fits(x):
     np.testing.assert_array_equal(stored[others], flipped[others])
     assert scale[2] > 5 * nearest.scale[2]
     np.testing.assert_array_equal(scale[others], nearest.scale[others])
+
+
+def test_clipped_4bit_scales_never_lose_to_max_abs_and_respect_the_floor():
+    rng = np.random.default_rng(3)
+    weight = rng.standard_t(3, size=(32, 16, 3, 3)).astype(np.float32)  # heavy tails
+
+    def error(quant: WeightQuant) -> np.ndarray:
+        rows = (quant.q * quant.scale.reshape(-1, 1, 1, 1) - weight).reshape(32, -1)
+        return np.square(rows).sum(axis=1)
+
+    clipped, max_abs = quantize_weight_clipped(weight, 0), quantize_weight(weight, 0, qmax=7)
+    assert np.all(error(clipped) <= error(max_abs) + 1e-6)
+    assert error(clipped).sum() < 0.9 * error(max_abs).sum()  # heavy tails: clipping pays
+    assert np.abs(clipped.q).max() == 7 and np.all(clipped.scale < max_abs.scale + 1e-9)
+    floor = np.full(32, 2 * max_abs.scale.max(), np.float32)
+    assert np.all(quantize_weight_clipped(weight, 0, floor).scale >= floor)
+    whole = quantize_weight_clipped(weight, None)
+    assert whole.scale.shape == () and np.abs(whole.q).max() == 7
+
+
+def depthwise_net(opset: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "dw"], ["d"], pads=[1, 1, 1, 1], group=4,
+                              name="depthwise"),
+             helper.make_node("Relu", ["d"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "pw"], ["y"], name="pointwise")]
+    inits = [init("dw", rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32)),
+             init("pw", rng.normal(0, 0.3, (8, 4, 1, 1)).astype(np.float32))]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             ["N", 4, 8, 8])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 8, 8])],
+                       inits, opset=opset, check=False)
+    model.ir_version = 10 if opset >= 21 else 8
+    return model
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+def test_depthwise_weights_keep_8_bits_in_w4a8(x, opset):
+    model = depthwise_net(opset)
+    settings = QuantizeSettings(weight_bits=4)
+    assert settings.weight_grid("DepthwiseConv") != "int4" and settings.weight_grid("Conv") == "int4"
+    quantized = quantize_qdq(model, minmax_ranges(model, {"x": x}), settings).model
+    onnx.checker.check_model(quantized)
+    depthwise, pointwise = _weight_init(quantized, "dw"), _weight_init(quantized, "pw")
+    assert depthwise.data_type == TensorProto.INT8
+    assert np.abs(numpy_helper.to_array(depthwise)).max() > 7
+    assert pointwise.data_type == (TensorProto.INT4 if opset >= 21 else TensorProto.INT8)
+    assert np.abs(numpy_helper.to_array(pointwise).astype(np.int8)).max() == 7
+    want = create_session(model).run(None, {"x": x})[0]
+    assert cosine(want, create_session(quantized).run(None, {"x": x})[0]) > 0.98

@@ -163,7 +163,8 @@ def test_deployed_model_uses_the_learned_integers_and_is_closer_to_float(quantiz
     want = create_session(model).run(None, {"x": held_out})[0]
     with_ada = sqnr_db(want, create_session(learned).run(None, {"x": held_out})[0])
     with_nearest = sqnr_db(want, create_session(plain).run(None, {"x": held_out})[0])
-    assert with_ada > with_nearest + 1.0, (with_ada, with_nearest)
+    # nearest rounds on least-squares clipped 4-bit scales, which closes part of the gap
+    assert with_ada > with_nearest + 0.3, (with_ada, with_nearest)
 
 
 def test_per_tensor_weights_get_one_scale():

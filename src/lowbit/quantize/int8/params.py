@@ -5,6 +5,7 @@
     w = quantize_weight(weight, axis=0)           # symmetric int8 per output channel
     w = quantize_weight_paired(matmul_weight)     # 8 bits, int16-safe pairs along K (non-VNNI)
     w = quantize_weight_on(settings.weight_grid("Conv"), conv_weight, 0, "conv")
+    w = quantize_weight_clipped(conv_weight, axis=0, qmax=7)  # 4 bits, least-squares clip
     b = quantize_bias(bias, input_scale, w.scale) # int32, scale = s_in * s_w
 
 Zero is always exactly representable: the range is widened to include 0 and the
@@ -27,6 +28,11 @@ PAIR_LIMIT = 128
 # Column scales tried by quantize_weight_paired, as fractions of the full-range scale's qmax.
 _REFITS = 2
 _PAIRED_QMAX_STEPS = (127, 124, 120, 116, 112, 106, 100, 92, 84, 76, 63)
+# On the 15 levels of a 4-bit grid the max-abs scale wastes most levels on a channel's
+# few largest weights; quantize_weight_clipped tries these fractions of it. (EfficientNet-
+# Lite0 W4A8, 200 DEV crops: 25.5 % agreement with F32 at max-abs, 44 % clipped. 8-bit
+# grids gain nothing measurable and keep max-abs.)
+_INT4_CLIP_RATIOS = np.linspace(0.3, 1.0, 36)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,42 @@ def quantize_weight(weight: np.ndarray, axis: int | None,
     return WeightQuant(q, scale, axis)
 
 
+def quantize_weight_clipped(weight: np.ndarray, axis: int | None,
+                            min_scale: np.ndarray | float | None = None, *,
+                            qmax: int = 7) -> WeightQuant:
+    """Symmetric in [−qmax, qmax] like quantize_weight, but each channel (or the tensor)
+    takes the scale, among _INT4_CLIP_RATIOS of its max-abs one, with the least squared
+    error: the weights beyond the clip saturate. ``min_scale`` still bounds each scale
+    from below."""
+    w = np.asarray(weight, np.float32)
+    if axis is None:
+        rows = w.reshape(1, -1)
+    else:
+        rows = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    absmax = np.abs(rows).max(axis=1) if rows.size else np.zeros(len(rows), np.float32)
+    floor = None if min_scale is None else np.broadcast_to(
+        np.asarray(min_scale, np.float32), absmax.shape)
+    best_scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    best_error = np.full(len(rows), np.inf)
+    for ratio in _INT4_CLIP_RATIOS:
+        scale = np.where(absmax > 0, ratio * absmax / qmax, 1.0).astype(np.float32)
+        if floor is not None:
+            scale = np.maximum(scale, floor).astype(np.float32)
+        q = np.clip(np.rint(rows / scale[:, None]), -qmax, qmax)
+        error = np.sum(np.square(q * scale[:, None] - rows), axis=1)
+        better = error < best_error
+        best_scale = np.where(better, scale, best_scale).astype(np.float32)
+        best_error = np.where(better, error, best_error)
+    shape = [1] * w.ndim
+    if axis is not None:
+        shape[axis] = -1
+        scale = best_scale
+    else:
+        scale = np.array(best_scale[0], np.float32)
+    q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
+    return WeightQuant(q, scale, axis)
+
+
 def quantize_bias(bias: np.ndarray, input_scale: float, weight_scale: np.ndarray) -> np.ndarray:
     """int32 bias with scale input_scale · weight_scale (per channel), saturated."""
     scale = (np.float32(input_scale) * weight_scale.astype(np.float32)).astype(np.float32)
@@ -167,9 +209,12 @@ def quantize_weight_on(grid: str, weight: np.ndarray, axis: int | None, layout: 
                        min_scale: np.ndarray | float | None = None) -> WeightQuant:
     """A weight on ``grid`` ("full", "paired", "reduced", "int4"; see
     QuantizeSettings.weight_grid): paired where a layout and a per-channel axis allow it,
-    else symmetric per channel (or per tensor) in ±GRID_QMAX[grid]."""
+    else symmetric per channel (or per tensor) in ±GRID_QMAX[grid], max-abs on 8 and 7 bits,
+    clipped for the least squared error on int4 (quantize_weight_clipped)."""
     if grid == "paired" and layout is not None and axis is not None:
         return quantize_weight_paired(weight, min_scale, layout=layout)
+    if grid == "int4":
+        return quantize_weight_clipped(weight, axis, min_scale, qmax=GRID_QMAX[grid])
     qmax = GRID_QMAX["reduced" if grid == "paired" else grid]
     return quantize_weight(weight, axis, min_scale, qmax=qmax)
 

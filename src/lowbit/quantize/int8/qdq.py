@@ -17,9 +17,10 @@ per-channel DequantizeLinear; biases as int32 with scale s_input·s_weight.
 
 ``weights={"conv1_w": WeightQuant(q, scale, axis)}`` (initializer name → integers and
 scales, e.g. from AdaRound) are stored as given instead of rounding to nearest. With
-``settings.weight_bits == 4`` weights lie on the [−7, 7] grid; they are stored as int4
-where the model's opset has an int4 DequantizeLinear (21 and later, QDQ format), else
-as int8 holding the 4-bit values.
+``settings.weight_bits == 4`` weights lie on the [−7, 7] grid (depthwise Conv weights
+keep 8 bits: QuantizeSettings.weight_grid); they are stored as int4 where the model's
+opset has an int4 DequantizeLinear (21 and later, QDQ format), else as int8 holding the
+4-bit values.
 """
 
 from __future__ import annotations
@@ -344,7 +345,7 @@ class _QdqRewriter:
                     log.info("%s: raised the weight scale of %d channel(s) so the int32 bias "
                              "fits", value.name, raised)
             base = value.name or "weight"
-            storage = ml_dtypes.int4 if self.int4 else np.int8
+            storage = ml_dtypes.int4 if self.int4 and grid == "int4" else np.int8
             q = self._initializer(f"{base}_quantized", wq.q.astype(storage))
             scale = self._initializer(f"{base}_scale",
                                       wq.scale if axis is not None else wq.scale.reshape(()))

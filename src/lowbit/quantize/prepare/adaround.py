@@ -229,8 +229,10 @@ def adaround(model: onnx.ModelProto, samples: Sequence[Mapping[str, np.ndarray]]
             log.debug("adaround %s: error %.4g → %.4g", layer.node, result.nearest_error,
                       result.adaround_error)
             advance()
-    # symmetric grids: ±7 → 4 bits, ±63 → 7, ±127 (full or paired) → 8
-    bits = max((int(GRID_QMAX[g]).bit_length() + 1 for g in grids), default=8)
+    # symmetric grids: ±7 → 4 bits, ±63 → 7, ±127 (full or paired) → 8; W4A8 says 4
+    # although its depthwise weights keep 8 bits
+    bits = 4 if "int4" in grids else \
+        max((int(GRID_QMAX[g]).bit_length() + 1 for g in grids), default=8)
     report = AdaRoundReport(tuple(rows), len(samples), options.columns, bits,
                             time.perf_counter() - start, quantized is not None)
     log.info(report.summary())

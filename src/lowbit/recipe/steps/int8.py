@@ -45,13 +45,31 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
 
 
 def w4a8_note(model: onnx.ModelProto, settings: QuantizeSettings) -> str:
+    depthwise = _depthwise_count(model)
+    kept = (f"; {depthwise} depthwise Conv weight(s) keep 8 bits (a 4-bit grid costs them "
+            "most accuracy, and they are few weights)") if depthwise else ""
     if stores_int4(model, settings):
-        return ("W4A8: weights 4-bit (−7..7) stored as int4; ONNX Runtime has no int4 "
-                "Conv/Gemm kernel, so it dequantizes them and runs those ops in float")
+        return (f"W4A8: weights 4-bit (−7..7, least-squares clipped per channel) stored as "
+                f"int4{kept}; ONNX Runtime has no int4 Conv/Gemm kernel, so it dequantizes "
+                "them and runs those ops in float")
     why = "--format qoperator" if settings.format != "qdq" else \
         f"opset {onnx_opset(model)} has no int4 DequantizeLinear (21 has)"
-    return (f"W4A8: weights 4-bit (−7..7) stored as int8 ({why}); ONNX Runtime runs them in "
-            "its int8 kernels: INT8 speed and size, 4-bit accuracy")
+    return (f"W4A8: weights 4-bit (−7..7, least-squares clipped per channel) stored as int8 "
+            f"({why}){kept}; ONNX Runtime runs them in its int8 kernels: INT8 speed and "
+            "size, 4-bit accuracy")
+
+
+def _depthwise_count(model: onnx.ModelProto) -> int:
+    """Depthwise Convs (lowbit.quantize.int8.params.weight_kind) whose weight is constant."""
+    inits = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        kind, _ = weight_kind("Conv", inits[node.input[1]], 0, group)
+        count += kind == "DepthwiseConv"
+    return count
 
 
 def weight_grid_note(settings: QuantizeSettings, model: onnx.ModelProto) -> str | None:
