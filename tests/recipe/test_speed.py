@@ -228,12 +228,12 @@ def test_a_count_that_passes_once_by_chance_is_timed_again(
     assert calls[1] == 2 and calls[2] == 2  # each passing count timed twice
 
 
-@pytest.mark.parametrize(("int8_seconds", "timed_batches"), [(0.002, [1]), (0.0005, [1, 8])])
+@pytest.mark.parametrize(("int8_seconds", "timed_batches"), [(0.002, [1]), (0.0008, [1, 8])])
 def test_a_model_slower_at_batch_1_is_not_timed_at_the_larger_batch(
         int8_seconds: float, timed_batches: list[int],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Slower than float at batch 1 fails the guard whatever batch 8 says: batch 8 (the
-    costly timing) is then skipped; a model at float's speed is timed at both. The
+    costly timing) is then skipped; a model at 1.25x float is timed at both. The
     timer's sessions are real, its clock a stand-in (float 1 ms a run)."""
     model = prelu_chain()
     feeds = {b: {"input": np.zeros((b, 3, 16, 16), np.float32)} for b in (1, 8)}
@@ -253,3 +253,42 @@ def test_a_model_slower_at_batch_1_is_not_timed_at_the_larger_batch(
     result = timer.speed(model)
     assert sorted(result.ratios) == timed_batches
     assert len(timed) == len(timed_batches)
+
+
+@pytest.mark.parametrize(("int8_seconds", "timed_batches", "clear"),
+                         [(0.0005, [1], True), (0.0008, [1, 8], False)])
+def test_a_clear_win_at_batch_1_is_not_timed_at_the_larger_batch(
+        int8_seconds: float, timed_batches: list[int], clear: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """2x float at batch 1 is past CLEAR_WIN: batch 8 is skipped and the note says why;
+    1.25x is timed at both. Real sessions, a stand-in clock (float 1 ms a run)."""
+    model = prelu_chain()
+    feeds = {b: {"input": np.zeros((b, 3, 16, 16), np.float32)} for b in (1, 8)}
+    timed: list[int] = []
+
+    def clock(runners: list[Callable[[], object]], warmup: int, repeats: int,
+              min_seconds: float = 0.0) -> list[list[float]]:
+        for run in runners:
+            run()
+        if len(runners) == 1:
+            return [[0.001] * repeats]
+        timed.append(len(runners))
+        return [[0.001] * repeats, [int8_seconds] * repeats]
+
+    monkeypatch.setattr(speed, "time_interleaved", clock)
+    timer = speed._Timer(model, feeds)
+    result = timer.speed(model)
+    assert sorted(result.ratios) == timed_batches and len(timed) == len(timed_batches)
+    assert result.clear_win == clear
+    assert ("batch 8 not timed: 1.6x or more at batch 1" in result.text()) == clear
+    again = speed._confirmed(timer, model, result)
+    assert sorted(again.ratios) == timed_batches and again.clear_win == clear
+
+
+def test_a_confirmation_keeps_every_batch_either_timing_measured() -> None:
+    first = speed.Speed({1: 2.0}, clear_win=True)
+    class Again:
+        def speed(self, model):
+            return speed.Speed({1: 1.5, 8: 1.2})
+    merged = speed._confirmed(Again(), None, first)  # type: ignore[arg-type]
+    assert merged.ratios == {1: 1.5, 8: 1.2} and not merged.clear_win
