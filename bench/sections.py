@@ -554,10 +554,8 @@ SECTIONS: tuple[Section, ...] = (
               "quiet machine (load about 1) after auto's output check stopped scoring "
               "blends that a transformer's smoothed default does not use and the speed "
               "guard stopped timing the larger batch of a candidate already slower at "
-              "batch 1. MiniLM's deploy (4.5 s) includes the guard's batch-8 timings, about "
-              "1.7 s: its fastest batch-1 float run (about 9 ms) is under the guard's 10 ms "
-              "limit for also timing batch 8 (decided on the fastest of three runs; on their "
-              "median, which an earlier run used, it flipped between runs).",
+              "batch 1, or already 1.6x float or faster there (a clear win: MiniLM's deploy "
+              "went from 4.5 s, with about 1.7 s of batch-8 timings, to 2.9-3.1 s).",
         claims=(
             every_row("lowbit's defaults take at most 1.4x ORT's faster quantize_static run "
                       "on EfficientNet-Lite0, in both runs.", "x ORT",
@@ -566,9 +564,9 @@ SECTIONS: tuple[Section, ...] = (
             every_row("The same holds on the 640x640 dynamic-size model.", "x ORT",
                       maximum=1.4, where={"what": "lowbit calibrate + deploy"},
                       heading="mbv2_640", value=_largest),
-            every_row("On MiniLM they take at most 2.3x ORT's faster run (2.1-2.2x in both "
-                      "runs): the 2x goal is not met there.", "x ORT",
-                      maximum=2.3, where={"what": "lowbit calibrate + deploy"},
+            every_row("On MiniLM they take at most 2x ORT's faster run, in both runs (the "
+                      "issue's goal; 2.1-2.2x before the guard's clear-win rule).", "x ORT",
+                      maximum=2.0, where={"what": "lowbit calibrate + deploy"},
                       heading="minilm", value=_largest),
             every_row("lowbit's defaults stay within float inference + 1 GB of peak RSS.",
                       "above F32 inference MB", maximum=1024,
