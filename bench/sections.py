@@ -737,7 +737,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "qat", TRAINING, "Quantization-aware training: W4A8 EfficientNet-Lite0",
         _cmd("bench/qat_lite0.py --bits 4 --adaround-bits 4 --steps 250 --batch 8 --eval 200 "
-             "--reuse --out-dir /tmp/qat17/bench"), 20,
+             "--reuse --out-dir /tmp/qat18/bench"), 20,
         prose="`lowbit.qat` distils the deployed QDQ model towards the F32 teacher on DEV photo "
               "crops (no labels) and exports a QDQ model whose scales `deploy` keeps; scored "
               "on REPORT crops against PTQ (default and AdaRound). The goal (W4A8 at 90 % "
