@@ -740,17 +740,40 @@ SECTIONS: tuple[Section, ...] = (
              "--reuse --out-dir /tmp/qat18/bench"), 20,
         prose="`lowbit.qat` distils the deployed QDQ model towards the F32 teacher on DEV photo "
               "crops (no labels) and exports a QDQ model whose scales `deploy` keeps; scored "
-              "on REPORT crops against PTQ (default and AdaRound). The goal (W4A8 at 90 % "
-              "agreement) is not reached in the short training this machine allowed "
-              "(250 steps of 8 crops of ten photos).",
+              "on REPORT crops against PTQ (default and AdaRound). W4A8 weights are "
+              "least-squares clipped per channel and depthwise Conv weights keep 8 bits "
+              "(since 2ae7e1b; before, at max-abs 4-bit scales everywhere: PTQ 41.0 %, "
+              "AdaRound 47.5 %, QAT 51.5 %). The goal (W4A8 at 90 % agreement) is not "
+              "reached: 250 steps of 8 crops of the ten DEV photos, and longer training on "
+              "them does worse (next section).",
         claims=(
             every_row("Every W4A8 model runs all 50 convs as integer kernels.", "int kernels",
                       minimum=50),
+            compare_rows("AdaRound agrees with F32 more often than nearest rounding.",
+                         "agree with F32 % [95 % CI over photos]",
+                         {"method": "PTQ + AdaRound"}, {"method": "PTQ default"}),
             compare_rows("QAT started from AdaRound agrees with F32 more often than AdaRound "
                          "alone.", "agree with F32 % [95 % CI over photos]",
                          {"method": "QAT from PTQ + AdaRound"}, {"method": "PTQ + AdaRound"}),
-            every_row("W4A8 QAT stays far below the 90 % agreement goal (not met).",
+            every_row("W4A8 QAT stays below the 90 % agreement goal (not met).",
                       "agree with F32 % [95 % CI over photos]", maximum=90,
+                      where={"method": "QAT from PTQ + AdaRound"}),
+        )),
+    Section(
+        "qat_1000", TRAINING, "Quantization-aware training: W4A8, four times longer",
+        _cmd("bench/qat_lite0.py --bits 4 --adaround-bits 4 --steps 1000 --batch 8 --eval 200 "
+             "--threads 2 --reuse --out-dir /tmp/qat18/bench"), 25,
+        prose="The W4A8 QAT above with 1000 steps instead of 250 (two torch threads), from the "
+              "same PTQ models. The distillation loss on fresh DEV crops keeps falling (0.029 "
+              "at the end of 250 steps, 0.020 here) while agreement on the REPORT photos "
+              "falls from 80.0 % to 68.5 %: on ten photos, longer training fits those photos. "
+              "The 90 % goal needs more varied unlabeled images than the bench's ten.",
+        claims=(
+            compare_rows("Four times longer, QAT still agrees with F32 more often than AdaRound "
+                         "alone.", "agree with F32 % [95 % CI over photos]",
+                         {"method": "QAT from PTQ + AdaRound"}, {"method": "PTQ + AdaRound"}),
+            every_row("It does not reach the 90 % goal either (it stays below the 250-step "
+                      "run's 80.0 %).", "agree with F32 % [95 % CI over photos]", maximum=80,
                       where={"method": "QAT from PTQ + AdaRound"}),
         )),
     Section(
