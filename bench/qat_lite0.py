@@ -30,8 +30,9 @@ Rows, per weight width (``--bits``: 4 = W4A8, 8 = INT8):
 - ``QAT from ...``: ``lowbit.qat.from_deployed`` on the best PTQ model of that width (the
   AdaRound one where it ran, else the default; ``--qat-start default`` forces the default):
   the same Q/DQ pairs, grids, scales and integers as the student's start;
-  ``lowbit.qat.distill`` towards the float model's logits (computed by ONNX Runtime) on
-  fresh DEV crops (no labels; ``--steps`` × ``--batch`` samples, Adam with cosine decay),
+  ``lowbit.qat.distill`` towards the float model's logits (computed by ONNX Runtime; with
+  ``--feature-weight W`` also towards the inner tensors both compute,
+  ``lowbit.qat.shared_features``, at weight W) on fresh DEV crops (no labels; ``--steps`` × ``--batch`` samples, Adam with cosine decay),
   exported and passed through ``lowbit deploy`` (which keeps its scales and validates it
   against F32 on 32 REPORT crops). The train time is the distillation's wall time
   (``--threads`` torch threads on this shared machine).
@@ -53,11 +54,12 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -148,10 +150,13 @@ class OrtTeacher:
     """The float model's logits by ONNX Runtime (no gradient needed; faster than torch's
     interpreter of the same graph)."""
 
-    def __init__(self, f32: Path, threads: int) -> None:
+    def __init__(self, f32: Path, threads: int, taps: Sequence[str] = ()) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(f32), options,
+        model = onnx.load(f32)
+        for name in taps:  # inner tensors for feature distillation, after the outputs
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        self.session = ort.InferenceSession(model.SerializeToString(), options,
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, feeds: dict) -> list:
@@ -168,12 +173,16 @@ def qat(f32: Path, start: Row, bits: int, args: argparse.Namespace, check: Path,
     import lowbit.qat as lq
 
     student = lq.from_deployed(start.path, f32)
+    taps = lq.shared_features(student, onnx.load(f32)) if args.feature_weight else []
+    student.tap(taps)
     settings = lq.DistillSettings(steps=args.steps, learning_rate=args.lr,
                                   step_learning_rate=args.step_lr or None, warmup=args.warmup,
                                   scale_learning_rate=args.scale_lr, threads=args.threads,
-                                  loss=args.loss, log_every=max(args.steps // 10, 1))
-    report = lq.distill(student, OrtTeacher(f32, args.threads),
+                                  loss=args.loss, log_every=max(args.steps // 10, 1),
+                                  feature_weight=args.feature_weight)
+    report = lq.distill(student, OrtTeacher(f32, args.threads, taps),
                         training_crops(args.batch, photos), settings)
+    student.tap([])
     log.info("W%dA8 %s", bits, report.summary())
     exported = lq.export(student, out / f"lite0.w{bits}.qat.raw.onnx", report)
     path = out / f"lite0.w{bits}.qat.onnx"
@@ -202,6 +211,9 @@ def main() -> None:
     parser.add_argument("--scale-lr", type=float, default=1e-3,
                         help="QAT learning rate of the log-scales (default 1e-3)")
     parser.add_argument("--loss", default="auto", help="distillation loss: auto, kl, mse")
+    parser.add_argument("--feature-weight", type=float, default=0.0,
+                        help="also match the inner tensors student and F32 share "
+                        "(lowbit.qat.shared_features), at this weight (default 0: logits only)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for QAT (default 1: on a loaded 2-core machine "
                         "torch's spinning threads slow each other down)")
@@ -289,6 +301,7 @@ def table_text(rows: list[Row], scores: dict[Path, Scores], speed: dict[Path, fl
              else f"DEV (tuning) photos kept out of training ({', '.join(scored.photos)})")
     lines = [(f"### qat_lite0 {day} — {cpu()[0]}, ORT {ort.__version__}, "
               f"{count} {split} crops; QAT: {args.steps} steps × {args.batch} DEV crops, "
+              f"{f'feature weight {args.feature_weight:g}, ' if args.feature_weight else ''}"
               f"{f'lr {args.step_lr:g} of a step' if args.step_lr else f'lr {args.lr:g}'} / scales "
               f"{args.scale_lr:g}, warm-up {args.warmup} steps, loss {args.loss}, torch threads "
               f"{args.threads}"), "",

@@ -223,3 +223,43 @@ def test_without_torch_the_install_hint():
                           env={**os.environ}, check=True)
     assert done.stdout.startswith("UsageError lowbit.qat needs torch")
     assert "pip install torch==2.13.0" in done.stdout
+
+
+def test_feature_distillation_taps_the_tensors_both_models_compute(work, tmp_path):
+    """shared_features names inner tensors made by the same op in student and teacher
+    (never an output, never a Conv renamed after a folded Relu); tapped, both return them
+    after the outputs, and a feature weight adds their error to the loss."""
+    f32 = work / "model.f32.onnx"
+    setup = lq.prepare(f32, calibration_table=work / "model.calib", weight_bits=4,
+                       output_dir=tmp_path)
+    names = lq.shared_features(setup.student, setup.teacher)
+    assert names and not set(names) & set(setup.student.output_names)
+    assert names == lq.shared_features(setup.student, onnx.load(f32))
+    theirs = setup.teacher.producers()
+    assert all(theirs[n] == setup.student.producers()[n] for n in names)
+    x = torch.from_numpy(_inputs(work)[:4])
+    plain = setup.student({"input": x})
+    setup.student.tap(names)
+    setup.teacher.tap(names)
+    tapped, reference = setup.student({"input": x}), setup.teacher({"input": x})
+    assert len(tapped) == len(reference) == len(plain) + len(names)
+    torch.testing.assert_close(tapped[0], plain[0])
+    for mine, float_value in zip(tapped[1:], reference[1:], strict=True):
+        assert mine.shape == float_value.shape
+    with pytest.raises(lowbit.errors.ModelError, match="nothing to tap"):
+        setup.student.tap(["no such tensor"])
+    with np.load(work / "calib.npz") as data:
+        photos = data["input"]
+    settings = {"steps": 2, "step_learning_rate": 0.01, "loss": "mse", "threads": 1,
+                "log_every": 1}
+    without = lq.distill(setup.student, setup.teacher, lq.batches(photos, 8),
+                         lq.DistillSettings(**settings))
+    with_features = lq.distill(setup.student, setup.teacher, lq.batches(photos, 8),
+                               lq.DistillSettings(**settings, feature_weight=5.0))
+    assert with_features.first_loss > without.last_loss  # the features' error counts
+    setup.teacher.tap([])
+    with pytest.raises(lowbit.errors.UsageError, match="tap the same inner tensors"):
+        lq.distill(setup.student, setup.teacher, lq.batches(photos, 8),
+                   lq.DistillSettings(**settings))
+    with pytest.raises(lowbit.errors.UsageError, match="feature_weight"):
+        lq.DistillSettings(feature_weight=-1)

@@ -4,8 +4,11 @@ with float where post-training quantization falls short. Needs torch (the torch 
     import lowbit.qat as qat
     f32 = qat.export_float(module, torch.zeros(1, 3, 224, 224), "work/model.f32.onnx")
     setup = qat.prepare(f32, calibration_table="work/model.calib", weight_bits=4)
+    names = qat.shared_features(setup.student, setup.teacher)   # optional: also match
+    setup.student.tap(names); setup.teacher.tap(names)           # inner tensors
     report = qat.distill(setup.student, setup.teacher, qat.batches(photos, 16),
-                         qat.DistillSettings(steps=2000, step_learning_rate=0.02))
+                         qat.DistillSettings(steps=2000, step_learning_rate=0.02,
+                                             feature_weight=1.0))
     qat.export(setup.student, "work/model.qat.onnx", report)
     # lowbit deploy work/model.qat.onnx --float-model work/model.f32.onnx --test-data x.npz -o m.onnx
 
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from lowbit.errors import UsageError, install_hint
 
 _WHERE = {
-    "TorchGraph": "lowbit.qat.student",
+    "TorchGraph": "lowbit.qat.student", "shared_features": "lowbit.qat.student",
     "DistillSettings": "lowbit.qat.distillation", "DistillReport": "lowbit.qat.distillation",
     "distill": "lowbit.qat.distillation", "batches": "lowbit.qat.distillation",
     "QatSetup": "lowbit.qat.workflow", "prepare": "lowbit.qat.workflow",
@@ -36,7 +39,8 @@ _WHERE = {
 }
 __all__ = [
     "DistillReport", "DistillSettings", "QatSetup", "TorchGraph", "batches", "distill",
-    "export", "export_float", "from_deployed", "prepare", "require_torch", "teacher_of",
+    "export", "export_float", "from_deployed", "prepare", "require_torch", "shared_features",
+    "teacher_of",
 ]
 
 
@@ -62,7 +66,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from lowbit.qat.distillation import DistillReport, DistillSettings, batches, distill
-    from lowbit.qat.student import TorchGraph
+    from lowbit.qat.student import TorchGraph, shared_features
     from lowbit.qat.workflow import (
         QatSetup,
         export,

@@ -12,6 +12,14 @@ divergence of its softmax from the teacher's (``loss="kl"``, class scores at
 ``temperature``) or the mean squared error relative to the teacher's mean square
 (``"mse"``, any other output); ``"auto"`` takes KL for an output [N, C] with C > 1. Any
 unlabeled inputs like those the model will see do: distillation needs no labels.
+
+Feature distillation (``feature_weight`` > 0): student and teacher also return inner
+tensors (TorchGraph.tap, with lowbit.qat.student.shared_features), and the loss adds
+``feature_weight`` times their mean relative squared error. The inner tensors tell the
+student where it departs from float, layer by layer, which the logits alone say only
+through a long chain: with few distinct images it generalizes better (EfficientNet-Lite0
+W4A8, 250 steps on 8 DEV photos, scored on the 2 held out: top-5 overlap 68.8 → 73.7 %,
+logit SQNR 7.0 → 8.3 dB with ``feature_weight=1``).
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ class DistillSettings:
     temperature: float = 1.0
     loss: str = "auto"
     warmup: int = 0  # steps of linear learning-rate warm-up before the cosine decay
+    # the weight of the tapped inner tensors' mean relative squared error (0: outputs only)
+    feature_weight: float = 0.0
     threads: int | None = None  # torch's intra-op threads (None: torch's default)
     log_every: int = 50
     seed: int = 0
@@ -56,8 +66,9 @@ class DistillSettings:
             raise UsageError("distillation steps and log_every must be positive, warmup ≥ 0")
         if not (self.learning_rate >= 0 and self.scale_learning_rate >= 0
                 and (self.step_learning_rate is None or self.step_learning_rate >= 0)
-                and self.temperature > 0):
-            raise UsageError("learning rates must be ≥ 0 and the temperature positive")
+                and self.temperature > 0 and self.feature_weight >= 0):
+            raise UsageError("learning rates and feature_weight must be ≥ 0 and the "
+                             "temperature positive")
         if self.loss not in LOSSES:
             raise UsageError(f"unknown distillation loss '{self.loss}'; one of "
                              f"{', '.join(LOSSES)}")
@@ -125,6 +136,8 @@ def distill(student: torch.nn.Module, teacher: Callable[..., Sequence[torch.Tens
     optimizer = torch.optim.Adam([*groups, {"params": scales,
                                             "lr": settings.scale_learning_rate}])
     base = [group["lr"] for group in optimizer.param_groups]
+    # outputs past the graph's own are tapped inner tensors (TorchGraph.tap)
+    primary = len(getattr(student, "output_names", ())) or None
     student.train()
     history: list[tuple[int, float]] = []
     running, seen, step, samples = 0.0, 0, 0, 0
@@ -139,8 +152,16 @@ def distill(student: torch.nn.Module, teacher: Callable[..., Sequence[torch.Tens
         with torch.no_grad():
             target = [t.detach().float() for t in teacher(feeds)]
         outputs = student(feeds)
-        loss = sum((_loss(o, t, settings) for o, t in zip(outputs, target, strict=True)),
-                   torch.zeros(()))
+        if len(outputs) != len(target):
+            raise UsageError(f"the teacher returned {len(target)} tensors and the student "
+                             f"{len(outputs)}: tap the same inner tensors in both")
+        count = primary or len(outputs)
+        loss = sum((_loss(o, t, settings) for o, t in zip(outputs[:count], target[:count],
+                                                          strict=True)), torch.zeros(()))
+        if len(outputs) > count and settings.feature_weight > 0:
+            features = [_relative_mse(o, t) for o, t in zip(outputs[count:], target[count:],
+                                                           strict=True)]
+            loss = loss + settings.feature_weight * torch.stack(features).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
         optimizer.step()
@@ -187,4 +208,8 @@ def _loss(output: torch.Tensor, target: torch.Tensor, settings: DistillSettings
         t = settings.temperature
         return F.kl_div(F.log_softmax(output / t, dim=-1), F.log_softmax(target / t, dim=-1),
                         reduction="batchmean", log_target=True) * t * t
+    return _relative_mse(output, target)
+
+
+def _relative_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((output - target) ** 2).mean() / (target ** 2).mean().clamp_min(1e-12)

@@ -4,6 +4,8 @@
     teacher = TorchGraph(onnx.load("model.f32.onnx"))      # the same interpreter, no Q/DQ
     logits, = student({"input": x})                          # torch tensors in and out
     qdq = student.export()                                   # the QDQ model, learned values
+    names = shared_features(student, teacher)                # the same tensors in both
+    student.tap(names); teacher.tap(names)                   # both also return those
 
 A QDQ model lowbit deploy wrote (or one made elsewhere) already says which tensors are
 quantized, how (uint8/int8 zero points, per-channel weights, shared scales of tied
@@ -19,6 +21,11 @@ learned as floats. ``export`` writes the learned values back into the same graph
 integers, weight and activation scales, biases re-quantized to int32 with s_in·s_w (the
 weight scale raised where the bias would overflow, as deploy does). The graph itself is
 unchanged, so ONNX Runtime fuses it into the same kernels and it runs at the same speed.
+
+``tap`` makes the module also return inner tensors after its outputs, for feature
+distillation (lowbit.qat.distillation): ``shared_features`` names the tensors that both
+models compute the same way (the same name, made by the same op type; a Conv whose Relu
+or Clip deploy folded into its range took the activation's name, and is left out).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from lowbit.quantize.int8.settings import QuantizeSettings
 log = logging.getLogger(__name__)
 
 WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+_NOT_COMPUTED = ("QuantizeLinear", "DequantizeLinear", "Constant")
 BIASED = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
 
 
@@ -108,6 +116,7 @@ class TorchGraph(torch.nn.Module):
         initializers = {init.name for init in graph.initializer}
         self.input_names = [v.name for v in graph.input if v.name not in initializers]
         self.output_names = [v.name for v in graph.output]
+        self.taps: list[str] = []  # inner tensors also returned, after the outputs (tap)
         self.constants = Constants(constant_arrays(graph))
         # float initializers (weights of ops left float, shapes): fixed inputs of the steps
         self._fixed = {name: torch.from_numpy(np.array(value))
@@ -293,7 +302,22 @@ class TorchGraph(torch.nn.Module):
                 values[name] = value
             for name in self._last_use.get(index, ()):
                 values.pop(name, None)  # no longer read: its memory can go
-        return [values[name] for name in self.output_names]  # type: ignore[misc]
+        return [values[name] for name in [*self.output_names, *self.taps]]  # type: ignore[misc]
+
+    def tap(self, names: Sequence[str]) -> None:
+        """Also return the tensors ``names`` (after the outputs, in this order) from now on."""
+        made = {name for _, outputs, _ in self._steps for name in outputs}
+        missing = [name for name in names if name not in made]
+        if missing:
+            raise ModelError(f"no step of the graph makes {', '.join(missing[:3])}"
+                             f"{' …' if len(missing) > 3 else ''}: nothing to tap")
+        self.taps = list(names)
+        self._last_use = _last_uses(self._steps, [*self.output_names, *self.taps])
+
+    def producers(self) -> dict[str, str]:
+        """Tensor name → the op type that makes it (Q/DQ pairs and constants left out)."""
+        return {name: node.op_type for node in self.model.graph.node
+                for name in node.output if name and node.op_type not in _NOT_COMPUTED}
 
     # -- export ------------------------------------------------------------------------
 
@@ -425,3 +449,17 @@ def _last_uses(steps: Sequence[tuple[list[str], list[str], object]], keep: Seque
         if name not in keep:
             freed.setdefault(index, []).append(name)
     return freed
+
+
+def shared_features(student: TorchGraph, teacher: TorchGraph | onnx.ModelProto) -> list[str]:
+    """The inner tensors ``student`` and ``teacher`` (a TorchGraph or the float ONNX model)
+    both compute the same way: the same name made by the same op type in both, not a graph
+    output, in the student's order.
+    A Conv whose activation deploy folded into its quantization range took the
+    activation's name (its float output is not yet clipped), so it is left out; the
+    tensors kept are the block outputs and linear layers' outputs."""
+    theirs = teacher.producers() if isinstance(teacher, TorchGraph) else {
+        name: node.op_type for node in teacher.graph.node for name in node.output if name}
+    outputs = set(student.output_names)
+    return [name for name, op in student.producers().items()
+            if theirs.get(name) == op and name not in outputs]
