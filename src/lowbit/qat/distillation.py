@@ -18,8 +18,9 @@ tensors (TorchGraph.tap, with lowbit.qat.student.shared_features), and the loss 
 ``feature_weight`` times their mean relative squared error. The inner tensors tell the
 student where it departs from float, layer by layer, which the logits alone say only
 through a long chain: with few distinct images it generalizes better (EfficientNet-Lite0
-W4A8, 250 steps on 8 DEV photos, scored on the 2 held out: top-5 overlap 68.8 → 73.7 %,
-logit SQNR 7.0 → 8.3 dB with ``feature_weight=1``).
+W4A8, 250 steps on 8 DEV photos, scored on the 2 held out: agreement with float 38 → 47 %,
+top-5 overlap 68.8 → 74.8 % with ``feature_weight=3``; on the REPORT photos, trained on
+all ten, 80.0 → 82.0 %).
 """
 
 from __future__ import annotations
