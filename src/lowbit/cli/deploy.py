@@ -192,6 +192,7 @@ def _conv_accuracy(p: argparse.ArgumentParser) -> None:
                        "rounds less well)")
     group.add_argument("--weight-bits", type=int, choices=(4, 8), default=D(8),
                        help="INT8 weights at 8 bits or 4 (W4A8: −7..7 per channel, "
+                       "clipped for the least squared error, depthwise Conv weights 8-bit, "
                        "activations 8-bit; stored as int4 at opset 21+, else int8)")
 
 
