@@ -32,8 +32,12 @@ class _Reader:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     root = tmp_path_factory.mktemp("prequantized")
     onnx.save(small_resnet(batch=1), root / "model.onnx")
@@ -81,8 +85,8 @@ def test_deploy_refuses_what_a_kept_model_cannot_use(work, tmp_path, capsys):
     for args, needle in (
             (["--test-data", str(work / "x.npz")], "give --float-model"),
             (["--smooth", "0.5"], "--smooth is a setting of lowbit's own quantization"),
-            (["--calibration-table", str(work / "model.calib")], "--calibration-table is a "
-                                                                  "setting")):
+            (["--calibration-table", str(work / "model.calib")],
+             "--calibration-table is a setting")):
         code, _, err = _run(["deploy", str(work / "ort.onnx"), "-o", str(out), *args], capsys)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()

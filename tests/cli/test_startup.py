@@ -25,8 +25,8 @@ def _imported(code: str) -> set[str]:
 @pytest.mark.parametrize("code", [
     "import lowbit",
     "from lowbit.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
-    "from lowbit.cli.main import main\ntry:\n    main(['deploy', '--help'])\n"
-    "except SystemExit:\n    pass",
+    ("from lowbit.cli.main import main\ntry:\n    main(['deploy', '--help'])\n"
+     "except SystemExit:\n    pass"),
 ])
 def test_no_heavy_module_at_start(code: str) -> None:
     imported = _imported(code)
@@ -40,7 +40,7 @@ def test_a_verb_still_loads_what_it_needs() -> None:
     a package)."""
     imported = _imported("import lowbit\nlowbit.deploy\nimport lowbit.quantize.int8")
     assert "onnx" in imported and "lowbit.api.deploy" in imported
-    done = subprocess.run([sys.executable, "-c", "import lowbit, lowbit.quantize.int8\n"
-                           "print(callable(lowbit.quantize_model), callable(lowbit.deploy))"],
+    done = subprocess.run([sys.executable, "-c", ("import lowbit, lowbit.quantize.int8\n"
+                           "print(callable(lowbit.quantize_model), callable(lowbit.deploy))")],
                           capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "True"]

@@ -13,7 +13,6 @@ import pytest
 import lowbit
 from lowbit.recipe.provenance import file_stamp, graph_sha256, read_provenance
 from tests.cli.test_flow import run_cli
-from tests.recipe.test_pipeline import flow  # noqa: F401 (the fixture)
 
 
 def test_a_deployed_model_records_its_recipe_versions_cpu_and_inputs(flow: Path) -> None:
@@ -59,8 +58,8 @@ def test_a_rerun_from_the_model_is_bit_identical_and_a_changed_table_shows(
     table.write_bytes((flow / "model.calib").read_bytes())
     lowbit.deploy(flow / "model.f32.onnx", calibration_table=table, output=flow / "o1.onnx")
     lines = table.read_text().splitlines()
-    name, threshold, low, high = lines[[i for i, line in enumerate(lines)
-                                        if line and not line.startswith("#")][0]].split()
+    name, threshold, low, high = next(line for line in lines
+                                      if line and not line.startswith("#")).split()
     lines[lines.index(f"{name} {threshold} {low} {high}")] = \
         f"{name} {float(threshold) * 2} {low} {float(high) * 2}"
     table.write_text("\n".join(lines) + "\n")
