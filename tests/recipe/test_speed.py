@@ -228,13 +228,10 @@ def test_a_count_that_passes_once_by_chance_is_timed_again(
     assert calls[1] == 2 and calls[2] == 2  # each passing count timed twice
 
 
-@pytest.mark.parametrize(("int8_seconds", "timed_batches"), [(0.002, [1]), (0.0008, [1, 8])])
-def test_a_model_slower_at_batch_1_is_not_timed_at_the_larger_batch(
-        int8_seconds: float, timed_batches: list[int],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slower than float at batch 1 fails the guard whatever batch 8 says: batch 8 (the
-    costly timing) is then skipped; a model at 1.25x float is timed at both. The
-    timer's sessions are real, its clock a stand-in (float 1 ms a run)."""
+def _timer_on_a_stand_in_clock(monkeypatch: pytest.MonkeyPatch, int8_seconds: float
+                               ) -> tuple[speed._Timer, onnx.ModelProto, list[int]]:
+    """The guard's timer with real sessions and a stand-in clock: float 1 ms a run, the
+    candidate ``int8_seconds``; ``timed`` counts the interleaved timings."""
     model = prelu_chain()
     feeds = {b: {"input": np.zeros((b, 3, 16, 16), np.float32)} for b in (1, 8)}
     timed: list[int] = []
@@ -249,7 +246,16 @@ def test_a_model_slower_at_batch_1_is_not_timed_at_the_larger_batch(
         return [[0.001] * repeats, [int8_seconds] * repeats]
 
     monkeypatch.setattr(speed, "time_interleaved", clock)
-    timer = speed._Timer(model, feeds)
+    return speed._Timer(model, feeds), model, timed
+
+
+@pytest.mark.parametrize(("int8_seconds", "timed_batches"), [(0.002, [1]), (0.0008, [1, 8])])
+def test_a_model_slower_at_batch_1_is_not_timed_at_the_larger_batch(
+        int8_seconds: float, timed_batches: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slower than float at batch 1 fails the guard whatever batch 8 says: batch 8 (the
+    costly timing) is then skipped; a model at 1.25x float is timed at both."""
+    timer, model, timed = _timer_on_a_stand_in_clock(monkeypatch, int8_seconds)
     result = timer.speed(model)
     assert sorted(result.ratios) == timed_batches
     assert len(timed) == len(timed_batches)
@@ -261,22 +267,8 @@ def test_a_clear_win_at_batch_1_is_not_timed_at_the_larger_batch(
         int8_seconds: float, timed_batches: list[int], clear: bool,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """2x float at batch 1 is past CLEAR_WIN: batch 8 is skipped and the note says why;
-    1.25x is timed at both. Real sessions, a stand-in clock (float 1 ms a run)."""
-    model = prelu_chain()
-    feeds = {b: {"input": np.zeros((b, 3, 16, 16), np.float32)} for b in (1, 8)}
-    timed: list[int] = []
-
-    def clock(runners: list[Callable[[], object]], warmup: int, repeats: int,
-              min_seconds: float = 0.0) -> list[list[float]]:
-        for run in runners:
-            run()
-        if len(runners) == 1:
-            return [[0.001] * repeats]
-        timed.append(len(runners))
-        return [[0.001] * repeats, [int8_seconds] * repeats]
-
-    monkeypatch.setattr(speed, "time_interleaved", clock)
-    timer = speed._Timer(model, feeds)
+    1.25x is timed at both."""
+    timer, model, timed = _timer_on_a_stand_in_clock(monkeypatch, int8_seconds)
     result = timer.speed(model)
     assert sorted(result.ratios) == timed_batches and len(timed) == len(timed_batches)
     assert result.clear_win == clear
