@@ -263,6 +263,9 @@ def test_feature_distillation_taps_the_tensors_both_models_compute(work, tmp_pat
                    lq.DistillSettings(**settings))
     with pytest.raises(lowbit.errors.UsageError, match="feature_weight"):
         lq.DistillSettings(feature_weight=-1)
+    tapped_setup = lq.prepare(f32, calibration_table=work / "model.calib", weight_bits=4,
+                              features=True)
+    assert tapped_setup.student.taps == tapped_setup.teacher.taps == names
     setup.student.tap([])  # the export is the QDQ graph either way
     exported = lq.export(setup.student, tmp_path / "features.qat.onnx", with_features)
     assert [o.name for o in onnx.load(exported).graph.output] == setup.student.output_names

@@ -3,9 +3,8 @@ with float where post-training quantization falls short. Needs torch (the torch 
 
     import lowbit.qat as qat
     f32 = qat.export_float(module, torch.zeros(1, 3, 224, 224), "work/model.f32.onnx")
-    setup = qat.prepare(f32, calibration_table="work/model.calib", weight_bits=4)
-    names = qat.shared_features(setup.student, setup.teacher)   # optional: also match
-    setup.student.tap(names); setup.teacher.tap(names)           # inner tensors
+    setup = qat.prepare(f32, calibration_table="work/model.calib", weight_bits=4,
+                        features=True)           # also match the inner tensors both compute
     report = qat.distill(setup.student, setup.teacher, qat.batches(photos, 16),
                          qat.DistillSettings(steps=2000, step_learning_rate=0.02,
                                              feature_weight=1.0))

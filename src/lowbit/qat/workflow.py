@@ -29,7 +29,7 @@ import torch
 from lowbit.graph import check_qdq_params, is_qdq
 from lowbit.io.model import load_model, save_model
 from lowbit.qat.distillation import DistillReport
-from lowbit.qat.student import TorchGraph
+from lowbit.qat.student import TorchGraph, shared_features
 from lowbit.recipe.provenance import PREFIX, read_provenance
 
 QAT_KEY = "lowbit-qat"  # metadata kept when deploy stamps its own provenance
@@ -79,11 +79,13 @@ def from_deployed(qdq: str | Path | onnx.ModelProto,
 
 def prepare(model: str | Path, *, calibration_table: str | Path | None = None,
             calibration_data: str | Path | None = None, output_dir: str | Path | None = None,
-            **deploy_options: Any) -> QatSetup:
+            features: bool = False, **deploy_options: Any) -> QatSetup:
     """Deploy ``model`` (a float ONNX model) to INT8 with ``calibration_table`` (or a table
     lowbit calibrate makes from ``calibration_data``) and deploy's keywords, and return the
     student of the result with its float teacher. The deployed model and table are written
-    to ``output_dir`` (default: a temporary folder)."""
+    to ``output_dir`` (default: a temporary folder). ``features``: both also return the
+    inner tensors they share (lowbit.qat.student.shared_features), for distillation with
+    ``DistillSettings.feature_weight``."""
     import lowbit
 
     model = Path(model)
@@ -101,8 +103,12 @@ def prepare(model: str | Path, *, calibration_table: str | Path | None = None,
         deploy_options.setdefault("speed", "off")
         deployed = lowbit.deploy(model, calibration_table=calibration_table,
                                  output=folder / f"{model.stem}.int8.onnx", **deploy_options)
-        student = from_deployed(deployed.path, model)
-        return QatSetup(student, teacher_of(model), model,
+        student, teacher = from_deployed(deployed.path, model), teacher_of(model)
+        if features:
+            names = shared_features(student, teacher)
+            student.tap(names)
+            teacher.tap(names)
+        return QatSetup(student, teacher, model,
                         deployed.path if output_dir is not None else None)
 
 
