@@ -186,3 +186,14 @@ def test_depthwise_weights_keep_8_bits_in_w4a8(x, opset):
     assert np.abs(numpy_helper.to_array(pointwise).astype(np.int8)).max() == 7
     want = create_session(model).run(None, {"x": x})[0]
     assert cosine(want, create_session(quantized).run(None, {"x": x})[0]) > 0.98
+
+
+@pytest.mark.parametrize(("per_channel", "kept"), [(True, True), (False, False)])
+def test_the_w4a8_note_counts_the_depthwise_weights_that_keep_8_bits(per_channel, kept):
+    """Per channel, a depthwise Conv weight keeps 8 bits and the note says so; per tensor
+    its kind is a plain Conv, it gets 4 bits, and the note must not claim otherwise."""
+    from lowbit.recipe.steps.int8 import w4a8_note
+
+    note = w4a8_note(depthwise_net(17), QuantizeSettings(weight_bits=4, per_channel=per_channel))
+    assert ("1 depthwise Conv weight(s) keep 8 bits" in note) == kept
+    assert f"clipped per {'channel' if per_channel else 'tensor'}" in note

@@ -45,31 +45,37 @@ def run(context: DeployContext, state: DeployState) -> DeployState:
 
 
 def w4a8_note(model: onnx.ModelProto, settings: QuantizeSettings) -> str:
-    depthwise = _depthwise_count(model)
+    depthwise = sum(settings.weight_grid(kind) != "int4"
+                    for kind in _weight_kinds(model, settings.per_channel))
     kept = (f"; {depthwise} depthwise Conv weight(s) keep 8 bits (a 4-bit grid costs them "
             "most accuracy, and they are few weights)") if depthwise else ""
+    clipped = f"least-squares clipped per {'channel' if settings.per_channel else 'tensor'}"
     if stores_int4(model, settings):
-        return (f"W4A8: weights 4-bit (−7..7, least-squares clipped per channel) stored as "
-                f"int4{kept}; ONNX Runtime has no int4 Conv/Gemm kernel, so it dequantizes "
-                "them and runs those ops in float")
+        return (f"W4A8: weights 4-bit (−7..7, {clipped}) stored as int4{kept}; ONNX "
+                "Runtime has no int4 Conv/Gemm kernel, so it dequantizes them and runs "
+                "those ops in float")
     why = "--format qoperator" if settings.format != "qdq" else \
         f"opset {onnx_opset(model)} has no int4 DequantizeLinear (21 has)"
-    return (f"W4A8: weights 4-bit (−7..7, least-squares clipped per channel) stored as int8 "
-            f"({why}){kept}; ONNX Runtime runs them in its int8 kernels: INT8 speed and "
-            "size, 4-bit accuracy")
+    return (f"W4A8: weights 4-bit (−7..7, {clipped}) stored as int8 ({why}){kept}; ONNX "
+            "Runtime runs them in its int8 kernels: INT8 speed and size, 4-bit accuracy")
 
 
-def _depthwise_count(model: onnx.ModelProto) -> int:
-    """Depthwise Convs (lowbit.quantize.int8.params.weight_kind) whose weight is constant."""
+def _weight_kinds(model: onnx.ModelProto, per_channel: bool) -> list[str]:
+    """The kind (lowbit.quantize.int8.params.weight_kind) of each MatMul, Gemm and Conv
+    weight that is an initializer, as the quantizer sees it."""
     inits = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    count = 0
+    kinds = []
     for node in model.graph.node:
-        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+        if node.op_type not in ("MatMul", "Gemm", "Conv") or len(node.input) < 2 \
+                or node.input[1] not in inits:
             continue
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        kind, _ = weight_kind("Conv", inits[node.input[1]], 0, group)
-        count += kind == "DepthwiseConv"
-    return count
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not
+                                                 attrs.get("transB", 0)) else 0
+        kind, _ = weight_kind(node.op_type, inits[node.input[1]],
+                              axis if per_channel else None, int(attrs.get("group", 1)))
+        kinds.append(kind)
+    return kinds
 
 
 def weight_grid_note(settings: QuantizeSettings, model: onnx.ModelProto) -> str | None:
@@ -77,20 +83,10 @@ def weight_grid_note(settings: QuantizeSettings, model: onnx.ModelProto) -> str 
     None where every weight keeps 8 bits (no reduced range)."""
     if not settings.reduced_range:
         return None
-    inits = {init.name: tuple(init.dims) for init in model.graph.initializer}
     kinds: dict[str, str] = {}
-    for node in model.graph.node:
-        if len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        shape = inits[node.input[1]]
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not
-                                                 attrs.get("transB", 0)) else 0
-        kind, _ = weight_kind(node.op_type, shape, axis if settings.per_channel else None,
-                              int(attrs.get("group", 1)))
-        if node.op_type in ("MatMul", "Gemm", "Conv"):
-            kinds.setdefault(kind, settings.weight_grid(kind) if settings.per_channel
-                             else "reduced")
+    for kind in _weight_kinds(model, settings.per_channel):
+        kinds.setdefault(kind, settings.weight_grid(kind) if settings.per_channel
+                         else "reduced")
     words = {"paired": "8 bits with every pair of K rows (2i, 2i+1) at most 128 in magnitude",
              "full": "8 bits (no pair sums)", "reduced": "7 bits (−63..63)"}
     names = {"DepthwiseConv": "depthwise Conv"}
