@@ -36,23 +36,24 @@ class Constants:
     def get(self, name: str) -> np.ndarray | None:
         return self.values.get(name) if name else None
 
-    def ints(self, node: onnx.NodeProto, index: int) -> list[int] | None:
+    def optional(self, node: onnx.NodeProto, index: int) -> np.ndarray | None:
+        """Input ``index`` as a constant, None where it is not given; raises where it is
+        given but computed at run time."""
         if index >= len(node.input) or not node.input[index]:
             return None
         value = self.get(node.input[index])
         if value is None:
             raise UnsupportedOpError(f"{node.op_type} '{node.name}': input {index} "
                                      f"('{node.input[index]}') must be a constant for QAT")
-        return [int(v) for v in value.reshape(-1)]
+        return value
+
+    def ints(self, node: onnx.NodeProto, index: int) -> list[int] | None:
+        value = self.optional(node, index)
+        return None if value is None else [int(v) for v in value.reshape(-1)]
 
     def number(self, node: onnx.NodeProto, index: int) -> float | None:
-        if index >= len(node.input) or not node.input[index]:
-            return None
-        value = self.get(node.input[index])
-        if value is None:
-            raise UnsupportedOpError(f"{node.op_type} '{node.name}': input {index} must be a "
-                                     "constant for QAT")
-        return float(value.reshape(-1)[0])
+        value = self.optional(node, index)
+        return None if value is None else float(value.reshape(-1)[0])
 
 
 KERNELS: dict[str, Builder] = {}
@@ -167,6 +168,36 @@ register("Tanh")(lambda node, c: _one(torch.tanh))
 register("Erf")(lambda node, c: _one(torch.erf))
 register("HardSwish")(lambda node, c: _one(F.hardswish))
 register("Identity", "Dropout")(lambda node, c: lambda xs: [xs[0]])  # type: ignore[list-item]
+register("Neg")(lambda node, c: _one(torch.neg))
+register("Abs")(lambda node, c: _one(torch.abs))
+register("Exp")(lambda node, c: _one(torch.exp))
+register("Log")(lambda node, c: _one(torch.log))
+register("Sqrt")(lambda node, c: _one(torch.sqrt))
+register("Reciprocal")(lambda node, c: _one(torch.reciprocal))
+register("Pow")(lambda node, c: _one(torch.pow))
+register("Softplus")(lambda node, c: _one(F.softplus))
+# ONNX's PRelu broadcasts the slope to the input (MTCNN: one slope per channel, (C, 1, 1))
+register("PRelu")(lambda node, c: _one(lambda x, slope: torch.where(x >= 0, x, x * slope)))
+
+
+@register("Max", "Min", "Sum", "Mean")
+def _variadic(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    pair = {"Max": torch.maximum, "Min": torch.minimum, "Sum": torch.add,
+            "Mean": torch.add}[node.op_type]
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        values = [x for x in xs if x is not None]
+        out = values[0]
+        for x in values[1:]:
+            out = pair(out, x)
+        return [out / len(values) if node.op_type == "Mean" else out]
+    return run
+
+
+@register("Elu")
+def _elu(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    alpha = attrs(node).get("alpha", 1.0)
+    return lambda xs: [F.elu(xs[0], alpha)]  # type: ignore[arg-type]
 
 
 @register("Clip")
@@ -331,6 +362,58 @@ def _reduce_mean(node: onnx.NodeProto, constants: Constants) -> Kernel:
         assert x is not None
         dims = tuple(axes) if axes else tuple(range(x.dim()))
         return [x.mean(dim=dims, keepdim=keep)]
+    return run
+
+
+# Resize's modes that F.interpolate computes exactly: ONNX (mode, coordinate transformation,
+# nearest rounding) -> (torch mode, align_corners). torch.onnx writes these for nn.Upsample
+# and F.interpolate (nearest: asymmetric + floor; bilinear: pytorch_half_pixel or
+# align_corners).
+_RESIZE = {("nearest", "asymmetric", "floor"): ("nearest", None),
+           ("linear", "half_pixel", None): ("linear", False),
+           ("linear", "pytorch_half_pixel", None): ("linear", False),
+           ("linear", "align_corners", None): ("linear", True)}
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+@register("Resize")
+def _resize(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs(node).items()}
+    mode = a.get("mode", "nearest")
+    transform = a.get("coordinate_transformation_mode", "half_pixel")
+    rounding = a.get("nearest_mode", "round_prefer_floor") if mode == "nearest" else None
+    chosen = _RESIZE.get((mode, transform, rounding))
+    if chosen is None or a.get("antialias", 0) or a.get("axes") is not None:
+        raise UnsupportedOpError(
+            f"Resize '{node.name}': mode {mode}, coordinate_transformation_mode {transform}"
+            f"{f', nearest_mode {rounding}' if rounding else ''} is not supported by lowbit.qat "
+            "(supported: nearest with asymmetric + floor, linear with half_pixel, "
+            "pytorch_half_pixel or align_corners)")
+    scales = constants.optional(node, 2)
+    sizes = constants.optional(node, 3)
+    if scales is not None and not scales.size:
+        scales = None  # an empty scales input: sizes are given
+    if scales is None and sizes is None:
+        raise UnsupportedOpError(f"Resize '{node.name}': neither scales nor sizes is given")
+    spatial = [float(v) for v in scales.reshape(-1)] if scales is not None else None
+    shape = [int(v) for v in sizes.reshape(-1)] if sizes is not None else None
+    if len(spatial or shape or []) < 3 or spatial is not None and spatial[:2] != [1.0, 1.0]:
+        raise UnsupportedOpError(f"Resize '{node.name}': lowbit.qat resizes spatial axes "
+                                 "only (batch and channel scales must be 1)")
+    torch_mode, align = chosen
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x = xs[0]
+        assert x is not None
+        kind = torch_mode if torch_mode == "nearest" else _LINEAR[x.dim() - 2]
+        if shape is not None:
+            if list(x.shape[:2]) != shape[:2]:
+                raise UnsupportedOpError(f"Resize '{node.name}': lowbit.qat resizes spatial "
+                                         "axes only (batch and channel sizes must be kept)")
+            return [F.interpolate(x, size=shape[2:], mode=kind, align_corners=align)]
+        assert spatial is not None
+        return [F.interpolate(x, scale_factor=spatial[2:], mode=kind, align_corners=align,
+                              recompute_scale_factor=False)]
     return run
 
 
