@@ -228,10 +228,12 @@ def test_without_torch_the_install_hint():
 def test_feature_distillation_taps_the_tensors_both_models_compute(work, tmp_path):
     """shared_features names inner tensors made by the same op in student and teacher
     (never an output, never a Conv renamed after a folded Relu); tapped, both return them
-    after the outputs, and a feature weight adds their error to the loss."""
+    after the outputs, and a feature weight adds their error to the loss. prepare taps
+    them by default, and the default weight is 3."""
     f32 = work / "model.f32.onnx"
     setup = lq.prepare(f32, calibration_table=work / "model.calib", weight_bits=4,
-                       output_dir=tmp_path)
+                       output_dir=tmp_path, features=False)
+    assert setup.student.taps == setup.teacher.taps == []
     names = lq.shared_features(setup.student, setup.teacher)
     assert names and not set(names) & set(setup.student.output_names)
     assert names == lq.shared_features(setup.student, onnx.load(f32))
@@ -253,7 +255,7 @@ def test_feature_distillation_taps_the_tensors_both_models_compute(work, tmp_pat
     settings = {"steps": 2, "step_learning_rate": 0.01, "loss": "mse", "threads": 1,
                 "log_every": 1}
     without = lq.distill(setup.student, setup.teacher, lq.batches(photos, 8),
-                         lq.DistillSettings(**settings))
+                         lq.DistillSettings(**settings, feature_weight=0))
     with_features = lq.distill(setup.student, setup.teacher, lq.batches(photos, 8),
                                lq.DistillSettings(**settings, feature_weight=5.0))
     assert with_features.first_loss > without.last_loss  # the features' error counts
@@ -263,8 +265,8 @@ def test_feature_distillation_taps_the_tensors_both_models_compute(work, tmp_pat
                    lq.DistillSettings(**settings))
     with pytest.raises(lowbit.errors.UsageError, match="feature_weight"):
         lq.DistillSettings(feature_weight=-1)
-    tapped_setup = lq.prepare(f32, calibration_table=work / "model.calib", weight_bits=4,
-                              features=True)
+    assert lq.DistillSettings().feature_weight == 3
+    tapped_setup = lq.prepare(f32, calibration_table=work / "model.calib", weight_bits=4)
     assert tapped_setup.student.taps == tapped_setup.teacher.taps == names
     setup.student.tap([])  # the export is the QDQ graph either way
     exported = lq.export(setup.student, tmp_path / "features.qat.onnx", with_features)

@@ -56,8 +56,9 @@ class DistillSettings:
     temperature: float = 1.0
     loss: str = "auto"
     warmup: int = 0  # steps of linear learning-rate warm-up before the cosine decay
-    # the weight of the tapped inner tensors' mean relative squared error (0: outputs only)
-    feature_weight: float = 0.0
+    # the weight of the tapped inner tensors' mean relative squared error (0: outputs only;
+    # it applies only where student and teacher return tapped tensors: TorchGraph.tap)
+    feature_weight: float = 3.0
     threads: int | None = None  # torch's intra-op threads (None: torch's default)
     log_every: int = 50
     seed: int = 0

@@ -79,7 +79,7 @@ def from_deployed(qdq: str | Path | onnx.ModelProto,
 
 def prepare(model: str | Path, *, calibration_table: str | Path | None = None,
             calibration_data: str | Path | None = None, output_dir: str | Path | None = None,
-            features: bool = False, **deploy_options: Any) -> QatSetup:
+            features: bool = True, **deploy_options: Any) -> QatSetup:
     """Deploy ``model`` (a float ONNX model) to INT8 with ``calibration_table`` (or a table
     lowbit calibrate makes from ``calibration_data``) and deploy's keywords, and return the
     student of the result with its float teacher. The deployed model and table are written
