@@ -846,6 +846,44 @@ SECTIONS: tuple[Section, ...] = (
             every_row("Its logit SQNR is above the logits-only QAT's 23.0 dB.", "logit SQNR dB",
                       minimum=23.5, where={"method": "QAT from PTQ default"}),
         )),
+    Section(
+        "qat_dense", TRAINING,
+        "Quantization-aware training: feature distillation on MTCNN's O-Net and R-Net",
+        _cmd("bench/qat_dense.py"), 8,
+        prose="A second family of real models for feature distillation, which `lowbit.qat` "
+              "now does by default: MTCNN's O-Net and R-Net with their real weights (PReLU "
+              "throughout; face probability, box regression and O-Net's landmarks), "
+              "calibrated on 200 DEV face-candidate windows, trained on fresh DEV windows "
+              "and scored against F32 on 400 REPORT windows. Per width: the PTQ model both "
+              "QAT rows start from, QAT towards the outputs alone, and QAT that also matches "
+              "the inner tensors both models compute (weight 3, the default chosen on "
+              "EfficientNet-Lite0's DEV photos; no setting was tuned on these nets). Train "
+              "time on one torch thread, while another benchmark used the second core.",
+        claims=(
+            compare_rows("At W4A8, feature distillation lifts both nets' face-probability "
+                         "SQNR above QAT on the outputs alone,", "prob SQNR dB",
+                         {"weights": "W4A8", "method": "QAT + features"},
+                         {"weights": "W4A8", "method": "QAT, outputs"}),
+            compare_rows("and their box SQNR.", "box SQNR dB",
+                         {"weights": "W4A8", "method": "QAT + features"},
+                         {"weights": "W4A8", "method": "QAT, outputs"}),
+            compare_rows("O-Net's landmarks too.", "landmarks SQNR dB",
+                         {"weights": "W4A8", "method": "QAT + features"},
+                         {"weights": "W4A8", "method": "QAT, outputs"}),
+            compare_rows("At INT8 it is never more than 1 % below outputs-only QAT on the "
+                         "face probability,", "prob SQNR dB",
+                         {"weights": "INT8", "method": "QAT + features"},
+                         {"weights": "INT8", "method": "QAT, outputs"}, factor=0.99),
+            compare_rows("and not below it on the boxes.", "box SQNR dB",
+                         {"weights": "INT8", "method": "QAT + features"},
+                         {"weights": "INT8", "method": "QAT, outputs"}),
+            compare_rows("QAT with features beats the PTQ model it started from on the boxes "
+                         "at both widths.", "box SQNR dB", {"method": "QAT + features"},
+                         {"method": "PTQ"}, by="weights"),
+            every_row("Every QAT-with-features model agrees with F32's face decision on at "
+                      "least 99.5 % of the windows.", "face top-1 agree %", minimum=99.5,
+                      where={"method": "QAT + features"}),
+        )),
     # -- Cost ---------------------------------------------------------------------------------
     Section(
         "calibration_cost", COST, "Calibration cost: time and memory per method",

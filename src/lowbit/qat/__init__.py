@@ -3,11 +3,9 @@ with float where post-training quantization falls short. Needs torch (the torch 
 
     import lowbit.qat as qat
     f32 = qat.export_float(module, torch.zeros(1, 3, 224, 224), "work/model.f32.onnx")
-    setup = qat.prepare(f32, calibration_table="work/model.calib", weight_bits=4,
-                        features=True)           # also match the inner tensors both compute
+    setup = qat.prepare(f32, calibration_table="work/model.calib", weight_bits=4)
     report = qat.distill(setup.student, setup.teacher, qat.batches(photos, 16),
-                         qat.DistillSettings(steps=2000, step_learning_rate=0.02,
-                                             feature_weight=1.0))
+                         qat.DistillSettings(steps=2000, step_learning_rate=0.02))
     qat.export(setup.student, "work/model.qat.onnx", report)
     # lowbit deploy work/model.qat.onnx --float-model work/model.f32.onnx --test-data x.npz -o m.onnx
 
@@ -16,7 +14,8 @@ The student is the QDQ model lowbit deploy wrote from the calibration table, run
 coverage, uint8 activations with the table's ranges as starting scales, per-channel int8
 weights on this CPU's grid (full range with VNNI, paired or 7-bit without, ±7 for W4A8) —
 with learned scales, latent weights and biases. Distillation (lowbit.qat.distillation) trains
-it towards the float model's outputs, so unlabeled inputs (photos) are enough. The export
+it towards the float model's outputs and the inner tensors both compute (prepare taps
+them; ``features=False`` leaves them out), so unlabeled inputs (photos) are enough. The export
 is the same graph with the learned values: ``lowbit deploy`` recognises it as a model that
 arrives quantized, keeps its scales, validates it against the float model and explains it.
 """

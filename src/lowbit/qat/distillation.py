@@ -13,14 +13,15 @@ divergence of its softmax from the teacher's (``loss="kl"``, class scores at
 (``"mse"``, any other output); ``"auto"`` takes KL for an output [N, C] with C > 1. Any
 unlabeled inputs like those the model will see do: distillation needs no labels.
 
-Feature distillation (``feature_weight`` > 0): student and teacher also return inner
-tensors (TorchGraph.tap, with lowbit.qat.student.shared_features), and the loss adds
-``feature_weight`` times their mean relative squared error. The inner tensors tell the
-student where it departs from float, layer by layer, which the logits alone say only
-through a long chain: with few distinct images it generalizes better (EfficientNet-Lite0
-W4A8, 250 steps on 8 DEV photos, scored on the 2 held out: agreement with float 38 → 47 %,
-top-5 overlap 68.8 → 74.8 % with ``feature_weight=3``; on the REPORT photos, trained on
-all ten, 80.0 → 82.0 %).
+Feature distillation (``feature_weight``, default 3): where student and teacher also return
+inner tensors (TorchGraph.tap, with lowbit.qat.student.shared_features; lowbit.qat.prepare
+taps them), the loss adds ``feature_weight`` times their mean relative squared error. The
+inner tensors tell the student where it departs from float, layer by layer, which the
+outputs alone say only through a long chain: with few distinct images it generalizes
+better (EfficientNet-Lite0 W4A8, 250 steps on 8 DEV photos, scored on the 2 held out:
+agreement with float 38 → 47 %; on the REPORT photos, trained on all ten, 80.0 → 82.0 %;
+MTCNN's O-Net W4A8, untuned: face / box SQNR 28.3 / 12.8 → 33.6 / 15.6 dB;
+bench/qat_lite0.py, bench/qat_dense.py).
 """
 
 from __future__ import annotations

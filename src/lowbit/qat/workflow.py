@@ -83,9 +83,9 @@ def prepare(model: str | Path, *, calibration_table: str | Path | None = None,
     """Deploy ``model`` (a float ONNX model) to INT8 with ``calibration_table`` (or a table
     lowbit calibrate makes from ``calibration_data``) and deploy's keywords, and return the
     student of the result with its float teacher. The deployed model and table are written
-    to ``output_dir`` (default: a temporary folder). ``features``: both also return the
-    inner tensors they share (lowbit.qat.student.shared_features), for distillation with
-    ``DistillSettings.feature_weight``."""
+    to ``output_dir`` (default: a temporary folder). ``features`` (the default): both also
+    return the inner tensors they share (lowbit.qat.student.shared_features), which
+    distillation matches at ``DistillSettings.feature_weight``; False: outputs only."""
     import lowbit
 
     model = Path(model)
