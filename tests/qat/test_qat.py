@@ -274,3 +274,43 @@ def test_feature_distillation_taps_the_tensors_both_models_compute(work, tmp_pat
     kept = lowbit.deploy(exported, output=tmp_path / "kept.onnx", float_model=f32,
                          test_input=work / "x.npz")
     assert kept.steps == ("keep_scales",)
+
+
+def test_a_dense_head_with_prelu_and_upsampling_trains_and_deploy_keeps_it(tmp_path):
+    """MTCNN's PReLU and an FPN's nearest upsampling (as torch.onnx exports nn.Upsample):
+    the student runs them quantized exactly as ONNX Runtime does, distillation learns back
+    the ranges a too-narrow table clipped (on inputs it did not train on), and deploy
+    keeps the export's scales."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.PReLU(8),
+                         nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.PReLU(8),
+                         nn.Upsample(scale_factor=2, mode="nearest"),
+                         nn.Conv2d(8, 2, 1))
+    f32 = lq.export_float(head, torch.zeros(1, 3, 16, 16), tmp_path / "head.f32.onnx")
+    assert {"PRelu", "Resize"} <= {n.op_type for n in onnx.load(f32).graph.node}
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(64, 3, 16, 16)).astype(np.float32)
+    held_out = rng.normal(size=(32, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "narrow.npz", input=train[:32] / 4)
+    np.savez(tmp_path / "x.npz", input=held_out)
+    lowbit.calibrate(f32, tmp_path / "narrow.npz", output=tmp_path / "narrow.calib",
+                     method="minmax", progress=False)
+    setup = lq.prepare(f32, calibration_table=tmp_path / "narrow.calib", output_dir=tmp_path)
+    assert setup.student.taps  # inner tensors matched by default
+    with torch.no_grad():
+        start = setup.student({"input": torch.from_numpy(held_out)})[0].numpy()
+    deployed = _run(setup.deployed, held_out)
+    assert _sqnr(deployed, start) > 60  # the student is deploy's model
+    before = _sqnr(_run(f32, held_out), deployed)
+    report = lq.distill(setup.student, setup.teacher, lq.batches(train, 16),
+                        lq.DistillSettings(steps=100, step_learning_rate=0.01,
+                                           scale_learning_rate=3e-2, threads=1,
+                                           log_every=20))
+    setup.student.tap([])
+    exported = lq.export(setup.student, tmp_path / "head.qat.onnx", report)
+    after = _sqnr(_run(f32, held_out), _run(exported, held_out))
+    assert after > before + 6, (before, after)
+    kept = lowbit.deploy(exported, output=tmp_path / "kept.onnx", float_model=f32,
+                         test_input=tmp_path / "x.npz")
+    assert kept.steps == ("keep_scales",)
