@@ -289,12 +289,14 @@ def _flatten(node: onnx.NodeProto, constants: Constants) -> Kernel:
 
 @register("Reshape")
 def _reshape(node: onnx.NodeProto, constants: Constants) -> Kernel:
-    shape = constants.ints(node, 1) or []
+    fixed = constants.get(node.input[1])  # else computed at run time (Shape → Concat)
     allow_zero = attrs(node).get("allowzero", 0)
 
     def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
         x = xs[0]
-        assert x is not None
+        assert x is not None and (fixed is not None or xs[1] is not None)
+        shape = [int(d) for d in (fixed.reshape(-1) if fixed is not None
+                                  else xs[1].tolist())]  # type: ignore[union-attr]
         dims = [x.shape[i] if d == 0 and not allow_zero else d for i, d in enumerate(shape)]
         return [x.reshape(dims)]
     return run
@@ -363,6 +365,78 @@ def _reduce_mean(node: onnx.NodeProto, constants: Constants) -> Kernel:
         dims = tuple(axes) if axes else tuple(range(x.dim()))
         return [x.mean(dim=dims, keepdim=keep)]
     return run
+
+
+@register("LayerNormalization")
+def _layer_norm(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+    axis, epsilon = a.get("axis", -1), a.get("epsilon", 1e-5)
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        x, scale = xs[0], xs[1]
+        assert x is not None and scale is not None
+        shape = x.shape[axis % x.dim():]
+        bias = xs[2] if len(xs) > 2 else None
+        return [F.layer_norm(x, shape, scale.expand(shape),
+                             None if bias is None else bias.expand(shape), epsilon)]
+    return run
+
+
+@register("Shape")
+def _shape(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    a = attrs(node)
+    start, end = a.get("start", 0), a.get("end")
+    return lambda xs: [torch.tensor(list(xs[0].shape)[start:end],  # type: ignore[union-attr]
+                                    dtype=torch.int64)]
+
+
+@register("Gather")
+def _gather(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    axis = attrs(node).get("axis", 0)
+
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        data, indices = xs[0], xs[1]
+        assert data is not None and indices is not None
+        dim = axis % data.dim()
+        flat = indices.reshape(-1).long() % data.shape[dim]  # negative indices count back
+        picked = torch.index_select(data, dim, flat)
+        return [picked.reshape((*data.shape[:dim], *indices.shape, *data.shape[dim + 1:]))]
+    return run
+
+
+@register("Slice")
+def _slice(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    def run(xs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        data = xs[0]
+        assert data is not None and xs[1] is not None and xs[2] is not None
+        starts, ends = xs[1].tolist(), xs[2].tolist()
+        axes = xs[3].tolist() if len(xs) > 3 and xs[3] is not None else range(len(starts))
+        steps = xs[4].tolist() if len(xs) > 4 and xs[4] is not None else [1] * len(starts)
+        index = [slice(None)] * data.dim()
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            if step < 1:
+                raise UnsupportedOpError(f"Slice '{node.name}': lowbit.qat slices with "
+                                         "positive steps only")
+            index[axis % data.dim()] = slice(start, end, step)  # clamped as ONNX does
+        return [data[tuple(index)]]
+    return run
+
+
+_TORCH_TYPES = {onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.DOUBLE: torch.float64,
+                onnx.TensorProto.FLOAT16: torch.float16, onnx.TensorProto.BFLOAT16: torch.bfloat16,
+                onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32,
+                onnx.TensorProto.INT8: torch.int8, onnx.TensorProto.UINT8: torch.uint8,
+                onnx.TensorProto.BOOL: torch.bool}
+
+
+@register("Cast")
+def _cast(node: onnx.NodeProto, constants: Constants) -> Kernel:
+    to = attrs(node)["to"]
+    if to not in _TORCH_TYPES:
+        raise UnsupportedOpError(f"Cast '{node.name}': lowbit.qat does not cast to "
+                                 f"{onnx.TensorProto.DataType.Name(to)}")
+    dtype = _TORCH_TYPES[to]
+    return lambda xs: [xs[0].to(dtype)]  # type: ignore[union-attr]
 
 
 # Resize's modes that F.interpolate computes exactly: ONNX (mode, coordinate transformation,

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 _NOT_COMPUTED = ("QuantizeLinear", "DequantizeLinear", "Constant")
+# ops that move a quantized constant's integers before their DequantizeLinear
+_MOVES = ("Gather", "Reshape", "Transpose", "Slice", "Squeeze", "Unsqueeze", "Flatten",
+          "Identity")
 BIASED = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
 
 
@@ -157,6 +160,8 @@ class TorchGraph(torch.nn.Module):
             self._add_quantize(node)
         elif node.op_type == "DequantizeLinear" and node.input[0] in self.constants.values:
             self._add_constant_dequantize(node, producers)
+        elif node.op_type == "DequantizeLinear" and self._moves_constant(node, producers):
+            self._add_moved_dequantize(node, producers)
         elif node.op_type == "DequantizeLinear":
             source = producers.get(node.input[0])
             if source is None or source.op_type != "QuantizeLinear":
@@ -171,6 +176,35 @@ class TorchGraph(torch.nn.Module):
         else:
             inputs = list(node.input)
             self._steps.append((inputs, list(node.output), kernel_for(node, self.constants)))
+
+    def _moves_constant(self, node: onnx.NodeProto,
+                        producers: Mapping[str, onnx.NodeProto]) -> bool:
+        """Whether a DequantizeLinear reads integers a data-movement op took from a constant
+        (deploy's quantized embedding table: Gather(codes, ids) → DequantizeLinear)."""
+        source = producers.get(node.input[0])
+        return source is not None and source.op_type in _MOVES and \
+            source.input[0] in self.constants.values
+
+    def _add_moved_dequantize(self, node: onnx.NodeProto,
+                              producers: Mapping[str, onnx.NodeProto]) -> None:
+        """Rows of a quantized constant, dequantized with the model's own scale and zero
+        point (kept as they are: not learned): per tensor, or per column of a table
+        gathered along its first axis (the embedding table's per-hidden-unit scales)."""
+        scale = self.constants.get(node.input[1])
+        zero = self.constants.get(node.input[2]) if len(node.input) > 2 else None
+        source = producers[node.input[0]]
+        table = self.constants.values[source.input[0]]
+        axis = attrs(node).get("axis", 1) % max(table.ndim, 1)
+        per_column = source.op_type == "Gather" and attrs(source).get("axis", 0) == 0 \
+            and axis == table.ndim - 1 > 0
+        if scale is None or scale.size != 1 and not per_column:
+            raise ModelError(f"DequantizeLinear '{node.name}': lowbit.qat dequantizes moved "
+                             "integers per tensor, or per column of a gathered table, only")
+        step = torch.from_numpy(scale.astype(np.float32).reshape(-1))
+        point = torch.from_numpy((zero if zero is not None else np.zeros(1)).astype(
+            np.float32).reshape(-1))
+        self._steps.append(([node.input[0]], [node.output[0]],
+                            lambda xs: [(xs[0].float() - point) * step]))
 
     def _add_quantize(self, node: onnx.NodeProto) -> None:
         scale_name = node.input[1]
@@ -456,10 +490,26 @@ def shared_features(student: TorchGraph, teacher: TorchGraph | onnx.ModelProto) 
     both compute the same way: the same name made by the same op type in both, not a graph
     output, in the student's order.
     A Conv whose activation deploy folded into its quantization range took the
-    activation's name (its float output is not yet clipped), so it is left out; the
-    tensors kept are the block outputs and linear layers' outputs."""
+    activation's name (its float output is not yet clipped), so it is left out, as are
+    integer tensors (shapes, positions); the tensors kept are the block outputs and
+    linear layers' outputs."""
+    model = teacher.model if isinstance(teacher, TorchGraph) else teacher
     theirs = teacher.producers() if isinstance(teacher, TorchGraph) else {
         name: node.op_type for node in teacher.graph.node for name in node.output if name}
     outputs = set(student.output_names)
+    integers = _integer_tensors(model)
     return [name for name, op in student.producers().items()
-            if theirs.get(name) == op and name not in outputs]
+            if theirs.get(name) == op and name not in outputs and name not in integers]
+
+
+def _integer_tensors(model: onnx.ModelProto) -> set[str]:
+    """The tensors ONNX's type inference says are not floating point (a transformer's
+    shapes, positions and masks): matching them would only dilute the features' mean."""
+    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                onnx.TensorProto.DOUBLE}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, ValueError):
+        return set()  # nothing known: every shared tensor is matched
+    return {info.name for info in inferred.graph.value_info
+            if info.type.tensor_type.elem_type not in (0, *floating)}
