@@ -284,3 +284,26 @@ def test_a_confirmation_keeps_every_batch_either_timing_measured() -> None:
             return speed.Speed({1: 1.5, 8: 1.2})
     merged = speed._confirmed(Again(), None, first)  # type: ignore[arg-type]
     assert merged.ratios == {1: 1.5, 8: 1.2} and not merged.clear_win
+
+
+def test_all_int8_is_timed_again_before_the_model_is_kept_float(
+        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All-INT8's first timing fell in a busy window (0.6x) and no island count reached
+    float's speed: before keeping every op float the guard times all-INT8 again, and two
+    more timings at 1.5x keep it INT8, saying what happened."""
+    calls: dict[int, int] = {}
+
+    def fake(self: Any, model: onnx.ModelProto) -> speed.Speed:
+        floats = sum(not _reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
+        calls[floats] = calls.get(floats, 0) + 1
+        return speed.Speed({1: 0.6 if floats or calls[floats] == 1 else 1.5})
+
+    monkeypatch.setattr(speed._Timer, "speed", fake)
+    monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           output=flow / "again.onnx", speed="guard")
+    note = next(n for n in result.notes if n.startswith("speed:"))
+    assert "ran 0.60x at batch 1 F32 at first" in note and "INT8 runs 1.50x" in note, note
+    assert calls[0] == 3 and result.quantized
+    model = onnx.load(result.path)
+    assert all(_reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
