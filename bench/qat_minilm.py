@@ -9,7 +9,8 @@ The encoder is bench/minilm.py's export (sequence length 64, dynamic batch), cle
 then ``lowbit deploy`` with its defaults (SmoothQuant α 0.8 from the table; speed guard
 off, so the student is deploy's graph) at ``--weight-bits`` 4 or 8. The QAT rows start
 from that model (``lowbit.qat.from_deployed``) and distil towards F32's token outputs
-(relative MSE) with ``lowbit.qat.distill``: ``--steps`` steps of ``--batch`` sentences,
+(relative MSE over the real tokens: ``token_mask="attention_mask"``, unless ``--no-mask``)
+with ``lowbit.qat.distill``: ``--steps`` steps of ``--batch`` sentences,
 each weight's learning rate ``--step-lr`` of its quantization step, 8 warm-up steps, two
 torch threads; ``QAT + features`` also matches the inner float tensors both compute
 (``lowbit.qat.shared_features``) at ``DistillSettings``' default weight.
@@ -76,6 +77,7 @@ def distilled(f32: Path, ptq: Path, train: dict[str, np.ndarray], features: bool
     teacher.tap(taps)
     settings = lq.DistillSettings(steps=args.steps, step_learning_rate=args.step_lr,
                                   warmup=8, threads=2, loss="mse",
+                                  token_mask=None if args.no_mask else "attention_mask",
                                   log_every=max(args.steps // 5, 1))
     report = lq.distill(student, teacher, lq.batches(train, args.batch), settings)
     student.tap([])
@@ -94,6 +96,9 @@ def main() -> None:
     parser.add_argument("--step-lr", type=float, default=0.003,
                         help="learning rate as a fraction of each weight's step (0.003)")
     parser.add_argument("--score-on", choices=("report", "tuning"), default="report")
+    parser.add_argument("--no-mask", action="store_true",
+                        help="count the padding tokens in the loss too (default: "
+                        "DistillSettings.token_mask='attention_mask')")
     parser.add_argument("--markdown", type=Path, help="write the header and table here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -132,7 +137,8 @@ def table_text(rows: list[Row], reference: np.ndarray, encoded: dict[str, np.nda
     split = "REPORT" if args.score_on == "report" else "DEV tuning"
     lines = [(f"### qat_minilm {datetime.date.today().isoformat()} — {cpu()[0]}, ORT "
               f"{ort.__version__}; {scored} {split} sentences; QAT: {args.steps} steps × "
-              f"{args.batch} of {trained} DEV sentences, lr {args.step_lr:g} of a step"), "",
+              f"{args.batch} of {trained} DEV sentences, lr {args.step_lr:g} of a step, "
+              f"{'padding counted' if args.no_mask else 'padding masked out'}"), "",
              ("| weights | method | embedding cos mean [95 % CI] | cos min | int MatMuls | "
               "train s | notes |"),
              "|---|---|---|---|---|---|---|"]

@@ -314,3 +314,24 @@ def test_a_dense_head_with_prelu_and_upsampling_trains_and_deploy_keeps_it(tmp_p
     kept = lowbit.deploy(exported, output=tmp_path / "kept.onnx", float_model=f32,
                          test_input=tmp_path / "x.npz")
     assert kept.steps == ("keep_scales",)
+
+
+def test_a_token_mask_leaves_padding_tokens_out_of_the_loss(work):
+    """With DistillSettings.token_mask, errors on tokens the mask zeroes (padding, which
+    mean pooling ignores) do not count; an input the model lacks is a usage error."""
+    from lowbit.qat.distillation import _relative_mse
+
+    target = torch.ones(2, 4, 3)
+    output = target.clone()
+    output[:, 2:] += 5.0  # wrong only on the last two tokens
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0]], dtype=torch.float32)
+    assert float(_relative_mse(output, target, mask)) == 0.0
+    assert float(_relative_mse(output, target)) > 1.0
+    output[0, 0, 0] = 2.0  # an error on a kept token counts, relative to kept tokens only
+    assert float(_relative_mse(output, target, mask)) == pytest.approx(1 / 12)
+    attention = torch.ones(2, 5, 4, 4)  # not [N, T, ...] like the mask: plain mean
+    assert float(_relative_mse(attention * 2, attention, mask)) == pytest.approx(1.0)
+    setup = lq.prepare(work / "model.f32.onnx", calibration_table=work / "model.calib")
+    with pytest.raises(lowbit.errors.UsageError, match="token_mask 'attention_mask'"):
+        lq.distill(setup.student, setup.teacher, lq.batches(_inputs(work), 8),
+                   lq.DistillSettings(steps=1, token_mask="attention_mask"))

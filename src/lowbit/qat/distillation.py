@@ -22,6 +22,10 @@ better (EfficientNet-Lite0 W4A8, 250 steps on 8 DEV photos, scored on the 2 held
 agreement with float 38 → 47 %; on the REPORT photos, trained on all ten, 80.0 → 82.0 %;
 MTCNN's O-Net W4A8, untuned: face / box SQNR 28.3 / 12.8 → 33.6 / 15.6 dB;
 bench/qat_lite0.py, bench/qat_dense.py).
+
+``token_mask`` names an input of 0/1 per token (a transformer's attention mask): the
+squared errors of outputs and inner tensors shaped [batch, tokens, ...] then count only
+on the tokens it keeps, not on the padding, which mean pooling ignores.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ class DistillSettings:
     # the weight of the tapped inner tensors' mean relative squared error (0: outputs only;
     # it applies only where student and teacher return tapped tensors: TorchGraph.tap)
     feature_weight: float = 3.0
+    # an input of 0/1 per token ([N, T], a transformer's attention mask): the squared
+    # errors of every tensor shaped [N, T, ...] count only where it is 1, so padding tokens
+    # (which pooling ignores) do not take the student's capacity
+    token_mask: str | None = None
     threads: int | None = None  # torch's intra-op threads (None: torch's default)
     log_every: int = 50
     seed: int = 0
@@ -159,11 +167,12 @@ def distill(student: torch.nn.Module, teacher: Callable[..., Sequence[torch.Tens
             raise UsageError(f"the teacher returned {len(target)} tensors and the student "
                              f"{len(outputs)}: tap the same inner tensors in both")
         count = primary or len(outputs)
-        loss = sum((_loss(o, t, settings) for o, t in zip(outputs[:count], target[:count],
-                                                          strict=True)), torch.zeros(()))
+        mask = _token_mask(feeds, settings.token_mask)
+        loss = sum((_loss(o, t, settings, mask) for o, t in zip(
+            outputs[:count], target[:count], strict=True)), torch.zeros(()))
         if len(outputs) > count and settings.feature_weight > 0:
-            features = [_relative_mse(o, t) for o, t in zip(outputs[count:], target[count:],
-                                                           strict=True)]
+            features = [_relative_mse(o, t, mask) for o, t in zip(
+                outputs[count:], target[count:], strict=True)]
             loss = loss + settings.feature_weight * torch.stack(features).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
@@ -202,8 +211,21 @@ def _schedule(step: int, settings: DistillSettings) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - settings.warmup) / span))
 
 
-def _loss(output: torch.Tensor, target: torch.Tensor, settings: DistillSettings
-          ) -> torch.Tensor:
+def _token_mask(feeds: Mapping[str, torch.Tensor], name: str | None) -> torch.Tensor | None:
+    if name is None:
+        return None
+    if name not in feeds:
+        raise UsageError(f"token_mask '{name}' is not an input of the model; inputs: "
+                         f"{', '.join(feeds)}")
+    mask = feeds[name]
+    if mask.dim() != 2:
+        raise UsageError(f"token_mask '{name}' must be [batch, tokens], got shape "
+                         f"{list(mask.shape)}")
+    return mask.float()
+
+
+def _loss(output: torch.Tensor, target: torch.Tensor, settings: DistillSettings,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
     kind = settings.loss
     if kind == "auto":
         kind = "kl" if target.dim() == 2 and target.shape[1] > 1 else "mse"
@@ -211,8 +233,15 @@ def _loss(output: torch.Tensor, target: torch.Tensor, settings: DistillSettings
         t = settings.temperature
         return F.kl_div(F.log_softmax(output / t, dim=-1), F.log_softmax(target / t, dim=-1),
                         reduction="batchmean", log_target=True) * t * t
-    return _relative_mse(output, target)
+    return _relative_mse(output, target, mask)
 
 
-def _relative_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _relative_mse(output: torch.Tensor, target: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over the teacher's mean square; with a token mask, over the
+    tokens it keeps only (for a tensor shaped [N, T, ...] like the mask)."""
+    if mask is not None and output.dim() >= 2 and tuple(output.shape[:2]) == tuple(mask.shape):
+        weight = mask.reshape(*mask.shape, *([1] * (output.dim() - 2))).expand_as(output)
+        return (weight * (output - target) ** 2).sum() / \
+            (weight * target ** 2).sum().clamp_min(1e-12)
     return ((output - target) ** 2).mean() / (target ** 2).mean().clamp_min(1e-12)
