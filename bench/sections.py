@@ -892,30 +892,37 @@ SECTIONS: tuple[Section, ...] = (
         prose="`lowbit.qat` on a transformer encoder: the student of lowbit's own W4A8 and "
               "INT8 models of all-MiniLM-L6-v2 (its 36 weight MatMuls quantized; the 12 "
               "attention MatMuls stay float by default), distilled towards F32's token "
-              "outputs on the 200 DEV sentences and scored by sentence-embedding cosine on "
-              "the 200 REPORT sentences. 150 steps and a learning rate of 0.003 of a step "
+              "outputs on the 200 DEV sentences, with the padding tokens masked out of the "
+              "loss (`DistillSettings.token_mask`), and scored by sentence-embedding cosine "
+              "on the 200 REPORT sentences. 150 steps and a learning rate of 0.003 of a step "
               "were chosen on the DEV tuning sentences (trained on the 100 calibration "
-              "sentences: W4A8 with features 0.9752 mean cosine at 150 steps, 0.9772 at "
-              "300, 0.9738 at a rate of 0.01). At INT8 the PTQ model is already at 0.998 "
-              "and QAT has nothing left to recover: it moves the mean by less than 0.001, "
-              "downwards. The loss counts the padding tokens too, which mean pooling "
-              "ignores.",
+              "sentences, W4A8 with features, padding counted: 0.9752 mean cosine at 150 "
+              "steps, 0.9772 at 300, 0.9738 at a rate of 0.01; padding masked: 0.9775, "
+              "worst sentence 0.919 → 0.941). Counting the padding, as the first run of "
+              "this section did, had given 0.9753 / 0.9763 at W4A8 and had lowered INT8's "
+              "mean cosine (0.9982 / 0.9980). Feature distillation changes little here: "
+              "the same mean, a better worst sentence at W4A8, a slightly lower one at INT8.",
         claims=(
-            compare_rows("At W4A8, QAT lifts the mean embedding cosine at least 0.03 above "
+            compare_rows("At W4A8, QAT lifts the mean embedding cosine at least 0.035 above "
                          "the PTQ model it started from,", "embedding cos mean [95 % CI]",
                          {"weights": "W4A8", "method": "QAT, outputs"},
-                         {"weights": "W4A8", "method": "PTQ default"}, factor=1.03),
-            compare_rows("and feature distillation lifts it further,",
+                         {"weights": "W4A8", "method": "PTQ default"}, factor=1.035),
+            compare_rows("with feature distillation too (the default),",
                          "embedding cos mean [95 % CI]",
                          {"weights": "W4A8", "method": "QAT + features"},
-                         {"weights": "W4A8", "method": "QAT, outputs"}),
-            compare_rows("as it does the worst sentence's.", "cos min",
+                         {"weights": "W4A8", "method": "PTQ default"}, factor=1.035),
+            compare_rows("which lifts the worst sentence's cosine above QAT on the outputs "
+                         "alone.", "cos min",
                          {"weights": "W4A8", "method": "QAT + features"},
                          {"weights": "W4A8", "method": "QAT, outputs"}),
-            compare_rows("At INT8, QAT stays within 0.1 % of the PTQ model's mean cosine.",
+            compare_rows("At INT8, QAT on the outputs is above the PTQ model's mean cosine,",
+                         "embedding cos mean [95 % CI]",
+                         {"weights": "INT8", "method": "QAT, outputs"},
+                         {"weights": "INT8", "method": "PTQ default"}),
+            compare_rows("and with features it is not below it.",
                          "embedding cos mean [95 % CI]",
                          {"weights": "INT8", "method": "QAT + features"},
-                         {"weights": "INT8", "method": "PTQ default"}, factor=0.999),
+                         {"weights": "INT8", "method": "PTQ default"}),
             every_row("Every model runs the 36 weight MatMuls as integer kernels.",
                       "int MatMuls", minimum=36),
         )),
