@@ -206,21 +206,29 @@ def test_the_guard_shows_its_timings_on_a_terminal_and_in_the_log(
     assert any(line.startswith("speed: 2 island(s) float: 1.05x") for line in lines), lines
 
 
-def test_a_count_that_passes_once_by_chance_is_timed_again(
-        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One float island measures 1.05x once (the float model had a slow window), then
-    0.8x: the guard times a passing count again, keeps the lower ratio and goes on to
-    two float islands, which pass both times."""
+def _counting_clock(monkeypatch: pytest.MonkeyPatch, ratio: Callable[[int, int], float]
+                    ) -> dict[int, int]:
+    """Batch-1 speed-up as ``ratio(float convs, how many times that count was timed)``;
+    returns the timings per float-conv count, filled in as the guard runs."""
     calls: dict[int, int] = {}
 
     def fake(self: Any, model: onnx.ModelProto) -> speed.Speed:
         floats = sum(not _reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
         calls[floats] = calls.get(floats, 0) + 1
-        ratio = {0: 0.6, 1: 1.05 if calls[floats] == 1 else 0.8}.get(floats, 1.1)
-        return speed.Speed({1: ratio})
+        return speed.Speed({1: ratio(floats, calls[floats])})
 
     monkeypatch.setattr(speed._Timer, "speed", fake)
     monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    return calls
+
+
+def test_a_count_that_passes_once_by_chance_is_timed_again(
+        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One float island measures 1.05x once (the float model had a slow window), then
+    0.8x: the guard times a passing count again, keeps the lower ratio and goes on to
+    two float islands, which pass both times."""
+    calls = _counting_clock(monkeypatch, lambda floats, call: {
+        0: 0.6, 1: 1.05 if call == 1 else 0.8}.get(floats, 1.1))
     result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
                            output=flow / "again.onnx", speed="guard")
     note = next(n for n in result.notes if n.startswith("speed:"))
@@ -291,15 +299,8 @@ def test_all_int8_is_timed_again_before_the_model_is_kept_float(
     """All-INT8's first timing fell in a busy window (0.6x) and no island count reached
     float's speed: before keeping every op float the guard times all-INT8 again, and two
     more timings at 1.5x keep it INT8, saying what happened."""
-    calls: dict[int, int] = {}
-
-    def fake(self: Any, model: onnx.ModelProto) -> speed.Speed:
-        floats = sum(not _reads_dq(model, n) for n in model.graph.node if n.op_type == "Conv")
-        calls[floats] = calls.get(floats, 0) + 1
-        return speed.Speed({1: 0.6 if floats or calls[floats] == 1 else 1.5})
-
-    monkeypatch.setattr(speed._Timer, "speed", fake)
-    monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    calls = _counting_clock(monkeypatch,
+                            lambda floats, call: 0.6 if floats or call == 1 else 1.5)
     result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
                            output=flow / "again.onnx", speed="guard")
     note = next(n for n in result.notes if n.startswith("speed:"))
