@@ -335,3 +335,17 @@ def test_a_token_mask_leaves_padding_tokens_out_of_the_loss(work):
     with pytest.raises(lowbit.errors.UsageError, match="token_mask 'attention_mask'"):
         lq.distill(setup.student, setup.teacher, lq.batches(_inputs(work), 8),
                    lq.DistillSettings(steps=1, token_mask="attention_mask"))
+
+
+def test_the_token_mask_is_found_by_name_unless_told_otherwise():
+    from lowbit.qat.distillation import _mask_input, _token_mask
+
+    bert = ["input_ids", "attention_mask", "token_type_ids"]
+    assert _mask_input("auto", bert) == "attention_mask"
+    assert _mask_input("auto", ["input"]) is None  # an image model: every pixel counts
+    assert _mask_input(None, bert) is None
+    assert _mask_input("padding", bert) == "padding"
+    four_d = {"attention_mask": torch.ones(2, 1, 1, 8)}
+    assert _token_mask(four_d, "attention_mask", strict=False) is None  # found, not used
+    with pytest.raises(lowbit.errors.UsageError, match=r"must be \[batch, tokens\]"):
+        _token_mask(four_d, "attention_mask")

@@ -23,9 +23,11 @@ agreement with float 38 → 47 %; on the REPORT photos, trained on all ten, 80.0
 MTCNN's O-Net W4A8, untuned: face / box SQNR 28.3 / 12.8 → 33.6 / 15.6 dB;
 bench/qat_lite0.py, bench/qat_dense.py).
 
-``token_mask`` names an input of 0/1 per token (a transformer's attention mask): the
-squared errors of outputs and inner tensors shaped [batch, tokens, ...] then count only
-on the tokens it keeps, not on the padding, which mean pooling ignores.
+``token_mask`` names an input of 0/1 per token (by default ``"auto"``: the input named
+attention_mask, where the model has one): the squared errors of outputs and inner tensors
+shaped [batch, tokens, ...] then count only on the tokens it keeps, not on the padding,
+which mean pooling ignores (all-MiniLM-L6-v2 W4A8 on DEV tuning sentences: worst
+cosine 0.919 → 0.941). ``token_mask=None`` counts every token.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class DistillSettings:
     feature_weight: float = 3.0
     # an input of 0/1 per token ([N, T], a transformer's attention mask): the squared
     # errors of every tensor shaped [N, T, ...] count only where it is 1, so padding tokens
-    # (which pooling ignores) do not take the student's capacity
-    token_mask: str | None = None
+    # (which pooling ignores) do not take the student's capacity. "auto": the input named
+    # attention_mask where the model has one of rank 2; None: every token counts
+    token_mask: str | None = "auto"
     threads: int | None = None  # torch's intra-op threads (None: torch's default)
     log_every: int = 50
     seed: int = 0
@@ -149,6 +152,7 @@ def distill(student: torch.nn.Module, teacher: Callable[..., Sequence[torch.Tens
     base = [group["lr"] for group in optimizer.param_groups]
     # outputs past the graph's own are tapped inner tensors (TorchGraph.tap)
     primary = len(getattr(student, "output_names", ())) or None
+    mask_name = _mask_input(settings.token_mask, names)
     student.train()
     history: list[tuple[int, float]] = []
     running, seen, step, samples = 0.0, 0, 0, 0
@@ -167,7 +171,7 @@ def distill(student: torch.nn.Module, teacher: Callable[..., Sequence[torch.Tens
             raise UsageError(f"the teacher returned {len(target)} tensors and the student "
                              f"{len(outputs)}: tap the same inner tensors in both")
         count = primary or len(outputs)
-        mask = _token_mask(feeds, settings.token_mask)
+        mask = _token_mask(feeds, mask_name, strict=settings.token_mask != "auto")
         loss = sum((_loss(o, t, settings, mask) for o, t in zip(
             outputs[:count], target[:count], strict=True)), torch.zeros(()))
         if len(outputs) > count and settings.feature_weight > 0:
@@ -211,13 +215,28 @@ def _schedule(step: int, settings: DistillSettings) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - settings.warmup) / span))
 
 
-def _token_mask(feeds: Mapping[str, torch.Tensor], name: str | None) -> torch.Tensor | None:
+AUTO_MASK = "attention_mask"  # what transformers' exporters name it
+
+
+def _mask_input(token_mask: str | None, names: Sequence[str]) -> str | None:
+    """The input ``token_mask`` names; "auto": AUTO_MASK where the model has it."""
+    if token_mask == "auto":
+        return AUTO_MASK if AUTO_MASK in names else None
+    return token_mask
+
+
+def _token_mask(feeds: Mapping[str, torch.Tensor], name: str | None, strict: bool = True
+                ) -> torch.Tensor | None:
+    """The mask as float, None without one; a named input that is missing or not
+    [batch, tokens] is a usage error (``strict``) or no mask (found by "auto")."""
     if name is None:
         return None
     if name not in feeds:
         raise UsageError(f"token_mask '{name}' is not an input of the model; inputs: "
                          f"{', '.join(feeds)}")
     mask = feeds[name]
+    if mask.dim() != 2 and not strict:
+        return None
     if mask.dim() != 2:
         raise UsageError(f"token_mask '{name}' must be [batch, tokens], got shape "
                          f"{list(mask.shape)}")
