@@ -184,3 +184,11 @@ def test_a_gathered_quantized_table_dequantizes_per_column_as_onnx_runtime_does(
     got = student({"ids": torch.from_numpy(ids)})[0].detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert not list(student.parameters())  # the table's scales are the model's own
+
+
+def test_opset_10_resize_reads_its_scales_from_the_second_input():
+    model = _one_node("Resize", {"x": X}, {"scales": np.array([1, 1, 2, 2], np.float32)},
+                      ["x", "scales"], mode="nearest")
+    model.opset_import[0].version = 10
+    got, expected = _both(model, {"x": X})
+    np.testing.assert_allclose(got, expected)

@@ -453,9 +453,14 @@ _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 @register("Resize")
 def _resize(node: onnx.NodeProto, constants: Constants) -> Kernel:
     a = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs(node).items()}
+    # opset 10's Resize is (X, scales), asymmetric with floor rounding (Upsample's rules);
+    # from opset 11 on, (X, roi, scales, sizes) with the attributes below
+    opset_10 = len(node.input) == 2
     mode = a.get("mode", "nearest")
-    transform = a.get("coordinate_transformation_mode", "half_pixel")
-    rounding = a.get("nearest_mode", "round_prefer_floor") if mode == "nearest" else None
+    transform = a.get("coordinate_transformation_mode",
+                      "asymmetric" if opset_10 else "half_pixel")
+    rounding = a.get("nearest_mode", "floor" if opset_10 else "round_prefer_floor") \
+        if mode == "nearest" else None
     chosen = _RESIZE.get((mode, transform, rounding))
     if chosen is None or a.get("antialias", 0) or a.get("axes") is not None:
         raise UnsupportedOpError(
@@ -463,7 +468,7 @@ def _resize(node: onnx.NodeProto, constants: Constants) -> Kernel:
             f"{f', nearest_mode {rounding}' if rounding else ''} is not supported by lowbit.qat "
             "(supported: nearest with asymmetric + floor, linear with half_pixel, "
             "pytorch_half_pixel or align_corners)")
-    scales = constants.optional(node, 2)
+    scales = constants.optional(node, 1 if opset_10 else 2)
     sizes = constants.optional(node, 3)
     if scales is not None and not scales.size:
         scales = None  # an empty scales input: sizes are given
