@@ -108,12 +108,23 @@ def score(reference: np.ndarray, logits: np.ndarray) -> Scores:
                   float(sqnr))
 
 
-def training_crops(batch: int, photos: Split, first_seed: int = 10_000
-                   ) -> Iterator[np.ndarray]:
-    """Fresh crops of ``photos`` for every step (scale, position, flip drawn from the seed)."""
-    seed = first_seed
+def training_crops(batch: int, photos: Split, first_seed: int = 10_000,
+                   mixup: float = 0.0) -> Iterator[np.ndarray]:
+    """Fresh crops of ``photos`` for every step (scale, position, flip drawn from the seed).
+    ``mixup`` > 0: each crop blended with another crop of the batch, λ ~ Beta(mixup, mixup)
+    (teacher and student see the same blend)."""
+    seed, names = first_seed, photos.photos
     while True:
-        yield photo_set(batch, seed=seed, split=photos)
+        # photo_set cuts crop i from photo i mod the count: the first photo turns each
+        # step, so a batch smaller than the photo count still sees every photo in turn
+        turn = (seed - first_seed) * batch % len(names)
+        crops = photo_set(batch, seed=seed,
+                          split=replace(photos, photos=names[turn:] + names[:turn]))
+        if mixup > 0:
+            rng = np.random.default_rng(seed)
+            lam = rng.beta(mixup, mixup, size=(batch, 1, 1, 1)).astype(np.float32)
+            crops = lam * crops + (1 - lam) * crops[rng.permutation(batch)]
+        yield crops
         seed += 1
 
 
@@ -181,7 +192,7 @@ def qat(f32: Path, start: Row, bits: int, args: argparse.Namespace, check: Path,
                                   loss=args.loss, log_every=max(args.steps // 10, 1),
                                   feature_weight=args.feature_weight)
     report = lq.distill(student, OrtTeacher(f32, args.threads, taps),
-                        training_crops(args.batch, photos), settings)
+                        training_crops(args.batch, photos, mixup=args.mixup), settings)
     student.tap([])
     log.info("W%dA8 %s", bits, report.summary())
     exported = lq.export(student, out / f"lite0.w{bits}.qat.raw.onnx", report)
@@ -214,6 +225,12 @@ def main() -> None:
     parser.add_argument("--feature-weight", type=float, default=0.0,
                         help="also match the inner tensors student and F32 share "
                         "(lowbit.qat.shared_features), at this weight (default 0: logits only)")
+    parser.add_argument("--mixup", type=float, default=0.0,
+                        help="blend each QAT crop with another of its batch, λ ~ Beta(A, A) "
+                        "(default 0: off)")
+    parser.add_argument("--extra-photos", default="",
+                        help="comma-separated skimage.data images in neither split added to "
+                        "QAT's unlabeled training photos (default none)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for QAT (default 1: on a loaded 2-core machine "
                         "torch's spinning threads slow each other down)")
@@ -253,6 +270,8 @@ def main() -> None:
         check = out / "check.npz"
         np.savez(check, input=photo_set(32, seed=7, split="report"))
         train_photos, tune_photos = dev_parts(args.holdout_photos)
+        extra = tuple(name for name in args.extra_photos.split(",") if name)
+        train_photos = replace(train_photos, photos=train_photos.photos + extra)
         scored = REPORT if args.evaluate == "report" else tune_photos
         seed, count = (1, args.eval) if args.evaluate == "report" else (2, min(args.eval, 200))
         crops = photo_set(count, seed=seed, split=scored)
