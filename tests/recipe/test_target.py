@@ -7,6 +7,7 @@ import io
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -51,6 +52,7 @@ def test_a_harder_target_keeps_the_planted_op_float(planted: Path) -> None:
     note = next(n for n in hard.notes if n.startswith("target cos=0.9999"))
     assert "op(s) F32" in note and ": met" in note, note
     assert len(hard.quantized) < len(plain.quantized)
+    assert any(d.reason.startswith("kept F32 by deploy --target") for d in hard.left_float)
     assert hard.passed and "target" in hard.steps
     recipe = read_provenance(onnx.load(hard.path)).recipe
     assert recipe is not None and recipe.target == "cos=0.9999"
@@ -120,13 +122,17 @@ def test_the_speed_guard_after_the_target_keeps_the_targets_float_ops(
     been quantized again, losing the target the note said was met)."""
     from lowbit.recipe.steps import speed
 
-    timings = iter([0.5] + [1.2] * 50)  # all-INT8 slower than float, any island float fast
+    def start(self: Any, *args: object, **kwargs: object) -> None:
+        self.timed = 0
 
-    def fake(self: object, model: onnx.ModelProto) -> speed.Speed:
-        return speed.Speed({1: next(timings)})
+    def fake(self: Any, model: onnx.ModelProto) -> speed.Speed:
+        # each guard's first timing (all-INT8) slower than float, any island float fast;
+        # the target step puts the defaults to a guard of its own first
+        self.timed += 1
+        return speed.Speed({1: 0.5 if self.timed == 1 else 1.2})
 
     monkeypatch.setattr(speed._Timer, "speed", fake)
-    monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(speed._Timer, "__init__", start)
     plain = lowbit.deploy(planted / "model.onnx", calibration_table=planted / "m.calib",
                           output=planted / "plain_again.onnx", speed="off")
     hard = _deploy(planted, "cos=0.9999", "hard_again.onnx")
@@ -138,3 +144,43 @@ def test_the_speed_guard_after_the_target_keeps_the_targets_float_ops(
     assert target_float  # the target kept at least the planted op float
     assert not target_float & {d.name for d in guarded.quantized}
     assert {d.name for d in guarded.quantized} < {d.name for d in hard.quantized}
+
+
+def test_no_int8_gain_spares_the_search_and_ships_f32(
+        planted: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    """Where every INT8 configuration runs slower than float, the guard keeps the model F32
+    after any search: the target step asks it first, searches nothing (AdaRound and the
+    ranking had cost the text-direction net 28 s to end F32) and F32 meets the target."""
+    from lowbit.recipe.steps import speed, target
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("searched although the guard kept the model F32")
+
+    timed: list[int] = []
+
+    def slow(self: object, model: onnx.ModelProto) -> speed.Speed:
+        timed.append(1)
+        return speed.Speed({1: 0.6})  # every INT8 configuration slower than float
+
+    monkeypatch.setattr(target, "search_mixed", never)
+    monkeypatch.setattr(target, "_with_adaround", never)
+    monkeypatch.setattr(speed._Timer, "speed", slow)
+    monkeypatch.setattr(speed._Timer, "__init__", lambda self, *args, **kwargs: None)
+    code, text = run_cli(["deploy", planted / "model.onnx", "--calibration-table",
+                          planted / "m.calib", "--calibration-data", planted / "calib.npz",
+                          "--target", "cos=0.9999", "--speed", "guard", "-o",
+                          planted / "f32.onnx"], capsys)
+    assert code == 0, text
+    assert "no INT8 gain on this CPU" in text and "met by the F32 model" in text, text
+    assert "Conv (conv_a, conv_b, conv_c): kept F32 by the speed guard" in text, text
+    shipped = onnx.load(planted / "f32.onnx")
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                   for n in shipped.graph.node)
+    guard_timings = len(timed)
+    assert guard_timings > 1  # the guard ran once (not again in the speed step): its
+    result = lowbit.deploy(planted / "model.onnx", calibration_table=planted / "m.calib",
+                           calibration_data=planted / "calib.npz", target="cos=0.9999",
+                           speed="guard", output=planted / "f32_again.onnx")
+    assert len(timed) == 2 * guard_timings  # second deploy: the same count again
+    assert result.passed and not result.quantized and "speed" not in result.steps

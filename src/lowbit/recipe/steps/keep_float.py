@@ -10,26 +10,42 @@ bias correction, which corrected for a rounding they no longer do.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import onnx
 
+from lowbit.quantize.int8.qdq import NodeDecision
 from lowbit.quantize.mixed.deploy import deploy_mixed
 from lowbit.quantize.mixed.qtable import read_qtable, resolve_qtable
 from lowbit.recipe.pipeline import Built, DeployContext, DeployState
 
+TARGET_REASON = "kept F32 by deploy --target (the output missed the target with it INT8)"
 
-def rebuild(context: DeployContext, state: DeployState, keep: Mapping[str, str]) -> Built:
+
+def rebuild(context: DeployContext, state: DeployState, keep: Mapping[str, str],
+            reason: str = TARGET_REASON) -> Built:
+    """The INT8 model with ``keep`` float besides the recipe's qtable and the target's
+    ops; ``reason``: what the model's report says kept ``keep`` (and an activation that
+    joined one of them) float."""
     table = state.table
     assert table is not None  # static INT8: the recipe requires a table
     given = context.recipe.quantize_table
-    kept = dict(resolve_qtable(read_qtable(given), state.model) if given else {})
-    kept.update(state.kept_float)  # what the target search kept float stays float
-    kept.update(keep)
+    users = dict(resolve_qtable(read_qtable(given), state.model) if given else {})
+    kept = {**users, **state.kept_float, **keep}  # what the target kept float stays float
     model = restore_biases(state.model, state.uncorrected, kept)
     result = deploy_mixed(model, table.ranges, context.int8, kept, skipped=table.skipped,
                           weights=state.weights)
-    return Built(result.model, tuple(result.quantized), tuple(result.left_float),
-                 tuple(result.removed), dict(result.float_tensors))
+    left = tuple(_reason(d, users, state.kept_float, reason) for d in result.left_float)
+    return Built(result.model, tuple(result.quantized), left, tuple(result.removed),
+                 dict(result.float_tensors))
+
+
+def _reason(decision: NodeDecision, users: Mapping[str, str], target: Mapping[str, str],
+            reason: str) -> NodeDecision:
+    """A node kept float by a step, not by the user's qtable, says which step."""
+    if not decision.reason.endswith("by the qtable") or decision.name in users:
+        return decision
+    return replace(decision, reason=TARGET_REASON if decision.name in target else reason)
 
 
 def restore_biases(model: onnx.ModelProto, uncorrected: onnx.ModelProto | None,

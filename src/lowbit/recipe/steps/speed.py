@@ -22,7 +22,9 @@ does every op stay float (the same speed and exact), with a note that says plain
 INT8 gives no gain on this CPU; the count that leaves no INT8 op is that float model,
 and is not timed against itself.
 A passing model's INT8 sessions are kept, warm, for its second timing. Ops an earlier
-step kept float (the --target search) stay float in every candidate. A progress bar on a terminal counts
+step kept float (the --target search) stay float in every candidate; a model the target
+step already put to the guard and kept F32 (no INT8 gain: nothing to search) is not timed
+again. A progress bar on a terminal counts
 the timings (each a second or more on a large model), and each is logged.
 """
 
@@ -63,6 +65,7 @@ SLOWER = 0.95  # INT8 at under 0.95x float counts as slower (timings wobble a fe
 # (EfficientNet-Lite0 on a loaded machine, 2.20x → 1.51x): 1.6 x 0.69 = 1.10x, still
 # faster. The larger batch's timing is the costly one (MiniLM: 1.7 s of a 4.5 s deploy).
 CLEAR_WIN = 1.6
+SPEED_REASON = "kept F32 by the speed guard (INT8 ran slower than float on this CPU)"
 
 
 def applies(recipe: Recipe) -> bool:
@@ -90,6 +93,8 @@ class Speed:
 
 def run(context: DeployContext, state: DeployState) -> DeployState:
     assert state.built is not None and state.table is not None
+    if state.float_for_speed:  # the target step asked the guard first: it kept F32
+        return state
     feeds = _all_feeds(context)
     if not feeds:
         return state.noted("speed: not checked (the model has dynamic dimensions besides the "
@@ -222,7 +227,7 @@ class _Builder:
 
     def __call__(self, islands: Sequence[Island]) -> Built:
         keep = float_ops_for(self.state.model, islands, self.islands, self.quantized)
-        return rebuild(self.context, self.state, {name: "F32" for name in keep})
+        return rebuild(self.context, self.state, {name: "F32" for name in keep}, SPEED_REASON)
 
 
 class _Timer:
