@@ -19,7 +19,12 @@ over the photos (7 photos: the crops are not independent trials). The student tr
 views of the same photos ``--evaluate dev`` scores, so that score says how well it fits
 those photos, not how it does on others; ``--holdout-photos N`` keeps the last N DEV
 photos out of its training crops and scores ``--evaluate dev`` on them alone (calibration
-and AdaRound still see all ten).
+and AdaRound still see all ten). Each step's crops turn through the training photos, so a
+batch smaller than the photo count still sees every photo in turn (before 2026-12-06 a
+batch of 8 was cut from the first 8 of the ten DEV photos only). Two tuning knobs were
+tried there and are off by default: ``--mixup A`` blends each crop with another of its
+batch (λ ~ Beta(A, A)), ``--extra-photos`` adds bundled images in neither split
+(microscopy, graphics) to the training photos.
 
 Rows, per weight width (``--bits``: 4 = W4A8, 8 = INT8):
 

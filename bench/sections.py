@@ -746,7 +746,12 @@ SECTIONS: tuple[Section, ...] = (
               "(since 2ae7e1b; before, at max-abs 4-bit scales everywhere: PTQ 41.0 %, "
               "AdaRound 47.5 %, QAT 51.5 %). The goal (W4A8 at 90 % agreement) is not "
               "reached: 250 steps of 8 crops of the ten DEV photos, and longer training on "
-              "them does worse (next section).",
+              "them does worse (the section after next). Each step's crops turn through all "
+              "ten photos since 9528d40; before, a batch of 8 was cut from the first 8 photos "
+              "only, and QAT had reached 80.0 % (82.0 % with feature distillation). Which "
+              "photos the student sees moves agreement on the seven REPORT photos by 5-8 "
+              "points, inside its interval; top-5 overlap and logit SQNR moved by under a "
+              "point and 0.3 dB.",
         claims=(
             every_row("Every W4A8 model runs all 50 convs as integer kernels.", "int kernels",
                       minimum=50),
@@ -768,19 +773,24 @@ SECTIONS: tuple[Section, ...] = (
               "inner tensors student and F32 share matched too (`lowbit.qat.shared_features`, "
               "`feature_weight=3`, chosen on two held-out DEV photos: 47 % agreement against "
               "38 % for the logits alone, weight 10 43 %). Against the logits-only run: "
-              "agreement 82.0 % (80.0 %), top-5 overlap 78.2 % (70.5 %), logit SQNR 8.6 dB "
-              "(7.3 dB). Still short of the 90 % goal.",
+              "agreement 74.0 % (75.0 %), top-5 overlap 78.4 % (71.4 %), logit SQNR 8.6 dB "
+              "(7.0 dB): the features bring the student's logits closer to F32 and its top "
+              "five, not its top-1 on these photos. Still short of the 90 % goal. (Before "
+              "the crops turned through all ten DEV photos: 82.0 % against 80.0 %.)",
         claims=(
             every_row("Every W4A8 model runs all 50 convs as integer kernels.", "int kernels",
                       minimum=50),
             compare_rows("QAT with feature distillation agrees with F32 more often than "
                          "AdaRound alone.", "agree with F32 % [95 % CI over photos]",
                          {"method": "QAT from PTQ + AdaRound"}, {"method": "PTQ + AdaRound"}),
-            every_row("It is above the logits-only QAT's 80.0 % and below the 90 % goal.",
-                      "agree with F32 % [95 % CI over photos]", minimum=80.5, maximum=90,
+            every_row("It stays below the 90 % goal.",
+                      "agree with F32 % [95 % CI over photos]", maximum=90,
                       where={"method": "QAT from PTQ + AdaRound"}),
-            every_row("Its top-5 overlap is above the logits-only QAT's 70.5 %.",
+            every_row("Its top-5 overlap is above the logits-only QAT's 71.4 %.",
                       "top-5 overlap %", minimum=75,
+                      where={"method": "QAT from PTQ + AdaRound"}),
+            every_row("Its logit SQNR is above the logits-only QAT's 7.0 dB.",
+                      "logit SQNR dB", minimum=8,
                       where={"method": "QAT from PTQ + AdaRound"}),
         )),
     Section(
@@ -789,16 +799,18 @@ SECTIONS: tuple[Section, ...] = (
              "--threads 2 --reuse --out-dir /tmp/qat18/bench"), 25,
         prose="The logits-only W4A8 QAT of the first table with 1000 steps instead of 250 (two "
               "torch threads), from the "
-              "same PTQ models. The distillation loss on fresh DEV crops keeps falling (0.029 "
-              "at the end of 250 steps, 0.020 here) while agreement on the REPORT photos "
-              "falls from 80.0 % to 68.5 %: on ten photos, longer training fits those photos. "
+              "same PTQ models. The distillation loss on fresh DEV crops keeps falling (0.032 "
+              "at the end of 250 steps, 0.025 here) while agreement on the REPORT photos "
+              "falls from 75.0 % to 72.0 % and logit SQNR from 7.0 to 6.7 dB (top-5 overlap "
+              "rises, 71.4 → 75.0 %): on ten photos, longer training fits those photos. "
+              "(Before the crops turned through all ten DEV photos: 80.0 → 68.5 %.) "
               "The 90 % goal needs more varied unlabeled images than the bench's ten.",
         claims=(
             compare_rows("Four times longer, QAT still agrees with F32 more often than AdaRound "
                          "alone.", "agree with F32 % [95 % CI over photos]",
                          {"method": "QAT from PTQ + AdaRound"}, {"method": "PTQ + AdaRound"}),
             every_row("It does not reach the 90 % goal either (it stays below the 250-step "
-                      "run's 80.0 %).", "agree with F32 % [95 % CI over photos]", maximum=80,
+                      "run's 75.0 %).", "agree with F32 % [95 % CI over photos]", maximum=75,
                       where={"method": "QAT from PTQ + AdaRound"}),
         )),
     Section(
@@ -809,7 +821,8 @@ SECTIONS: tuple[Section, ...] = (
               "beside PTQ default and PTQ + AdaRound (8-bit weights, on the calibration crops). "
               "The goal set for QAT, at least AdaRound's agreement, is met; at INT8 AdaRound "
               "itself lands just below the default on this model, so the bar is low, and with "
-              "seven REPORT photos the intervals overlap.",
+              "seven REPORT photos the intervals overlap. (Before the training crops turned "
+              "through all ten DEV photos: 96.0 %, 23.0 dB.)",
         claims=(
             every_row("Every INT8 model, QAT's included, runs all 50 convs as integer kernels.",
                       "int kernels", minimum=50),
@@ -833,8 +846,9 @@ SECTIONS: tuple[Section, ...] = (
              "/tmp/pqq/bench8"), 10,
         prose="The INT8 QAT of the INT8 table (from the default PTQ model, the same PTQ "
               "models) with feature distillation at weight 3, the weight chosen for W4A8 on "
-              "DEV photos. Against the logits-only run: agreement 97.5 % (96.0 %), top-5 "
-              "overlap 95.6 % (95.2 %), logit SQNR 24.4 dB (23.0 dB).",
+              "DEV photos. Against the logits-only run: agreement 95.0 % (96.5 %), top-5 "
+              "overlap 95.0 % (95.3 %), logit SQNR 24.5 dB (23.5 dB). (Before the training "
+              "crops turned through all ten DEV photos: 97.5 % against 96.0 %.)",
         claims=(
             every_row("Every INT8 model runs all 50 convs as integer kernels.", "int kernels",
                       minimum=50),
@@ -844,8 +858,8 @@ SECTIONS: tuple[Section, ...] = (
             compare_rows("and than the default PTQ model it started from.",
                          "agree with F32 % [95 % CI over photos]",
                          {"method": "QAT from PTQ default"}, {"method": "PTQ default"}),
-            every_row("Its logit SQNR is above the logits-only QAT's 23.0 dB.", "logit SQNR dB",
-                      minimum=23.5, where={"method": "QAT from PTQ default"}),
+            every_row("Its logit SQNR is above the logits-only QAT's 23.5 dB.", "logit SQNR dB",
+                      minimum=24, where={"method": "QAT from PTQ default"}),
         )),
     Section(
         "qat_dense", TRAINING,
