@@ -15,7 +15,8 @@ are dropped worst first, and the count is found by galloping then bisecting, so 
 model with 50 islands costs about a dozen timings (lowbit.recipe.steps.keep_float
 rebuilds each candidate). A model that passes (all-INT8 at float's speed, or a count
 of float islands) is timed a second time and keeps the lower ratio: on a busy machine one
-window can make the float model look slow.
+window can make the float model look slow. What is kept reaches 1.0x float in both
+timings (AT_FLOAT); all-INT8 gets its second look from 0.95x (SLOWER).
 When no count reaches the float model's speed, all-INT8 is timed again (twice more
 where the first passes: a busy window can make the first timing lose), and only then
 does every op stay float (the same speed and exact), with a note that says plainly that
@@ -59,6 +60,10 @@ BATCHES = (1, 8)
 WARMUP, REPEATS, MIN_SECONDS = 2, 5, 0.1
 SMALL_RUN = 0.01  # seconds
 SLOWER = 0.95  # INT8 at under 0.95x float counts as slower (timings wobble a few percent)
+# ... and what the guard keeps must reach float's speed in each of two timings: it had kept
+# all-INT8 at 0.95-1.0x, and O-Net (48x48), passed at 0.96x, measured 0.90x in the
+# benchmark's own timing (BENCHMARKS.md, dense outputs)
+AT_FLOAT = 1.0
 # A model this much faster than float at batch 1 is not timed at the larger batch. Over
 # the 40 batch-1/batch-8 pairs this guard measured in the benchmarks (BENCHMARKS.md), a
 # model at 1.4x or more at batch 1 kept at least 0.69 of that ratio at batch 8
@@ -108,9 +113,9 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
     assert state.built is not None
     first = timer.speed(state.built.model)
     log.info("speed: all-INT8 %s", first.text())
-    if first.worst >= SLOWER:
+    if first.worst >= SLOWER:  # close enough to float's speed to be worth a second look
         first = _confirmed(timer, state.built.model, first)
-    if first.worst >= SLOWER:
+    if first.worst >= AT_FLOAT:
         return state.noted(f"speed: INT8 runs {first.text()} F32 here (measured, ONNX "
                            "Runtime on this CPU)")
     quantized = [d.name for d in state.built.quantized]
@@ -136,13 +141,13 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
         """At float's speed in two timings: on a busy machine one window can make the
         float model look slow (P-Net measured a 3-of-5-INT8 model at 1.81x once, 0.69x
         in the benchmark), so a count that passes is timed again and keeps the lower."""
-        if speed_with(count).worst < 1.0 or not tried[count][1].quantized:
+        if speed_with(count).worst < AT_FLOAT or not tried[count][1].quantized:
             return False  # slower, or no INT8 configuration at all
         if count not in confirmed:
             confirmed.add(count)
             speed, built = tried[count]
             tried[count] = (_confirmed(timer, built.model, speed), built)
-        return tried[count][0].worst >= 1.0
+        return tried[count][0].worst >= AT_FLOAT
 
     count = _fewest(len(ranked), fast_enough)
     if count is None:  # no INT8 configuration reached float's speed
@@ -161,7 +166,7 @@ def _guard(context: DeployContext, state: DeployState, timer: _Timer) -> DeployS
                    f"model's speed (the fastest, {fastest} of {len(ranked)} islands float, "
                    f"ran {tried[fastest][0].text()} F32), so the model stays F32; quantize "
                    "for size or for another target with --speed off")
-    elif speed.worst < 1.0:
+    elif speed.worst < AT_FLOAT:
         verdict = (f"no INT8 gain on this CPU: the fastest INT8 configuration tried runs "
                    f"{speed.text()} F32 ({count} of {len(ranked)} islands float); quantize "
                    "for size or another target, or deploy F32 here")
@@ -188,13 +193,13 @@ def _timed_again(timer: _Timer, model: onnx.ModelProto) -> Speed | None:
     """The all-INT8 model timed again before the guard keeps every op float, as a pass is
     (_confirmed): a loaded machine can slow one timing window (EfficientNet-Lite0, 1.4-2x
     float when quiet, once measured 0.87x with another job on both cores). Its speed
-    where two more timings both reach SLOWER, else None."""
+    where two more timings both reach AT_FLOAT, else None."""
     again = timer.speed(model)
     log.info("speed: all-INT8 timed again before keeping it float: %s", again.text())
-    if again.worst < SLOWER:
+    if again.worst < AT_FLOAT:
         return None
     again = _confirmed(timer, model, again)
-    return again if again.worst >= SLOWER else None
+    return again if again.worst >= AT_FLOAT else None
 
 
 def _fewest(count: int, fast_enough: Callable[[int], bool]) -> int | None:
