@@ -25,8 +25,8 @@ and is not timed against itself.
 A passing model's INT8 sessions are kept, warm, for its second timing. Ops an earlier
 step kept float (the --target search) stay float in every candidate; a model the target
 step already put to the guard and kept F32 (no INT8 gain: nothing to search) is not timed
-again. A progress bar on a terminal counts
-the timings (each a second or more on a large model), and each is logged.
+again. A progress bar on a terminal counts the timings (each a second or more on a large
+model), and each is logged.
 """
 
 from __future__ import annotations
