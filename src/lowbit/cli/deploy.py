@@ -110,11 +110,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "top1-drop=0.5: points of top-1, with labels; auto: cos=0.995 for a model "
                    "with a dense output map, else cos=0.999), climbing from the defaults "
                    "through AdaRound (with torch) to the fewest ops kept float; exit 1 when "
-                   "it cannot be met (the closest model is written)")
+                   "it cannot be met (the closest model is written). With --speed guard, a "
+                   "model with no INT8 gain on this CPU ships F32, which meets any target, "
+                   "and nothing is searched")
     p.add_argument("--speed", choices=("guard", "off"), default=_D("guard"),
                    help="INT8: guard times the INT8 model against float on this machine and "
                    "keeps float the INT8 islands that make it slower (Q/DQ edges around "
-                   "tiny convs); off skips the timing")
+                   "tiny convs), or the whole model where no INT8 configuration reaches "
+                   "float's speed; off skips the timing")
     add_weight_range(p, _D("auto"))
     _weight_only(p)
     add_parallel_options(p, what="samples of --algorithm gptq's statistics",
