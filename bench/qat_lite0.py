@@ -24,7 +24,8 @@ batch smaller than the photo count still sees every photo in turn (before 2026-1
 batch of 8 was cut from the first 8 of the ten DEV photos only). Two tuning knobs were
 tried there and are off by default: ``--mixup A`` blends each crop with another of its
 batch (λ ~ Beta(A, A)), ``--extra-photos`` adds bundled images in neither split
-(microscopy, graphics) to the training photos.
+(microscopy, graphics) to the training photos; ``--temperature`` sets the KL loss's
+softmax temperature (1; 3 did no better there, nor did ``--loss mse``).
 
 Rows, per weight width (``--bits``: 4 = W4A8, 8 = INT8):
 
@@ -194,7 +195,8 @@ def qat(f32: Path, start: Row, bits: int, args: argparse.Namespace, check: Path,
     settings = lq.DistillSettings(steps=args.steps, learning_rate=args.lr,
                                   step_learning_rate=args.step_lr or None, warmup=args.warmup,
                                   scale_learning_rate=args.scale_lr, threads=args.threads,
-                                  loss=args.loss, log_every=max(args.steps // 10, 1),
+                                  loss=args.loss, temperature=args.temperature,
+                                  log_every=max(args.steps // 10, 1),
                                   feature_weight=args.feature_weight)
     report = lq.distill(student, OrtTeacher(f32, args.threads, taps),
                         training_crops(args.batch, photos, mixup=args.mixup), settings)
@@ -227,6 +229,8 @@ def main() -> None:
     parser.add_argument("--scale-lr", type=float, default=1e-3,
                         help="QAT learning rate of the log-scales (default 1e-3)")
     parser.add_argument("--loss", default="auto", help="distillation loss: auto, kl, mse")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="softmax temperature of the KL loss (default 1)")
     parser.add_argument("--feature-weight", type=float, default=0.0,
                         help="also match the inner tensors student and F32 share "
                         "(lowbit.qat.shared_features), at this weight (default 0: logits only)")
