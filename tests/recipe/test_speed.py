@@ -320,3 +320,49 @@ def test_all_int8_just_under_float_speed_is_not_kept(flow: Path,
     note = next(n for n in result.notes if n.startswith("speed:"))
     assert "all-INT8 ran 0.97x at batch 1" in note and "1 of 4 INT8 islands" in note, note
     assert calls[0] == 2 and result.quantized  # a second look at all-INT8, then islands
+
+
+def test_speed_batch_times_at_the_batch_the_model_will_run(
+        flow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--speed-batch 32: the guard's float and INT8 runs get one feed of 32 samples (the 8
+    calibration samples repeated), and nothing at batch 1 or 8."""
+    seen: dict[int, tuple[int, ...]] = {}
+
+    def init(self: Any, model: onnx.ModelProto, feeds: dict[int, dict[str, np.ndarray]],
+             advance: Callable[[int], None]) -> None:
+        seen.update({batch: feed["input"].shape for batch, feed in feeds.items()})
+
+    monkeypatch.setattr(speed._Timer, "__init__", init)
+    monkeypatch.setattr(speed._Timer, "speed", lambda self, model: speed.Speed({32: 1.3}))
+    result = lowbit.deploy(flow / "model.onnx", calibration_table=flow / "m.calib",
+                           test_input=flow / "x.npz", speed="guard", speed_batch=32,
+                           output=flow / "b32.onnx")
+    assert seen == {32: (32, 3, 16, 16)}
+    assert any("INT8 runs 1.30x at batch 32" in n for n in result.notes), result.notes
+
+
+def test_speed_batch_mistakes_are_one_line_and_exit_2(
+        flow: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli.test_flow import run_cli
+
+    base = ["deploy", flow / "model.onnx", "--calibration-table", flow / "m.calib"]
+    mistakes = [(["--speed-batch", "0", "--speed", "guard"],
+                 "--speed-batch must be a whole number ≥ 1"),
+                (["--speed-batch", "4", "--speed", "off"],
+                 "--speed-batch sets the batch the speed guard times at: it needs --speed guard"),
+                (["--speed-batch", "four"], "invalid int value")]
+    for extra, message in mistakes:
+        code, text = run_cli([*base, *extra, "-o", flow / "never.onnx"], capsys)
+        assert code == 2 and message in text, text
+        assert not (flow / "never.onnx").exists()
+    fixed = prelu_chain(blocks=1)
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(fixed, flow / "fixed.onnx")
+    lowbit.calibrate(flow / "fixed.onnx", flow / "x.npz", output=flow / "f.calib",
+                     method="minmax", progress=False)
+    code, text = run_cli(["deploy", flow / "fixed.onnx", "--calibration-table", flow / "f.calib",
+                          "--speed", "guard", "--speed-batch", "16", "-o", flow / "never.onnx"],
+                         capsys)
+    assert code == 2, text
+    assert "--speed-batch 16: input 'input' has a fixed batch dimension (1)" in text, text
+    assert not (flow / "never.onnx").exists()

@@ -118,6 +118,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "keeps float the INT8 islands that make it slower (Q/DQ edges around "
                    "tiny convs), or the whole model where no INT8 configuration reaches "
                    "float's speed; off skips the timing")
+    p.add_argument("--speed-batch", type=int, metavar="N", default=_D(None),
+                   help="INT8 speed guard: time at this batch size only, the one the model "
+                   "will run at (INT8's gain over float changes with the batch); the model's "
+                   "batch dimension must be free (default: batch 1, and 8 where one run is "
+                   "quick)")
     add_weight_range(p, _D("auto"))
     _weight_only(p)
     add_parallel_options(p, what="samples of --algorithm gptq's statistics",

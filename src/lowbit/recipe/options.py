@@ -100,6 +100,7 @@ OPTIONS: dict[str, Option] = {option.keyword: option for option in (
     Option("keep_io_types", "floats.keep_io_types"),
     Option("keep_float", "floats.keep_float", _keep_float),
     Option("speed", "speed"),
+    Option("speed_batch", "speed_batch"),
     Option("target", "target"),
     Option("requantize", "requantize"),
     Option("float_weights", "float_weights"),

@@ -262,6 +262,9 @@ class Recipe:
     # the environment's LOWBIT_SPEED ("off" on a CI machine, where timings mean nothing)
     # sets the default
     speed: str = field(default_factory=lambda: os.environ.get("LOWBIT_SPEED", "guard"))
+    # the batch the guard times at, the one the model will run at (None: batch 1, and 8
+    # where a run is quick)
+    speed_batch: int | None = None
     # the fidelity to reach, e.g. "cos=0.995" (steps/target.py), on calibration_data
     target: str | None = None
     # a model that arrives quantized: strip its Q/DQ and quantize the float graph again
@@ -300,6 +303,14 @@ class Recipe:
                 _wrapped(lambda: Target.parse(str(self.target)), "target")
         object.__setattr__(self, "input_shapes", _shapes(self.input_shapes))
         _size(self.memory_budget, "memory_budget")
+        if self.speed_batch is not None and (isinstance(self.speed_batch, bool) or not
+                                             isinstance(self.speed_batch, int)
+                                             or self.speed_batch < 1):
+            raise RecipeError(f"{{speed_batch}} must be a whole number ≥ 1; got "
+                              f"{self.speed_batch!r}")
+        if self.speed_batch is not None and self.speed != "guard":
+            raise RecipeError("{speed_batch} sets the batch the speed guard times at: it "
+                              "needs {speed} guard")
         for name, kind in _SECTIONS.items():
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
@@ -404,12 +415,12 @@ class Recipe:
             self._check_keeps_scales()
             return
         applies = {"INT8": ("int8", "smooth", "equalize", "adaround", "bias_correction",
-                            "quantize_table", "calibration_table", "speed", "target",
-                            "requantize", "float_weights"),
+                            "quantize_table", "calibration_table", "speed", "speed_batch",
+                            "target", "requantize", "float_weights"),
                    "W4": ("w4",), "F16": ("floats",), "BF16": ("floats",)}[self.precision]
         for name in ("int8", "smooth", "equalize", "adaround", "bias_correction", "w4",
-                     "floats", "quantize_table", "calibration_table", "speed", "target",
-                     "requantize", "float_weights"):
+                     "floats", "quantize_table", "calibration_table", "speed", "speed_batch",
+                     "target", "requantize", "float_weights"):
             if name in applies:
                 continue
             value, default = getattr(self, name), getattr(_defaults(), name)
@@ -501,7 +512,8 @@ _SECTIONS: dict[str, type] = {
     "floats": FloatConversion, "validation": Validation}
 _OPTIONAL_SECTIONS = ("equalize", "adaround")
 #: what still applies to a model that keeps its own scales (Recipe.keep_scales)
-_KEPT_WITH_SCALES = ("validation", "backend", "memory_budget", "speed", "input_shapes",
+_KEPT_WITH_SCALES = ("validation", "backend", "memory_budget", "speed", "speed_batch",
+                     "input_shapes",
                      "keep_scales")
 
 

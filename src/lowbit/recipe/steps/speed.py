@@ -40,6 +40,7 @@ import onnx
 import onnxruntime as ort
 
 from lowbit.analysis.bench import time_interleaved
+from lowbit.errors import UsageError
 from lowbit.io.model import input_specs
 from lowbit.progress import progress_bar
 from lowbit.quantize.int8.islands import Island, find_islands, float_ops_for
@@ -253,14 +254,14 @@ class _Timer:
         serialized = float_model.SerializeToString()
         one = create_session(serialized)
         self.feeds = dict(feeds)
-        if max(BATCHES) in self.feeds:
+        if max(BATCHES) in self.feeds and 1 in self.feeds:
             times = time_interleaved([lambda: one.run(None, self.feeds[1])], 1, 3)
             # the fastest of three, as every timing here: a median of three flipped
             # MiniLM's batch-1 run (about 10 ms) from one side of SMALL_RUN to the other
             if float(np.min(times[0])) > SMALL_RUN:
                 del self.feeds[max(BATCHES)]
-        self.float_sessions = {batch: one if batch == 1 else create_session(serialized)
-                               for batch in self.feeds}
+        self.float_sessions = {batch: one if batch == min(self.feeds) else
+                               create_session(serialized) for batch in self.feeds}
         # The last candidate's sessions, by batch: a pass is timed again (_confirmed)
         # without loading the model again.
         self._last: tuple[onnx.ModelProto, dict[int, ort.InferenceSession]] | None = None
@@ -288,13 +289,24 @@ class _Timer:
 
 
 def _all_feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
-    """Feeds at each batch size: real samples where the recipe has data, else random
-    inputs at the model's fixed shape (empty when a dimension besides the batch is free)."""
+    """Feeds at each batch size (BATCHES, or the recipe's speed_batch alone): real samples
+    where the recipe has data, else random inputs at the model's fixed shape (empty when a
+    dimension besides the batch is free)."""
     specs = input_specs(context.float_model)
+    chosen = context.recipe.speed_batch
+    fixed = {s.name: s.shape[0] if s.shape else "none (a scalar)" for s in specs
+             if not s.shape or isinstance(s.shape[0], int)}
+    if chosen is not None and set(fixed.values()) == {chosen} and len(fixed) == len(specs):
+        chosen = None  # the model runs at that batch only: timed at it, as it is
+    elif chosen is not None and fixed:
+        name, batch = next(iter(fixed.items()))
+        raise UsageError(f"{{speed_batch}} {chosen}: input '{name}' has a fixed batch "
+                         f"dimension ({batch}); leave {{speed_batch}} out to time the model "
+                         "at its own batch, or export it with a free batch dimension")
     data = context.recipe.validation.data or context.recipe.calibration_data
     samples: list[dict[str, np.ndarray]] = []
     if data is not None:
-        samples = list(context.stream(data, max(BATCHES)))
+        samples = list(context.stream(data, chosen or max(BATCHES)))
     if not samples:
         rng = np.random.default_rng(0)
         sample = {}
@@ -310,14 +322,21 @@ def _all_feeds(context: DeployContext) -> dict[int, dict[str, np.ndarray]]:
             sample[spec.name] = rng.standard_normal(dims).astype(spec.dtype) \
                 if np.issubdtype(spec.dtype, np.floating) else np.zeros(dims, spec.dtype)
         samples = [sample]
+    if chosen is not None:
+        return {chosen: _batched(samples, chosen)} if chosen > 1 else {1: samples[0]}
     feeds = {1: samples[0]}
     free_batch = all(spec.shape and not isinstance(spec.shape[0], int) for spec in specs)
     if free_batch:
         big = max(BATCHES)
-        chosen = (samples * big)[:big]
-        if all(s[name].shape[0] == 1 for s in chosen for name in s):
-            feeds[big] = {name: np.concatenate([s[name] for s in chosen]) for name in chosen[0]}
+        if all(s[name].shape[0] == 1 for s in samples for name in s):
+            feeds[big] = _batched(samples, big)
     return feeds
+
+
+def _batched(samples: list[dict[str, np.ndarray]], batch: int) -> dict[str, np.ndarray]:
+    """``batch`` batch-1 samples (repeated where there are fewer) stacked into one feed."""
+    chosen = (samples * batch)[:batch]
+    return {name: np.concatenate([s[name] for s in chosen]) for name in chosen[0]}
 
 
 STEP = Step("speed", applies, run)
