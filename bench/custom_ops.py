@@ -92,7 +92,7 @@ def main() -> int:
     medians = [float(np.median(t)) * 1000 for t in times]
     lines = [header(), "",
              (f"PowerDifference (x - y)^2 + ReLU on a {'x'.join(map(str, SHAPE))} tensor, "
-              f"{args.threads} ORT threads, medians of {args.repeats} interleaved runs."), "",
+              f"{args.threads} ORT threads, medians of ≥ {args.repeats} runs in interleaved blocks."), "",
              "| operator written as | median ms | vs standard ops | max abs diff vs standard |",
              "|---|---|---|---|"]
     labels = ["standard ops (Sub, Pow)", "ONNX function (lowbit.ops.function)",

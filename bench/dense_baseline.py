@@ -26,9 +26,10 @@ Measured per row:
   cosine. Probability maps (P-Net's face map, the edge map): IoU of the maps thresholded
   at 0.5, pooled over all REPORT pixels. Classifiers (R-Net, O-Net, text direction):
   top-1 agreement with F32, and the true accuracy where labels exist;
-- speed vs F32: ORT CPU sessions, 2 intra-op threads, all rows of a model timed
-  interleaved in one process (lowbit.analysis.bench.time_interleaved) on REPORT
-  inputs, median of ``--repeats`` runs, at batch 1 and 8 (32 for the 24/48-pixel and
+- speed vs F32: ORT CPU sessions, 2 intra-op threads, workers stopped when a run
+  returns, all rows of a model timed in turns in one process
+  (lowbit.analysis.bench.time_interleaved: a few untimed runs after each switch of
+  session, then a block of timed ones) on REPORT inputs, median of ``--repeats`` runs, at batch 1 and 8 (32 for the 24/48-pixel and
   48x192 inputs); kernels: conv/gemm ORT runs as integer kernels / all, and the Q/DQ
   nodes left in ORT's optimised graph (each one a float pass over a tensor);
 - quantize wall time and peak memory: each quantizer runs alone in a fresh Python
@@ -334,7 +335,7 @@ def header_text(args: argparse.Namespace) -> str:
     return (f"### dense_baseline {datetime.date.today()} — {cpu_model()}, {os.cpu_count()} "
             f"cores, flags {', '.join(shown) or 'none of avx2/avx512/vnni/amx'} ({vnni}); "
             f"{', '.join(versions)} ({source_state()}); {THREADS} threads; median of "
-            f"≥ {args.repeats} interleaved runs (≥ {args.min_seconds:g} s per row)")
+            f"≥ {args.repeats} runs in interleaved blocks (≥ {args.min_seconds:g} s per row)")
 
 
 def source_state() -> str:

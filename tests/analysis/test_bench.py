@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lowbit.analysis.bench import (
+    BLOCK_SECONDS,
+    SETTLE_SECONDS,
     BatchTiming,
     BenchComparison,
     BenchResult,
@@ -60,13 +64,45 @@ def test_bench_models_returns_sane_timings(tmp_path: Path) -> None:
     assert comparison.ratio(4) == pytest.approx(expected)
 
 
+class _Clock:
+    """A stand-in clock: each runner made by ``runner`` moves it on by its run's seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[str] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def runner(self, name: str, seconds: float) -> Callable[[], None]:
+        def run() -> None:
+            self.calls.append(name)
+            self.now += seconds
+        return run
+
+
 def test_interleaves_runs_and_warms_up_all_first() -> None:
-    calls: list[str] = []
-    runners = [lambda: calls.append("A"), lambda: calls.append("B")]
-    times = time_interleaved(runners, warmup=2, repeats=3)
-    # Warm-up in order, then rounds alternating direction.
-    assert calls == ["A", "B"] * 2 + ["A", "B", "B", "A", "A", "B"]
-    assert [len(t) for t in times] == [3, 3]
+    clock = _Clock()
+    runners = [clock.runner("A", 0.05), clock.runner("B", 0.05)]
+    times = time_interleaved(runners, warmup=2, repeats=3, clock=clock)
+    # Warm-up in order, then rounds alternating direction; a run as long as a block is
+    # one turn, timed.
+    assert clock.calls == ["A", "B"] * 2 + ["A", "B", "B", "A", "A", "B"]
+    assert times == [[pytest.approx(0.05)] * 3] * 2
+
+
+def test_short_runs_settle_untimed_then_run_a_block() -> None:
+    """After a switch of sessions the first runs are not timed (the other session's
+    threads and weights are still in the way); then a block of timed runs."""
+    clock = _Clock()
+    a, b = 2.0 ** -10, 2.0 ** -8  # about 1 ms and 4 ms, exact in binary
+    runners = [clock.runner("A", a), clock.runner("B", b)]
+    times = time_interleaved(runners, warmup=0, repeats=1, clock=clock)
+    settle_a = math.ceil(SETTLE_SECONDS / a)
+    block_a = math.ceil(BLOCK_SECONDS / a)
+    block_b = math.ceil(BLOCK_SECONDS / b)
+    assert clock.calls == ["A"] * (settle_a + block_a) + ["B"] * (1 + block_b)
+    assert [len(t) for t in times] == [block_a, block_b]
 
 
 def test_times_come_from_the_clock_around_each_run() -> None:
