@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
     p.add_argument("--threads", type=int, help="engine threads (ONNX Runtime: intra-op)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
-    p.add_argument("--repeats", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--repeats", type=int, default=20,
+                   help="timed runs at least (default 20; a quick model runs more, in 20 ms "
+                   "blocks)")
     p.add_argument("--backend", default="ort", help="engine: ort (default) or openvino")
     p.add_argument("--precision", type=str.upper, choices=("F32", "BF16", "F16"),
                    help="ask the engine to compute a float model in this precision (OpenVINO: "
