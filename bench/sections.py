@@ -205,9 +205,10 @@ SECTIONS: tuple[Section, ...] = (
             compare_rows("The passes change no INT8 output: the same cosine to F32.",
                          "cos vs F32", {"INT8 from": "optimized"},
                          {"INT8 from": "canonical"}),
-            compare_rows("Horizontal fusion raises batch-32 throughput on both blocks.",
+            compare_rows("Horizontal fusion raises batch-32 throughput by no more than 5 % on "
+                         "either block: it stays out of `optimize`'s defaults.",
                          "b32 img/s", {"Convs/MatMuls": "fused"},
-                         {"Convs/MatMuls": "separate"}, by="block"),
+                         {"Convs/MatMuls": "separate"}, by="block", higher=False, factor=1.05),
         )),
     Section(
         "fused_preprocess", SPEED, "--fuse-preprocess on EfficientNet-Lite0: accuracy and time",
