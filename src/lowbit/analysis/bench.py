@@ -231,7 +231,8 @@ def bench_models(
                 check_run(engine.session, plan.feeds, str(path))
         runners = [_runner(e, plan) for e, plan in zip(engines, plans, strict=True)]
         if progress:
-            log.info("timing %d model(s) at batch %d: %d warm-up + %d timed runs each",
+            log.info("timing %d model(s) at batch %d: %d warm-up runs, then at least %d timed "
+                     "runs each, in interleaved blocks",
                      len(paths), batch, settings.warmup, settings.repeats)
         samples = time_interleaved(runners, settings.warmup, settings.repeats,
                                    settings.min_seconds)
