@@ -314,8 +314,10 @@ def _turn(run: Callable[[], object], times: list[float], clock: Clock) -> None:
     caches. Timed one run each in strict alternation, two ONNX Runtime sessions on this
     2-core machine read 0.32-0.75x for an INT8 R-Net over float at batch 32, and 1.9x for
     an INT8 EfficientNet-Lite0 edge map; each alone, in its own process, reads 0.77x and
-    1.67x, and so do these blocks (0.77-0.78x, 1.60-1.65x). A run of BLOCK_SECONDS or more
-    is its own settling: what the previous session leaves is small beside it.
+    1.67x. These blocks, on sessions that stop spinning when a run returns
+    (lowbit.runtime.ort.create_session), read 0.81x and 1.63x (BENCHMARKS.md, dense
+    outputs). A run of BLOCK_SECONDS or more is its own settling: what the previous
+    session leaves is small beside it.
     """
     settled = 0.0
     while settled < SETTLE_SECONDS:
